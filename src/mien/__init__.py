@@ -1,0 +1,28 @@
+"""mien: facial expression analysis and synthesis, from raw video to results.
+
+Public API::
+
+    import mien
+    res = mien.analyze("video.mp4")          # -> mien.AnalysisResult
+    res.to_parquet("out.parquet")
+    res2 = mien.read_results("out.parquet")
+    of = mien.read_openface("openface.csv")
+"""
+
+from mien._version import __version__
+from mien.errors import InputError, MienError
+from mien.io.openface import read_openface
+from mien.io.results import read_results
+from mien.pipelines.analyze import AnalyzeOptions, analyze
+from mien.results import AnalysisResult
+
+__all__ = [
+    "AnalysisResult",
+    "AnalyzeOptions",
+    "InputError",
+    "MienError",
+    "__version__",
+    "analyze",
+    "read_openface",
+    "read_results",
+]

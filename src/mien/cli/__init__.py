@@ -1,0 +1,1 @@
+"""The ``mien`` command line."""

@@ -1,0 +1,50 @@
+"""``mien`` entry point: one subcommand per module in :mod:`mien.cli`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mien._version import __version__
+from mien.errors import InputError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mien.cli import analyze, demo
+
+    parser = argparse.ArgumentParser(prog="mien", description="Facial expression analysis and synthesis.")
+    parser.add_argument("--version", action="version", version=f"mien {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (analyze, demo):
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 some inputs failed, 2 bad input or usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_native_logs()
+    try:
+        return int(args.func(args) or 0)
+    except InputError as e:
+        print(f"mien: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"mien: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mien: interrupted", file=sys.stderr)
+        return 130
+
+
+def _quiet_native_logs() -> None:
+    """Silence MediaPipe/TFLite/absl start-up chatter on stderr (set before they load)."""
+    import os
+
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

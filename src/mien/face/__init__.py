@@ -1,0 +1,1 @@
+"""Faces in frames: MediaPipe detection + landmarks, tracking, head pose, gaze, eye/mouth geometry."""

@@ -1,0 +1,30 @@
+"""Index sets of the MediaPipe 478-point face mesh used across mien.
+
+Sides are the subject's: the subject's right eye is on the image's left in an unmirrored frame.
+"""
+
+import numpy as np
+
+# Eye Aspect Ratio points p1..p6 (Soukupová & Čech 2016): corners p1/p4, upper lid p2/p3, lower lid p6/p5.
+EAR_RIGHT = np.array([33, 160, 158, 133, 153, 144])
+EAR_LEFT = np.array([362, 385, 387, 263, 373, 380])
+# Closed eye contours (16 points each).
+EYE_RIGHT = np.array([33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246])
+EYE_LEFT = np.array([263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466])
+IRIS_RIGHT_CENTER = 468  # 469–472: right iris contour
+IRIS_LEFT_CENTER = 473  # 474–477: left iris contour
+# Inner lips (upper 13, lower 14) and inner mouth corners (78, 308).
+MOUTH_INNER_UPPER, MOUTH_INNER_LOWER = 13, 14
+MOUTH_CORNER_RIGHT, MOUTH_CORNER_LEFT = 78, 308
+NOSE_TIP = 1
+
+# The 68-point iBUG/Multi-PIE scheme (OpenFace, dlib) as the nearest MediaPipe mesh vertices:
+# jaw 0–16, brows 17–26, nose 27–35, eyes 36–47, outer lips 48–59, inner lips 60–67.
+IBUG68 = np.array([
+    162, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 389,
+    71, 63, 105, 66, 107, 336, 296, 334, 293, 301,
+    168, 197, 5, 4, 75, 97, 2, 326, 305,
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
+    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,
+    78, 82, 13, 312, 308, 317, 14, 87,
+])

@@ -1,0 +1,76 @@
+"""Results files: Parquet with the schema in the footer (lossless), and flat CSV."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from mien.errors import InputError
+from mien.io.atomic import atomic_output
+from mien.results.result import AnalysisResult
+
+
+def write_parquet(result: AnalysisResult, path: str | os.PathLike) -> None:
+    """Write ``result`` to a Parquet file atomically (zstd).
+
+    Scalar columns are typed Parquet columns; arrays (bbox, landmarks) are nested fixed-size lists. The
+    footer (schema metadata key ``mien``) holds the schema version, mien version, per-column dtype/shape and
+    ``result.meta`` (source, fps, frame size, model names and file hashes, options); every field carries its
+    unit and description. :func:`read_results` restores exactly the same :class:`AnalysisResult`.
+    """
+    table = result.to_arrow()
+    with atomic_output(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_results(path: str | os.PathLike) -> AnalysisResult:
+    """Read a Parquet file written by mien.
+
+    Raises:
+        InputError: missing file, not Parquet, or not a mien results file.
+    """
+    if not os.path.exists(path):
+        raise InputError(path, "no such file")
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for non-Parquet input
+        raise InputError(path, f"not a Parquet file ({str(e).splitlines()[0][:120]})") from None
+    try:
+        return AnalysisResult.from_arrow(table)
+    except (ValueError, KeyError) as e:
+        raise InputError(path, str(e)) from None
+
+
+def flat_columns(result: AnalysisResult) -> dict[str, np.ndarray]:
+    """Columns flattened to 1-D for tabular text formats.
+
+    ``bbox`` → bbox_x_min, bbox_y_min, bbox_x_max, bbox_y_max; ``landmarks`` → lm_x_0…, lm_y_0…, lm_z_0…;
+    other array columns → name_0, name_1, ….
+    """
+    out: dict[str, np.ndarray] = {}
+    for name, arr in result.columns().items():
+        if arr.ndim == 1:
+            out[name] = arr
+        elif name == "bbox":
+            for i, k in enumerate(("x_min", "y_min", "x_max", "y_max")):
+                out[f"bbox_{k}"] = arr[:, i]
+        elif name == "landmarks":
+            for c, axis in enumerate("xyz"):
+                for k in range(arr.shape[1]):
+                    out[f"lm_{axis}_{k}"] = arr[:, k, c]
+        else:
+            flat = arr.reshape(len(arr), -1)
+            for k in range(flat.shape[1]):
+                out[f"{name}_{k}"] = flat[:, k]
+    return out
+
+
+def write_csv(result: AnalysisResult, path: str | os.PathLike) -> None:
+    """Write the flat columns of :func:`flat_columns` as CSV, atomically."""
+    import pandas as pd
+
+    df = pd.DataFrame(flat_columns(result))
+    with atomic_output(path) as tmp:
+        df.to_csv(tmp, index=False)

@@ -1,0 +1,375 @@
+"""The main job: frames → faces → per-(frame, face) records (:class:`~mien.AnalysisResult`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+
+from mien.face.blink import detect_blinks
+from mien.face.geometry import (
+    HeadPoseEstimator,
+    direction_to_angles,
+    eye_aspect_ratio,
+    gaze_directions,
+    mouth_openness,
+    rotation_to_euler,
+)
+from mien.face.landmarker import MediaPipeFaceMesh
+from mien.face.tracking import IoUTracker
+from mien.io.video import Frame, ImageSource, VideoSource, WebcamSource, open_source
+from mien.results.result import AnalysisResult
+
+
+@dataclass
+class AnalyzeOptions:
+    """Options of :func:`analyze` (the CLI flags of ``mien analyze`` map one to one).
+
+    Attributes:
+        every: process every N-th frame.
+        start, end: time window in seconds (None: whole video).
+        max_faces: most faces per frame.
+        detector: MediaPipe face detector: "auto" (default: short-range for videos and webcams, where faces
+            are near the camera and it gives fewer false positives; full-range for still images, which also
+            finds small faces in group photos), "short" or "full".
+        min_detection_confidence: detector score threshold in [0, 1].
+        min_tracking_confidence: face-presence threshold in [0, 1] for keeping a tracked face.
+        focal_px: camera focal length in pixels for head pose (None: frame width).
+        device: device for neural models that run in PyTorch ("cpu", "cuda"); MediaPipe always runs on CPU.
+        progress: show a progress bar.
+    """
+
+    every: int = 1
+    start: float | None = None
+    end: float | None = None
+    max_faces: int = 1
+    detector: str = "auto"
+    min_detection_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    focal_px: float | None = None
+    device: str = "cpu"
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"every must be >= 1, got {self.every}")
+        if self.max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1, got {self.max_faces}")
+
+
+@lru_cache(maxsize=16)
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _model_meta(mesh: MediaPipeFaceMesh) -> dict:
+    models = {k: {"name": mesh.name, "file": os.path.basename(p), "sha256": _sha256(p)}
+              for k, p in mesh.model_files.items()}
+    canon = resources.files("mien.assets").joinpath("canonical_face_model.npy")
+    with resources.as_file(canon) as p:
+        models["head_pose_model"] = {"name": "mediapipe-canonical-face", "file": p.name, "sha256": _sha256(str(p))}
+    return models
+
+
+class FrameAnalyzer:
+    """Per-frame analysis state: landmarker, tracker and pose estimator for one source.
+
+    Args:
+        width, height: frame size in pixels.
+        options: :class:`AnalyzeOptions`.
+        static: treat frames as unrelated images.
+    """
+
+    def __init__(self, width: int, height: int, options: AnalyzeOptions, static: bool = False):
+        self.options = options
+        detector = options.detector if options.detector != "auto" else ("full" if static else "short")
+        self.mesh = MediaPipeFaceMesh(options.max_faces, static_image_mode=static, detector=detector,
+                                      min_detection_confidence=options.min_detection_confidence,
+                                      min_tracking_confidence=options.min_tracking_confidence)
+        self.tracker = IoUTracker()
+        self.pose = HeadPoseEstimator(width, height, options.focal_px)
+        self._conf: dict[int, float] = {}
+        self.rows: dict[str, list] = {k: [] for k in (
+            "frame", "t_sec", "face_id", "confidence", "bbox", "landmarks", "euler", "t_mm", "gaze")}
+
+    def process(self, frame: Frame) -> int:
+        """Analyse one frame and append its rows; returns the number of faces found."""
+        faces = self.mesh.process(frame.image)
+        if not faces:
+            self.tracker.update(np.zeros((0, 4), np.float32))
+            return 0
+        ids = self.tracker.update(np.stack([f.bbox for f in faces]))
+        rows = self.rows
+        for face, fid in zip(faces, ids, strict=True):
+            fid = int(fid)
+            if face.detection_score is not None:
+                self._conf[fid] = face.detection_score
+            R, t_mm = self.pose.estimate(face.landmarks)
+            rows["frame"].append(frame.index)
+            rows["t_sec"].append(frame.t_sec)
+            rows["face_id"].append(fid)
+            rows["confidence"].append(self._conf.get(fid, np.nan))
+            rows["bbox"].append(face.bbox)
+            rows["landmarks"].append(face.landmarks)
+            rows["euler"].append(rotation_to_euler(R))
+            rows["t_mm"].append(t_mm)
+            rows["gaze"].append(gaze_directions(face.landmarks, R))
+        if len(self._conf) > 64:  # forget ended tracks
+            live = set(self.tracker._ids.tolist())
+            self._conf = {k: v for k, v in self._conf.items() if k in live}
+        return len(faces)
+
+    def result(self, meta: dict) -> AnalysisResult:
+        """All rows so far as an :class:`AnalysisResult` (blinks detected per track, rows sorted)."""
+        r = self.rows
+        n = len(r["frame"])
+        if n == 0:
+            return AnalysisResult.empty(meta)
+        lm = np.stack(r["landmarks"])
+        euler = np.degrees(np.array(r["euler"]))
+        gaze = np.array(r["gaze"])  # (N, 2 eyes [left, right], 3)
+        per_eye = direction_to_angles(gaze)
+        both = direction_to_angles(gaze.sum(1))
+        ear = eye_aspect_ratio(lm)
+        t_mm = np.array(r["t_mm"])
+        cols = dict(
+            frame=np.array(r["frame"]), t_sec=np.array(r["t_sec"]), face_id=np.array(r["face_id"]),
+            confidence=np.array(r["confidence"]), bbox=np.stack(r["bbox"]), landmarks=lm,
+            pitch_deg=euler[:, 0], yaw_deg=euler[:, 1], roll_deg=euler[:, 2],
+            tx_mm=t_mm[:, 0], ty_mm=t_mm[:, 1], tz_mm=t_mm[:, 2],
+            gaze_yaw_deg=both[:, 0], gaze_pitch_deg=both[:, 1],
+            gaze_left_yaw_deg=per_eye[:, 0, 0], gaze_left_pitch_deg=per_eye[:, 0, 1],
+            gaze_right_yaw_deg=per_eye[:, 1, 0], gaze_right_pitch_deg=per_eye[:, 1, 1],
+            ear_left=ear[:, 0], ear_right=ear[:, 1], mouth_open=mouth_openness(lm),
+            blink=np.zeros(n, bool),
+        )
+        order = np.lexsort((cols["face_id"], cols["frame"]))
+        cols = {k: v[order] for k, v in cols.items()}
+        for fid in np.unique(cols["face_id"]):
+            m = cols["face_id"] == fid
+            cols["blink"][m] = detect_blinks(cols["t_sec"][m], (cols["ear_left"][m] + cols["ear_right"][m]) / 2)
+        return AnalysisResult(**cols, meta=meta)
+
+    def close(self) -> None:
+        self.mesh.close()
+
+
+def analyze(source: str | os.PathLike, options: AnalyzeOptions | None = None, *,
+            on_frame: Callable[[Frame, AnalysisResult | None], bool | None] | None = None,
+            **kwargs) -> AnalysisResult:
+    """Analyse every face in a video, image or webcam stream.
+
+    Per frame and face: face box, track id, 478 landmarks with iris (MediaPipe), head pose by PnP against
+    the MediaPipe canonical face, per-eye and combined gaze, eye aspect ratios, mouth openness; blinks per
+    track afterwards. Video is decoded as a stream; timestamps come from the container's presentation times.
+
+    Args:
+        source: video file, image file, or ``"webcam:N"``.
+        options: :class:`AnalyzeOptions`; keyword arguments override its fields (``analyze(p, every=2)``).
+        on_frame: called after each processed frame with the frame (webcam previews); return True to stop.
+
+    Returns:
+        :class:`~mien.AnalysisResult` with one row per (frame, face); ``meta`` holds source properties,
+        frame counts (processed, decoded, corrupt), model names and file hashes, and the options.
+
+    Raises:
+        InputError: missing, empty, truncated or unreadable input (message names the file and reason).
+        ValueError: invalid options.
+    """
+    options = dataclasses.replace(options or AnalyzeOptions(), **kwargs)
+    src = open_source(source, start=options.start, end=options.end, every=options.every)
+    return analyze_source(src, options, on_frame=on_frame)
+
+
+def analyze_source(src: VideoSource | ImageSource | WebcamSource, options: AnalyzeOptions,
+                   on_frame: Callable | None = None) -> AnalysisResult:
+    """:func:`analyze` on an already opened frame source."""
+    info = src.info
+    fa = FrameAnalyzer(info.width, info.height, options, static=isinstance(src, ImageSource))
+    bar = None
+    if options.progress and info.kind == "video":
+        from tqdm import tqdm
+
+        total = None
+        if info.duration_sec and info.fps:
+            span = (options.end if options.end is not None else info.duration_sec) - (options.start or 0.0)
+            total = max(int(span * info.fps / options.every), 1)
+        bar = tqdm(total=total, unit="frame", desc=os.path.basename(info.path), leave=False, dynamic_ncols=True)
+    processed = 0
+    t0 = time.perf_counter()
+    try:
+        for frame in src:
+            fa.process(frame)
+            processed += 1
+            if bar is not None:
+                bar.update(1)
+            if on_frame is not None and on_frame(frame, fa) is True:
+                if isinstance(src, WebcamSource):
+                    src.stop()
+                break
+    finally:
+        fa.close()
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - t0
+    meta = {
+        "source": info.path, "source_kind": info.kind, "width": info.width, "height": info.height,
+        "fps": info.fps, "duration_sec": info.duration_sec, "codec": info.codec,
+        "frames_processed": processed, "frames_decoded": src.frames_decoded,
+        "corrupt_frames": src.corrupt_frames, "landmark_scheme": "mediapipe478",
+        "camera": {"focal_px": float(fa.pose.K[0, 0]), "cx": float(fa.pose.K[0, 2]), "cy": float(fa.pose.K[1, 2])},
+        "models": _model_meta(fa.mesh),
+        "options": dataclasses.asdict(options) | {"progress": False},
+        "elapsed_sec": None,
+    }
+    res = fa.result(meta)
+    res.meta["elapsed_sec"] = round(elapsed, 3)  # not part of equality-relevant content; informative
+    return res
+
+
+# ---------------------------------------------------------------------------------------------- batches
+FORMAT_SUFFIX = {"parquet": ".parquet", "csv": ".csv", "openface": ".openface.csv"}
+
+
+@dataclass
+class BatchReport:
+    """Outcome of :func:`analyze_files`.
+
+    Attributes:
+        ok: one dict per analysed input: input, outputs (paths), rows, faces, frames, seconds.
+        skipped: inputs whose outputs already existed (resumed run), with their outputs.
+        failed: one dict per bad input: input, reason.
+        frames, seconds: totals over analysed inputs.
+    """
+
+    ok: list[dict] = dataclasses.field(default_factory=list)
+    skipped: list[dict] = dataclasses.field(default_factory=list)
+    failed: list[dict] = dataclasses.field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+
+def output_paths(inputs: list[str], out_dir: str | os.PathLike, formats: tuple[str, ...], overlay: bool,
+                 plot: bool) -> list[dict[str, str]]:
+    """Output file paths per input: ``<out>/<stem><suffix>``; a stem shared by several inputs gets its
+    parent folder's name prepended (``<parent>_<stem>``)."""
+    from collections import Counter
+    from pathlib import Path
+
+    stems = [Path(s.replace(":", "")).stem for s in inputs]
+    dup = Counter(stems)
+    out = []
+    for s, stem in zip(inputs, stems, strict=True):
+        if dup[stem] > 1:
+            stem = f"{Path(s).parent.name}_{stem}"
+        d = {f: str(Path(out_dir) / f"{stem}{FORMAT_SUFFIX[f]}") for f in formats}
+        if overlay:
+            d["overlay"] = str(Path(out_dir) / f"{stem}.overlay.mp4")
+        if plot:
+            d["plot"] = str(Path(out_dir) / f"{stem}.plot.png")
+        out.append(d)
+    return out
+
+
+def write_outputs(result: AnalysisResult, source: str, outputs: dict[str, str]) -> None:
+    """Write each requested output of one analysed source (all atomically)."""
+    from mien.viz import plot_timeseries, render_overlay
+
+    for kind, path in outputs.items():
+        if kind == "parquet":
+            result.to_parquet(path)
+        elif kind == "csv":
+            result.to_csv(path)
+        elif kind == "openface":
+            result.to_openface(path)
+        elif kind == "plot":
+            plot_timeseries(result, path)
+        elif kind == "overlay" and result.meta.get("source_kind") == "video":
+            render_overlay(source, result, path)
+        elif kind == "overlay":  # images: the annotated image as PNG next to the video overlays
+            import PIL.Image
+
+            from mien.io.atomic import atomic_output
+            from mien.viz import draw_faces
+
+            img = next(iter(open_source(source))).image
+            with atomic_output(os.path.splitext(path)[0] + ".png") as tmp:
+                PIL.Image.fromarray(draw_faces(img, result, np.arange(len(result)))).save(tmp, format="PNG")
+
+
+def analyze_files(inputs: list[str], out_dir: str | os.PathLike, options: AnalyzeOptions | None = None,
+                  formats: tuple[str, ...] = ("parquet",), overlay: bool = True, plot: bool = True,
+                  overwrite: bool = False, log: Callable[[str], None] | None = None) -> BatchReport:
+    """Analyse many inputs into ``out_dir``; bad inputs are skipped and reported, never fatal.
+
+    Each input's outputs are written atomically once it is complete, so an interrupted batch restarted with
+    the same arguments skips the inputs already done (unless ``overwrite``). ``<out_dir>/report.json``
+    lists what was analysed, skipped and failed (with reasons).
+
+    Args:
+        inputs: media files (already expanded, see :func:`mien.io.video.expand_inputs`).
+        out_dir: output folder (created).
+        formats: any of "parquet", "csv", "openface".
+        overlay: write ``<stem>.overlay.mp4`` (``.overlay.png`` for images).
+        plot: write ``<stem>.plot.png``.
+        log: called with one line per failed input.
+
+    Returns:
+        :class:`BatchReport`.
+    """
+    from mien.errors import InputError
+    from mien.io.atomic import atomic_output
+
+    options = options or AnalyzeOptions()
+    unknown = set(formats) - set(FORMAT_SUFFIX)
+    if unknown:
+        raise ValueError(f"unknown output format(s) {sorted(unknown)}; choose from {sorted(FORMAT_SUFFIX)}")
+    os.makedirs(out_dir, exist_ok=True)
+    report = BatchReport()
+    for src, outs in zip(inputs, output_paths(inputs, out_dir, formats, overlay, plot), strict=True):
+        check = {k: (os.path.splitext(v)[0] + ".png" if k == "overlay" and _is_image(src) else v)
+                 for k, v in outs.items()}
+        if not overwrite and all(os.path.exists(p) for p in check.values()):
+            report.skipped.append({"input": src, "outputs": check})
+            continue
+        t0 = time.perf_counter()
+        try:
+            res = analyze(src, options)
+            write_outputs(res, src, outs)
+        except InputError as e:
+            report.failed.append({"input": src, "reason": e.reason})
+            if log:
+                log(str(e))
+            continue
+        dt = time.perf_counter() - t0
+        n = int(res.meta["frames_processed"])
+        report.ok.append({"input": src, "outputs": check, "rows": len(res),
+                          "faces": int(len(np.unique(res.face_id))), "frames": n,
+                          "corrupt_frames": int(res.meta["corrupt_frames"]), "seconds": round(dt, 3)})
+        report.frames += n
+        report.seconds += dt
+    with atomic_output(os.path.join(out_dir, "report.json")) as tmp:
+        tmp.write_text(report.to_json())
+    return report
+
+
+def _is_image(path: str) -> bool:
+    from mien.io.video import IMAGE_SUFFIXES
+
+    return os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES
