@@ -87,6 +87,9 @@ class MediaPipeFaceMesh:
         min_detection_confidence: face-detector score threshold in [0, 1].
         min_tracking_confidence: face-presence threshold in [0, 1] below which a tracked face is dropped
             and re-detected.
+        max_side: frames larger than this (pixels, longer side) are downscaled with area averaging before
+            MediaPipe sees them, whose own resampling does not anti-alias (the full-range detector misses the
+            face of a 2560-px photo at 960 px and above, and finds it at 800); landmarks are scaled back to source pixels.
 
     Raises:
         ValueError: unknown detector name.
@@ -95,7 +98,8 @@ class MediaPipeFaceMesh:
     name = "mediapipe-face-mesh-0.10.21"
 
     def __init__(self, max_faces: int = 1, static_image_mode: bool = False, detector: str = "short",
-                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 max_side: int = 800):
         import mediapipe as mp
         from mediapipe.framework import calculator_pb2
         from mediapipe.python.solution_base import SolutionBase
@@ -117,6 +121,7 @@ class MediaPipeFaceMesh:
             "face_landmarker": os.path.join(root, _LANDMARK_MODEL),
         }
         self.max_faces = max_faces
+        self.max_side = max_side
         self._first = True
         with quiet_native_stderr():
             self._solution = self._make(SolutionBase, graph, max_faces, static_image_mode, thresh_param,
@@ -138,6 +143,11 @@ class MediaPipeFaceMesh:
     def process(self, image: np.ndarray) -> list[FaceObservation]:
         """Find faces in one RGB uint8 frame (H, W, 3); frames of a video must come in time order."""
         h, w = image.shape[:2]
+        if max(h, w) > self.max_side:
+            import cv2
+
+            f = self.max_side / max(h, w)
+            image = cv2.resize(image, (max(round(w * f), 1), max(round(h * f), 1)), interpolation=cv2.INTER_AREA)
         if self._first:  # the graph logs start-up warnings until its landmark model first runs
             with quiet_native_stderr():
                 out = self._solution.process(image)

@@ -42,6 +42,8 @@ class AnalyzeOptions:
         min_detection_confidence: detector score threshold in [0, 1].
         min_tracking_confidence: face-presence threshold in [0, 1] for keeping a tracked face.
         focal_px: camera focal length in pixels for head pose (None: frame width).
+        max_side: frames whose longer side exceeds this many pixels are downscaled (area averaging) for
+            MediaPipe, whose detector does not anti-alias; results stay in source pixels.
         device: device for neural models that run in PyTorch ("cpu", "cuda"); MediaPipe always runs on CPU.
         progress: show a progress bar.
     """
@@ -54,6 +56,7 @@ class AnalyzeOptions:
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     focal_px: float | None = None
+    max_side: int = 800
     device: str = "cpu"
     progress: bool = False
 
@@ -96,7 +99,8 @@ class FrameAnalyzer:
         detector = options.detector if options.detector != "auto" else ("full" if static else "short")
         self.mesh = MediaPipeFaceMesh(options.max_faces, static_image_mode=static, detector=detector,
                                       min_detection_confidence=options.min_detection_confidence,
-                                      min_tracking_confidence=options.min_tracking_confidence)
+                                      min_tracking_confidence=options.min_tracking_confidence,
+                                      max_side=options.max_side)
         self.tracker = IoUTracker()
         self.pose = HeadPoseEstimator(width, height, options.focal_px)
         self._conf: dict[int, float] = {}

@@ -1,0 +1,45 @@
+"""Shared fixtures. Real data lives in ../shared/data (never copied into the repo).
+
+Tests that need it skip when it is absent, but fail when MIEN_REQUIRE_SHARED_DATA=1 (as in CI).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MIEN_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _require_shared() -> Path:
+    if not SHARED_DATA.is_dir():
+        msg = f"real test data not found at {SHARED_DATA}"
+        if os.environ.get("MIEN_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(msg + " (MIEN_REQUIRE_SHARED_DATA=1)")
+        pytest.skip(msg)
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of ../shared/data; skips (or fails under MIEN_REQUIRE_SHARED_DATA=1) when it is missing."""
+    return _require_shared()
+
+
+@pytest.fixture(scope="session")
+def analyzed(shared_data):
+    """Memoised ``mien.analyze`` on a file relative to shared/data, so tests share one analysis."""
+    import mien
+
+    cache: dict = {}
+
+    def get(rel: str, **kwargs):
+        key = (rel, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            cache[key] = mien.analyze(shared_data / rel, **kwargs)
+        return cache[key]
+
+    return get
