@@ -1,0 +1,1 @@
+"""Pure ``torch.nn.Module`` models by family (no Lightning, no config frameworks)."""
