@@ -19,7 +19,8 @@ def test_face_found_in_talking_head_clips(analyzed, rel):
     assert len(np.unique(r.face_id)) == 1  # one person, one track
     assert r.landmarks.shape == (len(r), 478, 3) and r.landmarks.dtype == np.float32
     w, h = r.meta["width"], r.meta["height"]
-    inside = (r.landmarks[..., 0] > -0.05 * w) & (r.landmarks[..., 0] < 1.05 * w)
+    inside = ((r.landmarks[..., 0] > -0.05 * w) & (r.landmarks[..., 0] < 1.05 * w)
+              & (r.landmarks[..., 1] > -0.05 * h) & (r.landmarks[..., 1] < 1.05 * h))
     assert inside.mean() > 0.99
     assert np.isfinite(r.yaw_deg).all() and (np.abs(r.yaw_deg) < 60).all()
     assert (r.tz_mm > 100).all()  # in front of the camera

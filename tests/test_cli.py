@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import av
-import pytest
 
 import mien
 

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mien.face import landmarks as L
 from mien.face.blink import blink_events, detect_blinks
 from mien.face.geometry import (
     HeadPoseEstimator,
@@ -54,10 +55,9 @@ def test_yaw_sign_convention():
     assert uv[1, 1] > uv0[1, 1] + 10  # positive pitch: nose down
 
 
-def _synthetic_landmarks(R=np.eye(3), iris_shift_cm=(0.0, 0.0)):
+def _synthetic_landmarks(R=None, iris_shift_cm=(0.0, 0.0)):
     """478 camera-frame landmarks (pixel scale) of the canonical face with irises at the eye centres."""
-    from mien.face import landmarks as L
-
+    R = np.eye(3) if R is None else R
     model = canonical_face().astype(np.float64)
     pts = np.zeros((478, 3))
     pts[:468] = model
@@ -89,8 +89,6 @@ def test_eye_aspect_ratio_closes():
     lm = _synthetic_landmarks()
     open_ear = eye_aspect_ratio(lm)
     closed = lm.copy()
-    from mien.face import landmarks as L
-
     for idx in (L.EAR_LEFT, L.EAR_RIGHT):
         for upper, lower in ((idx[1], idx[5]), (idx[2], idx[4])):  # lids meet (y and depth)
             mid = (closed[upper] + closed[lower]) / 2

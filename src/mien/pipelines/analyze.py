@@ -25,7 +25,8 @@ from mien.face.geometry import (
 from mien.face.landmarker import MediaPipeFaceMesh
 from mien.face.tracking import IoUTracker
 from mien.io.video import Frame, ImageSource, VideoSource, WebcamSource, open_source
-from mien.results.result import AnalysisResult
+from mien.pipelines.face_models import EMOTIONS, ExpressionModel, IdentityModel, ReIdentifier
+from mien.results.result import COLUMN_SPECS, AnalysisResult
 
 
 @dataclass
@@ -44,6 +45,12 @@ class AnalyzeOptions:
         focal_px: camera focal length in pixels for head pose (None: frame width).
         max_side: frames whose longer side exceeds this many pixels are downscaled (area averaging) for
             MediaPipe, whose detector does not anti-alias; results stay in source pixels.
+        emotion: add per-face emotion probabilities (``emotion_<label>`` columns) and the 256-d
+            ``expression_embedding`` (face-api FaceExpressionNet on a 112-px face crop). Off by default: it
+            costs ~7–13 ms per face on a 2-core CPU (see docs/benchmarks.md). Needs the ``models`` extra.
+        identity: re-identify a face that leaves and comes back with face-api FaceRecognitionNet descriptors
+            (computed once per new track), so it keeps its ``face_id``; mean descriptors per id go in
+            ``meta["identity"]``. None (default): on when PyTorch (the ``models`` extra) is installed.
         device: device for neural models that run in PyTorch ("cpu", "cuda"); MediaPipe always runs on CPU.
         progress: show a progress bar.
     """
@@ -57,6 +64,8 @@ class AnalyzeOptions:
     min_tracking_confidence: float = 0.5
     focal_px: float | None = None
     max_side: int = 800
+    emotion: bool = False
+    identity: bool | None = None
     device: str = "cpu"
     progress: bool = False
 
@@ -65,6 +74,12 @@ class AnalyzeOptions:
             raise ValueError(f"every must be >= 1, got {self.every}")
         if self.max_faces < 1:
             raise ValueError(f"max_faces must be >= 1, got {self.max_faces}")
+
+
+def _torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("safetensors") is not None
 
 
 @lru_cache(maxsize=16)
@@ -76,9 +91,16 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _model_meta(mesh: MediaPipeFaceMesh) -> dict:
-    models = {k: {"name": mesh.name, "file": os.path.basename(p), "sha256": _sha256(p)}
-              for k, p in mesh.model_files.items()}
+def _model_meta(fa: FrameAnalyzer) -> dict:
+    models = {k: {"name": fa.mesh.name, "file": os.path.basename(p), "sha256": _sha256(p)}
+              for k, p in fa.mesh.model_files.items()}
+    from mien.models.faceapi import EXPRESSION_WEIGHTS, RECOGNITION_WEIGHTS, asset_path
+
+    for key, model, fname in (("expression", fa.expression, EXPRESSION_WEIGHTS),
+                              ("identity", fa.reid.model, RECOGNITION_WEIGHTS)):
+        if model is not None:
+            p = str(asset_path(fname))
+            models[key] = {"name": model.name, "file": fname, "sha256": _sha256(p)}
     canon = resources.files("mien.assets").joinpath("canonical_face_model.npy")
     with resources.as_file(canon) as p:
         models["head_pose_model"] = {"name": "mediapipe-canonical-face", "file": p.name, "sha256": _sha256(str(p))}
@@ -103,9 +125,23 @@ class FrameAnalyzer:
                                       max_side=options.max_side)
         self.tracker = IoUTracker()
         self.pose = HeadPoseEstimator(width, height, options.focal_px)
+        self.expression = ExpressionModel(options.device) if options.emotion else None
+        use_identity = options.identity if options.identity is not None else _torch_available()
+        self.reid = ReIdentifier(IdentityModel(options.device) if use_identity else None)
         self._conf: dict[int, float] = {}
+        self._crops: list[np.ndarray] = []
+        self._emotion: list[np.ndarray] = []
+        self._embedding: list[np.ndarray] = []
         self.rows: dict[str, list] = {k: [] for k in (
             "frame", "t_sec", "face_id", "confidence", "bbox", "landmarks", "euler", "t_mm", "gaze")}
+
+    def _flush(self) -> None:
+        """Run the expression net on the crops collected so far (batched for speed)."""
+        if self.expression is not None and self._crops:
+            probs, emb = self.expression(np.stack(self._crops))
+            self._emotion.append(probs)
+            self._embedding.append(emb)
+            self._crops = []
 
     def process(self, frame: Frame) -> int:
         """Analyse one frame and append its rows; returns the number of faces found."""
@@ -113,10 +149,13 @@ class FrameAnalyzer:
         if not faces:
             self.tracker.update(np.zeros((0, 4), np.float32))
             return 0
-        ids = self.tracker.update(np.stack([f.bbox for f in faces]))
+        boxes = np.stack([f.bbox for f in faces])
+        track_ids = self.tracker.update(boxes)
+        ids = self.reid.person_ids(frame.image, track_ids, boxes, set(self.tracker._ids.tolist()))
         rows = self.rows
         for face, fid in zip(faces, ids, strict=True):
-            fid = int(fid)
+            if self.expression is not None:
+                self._crops.append(self.expression.crop(frame.image, face.bbox))
             if face.detection_score is not None:
                 self._conf[fid] = face.detection_score
             R, t_mm = self.pose.estimate(face.landmarks)
@@ -129,6 +168,8 @@ class FrameAnalyzer:
             rows["euler"].append(rotation_to_euler(R))
             rows["t_mm"].append(t_mm)
             rows["gaze"].append(gaze_directions(face.landmarks, R))
+        if len(self._crops) >= 32:
+            self._flush()
         if len(self._conf) > 64:  # forget ended tracks
             live = set(self.tracker._ids.tolist())
             self._conf = {k: v for k, v in self._conf.items() if k in live}
@@ -136,10 +177,27 @@ class FrameAnalyzer:
 
     def result(self, meta: dict) -> AnalysisResult:
         """All rows so far as an :class:`AnalysisResult` (blinks detected per track, rows sorted)."""
+        self._flush()
         r = self.rows
         n = len(r["frame"])
+        meta = dict(meta)
+        extra_meta = {}
+        if self.expression is not None:
+            for label in EMOTIONS:
+                extra_meta[f"emotion_{label}"] = {"unit": "probability", "description": (
+                    f"probability of a {label} expression (face-api FaceExpressionNet, 7 classes sum to 1)")}
+            extra_meta["expression_embedding"] = {"unit": "", "description": (
+                "(256,) face-api FaceExpressionNet features of the 112-px face crop, non-negative")}
+        meta["extra_columns"] = extra_meta
+        if self.reid.model is not None:
+            meta["identity"] = {"model": self.reid.model.name, "descriptors": {
+                str(k): v for k, v in self.reid.descriptors().items()}}
         if n == 0:
-            return AnalysisResult.empty(meta)
+            extra = {}
+            if self.expression is not None:
+                extra = {f"emotion_{label}": np.zeros(0, np.float32) for label in EMOTIONS}
+                extra["expression_embedding"] = np.zeros((0, 256), np.float32)
+            return AnalysisResult.from_columns({"frame": np.zeros(0, np.int64), **extra}, meta=meta)
         lm = np.stack(r["landmarks"])
         euler = np.degrees(np.array(r["euler"]))
         gaze = np.array(r["gaze"])  # (N, 2 eyes [left, right], 3)
@@ -158,12 +216,18 @@ class FrameAnalyzer:
             ear_left=ear[:, 0], ear_right=ear[:, 1], mouth_open=mouth_openness(lm),
             blink=np.zeros(n, bool),
         )
+        if self.expression is not None:
+            probs = np.concatenate(self._emotion)
+            for i, label in enumerate(EMOTIONS):
+                cols[f"emotion_{label}"] = probs[:, i]
+            cols["expression_embedding"] = np.concatenate(self._embedding)
         order = np.lexsort((cols["face_id"], cols["frame"]))
         cols = {k: v[order] for k, v in cols.items()}
         for fid in np.unique(cols["face_id"]):
             m = cols["face_id"] == fid
             cols["blink"][m] = detect_blinks(cols["t_sec"][m], (cols["ear_left"][m] + cols["ear_right"][m]) / 2)
-        return AnalysisResult(**cols, meta=meta)
+        extra = {k: cols.pop(k) for k in list(cols) if k not in COLUMN_SPECS}
+        return AnalysisResult(**cols, meta=meta, extra=extra)
 
     def close(self) -> None:
         self.mesh.close()
@@ -233,7 +297,7 @@ def analyze_source(src: VideoSource | ImageSource | WebcamSource, options: Analy
         "frames_processed": processed, "frames_decoded": src.frames_decoded,
         "corrupt_frames": src.corrupt_frames, "landmark_scheme": "mediapipe478",
         "camera": {"focal_px": float(fa.pose.K[0, 0]), "cx": float(fa.pose.K[0, 2]), "cy": float(fa.pose.K[1, 2])},
-        "models": _model_meta(fa.mesh),
+        "models": _model_meta(fa),
         "options": dataclasses.asdict(options) | {"progress": False},
         "elapsed_sec": None,
     }
