@@ -98,3 +98,9 @@ def test_demo(tmp_path):
 def test_version():
     proc = run_mien("--version")
     assert proc.returncode == 0 and mien.__version__ in proc.stdout
+
+
+def test_convert_faceapi_bad_package(tmp_path):
+    proc = run_mien("models", "convert-faceapi", tmp_path / "nope", tmp_path / "out")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("mien: error: ") and "nope" in proc.stderr
