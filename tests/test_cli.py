@@ -104,3 +104,27 @@ def test_convert_faceapi_bad_package(tmp_path):
     proc = run_mien("models", "convert-faceapi", tmp_path / "nope", tmp_path / "out")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("mien: error: ") and "nope" in proc.stderr
+
+
+def test_webcam_source_runs_live_and_writes_results(tmp_path, shared_data, monkeypatch):
+    """`--source webcam:0` with OpenCV's capture pointed at a real clip: frames processed live until it ends."""
+    import cv2
+
+    from mien.cli.main import main
+
+    real_capture = cv2.VideoCapture
+    opened = []
+
+    def fake_capture(index):
+        opened.append(index)
+        return real_capture(str(shared_data / "samples/single_face.mp4"))
+
+    monkeypatch.setattr(cv2, "VideoCapture", fake_capture)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    out = tmp_path / "live"
+    assert main(["analyze", "--source", "webcam:0", "-o", str(out), "--no-progress"]) == 0
+    assert opened == [0]
+    res = mien.read_results(out / "webcam0.parquet")
+    assert res.meta["source_kind"] == "webcam"
+    assert len(res) >= 70 and (res.face_id == 0).all()
+    assert (out / "webcam0.plot.png").exists()

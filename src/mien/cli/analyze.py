@@ -101,16 +101,13 @@ def run_webcam(spec: str, out_dir: str, options, formats: tuple[str, ...]) -> in
             return False
         import cv2
 
-        part = analyzer.result({"source_kind": "webcam"}) if False else None  # full result only at the end
-        img = frame.image
-        rows = analyzer.rows
-        if rows["frame"] and rows["frame"][-1] == frame.index:
-            from mien.results.result import AnalysisResult
+        from mien.results.result import AnalysisResult
 
-            k = sum(1 for f in reversed(rows["frame"]) if f == frame.index)
-            lm = rows["landmarks"][-k:]
-            part = AnalysisResult.from_columns({"frame": [frame.index] * k, "face_id": rows["face_id"][-k:],
-                                                "bbox": rows["bbox"][-k:], "landmarks": lm})
+        img, rows = frame.image, analyzer.rows
+        k = sum(1 for _ in _last_run(rows["frame"], frame.index))  # faces of this frame
+        if k:
+            part = AnalysisResult.from_columns({"frame": rows["frame"][-k:], "face_id": rows["face_id"][-k:],
+                                                "bbox": rows["bbox"][-k:], "landmarks": rows["landmarks"][-k:]})
             img = draw_faces(img, part, list(range(k)))
         cv2.imshow("mien", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         return (cv2.waitKey(1) & 0xFF) == ord("q")
@@ -130,3 +127,11 @@ def run_webcam(spec: str, out_dir: str, options, formats: tuple[str, ...]) -> in
     write_outputs(res, spec, outs)
     print(f"mien: {res.summary()}; outputs: {', '.join(outs.values())}")
     return 0
+
+
+def _last_run(values: list, value):
+    """Yield the trailing elements of ``values`` equal to ``value``."""
+    for v in reversed(values):
+        if v != value:
+            return
+        yield v

@@ -34,7 +34,8 @@ class ExpressionModel:
 
         self._torch = torch
         self.device = device
-        self.net = load_expression_net(device)
+        # channels-last memory layout: ~1.5x faster depthwise convolutions on CPU (oneDNN)
+        self.net = load_expression_net(device).to(memory_format=torch.channels_last)
 
     def crop(self, image: np.ndarray, bbox: np.ndarray) -> np.ndarray:
         """(112, 112, 3) uint8 crop of one face from an RGB frame; ``bbox`` in pixels."""
@@ -51,6 +52,7 @@ class ExpressionModel:
         if len(crops) == 0:
             return np.zeros((0, 7), np.float32), np.zeros((0, 256), np.float32)
         x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().to(self.device)
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             emb = self.net.embed(x)
             probs = torch.softmax(self.net.fc(emb), dim=1)
