@@ -13,6 +13,7 @@ from mien._version import __version__
 from mien.errors import InputError, MienError
 from mien.io.openface import read_openface
 from mien.io.results import read_results
+from mien.models.registry import create_model, list_models
 from mien.pipelines.analyze import AnalyzeOptions, analyze
 from mien.results import AnalysisResult
 
@@ -23,6 +24,8 @@ __all__ = [
     "MienError",
     "__version__",
     "analyze",
+    "create_model",
+    "list_models",
     "read_openface",
     "read_results",
 ]

@@ -118,3 +118,21 @@ def load_recognition_net(device: str | torch.device = "cpu") -> FaceRecognitionN
     from mien.models.faceapi.nets import FaceRecognitionNet
 
     return _load(FaceRecognitionNet(), RECOGNITION_WEIGHTS, device)
+
+
+def _register() -> None:
+    from mien.models.registry import InputContract, register_model
+
+    mean = (122.782, 117.001, 104.298)
+    crop = "landmark-box-square-1.1"
+    register_model("faceapi-expression", "faceapi",
+                   InputContract(112, "0-255", mean, (255.0, 255.0, 255.0), crop=crop),
+                   "face-api FaceExpressionNet: 7 emotions + 256-d embedding (MIT, converted weights)",
+                   )(load_expression_net)
+    register_model("faceapi-recognition", "faceapi",
+                   InputContract(150, "0-255", mean, (255.0, 255.0, 255.0), crop=crop),
+                   "face-api FaceRecognitionNet: 128-d identity descriptor (MIT, converted weights)",
+                   )(load_recognition_net)
+
+
+_register()
