@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from mien.face.geometry import (
 )
 from mien.face.landmarker import MediaPipeFaceMesh
 from mien.face.tracking import IoUTracker
+from mien.io.hashing import sha256_file
 from mien.io.video import Frame, ImageSource, VideoSource, WebcamSource, open_source
 from mien.pipelines.face_models import EMOTIONS, ExpressionModel, IdentityModel, ReIdentifier
 from mien.results.result import COLUMN_SPECS, AnalysisResult
@@ -84,11 +84,7 @@ def _torch_available() -> bool:
 
 @lru_cache(maxsize=16)
 def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def _model_meta(fa: FrameAnalyzer) -> dict:
@@ -234,7 +230,7 @@ class FrameAnalyzer:
 
 
 def analyze(source: str | os.PathLike, options: AnalyzeOptions | None = None, *,
-            on_frame: Callable[[Frame, AnalysisResult | None], bool | None] | None = None,
+            on_frame: Callable[[Frame, FrameAnalyzer], bool | None] | None = None,
             **kwargs) -> AnalysisResult:
     """Analyse every face in a video, image or webcam stream.
 
@@ -245,7 +241,8 @@ def analyze(source: str | os.PathLike, options: AnalyzeOptions | None = None, *,
     Args:
         source: video file, image file, or ``"webcam:N"``.
         options: :class:`AnalyzeOptions`; keyword arguments override its fields (``analyze(p, every=2)``).
-        on_frame: called after each processed frame with the frame (webcam previews); return True to stop.
+        on_frame: called after each processed frame with the frame and the :class:`FrameAnalyzer` (whose
+            ``rows`` hold the faces found so far; used by the webcam preview); return True to stop.
 
     Returns:
         :class:`~mien.AnalysisResult` with one row per (frame, face); ``meta`` holds source properties,

@@ -19,7 +19,6 @@ where PACKAGE_DIR is the unpacked npm package (the folder holding ``package.json
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mien.errors import InputError
+from mien.io.hashing import sha256_file as _sha256
 
 __all__ = [
     "DEFAULT_DTYPES",
@@ -52,14 +52,6 @@ net stays float32 (1.3 MB); for the recognition net float16 changes descriptor v
 (measured on 365 faces) and halves the file (11 MB instead of 22 MB)."""
 
 _DTYPE_BYTES = {"float32": 4, "int32": 4, "uint8": 1, "uint16": 2, "float16": 2}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def dequantize(data: bytes, spec: Mapping) -> np.ndarray:
