@@ -10,12 +10,12 @@ from mien.errors import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mien.cli import analyze, demo, models
+    from mien.cli import analyze, demo, export, models
 
     parser = argparse.ArgumentParser(prog="mien", description="Facial expression analysis and synthesis.")
     parser.add_argument("--version", action="version", version=f"mien {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (analyze, demo, models):
+    for module in (analyze, demo, models, export):
         module.add_parser(sub)
     return parser
 
