@@ -1,0 +1,41 @@
+"""Evaluation metrics: AU occurrence/intensity (:mod:`mien.metrics.au`), emotion classification
+(:mod:`mien.metrics.emotion`) and identity similarity (:mod:`mien.metrics.identity`).
+
+All take numpy arrays or torch tensors and return numpy float64 values; see each module for shapes, the
+NaN conventions and the sources of the definitions. Needs ``torch`` and ``torchmetrics``.
+"""
+
+from mien.metrics.au import (
+    au_average_precision,
+    au_f1,
+    au_f1_at_eer,
+    au_icc,
+    au_mae,
+    au_pearson,
+    au_roc_auc,
+    eer_threshold,
+    icc3_1,
+    icc_mean_squares,
+    macro_f1,
+)
+from mien.metrics.emotion import accuracy, confusion_matrix, emotion_f1, emotion_macro_f1
+from mien.metrics.identity import identity_similarity
+
+__all__ = [
+    "accuracy",
+    "au_average_precision",
+    "au_f1",
+    "au_f1_at_eer",
+    "au_icc",
+    "au_mae",
+    "au_pearson",
+    "au_roc_auc",
+    "confusion_matrix",
+    "eer_threshold",
+    "emotion_f1",
+    "emotion_macro_f1",
+    "icc3_1",
+    "icc_mean_squares",
+    "identity_similarity",
+    "macro_f1",
+]
