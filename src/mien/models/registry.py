@@ -62,7 +62,8 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
-_FAMILY_MODULES = ("mien.models.faceapi",)  # imported lazily so that registering costs nothing at import
+# modules whose import registers their family; imported on first lookup so that `import mien` stays light
+_FAMILY_MODULES = ("mien.models.faceapi", "mien.models.au", "mien.models.tokenizer")
 
 
 def register_model(name: str, family: str, contract: InputContract, description: str = "",

@@ -1,0 +1,159 @@
+"""Configurations of the expression tokenizer family (plain dataclasses, no torch import).
+
+A config fully describes an architecture; it is what ``config.json`` holds next to ``model.safetensors``
+(:func:`mien.models.tokenizer.save_pretrained`) and what the registry's named configurations fill in.
+
+Source: seed 1, "Face Expression System & Dataset Utils" (github.com/ozgecanoz/face_expT @555e664),
+``face_model/models/{dinov2_tokenizer,expression_transformer,expression_reconstruction_model,
+expression_transformer_decoder}.py``; see ``shared/seeds/DIGEST.md`` §1.2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class TokenizerConfig:
+    """Architecture of an :class:`~mien.models.tokenizer.nets.ExpressionTokenizer`.
+
+    Attributes:
+        backbone: "conv" (small trainable convolutional patch encoder, offline, any crop size) or "timm"
+            (any timm model by name: ViTs give their patch tokens, CNNs their last feature map).
+        timm_name: timm model name when ``backbone == "timm"``, e.g. "vit_small_patch14_dinov2.lvd142m".
+        timm_kwargs: extra keyword arguments for ``timm.create_model`` (e.g. a tiny ViT:
+            ``img_size=56, patch_size=14, embed_dim=32, depth=1, num_heads=2``).
+        pretrained: load the timm model's pretrained weights (downloads through timm/Hugging Face Hub).
+        freeze_backbone: keep the backbone frozen (no gradients, eval mode), as the seed freezes DINOv2.
+        crop_size: square input side in pixels (H = W = crop_size).
+        mean, std: per-channel RGB normalisation the tokenizer applies to [0, 1] input.
+        patch_size: patch side of the conv encoder (grid = crop_size // patch_size).
+        conv_channels: (stem, body) widths of the conv encoder.
+        dim: model width D (expression token size); backbone features are projected to it when they differ.
+        expr_heads, expr_layers, expr_ff: ExpressionTransformer cross-attention decoder.
+        max_subjects: size of the learnable subject-embedding table; 0 = subject-invariant variant (no
+            subject embedding in either the expression transformer or the reconstruction).
+        recon_heads, recon_cross_layers, recon_self_layers, recon_ff: reconstruction transformer.
+        decoder_channels: width of the first CNN-decoder conv (halved at each ×2 upsampling, min 16).
+        dropout: dropout of all transformer layers.
+        norm_first: pre-LN transformer layers (True) or post-LN as in the seed (False).
+    """
+
+    backbone: str = "conv"
+    timm_name: str = ""
+    timm_kwargs: dict = field(default_factory=dict)
+    pretrained: bool = False
+    freeze_backbone: bool = True
+    crop_size: int = 64
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    patch_size: int = 8
+    conv_channels: tuple[int, int] = (32, 64)
+    dim: int = 384
+    expr_heads: int = 4
+    expr_layers: int = 4
+    expr_ff: int = 768
+    max_subjects: int = 501
+    recon_heads: int = 4
+    recon_cross_layers: int = 2
+    recon_self_layers: int = 2
+    recon_ff: int = 768
+    decoder_channels: int = 256
+    dropout: float = 0.1
+    norm_first: bool = True
+
+    def __post_init__(self) -> None:
+        self.mean = tuple(float(v) for v in self.mean)
+        self.std = tuple(float(v) for v in self.std)
+        self.conv_channels = tuple(int(v) for v in self.conv_channels)
+        self.timm_kwargs = dict(self.timm_kwargs)
+        if self.backbone not in ("conv", "timm"):
+            raise ValueError(f"backbone must be 'conv' or 'timm', got {self.backbone!r}")
+        if self.backbone == "timm" and not self.timm_name:
+            raise ValueError("backbone='timm' needs timm_name")
+        if self.crop_size < 1 or self.dim < 1:
+            raise ValueError("crop_size and dim must be positive")
+        if self.dim % 4:
+            raise ValueError(f"dim must be divisible by 4 (2-D sine positions), got {self.dim}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError("mean and std need 3 values (RGB)")
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable dict (tuples become lists)."""
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TokenizerConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: unknown keys.
+        """
+        known = {f.name for f in fields(cls)}
+        extra = set(d) - known
+        if extra:
+            raise ValueError(f"unknown TokenizerConfig keys: {sorted(extra)}")
+        return cls(**d)
+
+
+@dataclass
+class PredictorConfig:
+    """Architecture of an :class:`~mien.models.tokenizer.nets.ExpressionPredictor` (next-token prediction).
+
+    Attributes:
+        dim: token size D (must match the tokenizer's).
+        max_len: longest token history T (learnable positions).
+        heads, layers, ff: causal transformer encoder.
+        dropout: dropout of the layers.
+        norm_first: pre-LN layers.
+    """
+
+    dim: int = 384
+    max_len: int = 50
+    heads: int = 8
+    layers: int = 4
+    ff: int = 1536
+    dropout: float = 0.1
+    norm_first: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PredictorConfig:
+        known = {f.name for f in fields(cls)}
+        extra = set(d) - known
+        if extra:
+            raise ValueError(f"unknown PredictorConfig keys: {sorted(extra)}")
+        return cls(**d)
+
+
+# Named configurations (registered in mien.models.tokenizer.__init__).
+TINY = dict(backbone="conv", crop_size=64, patch_size=8, conv_channels=(16, 32), dim=32, expr_heads=2,
+            expr_layers=1, expr_ff=64, max_subjects=16, recon_heads=2, recon_cross_layers=1,
+            recon_self_layers=1, recon_ff=64, decoder_channels=32, dropout=0.0)
+VIT_TINY = dict(backbone="timm", timm_name="vit_small_patch14_dinov2.lvd142m",
+                timm_kwargs=dict(img_size=56, patch_size=14, embed_dim=32, depth=1, num_heads=2),
+                pretrained=False, freeze_backbone=True, crop_size=56, dim=32, expr_heads=2, expr_layers=1,
+                expr_ff=64, max_subjects=16, recon_heads=2, recon_cross_layers=1, recon_self_layers=1,
+                recon_ff=64, decoder_channels=32, dropout=0.0)
+# The seed's joint run: DINOv2 ViT-S/14 at 518² (37×37 = 1369 patches × 384), ExpT heads 4 / layers 4 /
+# ff 768 / 501 subjects, reconstruction 2 cross + 2 self layers, heads 4, ff 768, CNN decoder from 256 ch.
+DINOV2_S14 = dict(backbone="timm", timm_name="vit_small_patch14_dinov2.lvd142m", pretrained=True,
+                  freeze_backbone=True, crop_size=518, dim=384, expr_heads=4, expr_layers=4, expr_ff=768,
+                  max_subjects=501, recon_heads=4, recon_cross_layers=2, recon_self_layers=2, recon_ff=768,
+                  decoder_channels=256, dropout=0.1)
+# Subject-invariant variant (seed HEAD 97f500c): no subject embedding anywhere.
+DINOV2_S14_INVARIANT = dict(DINOV2_S14, max_subjects=0)
+# Any timm model by name (default a small CNN at 224²; override timm_name/crop_size).
+TIMM_GENERIC = dict(backbone="timm", timm_name="resnet18", pretrained=True, freeze_backbone=True,
+                    crop_size=224, dim=256, expr_heads=4, expr_layers=2, expr_ff=512, max_subjects=0,
+                    recon_heads=4, recon_cross_layers=2, recon_self_layers=2, recon_ff=512,
+                    decoder_channels=128, dropout=0.1)
+PREDICTOR_TINY = dict(dim=32, max_len=32, heads=2, layers=1, ff=64, dropout=0.0)
+# Seed's prediction run: heads 8, layers 4, ff 4·384, max_seq 50.
+PREDICTOR_S = dict(dim=384, max_len=50, heads=8, layers=4, ff=1536, dropout=0.1)

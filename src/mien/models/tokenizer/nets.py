@@ -1,0 +1,356 @@
+"""Expression tokenizer networks (pure ``torch.nn``; no Lightning).
+
+* :class:`ExpressionTransformer` — a learnable expression query cross-attends to [subject embedding;
+  patch tokens + positions + learnable delta positions] → one unit-norm expression token per frame (D).
+* :class:`ExpressionReconstruction` — learnable patch queries + positions cross-attend to [subject embedding;
+  expression token], self-attention layers, CNN decoder → RGB face at crop size in [0, 1].
+* :class:`ExpressionTokenizer` — patch tokenizer + both of the above, batched over all frames of all clips.
+* :class:`ExpressionPredictor` — causal transformer predicting the next expression token from a history.
+
+Shapes: B batch (clips), T frames, N patches, D features, H = W = crop size.
+
+Source: seed 1, "Face Expression System & Dataset Utils" (ozgecanoz/face_expT @555e664):
+``face_model/models/expression_transformer.py``, ``expression_reconstruction_model.py``,
+``face_reconstruction_model.py`` (OptimizedCNNDecoder), ``expression_transformer_decoder.py``.
+Differences from the seed (its bugs are not copied): positions are added once; all frames go through one
+batched call (no per-frame Python loops); the decoder uses GroupNorm (batch-independent) and exact ×2
+transposed convolutions; layer counts come from one config that is saved with the weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mien.models.tokenizer.config import PredictorConfig, TokenizerConfig
+from mien.models.tokenizer.patch import PatchTokenizer, _groups, build_patch_tokenizer
+
+
+def _decoder_layers(dim, heads, ff, dropout, layers, norm_first):
+    layer = nn.TransformerDecoderLayer(dim, heads, ff, dropout, batch_first=True, norm_first=norm_first)
+    return nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(dim) if norm_first else None)
+
+
+def _encoder_layers(dim, heads, ff, dropout, layers, norm_first):
+    layer = nn.TransformerEncoderLayer(dim, heads, ff, dropout, batch_first=True, norm_first=norm_first)
+    return nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(dim) if norm_first else None,
+                                 enable_nested_tensor=False)
+
+
+class ExpressionTransformer(nn.Module):
+    """Expression query cross-attending to patch tokens → unit-norm expression token.
+
+    Args:
+        dim: D.
+        num_patches: N (size of the learnable delta position table).
+        heads, layers, ff, dropout, norm_first: ``nn.TransformerDecoder`` of ``layers`` layers.
+        max_subjects: learnable subject-embedding table size; 0 = subject-invariant (no subject token).
+
+    Forward:
+        patch_tokens: float (M, N, D) (M = B·T frames).
+        pos: float (N, D) position table to add, or None when the tokens already carry positions
+            (the learnable ``delta_pos`` (1, N, D) is always added).
+        subject_ids: long (M,) in [0, max_subjects); required iff ``max_subjects > 0``.
+
+    Returns:
+        float (M, D) expression tokens with unit L2 norm.
+
+    Raises:
+        ValueError: wrong shapes, missing/out-of-range subject ids.
+    """
+
+    def __init__(self, dim: int, num_patches: int, heads: int = 4, layers: int = 4, ff: int = 768,
+                 dropout: float = 0.1, max_subjects: int = 0, norm_first: bool = True):
+        super().__init__()
+        self.dim, self.num_patches, self.max_subjects = dim, num_patches, max_subjects
+        self.subject_embeddings = nn.Embedding(max_subjects, dim) if max_subjects > 0 else None
+        self.expression_query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.delta_pos = nn.Parameter(torch.zeros(1, num_patches, dim))
+        nn.init.trunc_normal_(self.delta_pos, std=0.02)
+        self.decoder = _decoder_layers(dim, heads, ff, dropout, layers, norm_first)
+        self.output_proj = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def subject_embedding(self, subject_ids: torch.Tensor | None, m: int) -> torch.Tensor | None:
+        """(M, D) subject embeddings, or None for the subject-invariant variant.
+
+        Raises:
+            ValueError: ids missing when required, wrong shape, or out of range.
+        """
+        if self.subject_embeddings is None:
+            return None
+        if subject_ids is None:
+            raise ValueError("this model has subject embeddings: pass subject_ids")
+        subject_ids = torch.as_tensor(subject_ids, device=self.delta_pos.device).long().reshape(-1)
+        if subject_ids.shape[0] != m:
+            raise ValueError(f"expected {m} subject ids, got {subject_ids.shape[0]}")
+        if subject_ids.numel() and (int(subject_ids.min()) < 0 or int(subject_ids.max()) >= self.max_subjects):
+            raise ValueError(f"subject ids must lie in [0, {self.max_subjects}), got "
+                             f"[{int(subject_ids.min())}, {int(subject_ids.max())}]")
+        return self.subject_embeddings(subject_ids)
+
+    def forward(self, patch_tokens: torch.Tensor, pos: torch.Tensor | None = None,
+                subject_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if patch_tokens.ndim != 3 or patch_tokens.shape[1:] != (self.num_patches, self.dim):
+            raise ValueError(f"expected patch tokens (M, {self.num_patches}, {self.dim}), got "
+                             f"{tuple(patch_tokens.shape)}")
+        m = patch_tokens.shape[0]
+        x = patch_tokens + self.delta_pos
+        if pos is not None:
+            x = x + pos.unsqueeze(0)
+        subj = self.subject_embedding(subject_ids, m)
+        if subj is not None:
+            x = torch.cat([subj.unsqueeze(1), x], 1)
+        h = self.decoder(self.expression_query.expand(m, -1, -1), x)
+        return F.normalize(self.norm(self.output_proj(h[:, 0])), dim=-1)
+
+
+class CNNDecoder(nn.Module):
+    """Patch grid features → RGB image (the seed's OptimizedCNNDecoder, made size-generic).
+
+    conv3×3 D→C GN GELU; k = floor(log2(crop/grid)) × [ConvT 4×4 stride 2 (exact ×2), GN, GELU] with the
+    width halved each time (min 16); bilinear resize to the crop; conv3×3 GN GELU; conv3×3 → 3; sigmoid.
+
+    Forward: float (M, D, gh, gw) → float (M, 3, crop, crop) in [0, 1].
+    """
+
+    def __init__(self, dim: int, grid: tuple[int, int], crop_size: int, channels: int = 256):
+        super().__init__()
+        self.crop_size = crop_size
+        c = channels
+        layers: list[nn.Module] = [nn.Conv2d(dim, c, 3, padding=1), nn.GroupNorm(_groups(c), c), nn.GELU()]
+        ratio = crop_size / max(grid)
+        n_up = max(0, int(math.floor(math.log2(ratio)))) if ratio >= 1 else 0
+        for _ in range(n_up):
+            c2 = max(c // 2, 16)
+            layers += [nn.ConvTranspose2d(c, c2, 4, stride=2, padding=1), nn.GroupNorm(_groups(c2), c2), nn.GELU()]
+            c = c2
+        self.up = nn.Sequential(*layers)
+        c2 = max(c // 2, 16)
+        self.head = nn.Sequential(nn.Conv2d(c, c2, 3, padding=1), nn.GroupNorm(_groups(c2), c2), nn.GELU(),
+                                  nn.Conv2d(c2, 3, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.up(x)
+        if x.shape[-2:] != (self.crop_size, self.crop_size):
+            x = F.interpolate(x, size=(self.crop_size, self.crop_size), mode="bilinear", align_corners=False)
+        return torch.sigmoid(self.head(x))
+
+
+class ExpressionReconstruction(nn.Module):
+    """Face image from (subject embedding, expression token).
+
+    Learnable patch queries (1, N, D) + positions cross-attend (``cross_layers``) to the memory
+    [subject embedding; expression token] (M, 2, D) — or [expression token] (M, 1, D) for the
+    subject-invariant variant — then ``self_layers`` self-attention layers over the N patches, reshape to
+    (M, D, gh, gw), :class:`CNNDecoder`.
+
+    Forward:
+        expression: float (M, D) expression tokens.
+        pos: float (N, D) query positions (tokenizer table + the expression transformer's delta).
+        subject: float (M, D) subject embeddings or None.
+
+    Returns:
+        float (M, 3, crop, crop) RGB in [0, 1].
+    """
+
+    def __init__(self, dim: int, grid: tuple[int, int], crop_size: int, heads: int = 4, cross_layers: int = 2,
+                 self_layers: int = 2, ff: int = 768, dropout: float = 0.1, decoder_channels: int = 256,
+                 norm_first: bool = True):
+        super().__init__()
+        self.dim, self.grid = dim, tuple(grid)
+        n = grid[0] * grid[1]
+        self.patch_queries = nn.Parameter(torch.randn(1, n, dim) * 0.02)
+        self.cross = _decoder_layers(dim, heads, ff, dropout, cross_layers, norm_first)
+        self.self_attn = _encoder_layers(dim, heads, ff, dropout, self_layers, norm_first) if self_layers else None
+        self.decoder = CNNDecoder(dim, self.grid, crop_size, decoder_channels)
+
+    def forward(self, expression: torch.Tensor, pos: torch.Tensor,
+                subject: torch.Tensor | None = None) -> torch.Tensor:
+        if expression.ndim != 2 or expression.shape[1] != self.dim:
+            raise ValueError(f"expected expression tokens (M, {self.dim}), got {tuple(expression.shape)}")
+        m = expression.shape[0]
+        mem = expression.unsqueeze(1)
+        if subject is not None:
+            mem = torch.cat([subject.unsqueeze(1), mem], 1)
+        q = (self.patch_queries + pos.unsqueeze(0)).expand(m, -1, -1)
+        h = self.cross(q, mem)
+        if self.self_attn is not None:
+            h = self.self_attn(h)
+        gh, gw = self.grid
+        return self.decoder(h.transpose(1, 2).reshape(m, self.dim, gh, gw))
+
+
+@dataclass
+class TokenizerOutput:
+    """Output of :meth:`ExpressionTokenizer.forward`.
+
+    Attributes:
+        tokens: float (B, T, D) unit-norm expression tokens ((B, D) for (B, 3, H, W) input).
+        recon: float (B, T, 3, H, W) RGB in [0, 1] ((B, 3, H, W) for image input).
+    """
+
+    tokens: torch.Tensor
+    recon: torch.Tensor
+
+
+class ExpressionTokenizer(nn.Module):
+    """Patch tokenizer + expression transformer + reconstruction, built from a :class:`TokenizerConfig`.
+
+    Input frames: float (B, T, 3, H, W) — or (B, 3, H, W) — RGB in [0, 1] with H = W = ``config.crop_size``
+    (uint8 in [0, 255] is accepted and divided by 255). The model normalises with the config's mean/std itself.
+    Subject ids: long (B,) (one per clip, repeated over T) or (B, T); needed iff ``config.max_subjects > 0``.
+    All B·T frames run through each stage in one batched call.
+
+    Attributes:
+        config, tokenizer (:class:`~mien.models.tokenizer.patch.PatchTokenizer`), expression
+        (:class:`ExpressionTransformer`), reconstruction (:class:`ExpressionReconstruction`),
+        contract (:class:`~mien.models.registry.InputContract`).
+    """
+
+    def __init__(self, config: TokenizerConfig | dict | None = None, **overrides):
+        super().__init__()
+        if config is None:
+            config = TokenizerConfig(**overrides)
+        elif isinstance(config, dict):
+            config = TokenizerConfig.from_dict({**config, **overrides})
+        elif overrides:
+            config = TokenizerConfig.from_dict({**config.to_dict(), **overrides})
+        self.config = config
+        self.tokenizer: PatchTokenizer = build_patch_tokenizer(config)
+        self.grid = self.tokenizer.grid
+        n = self.tokenizer.num_patches
+        self.expression = ExpressionTransformer(config.dim, n, config.expr_heads, config.expr_layers,
+                                                config.expr_ff, config.dropout, config.max_subjects,
+                                                config.norm_first)
+        self.reconstruction = ExpressionReconstruction(config.dim, self.grid, config.crop_size, config.recon_heads,
+                                                       config.recon_cross_layers, config.recon_self_layers,
+                                                       config.recon_ff, config.dropout, config.decoder_channels,
+                                                       config.norm_first)
+
+    @property
+    def contract(self):
+        from mien.models.tokenizer import contract_of
+
+        return contract_of(self.config)
+
+    # ---- helpers -------------------------------------------------------------------------------------------
+    def _flatten(self, frames: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        if frames.dtype == torch.uint8:
+            frames = frames.float() / 255.0
+        if frames.ndim == 5:
+            lead = tuple(frames.shape[:2])
+        elif frames.ndim == 4:
+            lead = (frames.shape[0],)
+        else:
+            raise ValueError(f"expected frames (B, T, 3, H, W) or (B, 3, H, W), got {tuple(frames.shape)}")
+        return frames.reshape(-1, *frames.shape[-3:]), lead
+
+    def _subject_ids(self, subject_ids, lead: tuple[int, ...]) -> torch.Tensor | None:
+        if subject_ids is None or self.config.max_subjects <= 0:
+            return None
+        ids = torch.as_tensor(subject_ids).long()
+        if len(lead) == 2 and ids.ndim == 1:
+            ids = ids.repeat_interleave(lead[1])
+        return ids.reshape(-1)
+
+    def recon_positions(self, pos: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, D) reconstruction query positions: tokenizer table + the expression transformer's delta."""
+        if pos is None:
+            pos = self.tokenizer.position_table()
+        return pos + self.expression.delta_pos[0]
+
+    # ---- API -----------------------------------------------------------------------------------------------
+    def encode(self, frames: torch.Tensor, subject_ids=None) -> torch.Tensor:
+        """Expression tokens: (B, T, 3, H, W) → float (B, T, D), (B, 3, H, W) → (B, D); unit norm.
+
+        Raises:
+            ValueError: wrong frame shape/size, missing or out-of-range subject ids.
+        """
+        x, lead = self._flatten(frames)
+        tokens, pos = self.tokenizer(x)
+        ids = self._subject_ids(subject_ids, lead)
+        z = self.expression(tokens, None if self.tokenizer.positions_in_tokens else pos, ids)
+        return z.reshape(*lead, -1)
+
+    def decode(self, tokens: torch.Tensor, subject_ids=None) -> torch.Tensor:
+        """Faces from expression tokens: (B, T, D) → float (B, T, 3, H, W), (B, D) → (B, 3, H, W); [0, 1].
+
+        ``subject_ids`` choose the identity (a different id than the encoding one = identity swap).
+        """
+        lead = tuple(tokens.shape[:-1])
+        z = tokens.reshape(-1, tokens.shape[-1])
+        ids = self._subject_ids(subject_ids, lead)
+        subj = self.expression.subject_embedding(ids, z.shape[0]) if self.config.max_subjects > 0 else None
+        img = self.reconstruction(z, self.recon_positions(), subj)
+        return img.reshape(*lead, *img.shape[1:])
+
+    def forward(self, frames: torch.Tensor, subject_ids=None) -> TokenizerOutput:
+        """Encode and reconstruct in one batched pass (see :meth:`encode`, :meth:`decode`)."""
+        x, lead = self._flatten(frames)
+        tokens, pos = self.tokenizer(x)
+        ids = self._subject_ids(subject_ids, lead)
+        z = self.expression(tokens, None if self.tokenizer.positions_in_tokens else pos, ids)
+        subj = self.expression.subject_embedding(ids, z.shape[0]) if self.config.max_subjects > 0 else None
+        img = self.reconstruction(z, self.recon_positions(pos), subj)
+        return TokenizerOutput(z.reshape(*lead, -1), img.reshape(*lead, *img.shape[1:]))
+
+
+class ExpressionPredictor(nn.Module):
+    """Next-expression-token predictor: causal transformer over a token history.
+
+    Learnable positions (1, max_len, D) (init N(0, 0.02²)); ``nn.TransformerEncoder`` with a causal mask;
+    LayerNorm; Linear; L2 normalisation.
+
+    Forward:
+        tokens: float (B, T, D), T ≤ max_len.
+
+    Returns:
+        float (B, T, D) unit-norm predictions; output t predicts input token t + 1 (it sees tokens ≤ t only).
+
+    Raises:
+        ValueError: T > max_len or wrong D.
+
+    Source: seed 1 ``face_model/models/expression_transformer_decoder.py`` (returns every position instead of
+    only the last, so one pass trains on all T − 1 targets).
+    """
+
+    def __init__(self, config: PredictorConfig | dict | None = None, **overrides):
+        super().__init__()
+        if config is None:
+            config = PredictorConfig(**overrides)
+        elif isinstance(config, dict):
+            config = PredictorConfig.from_dict({**config, **overrides})
+        self.config = c = config
+        self.pos = nn.Parameter(torch.randn(1, c.max_len, c.dim) * 0.02)
+        self.encoder = _encoder_layers(c.dim, c.heads, c.ff, c.dropout, c.layers, c.norm_first)
+        self.norm = nn.LayerNorm(c.dim)
+        self.head = nn.Linear(c.dim, c.dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.ndim != 3 or tokens.shape[-1] != self.config.dim:
+            raise ValueError(f"expected tokens (B, T, {self.config.dim}), got {tuple(tokens.shape)}")
+        t = tokens.shape[1]
+        if t > self.config.max_len:
+            raise ValueError(f"history of {t} tokens exceeds max_len {self.config.max_len}")
+        mask = nn.Transformer.generate_square_subsequent_mask(t, device=tokens.device, dtype=tokens.dtype)
+        h = self.encoder(tokens + self.pos[:, :t], mask=mask, is_causal=True)
+        return F.normalize(self.head(self.norm(h)), dim=-1)
+
+    def predict_next(self, tokens: torch.Tensor) -> torch.Tensor:
+        """float (B, D): the predicted token following a (B, T, D) history."""
+        return self.forward(tokens)[:, -1]
+
+
+def build_tokenizer(**config) -> ExpressionTokenizer:
+    """Registry factory: :class:`ExpressionTokenizer` from :class:`TokenizerConfig` keyword arguments."""
+    return ExpressionTokenizer(TokenizerConfig(**config))
+
+
+def build_predictor(**config) -> ExpressionPredictor:
+    """Registry factory: :class:`ExpressionPredictor` from :class:`PredictorConfig` keyword arguments."""
+    return ExpressionPredictor(PredictorConfig(**config))
