@@ -77,3 +77,41 @@ def test_different_people_are_not_merged(shared_data, tmp_path):
             w.write(img)
     res = mien.analyze(path, identity=True)
     assert np.unique(res.face_id).tolist() == [0, 1]
+
+
+def test_action_units_on_posed_faces(tmp_path, shared_data):
+    happy = mien.analyze(shared_data / "samples/0-f15-hao-ph.jpg", au=True)
+    anger = mien.analyze(shared_data / "samples/15-f13-anc-ph.jpg", au=True)
+    surprise = mien.analyze(shared_data / "samples/0-f1-su-ph.jpg", au=True)
+    names = happy.meta["au"]["names"]
+    assert {"AU01", "AU04", "AU06", "AU12", "AU25"} <= set(names)
+    assert "emotion_happy" not in happy.extra  # --au alone does not add emotion columns
+    assert happy.extra["AU12"][0] > 0.5 > anger.extra["AU12"][0]
+    assert anger.extra["AU04"][0] > 0.5 > happy.extra["AU04"][0]
+    assert surprise.extra["AU02"][0] > 0.5 > anger.extra["AU02"][0]
+    p = tmp_path / "happy.csv"
+    happy.to_openface(p)
+    back = mien.read_openface(p)
+    assert back.extra["AU12_c"][0] == 1 and back.extra["AU04_c"][0] == 0
+    happy.to_parquet(tmp_path / "h.parquet")
+    assert mien.read_results(tmp_path / "h.parquet").equals(happy)
+
+
+def test_au_baseline_normalises_per_track(shared_data):
+    plain = mien.analyze(shared_data / "videos/talking/face_3.mp4", au=True, end=2.0)
+    base = mien.analyze(shared_data / "videos/talking/face_3.mp4", au=True, au_baseline=True, end=2.0)
+    assert base.meta["au"]["baseline"] is True and plain.meta["au"]["baseline"] is False
+    names = plain.meta["au"]["names"]
+    a = np.stack([plain.extra[n] for n in names], 1)
+    b = np.stack([base.extra[n] for n in names], 1)
+    assert a.shape == b.shape and np.isfinite(b).all()
+    assert np.abs(a - b).max() > 0.05  # normalisation changes the outputs
+    # the track's median frame maps to the population mean: its AUs are "typical", not extreme
+    assert (np.median(b, 0) < 0.9).all()
+
+
+def test_tight_face_crop_images_are_found(shared_data):
+    """48×48 CK+ crops: the face fills the image, so MediaPipe needs the padded retry."""
+    r = mien.analyze(sorted((shared_data / "expressions/ckplus48/happy").glob("*.png"))[0])
+    assert len(r) == 1
+    assert (r.bbox[0, :2] > -10).all() and (r.bbox[0, 2:] < 58).all()

@@ -48,6 +48,13 @@ class AnalyzeOptions:
         emotion: add per-face emotion probabilities (``emotion_<label>`` columns) and the 256-d
             ``expression_embedding`` (face-api FaceExpressionNet on a 112-px face crop). Off by default: it
             costs ~7–13 ms per face on a 2-core CPU (see docs/benchmarks.md). Needs the ``models`` extra.
+        au: add Action Unit occurrence probabilities, one column per AU the model supports (``AU01``,
+            ``AU02``, … FACS names), from mien's default AU model (trained on posed CK+ FACS labels; see
+            ``mien/assets/au/PROVENANCE.md``) on the face-api expression embedding + aligned face mesh.
+            Needs the ``models`` extra; costs like ``emotion``.
+        au_baseline: person-specific normalisation of the AU features, as OpenFace does offline: each
+            track's median feature vector is taken as its neutral face and replaced by the training
+            population's mean before classification. Use on videos long enough to contain neutral moments.
         identity: re-identify a face that leaves and comes back with face-api FaceRecognitionNet descriptors
             (computed once per new track), so it keeps its ``face_id``; mean descriptors per id go in
             ``meta["identity"]``. None (default): on when PyTorch (the ``models`` extra) is installed.
@@ -65,6 +72,8 @@ class AnalyzeOptions:
     focal_px: float | None = None
     max_side: int = 800
     emotion: bool = False
+    au: bool = False
+    au_baseline: bool = False
     identity: bool | None = None
     device: str = "cpu"
     progress: bool = False
@@ -114,6 +123,7 @@ class FrameAnalyzer:
 
     def __init__(self, width: int, height: int, options: AnalyzeOptions, static: bool = False):
         self.options = options
+        self.static = static
         detector = options.detector if options.detector != "auto" else ("full" if static else "short")
         self.mesh = MediaPipeFaceMesh(options.max_faces, static_image_mode=static, detector=detector,
                                       min_detection_confidence=options.min_detection_confidence,
@@ -121,7 +131,12 @@ class FrameAnalyzer:
                                       max_side=options.max_side)
         self.tracker = IoUTracker()
         self.pose = HeadPoseEstimator(width, height, options.focal_px)
-        self.expression = ExpressionModel(options.device) if options.emotion else None
+        self.expression = ExpressionModel(options.device) if (options.emotion or options.au) else None
+        self.au_model = None
+        if options.au:
+            from mien.models.au import load_default_au_model
+
+            self.au_model = load_default_au_model(options.device)
         use_identity = options.identity if options.identity is not None else _torch_available()
         self.reid = ReIdentifier(IdentityModel(options.device) if use_identity else None)
         self._conf: dict[int, float] = {}
@@ -130,6 +145,18 @@ class FrameAnalyzer:
         self._embedding: list[np.ndarray] = []
         self.rows: dict[str, list] = {k: [] for k in (
             "frame", "t_sec", "face_id", "confidence", "bbox", "landmarks", "euler", "t_mm", "gaze")}
+
+    def _padded_retry(self, image: np.ndarray) -> list:
+        """Still images that are tight face crops (the face fills the frame) defeat MediaPipe's detector; retry
+        on the image framed by a black border of half its size and map the landmarks back."""
+        h, w = image.shape[:2]
+        pad = max(h, w) // 2
+        padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+        faces = self.mesh.process(padded)
+        for f in faces:
+            f.landmarks[:, :2] -= pad
+            f.bbox -= pad
+        return faces
 
     def _flush(self) -> None:
         """Run the expression net on the crops collected so far (batched for speed)."""
@@ -142,6 +169,8 @@ class FrameAnalyzer:
     def process(self, frame: Frame) -> int:
         """Analyse one frame and append its rows; returns the number of faces found."""
         faces = self.mesh.process(frame.image)
+        if not faces and self.static:
+            faces = self._padded_retry(frame.image)
         if not faces:
             self.tracker.update(np.zeros((0, 4), np.float32))
             return 0
@@ -178,21 +207,30 @@ class FrameAnalyzer:
         n = len(r["frame"])
         meta = dict(meta)
         extra_meta = {}
-        if self.expression is not None:
+        if self.options.emotion:
             for label in EMOTIONS:
                 extra_meta[f"emotion_{label}"] = {"unit": "probability", "description": (
                     f"probability of a {label} expression (face-api FaceExpressionNet, 7 classes sum to 1)")}
             extra_meta["expression_embedding"] = {"unit": "", "description": (
                 "(256,) face-api FaceExpressionNet features of the 112-px face crop, non-negative")}
+        if self.au_model is not None:
+            for name in self.au_model.au_names:
+                extra_meta[name] = {"unit": "probability", "description": (
+                    f"probability that {name} is present (mien AU default model, posed CK+ training data)")}
+            meta["au"] = {"model": "mien-au-default-ckplus", "names": list(self.au_model.au_names),
+                          "thresholds": [float(t) for t in self.au_model.thresholds.cpu()],
+                          "baseline": bool(self.options.au_baseline)}
         meta["extra_columns"] = extra_meta
         if self.reid.model is not None:
             meta["identity"] = {"model": self.reid.model.name, "descriptors": {
                 str(k): v for k, v in self.reid.descriptors().items()}}
         if n == 0:
             extra = {}
-            if self.expression is not None:
+            if self.options.emotion:
                 extra = {f"emotion_{label}": np.zeros(0, np.float32) for label in EMOTIONS}
                 extra["expression_embedding"] = np.zeros((0, 256), np.float32)
+            if self.au_model is not None:
+                extra.update({name: np.zeros(0, np.float32) for name in self.au_model.au_names})
             return AnalysisResult.from_columns({"frame": np.zeros(0, np.int64), **extra}, meta=meta)
         lm = np.stack(r["landmarks"])
         euler = np.degrees(np.array(r["euler"]))
@@ -212,11 +250,13 @@ class FrameAnalyzer:
             ear_left=ear[:, 0], ear_right=ear[:, 1], mouth_open=mouth_openness(lm),
             blink=np.zeros(n, bool),
         )
-        if self.expression is not None:
+        if self.options.emotion:
             probs = np.concatenate(self._emotion)
             for i, label in enumerate(EMOTIONS):
                 cols[f"emotion_{label}"] = probs[:, i]
             cols["expression_embedding"] = np.concatenate(self._embedding)
+        if self.au_model is not None:
+            cols.update(self._action_units(np.concatenate(self._embedding), lm, cols["face_id"]))
         order = np.lexsort((cols["face_id"], cols["frame"]))
         cols = {k: v[order] for k, v in cols.items()}
         for fid in np.unique(cols["face_id"]):
@@ -224,6 +264,19 @@ class FrameAnalyzer:
             cols["blink"][m] = detect_blinks(cols["t_sec"][m], (cols["ear_left"][m] + cols["ear_right"][m]) / 2)
         extra = {k: cols.pop(k) for k in list(cols) if k not in COLUMN_SPECS}
         return AnalysisResult(**cols, meta=meta, extra=extra)
+
+    def _action_units(self, embedding: np.ndarray, landmarks: np.ndarray, face_id: np.ndarray) -> dict:
+        """AU probability columns (N,) per AU name from embeddings (N, 256) and landmarks (N, 478, 3)."""
+        from mien.models.au import combine_features, predict_au
+
+        feats = combine_features(embedding, landmarks)
+        if self.options.au_baseline:
+            population = self.au_model.feature_mean.cpu().numpy()
+            for fid in np.unique(face_id):
+                m = face_id == fid
+                feats[m] = feats[m] - np.median(feats[m], axis=0) + population
+        probs = predict_au(feats, self.au_model)
+        return {name: probs[:, i] for i, name in enumerate(self.au_model.au_names)}
 
     def close(self) -> None:
         self.mesh.close()
