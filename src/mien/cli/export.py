@@ -9,13 +9,27 @@ def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a registered model to ONNX",
                        description="Export a registered image model (mien.list_models()) to ONNX; the file is "
                                    "validated with onnx.checker and compared with PyTorch through onnxruntime.")
-    p.add_argument("model", help="registered model name, e.g. faceapi-expression")
-    p.add_argument("-o", "--output", required=True, help="output .onnx file")
+    p.add_argument("model", help="registered model name (e.g. faceapi-expression), or 'tokenizer' with --checkpoint")
+    p.add_argument("-o", "--output", required=True, help="output .onnx file (a folder for 'tokenizer')")
+    p.add_argument("--checkpoint", help="tokenizer: Lightning checkpoint to export as config.json + "
+                                        "model.safetensors (loadable without Lightning)")
     p.add_argument("--atol", type=float, default=1e-3, help="parity tolerance (default 1e-3)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model == "tokenizer":
+        if not args.checkpoint:
+            raise ValueError("mien export tokenizer needs --checkpoint CKPT")
+        from mien.errors import InputError
+        from mien.tasks.tokenizer import export_checkpoint
+
+        try:
+            out = export_checkpoint(args.checkpoint, args.output)
+        except FileNotFoundError:
+            raise InputError(args.checkpoint, "no such checkpoint") from None
+        print(f"mien: wrote {out} (config.json + model.safetensors)")
+        return 0
     from mien.export.onnx import export_registered
 
     try:
