@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=REPO / "src" / "mien" / "assets" / "au",
                     help="where to write au_default.safetensors and config.json")
     ap.add_argument("--table", type=Path, default=None,
-                    help="write the CV table (markdown) here (default benchmarks/au_cv_results.md, not in --fast)")
+                    help="write the CV table (markdown) here (default docs/au_cv_results.md, not in --fast)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--min-sequences", type=int, default=10, help="keep AUs with at least this many sequences")
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> dict:
         thr = np.where(np.isfinite(thr), thr, 0.5)
         save_model(model, ship, thr, args.out, summary)
         print(f"wrote {args.out / 'au_default.safetensors'} and config.json", flush=True)
-    table_path = args.table or (None if args.fast else REPO / "benchmarks" / "au_cv_results.md")
+    table_path = args.table or (None if args.fast else REPO / "docs" / "au_cv_results.md")
     if table_path is not None:
         table_path.write_text(
             "# Default AU model: subject-disjoint cross-validation on CK+48 FACS labels\n\n"
