@@ -183,13 +183,7 @@ def au_average_precision(y_true: Any, y_score: Any) -> np.ndarray:
     """
     from torchmetrics.functional.classification import binary_average_precision
 
-    torch = _torch()
-    cols = list(_columns(y_true, y_score))
-    out = np.full(len(cols), np.nan)
-    for j, (t, s) in enumerate(cols):
-        if _both_classes(t):
-            out[j] = float(binary_average_precision(torch.from_numpy(s), torch.from_numpy(t.astype(np.int64))))
-    return out
+    return _per_au_binary(binary_average_precision, y_true, y_score)
 
 
 def au_roc_auc(y_true: Any, y_score: Any) -> np.ndarray:
@@ -200,12 +194,17 @@ def au_roc_auc(y_true: Any, y_score: Any) -> np.ndarray:
     """
     from torchmetrics.functional.classification import binary_auroc
 
+    return _per_au_binary(binary_auroc, y_true, y_score)
+
+
+def _per_au_binary(metric, y_true: Any, y_score: Any) -> np.ndarray:
+    """Apply a torchmetrics binary metric ``metric(scores, targets)`` to each AU column (NaN: one class)."""
     torch = _torch()
     cols = list(_columns(y_true, y_score))
     out = np.full(len(cols), np.nan)
     for j, (t, s) in enumerate(cols):
         if _both_classes(t):
-            out[j] = float(binary_auroc(torch.from_numpy(s), torch.from_numpy(t.astype(np.int64))))
+            out[j] = float(metric(torch.from_numpy(s), torch.from_numpy(t.astype(np.int64))))
     return out
 
 

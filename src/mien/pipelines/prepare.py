@@ -172,11 +172,9 @@ def _analyse_grid(path: str, opts: PrepareOptions) -> tuple[_Track, object]:
 
     src = VideoSource(path)
     info = src.info
-    kw = dict(max_faces=opts.max_faces, detector=opts.detector, max_side=opts.max_side,
-              min_detection_confidence=min(0.5, opts.min_confidence))
-    names = {f.name for f in dataclasses.fields(AnalyzeOptions)}
-    kw.update({k: False for k in ("emotion", "identity") if k in names})  # plain IoU tracks, landmarks only
-    aopts = AnalyzeOptions(**kw)
+    # plain IoU tracks and landmarks: no neural face models
+    aopts = AnalyzeOptions(max_faces=opts.max_faces, detector=opts.detector, max_side=opts.max_side,
+                           min_detection_confidence=min(0.5, opts.min_confidence), emotion=False, identity=False)
     fa = FrameAnalyzer(info.width, info.height, aopts)
     dt = 1.0 / opts.fps
     src_dt = 1.0 / (info.fps or opts.fps)
@@ -185,26 +183,23 @@ def _analyse_grid(path: str, opts: PrepareOptions) -> tuple[_Track, object]:
     prev: Frame | None = None
     k = 0
     try:
+        def emit(frame: Frame, until: float) -> None:
+            """Show ``frame`` at every grid time before ``until``; analyse it once if it is shown at all."""
+            nonlocal k
+            first = k
+            while k * dt < until - 1e-6:
+                grid_idx.append(frame.index)
+                grid_t.append(frame.t_sec)
+                k += 1
+            if k > first:
+                fa.process(frame)
+
         for fr in src:
             if prev is not None:
-                mapped = False
-                while k * dt < fr.t_sec - 1e-6:
-                    grid_idx.append(prev.index)
-                    grid_t.append(prev.t_sec)
-                    k += 1
-                    mapped = True
-                if mapped:
-                    fa.process(prev)
+                emit(prev, fr.t_sec)
             prev = fr
         if prev is not None:
-            mapped = False
-            while k * dt < prev.t_sec + src_dt - 1e-6:
-                grid_idx.append(prev.index)
-                grid_t.append(prev.t_sec)
-                k += 1
-                mapped = True
-            if mapped:
-                fa.process(prev)
+            emit(prev, prev.t_sec + src_dt)
         res = fa.result({"source": path, "width": info.width, "height": info.height, "fps": info.fps,
                          "corrupt_frames": src.corrupt_frames})
     finally:
