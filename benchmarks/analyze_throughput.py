@@ -50,11 +50,11 @@ def baseline(path: str) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
-def mien_run(path: str) -> tuple[int, float]:
+def mien_run(path: str, **options) -> tuple[int, float]:
     import mien
 
     t0 = time.perf_counter()
-    res = mien.analyze(path)
+    res = mien.analyze(path, **options)
     return res.meta["frames_processed"], time.perf_counter() - t0
 
 
@@ -70,19 +70,28 @@ def main() -> None:
     ap.add_argument("videos", nargs="*", type=Path)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--memory", action="store_true")
+    ap.add_argument("--neural", action="store_true",
+                    help="also time mien.analyze(au=True, emotion=True) (face-api net + AU model per face)")
     args = ap.parse_args()
     videos = [v for v in (args.videos or DEFAULT_VIDEOS) if v.exists()]
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"{'video':40s} {'frames':>6s} {'baseline fps':>12s} {'mien fps':>9s} {'ratio':>6s}")
+    extra = f" {'+au+emotion fps':>15s} {'ratio':>6s}" if args.neural else ""
+    print(f"{'video':40s} {'frames':>6s} {'baseline fps':>12s} {'mien fps':>9s} {'ratio':>6s}{extra}")
     for v in videos:
-        best_a = best_b = 0.0
+        best_a = best_b = best_c = 0.0
         n = 0
         for _ in range(args.repeats):
             n, dt = baseline(str(v))
             best_a = max(best_a, n / dt)
             n_b, dt = mien_run(str(v))
             best_b = max(best_b, n_b / dt)
-        print(f"{v.name[:40]:40s} {n:6d} {best_a:12.1f} {best_b:9.1f} {best_b / best_a:6.2f}")
+            if args.neural:
+                n_c, dt = mien_run(str(v), au=True, emotion=True)
+                best_c = max(best_c, n_c / dt)
+        line = f"{v.name[:40]:40s} {n:6d} {best_a:12.1f} {best_b:9.1f} {best_b / best_a:6.2f}"
+        if args.neural:
+            line += f" {best_c:15.1f} {best_c / best_a:6.2f}"
+        print(line)
     if args.memory:
         import av
 

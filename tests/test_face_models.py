@@ -115,3 +115,29 @@ def test_tight_face_crop_images_are_found(shared_data):
     r = mien.analyze(sorted((shared_data / "expressions/ckplus48/happy").glob("*.png"))[0])
     assert len(r) == 1
     assert (r.bbox[0, :2] > -10).all() and (r.bbox[0, 2:] < 58).all()
+
+
+def test_analyze_with_tokenizer_adds_expression_tokens(tmp_path, shared_data):
+    pytest.importorskip("timm")
+    import torch
+
+    from mien.models import create_model
+    from mien.models.tokenizer import save_pretrained
+    from mien.pipelines.tokens import TokenExtractor
+
+    torch.manual_seed(0)
+    save_pretrained(create_model("tokenizer-tiny"), tmp_path / "tok")
+    res = mien.analyze(shared_data / "samples/single_face.mp4", tokenizer=str(tmp_path / "tok"), end=0.6)
+    tok = res.extra["expression_token"]
+    assert tok.shape == (len(res), 32) and tok.dtype == np.float32
+    assert np.allclose(np.linalg.norm(tok, axis=1), 1, atol=1e-4)
+    assert set(res.meta["models"]["tokenizer"]["files"]) == {"config.json", "model.safetensors"}
+    # the column equals what the extractor gives on the same crops, frame by frame
+    from mien.io.video import VideoSource
+
+    ext = TokenExtractor(str(tmp_path / "tok"))
+    frames = {f.index: f.image for f in VideoSource(shared_data / "samples/single_face.mp4", end=0.6)}
+    crops = np.stack([ext.crop(frames[int(fr)], box) for fr, box in zip(res.frame, res.bbox, strict=True)])
+    assert np.allclose(ext(crops), tok, atol=1e-5)
+    res.to_parquet(tmp_path / "r.parquet")
+    assert mien.read_results(tmp_path / "r.parquet").equals(res)

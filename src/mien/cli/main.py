@@ -10,12 +10,12 @@ from mien.errors import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mien.cli import analyze, dataset, demo, export, models, prepare, train
+    from mien.cli import analyze, dataset, demo, export, models, prepare, render, tokens, train
 
     parser = argparse.ArgumentParser(prog="mien", description="Facial expression analysis and synthesis.")
     parser.add_argument("--version", action="version", version=f"mien {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (analyze, demo, models, prepare, dataset, train, export):
+    for module in (analyze, demo, models, prepare, dataset, train, export, render, tokens):
         module.add_parser(sub)
     return parser
 

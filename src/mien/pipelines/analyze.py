@@ -55,6 +55,8 @@ class AnalyzeOptions:
         au_baseline: person-specific normalisation of the AU features, as OpenFace does offline: each
             track's median feature vector is taken as its neutral face and replaced by the training
             population's mean before classification. Use on videos long enough to contain neutral moments.
+        tokenizer: folder of an exported expression tokenizer (``mien export tokenizer``): adds the
+            per-face ``expression_token`` column (D,), unit norm, encoded with subject 0's embedding.
         identity: re-identify a face that leaves and comes back with face-api FaceRecognitionNet descriptors
             (computed once per new track), so it keeps its ``face_id``; mean descriptors per id go in
             ``meta["identity"]``. None (default): on when PyTorch (the ``models`` extra) is installed.
@@ -74,6 +76,7 @@ class AnalyzeOptions:
     emotion: bool = False
     au: bool = False
     au_baseline: bool = False
+    tokenizer: str | None = None
     identity: bool | None = None
     device: str = "cpu"
     progress: bool = False
@@ -106,6 +109,9 @@ def _model_meta(fa: FrameAnalyzer) -> dict:
         if model is not None:
             p = str(asset_path(fname))
             models[key] = {"name": model.name, "file": fname, "sha256": _sha256(p)}
+    if fa.tokens is not None:
+        models["tokenizer"] = {"name": fa.tokens.name, "files": {
+            os.path.basename(f): _sha256(f) for f in fa.tokens.files}}
     canon = resources.files("mien.assets").joinpath("canonical_face_model.npy")
     with resources.as_file(canon) as p:
         models["head_pose_model"] = {"name": "mediapipe-canonical-face", "file": p.name, "sha256": _sha256(str(p))}
@@ -132,6 +138,13 @@ class FrameAnalyzer:
         self.tracker = IoUTracker()
         self.pose = HeadPoseEstimator(width, height, options.focal_px)
         self.expression = ExpressionModel(options.device) if (options.emotion or options.au) else None
+        self.tokens = None
+        self._tok_crops: list[np.ndarray] = []
+        self._tok_out: list[np.ndarray] = []
+        if options.tokenizer:
+            from mien.pipelines.tokens import TokenExtractor
+
+            self.tokens = TokenExtractor(options.tokenizer, options.device)
         self.au_model = None
         if options.au:
             from mien.models.au import load_default_au_model
@@ -165,6 +178,9 @@ class FrameAnalyzer:
             self._emotion.append(probs)
             self._embedding.append(emb)
             self._crops = []
+        if self.tokens is not None and self._tok_crops:
+            self._tok_out.append(self.tokens(np.stack(self._tok_crops)))
+            self._tok_crops = []
 
     def process(self, frame: Frame) -> int:
         """Analyse one frame and append its rows; returns the number of faces found."""
@@ -181,6 +197,8 @@ class FrameAnalyzer:
         for face, fid in zip(faces, ids, strict=True):
             if self.expression is not None:
                 self._crops.append(self.expression.crop(frame.image, face.bbox))
+            if self.tokens is not None:
+                self._tok_crops.append(self.tokens.crop(frame.image, face.bbox))
             if face.detection_score is not None:
                 self._conf[fid] = face.detection_score
             R, t_mm = self.pose.estimate(face.landmarks)
@@ -193,7 +211,7 @@ class FrameAnalyzer:
             rows["euler"].append(rotation_to_euler(R))
             rows["t_mm"].append(t_mm)
             rows["gaze"].append(gaze_directions(face.landmarks, R))
-        if len(self._crops) >= 32:
+        if len(self._crops) >= 32 or len(self._tok_crops) >= 32:
             self._flush()
         if len(self._conf) > 64:  # forget ended tracks
             live = set(self.tracker._ids.tolist())
@@ -213,6 +231,10 @@ class FrameAnalyzer:
                     f"probability of a {label} expression (face-api FaceExpressionNet, 7 classes sum to 1)")}
             extra_meta["expression_embedding"] = {"unit": "", "description": (
                 "(256,) face-api FaceExpressionNet features of the 112-px face crop, non-negative")}
+        if self.tokens is not None:
+            from mien.pipelines.tokens import TOKEN_COLUMN
+
+            extra_meta[TOKEN_COLUMN] = self.tokens.column_meta()
         if self.au_model is not None:
             for name in self.au_model.au_names:
                 extra_meta[name] = {"unit": "probability", "description": (
@@ -231,6 +253,8 @@ class FrameAnalyzer:
                 extra["expression_embedding"] = np.zeros((0, 256), np.float32)
             if self.au_model is not None:
                 extra.update({name: np.zeros(0, np.float32) for name in self.au_model.au_names})
+            if self.tokens is not None:
+                extra["expression_token"] = np.zeros((0, self.tokens.dim), np.float32)
             return AnalysisResult.from_columns({"frame": np.zeros(0, np.int64), **extra}, meta=meta)
         lm = np.stack(r["landmarks"])
         euler = np.degrees(np.array(r["euler"]))
@@ -255,6 +279,8 @@ class FrameAnalyzer:
             for i, label in enumerate(EMOTIONS):
                 cols[f"emotion_{label}"] = probs[:, i]
             cols["expression_embedding"] = np.concatenate(self._embedding)
+        if self.tokens is not None:
+            cols["expression_token"] = np.concatenate(self._tok_out)
         if self.au_model is not None:
             cols.update(self._action_units(np.concatenate(self._embedding), lm, cols["face_id"]))
         order = np.lexsort((cols["face_id"], cols["frame"]))
