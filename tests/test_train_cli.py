@@ -25,3 +25,22 @@ def test_train_tokenizer_tiny_then_export(tmp_path, shared_data, monkeypatch):
     model = load_pretrained(tmp_path / "exported")
     assert sum(p.numel() for p in model.parameters()) > 0
     assert main(["export", "tokenizer", "--checkpoint", str(tmp_path / "nope.ckpt"), "-o", "x"]) == 2
+
+
+def test_train_tokenizer_on_prepared_shards(tmp_path, shared_data, monkeypatch):
+    """`mien prepare` shards feed the tokenizer through mien.data.ClipDataModule (crops resized to the model)."""
+    import torch
+
+    from mien.cli.main import main
+
+    torch.set_num_threads(1)
+    monkeypatch.chdir(tmp_path)
+    videos = [shared_data / f"videos/talking/face_{i}.mp4" for i in (1, 2, 3)]
+    assert main(["prepare", *map(str, videos), "-o", str(tmp_path / "ds"), "--clip-seconds", "0.8", "--fps", "10",
+                 "--crop-size", "96", "--clips-per-video", "2", "--workers", "1"]) == 0
+    rc = main(["train", "tokenizer", "fit", "--config", "tiny", "--data", "mien.data.datamodule.ClipDataModule",
+               f"--data.init_args.root={tmp_path / 'ds'}", "--data.init_args.batch_size=2",
+               "--data.init_args.num_workers=0", "--data.init_args.val_fraction=0.34", "--trainer.max_steps=3",
+               f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"])
+    assert rc == 0
+    assert len(list(tmp_path.rglob("*.ckpt"))) == 1

@@ -41,7 +41,14 @@ def resolve_configs(task: str, args: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from mien.tasks.tokenizer import cli_main
 
-    cli_main(resolve_configs(args.task, args.args), task=args.task)
+    argv0 = sys.argv
+    sys.argv = argv0[:1]  # the arguments go to LightningCLI explicitly; it warns when it sees them twice
+    try:
+        cli_main(resolve_configs(args.task, args.args), task=args.task)
+    finally:
+        sys.argv = argv0
     return 0

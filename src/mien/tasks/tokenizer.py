@@ -207,8 +207,17 @@ class _ScheduledTask(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": lam, "interval": "step", "frequency": 1}}
 
     @staticmethod
-    def _unpack(batch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if isinstance(batch, dict):
+    def _unpack(batch, crop_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Frames (B, T, 3, S, S) float in [0, 1] and subject ids (B,) from a batch.
+
+        Accepts ``(frames, ids)`` tuples, ``{"frames", "subject_id"}`` dicts, and batches of mien shards
+        (:class:`mien.data.ClipDataModule`: ``video`` (B, T, 3, S, S) uint8, ``meta[i]["subject_id"]``), whose
+        crops are resized (antialiased bilinear) to ``crop_size`` when it differs.
+        """
+        if isinstance(batch, dict) and "video" in batch:
+            frames = batch["video"]
+            ids = torch.tensor([int(m["subject_id"]) for m in batch["meta"]], device=frames.device)
+        elif isinstance(batch, dict):
             frames, ids = batch["frames"], batch.get("subject_id")
         else:
             frames, ids = batch[0], (batch[1] if len(batch) > 1 else None)
@@ -218,6 +227,11 @@ class _ScheduledTask(pl.LightningModule):
             frames = frames.unsqueeze(1)
         if frames.ndim != 5:
             raise ValueError(f"expected frames (B, T, 3, H, W), got {tuple(frames.shape)}")
+        if crop_size is not None and frames.shape[-1] != crop_size:
+            b, t = frames.shape[:2]
+            frames = torch.nn.functional.interpolate(frames.flatten(0, 1), size=(crop_size, crop_size),
+                                                     mode="bilinear", antialias=True, align_corners=False)
+            frames = frames.clamp(0, 1).unflatten(0, (b, t))
         return frames, ids
 
 
@@ -306,7 +320,7 @@ class TokenizerTask(_ScheduledTask):
         return logs
 
     def training_step(self, batch, batch_idx):
-        frames, ids = self._unpack(batch)
+        frames, ids = self._unpack(batch, self.model.config.crop_size)
         logs = self.compute_losses(frames, ids)
         logs["lr"] = torch.tensor(float(self.optimizers().param_groups[0]["lr"]), device=frames.device)
         self.log_dict({f"train/{k}": v.detach() if torch.is_tensor(v) else v for k, v in logs.items()},
@@ -315,14 +329,14 @@ class TokenizerTask(_ScheduledTask):
         return logs["loss"]
 
     def validation_step(self, batch, batch_idx):
-        frames, ids = self._unpack(batch)
+        frames, ids = self._unpack(batch, self.model.config.crop_size)
         logs = self.compute_losses(frames, ids)
         self.log_dict({f"val/{k}": v.detach() for k, v in logs.items()}, on_step=False, on_epoch=True,
                       batch_size=frames.shape[0])
         return logs["loss"]
 
     def predict_step(self, batch, batch_idx):
-        frames, ids = self._unpack(batch)
+        frames, ids = self._unpack(batch, self.model.config.crop_size)
         return self.model.encode(frames, ids)
 
     def export(self, directory: str | os.PathLike) -> Path:
