@@ -44,3 +44,21 @@ def test_train_tokenizer_on_prepared_shards(tmp_path, shared_data, monkeypatch):
                f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"])
     assert rc == 0
     assert len(list(tmp_path.rglob("*.ckpt"))) == 1
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path, shared_data):
+    """Lightning's own DDP (2 CPU processes, gloo): the launcher re-runs `python -m mien train …` for rank 1."""
+    import subprocess
+    import sys
+
+    videos = ",".join(str(shared_data / f"videos/talking/face_{i}.mp4") for i in (1, 2))
+    cmd = [sys.executable, "-m", "mien", "train", "tokenizer", "fit", "--config", "tiny",
+           f"--data.init_args.videos=[{videos}]", "--trainer.max_steps=2", "--trainer.devices=2",
+           "--trainer.strategy=ddp", f"--trainer.default_root_dir={tmp_path}",
+           f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MEMBER: 2/2" in proc.stderr + proc.stdout  # the second rank really joined
+    assert len(list(tmp_path.rglob("*.ckpt"))) == 1

@@ -32,6 +32,8 @@ def add_parser(sub) -> None:
                    help="add Action Unit probabilities (AU01, AU02, …; mien's CK+-trained model; slower)")
     p.add_argument("--au-baseline", action="store_true",
                    help="person-specific AU normalisation: each track's median features taken as its neutral")
+    p.add_argument("--au-model", metavar="PATH",
+                   help="AU model from `mien train au` (.ckpt) or `mien export au` (.onnx) instead of the default")
     p.add_argument("--tokenizer", metavar="PATH",
                    help="exported expression tokenizer folder: add per-face expression tokens")
     p.add_argument("--reid", action=argparse.BooleanOptionalAction, default=None,
@@ -58,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     options = AnalyzeOptions(every=args.every, start=args.start, end=args.end, max_faces=args.max_faces,
                              detector=args.detector, focal_px=args.focal_px, max_side=args.max_side,
-                             emotion=args.emotion, au=args.au, au_baseline=args.au_baseline, tokenizer=args.tokenizer,
+                             emotion=args.emotion, au=args.au, au_baseline=args.au_baseline, au_model=args.au_model,
+                             tokenizer=args.tokenizer,
                              identity=args.reid, device=args.device,
                              progress=not args.no_progress and sys.stderr.isatty())
     webcams = [s for s in specs if s.startswith(WEBCAM_PREFIX)]

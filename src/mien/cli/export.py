@@ -9,15 +9,30 @@ def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a registered model to ONNX",
                        description="Export a registered image model (mien.list_models()) to ONNX; the file is "
                                    "validated with onnx.checker and compared with PyTorch through onnxruntime.")
-    p.add_argument("model", help="registered model name (e.g. faceapi-expression), or 'tokenizer' with --checkpoint")
+    p.add_argument("model", help="registered model name (e.g. faceapi-expression), or 'tokenizer' / 'au' with "
+                                 "--checkpoint")
     p.add_argument("-o", "--output", required=True, help="output .onnx file (a folder for 'tokenizer')")
-    p.add_argument("--checkpoint", help="tokenizer: Lightning checkpoint to export as config.json + "
-                                        "model.safetensors (loadable without Lightning)")
+    p.add_argument("--checkpoint", help="Lightning checkpoint: for 'tokenizer' exported as config.json + "
+                                        "model.safetensors (loadable without Lightning); for 'au' as ONNX")
     p.add_argument("--atol", type=float, default=1e-3, help="parity tolerance (default 1e-3)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model == "au":
+        if not args.checkpoint:
+            raise ValueError("mien export au needs --checkpoint CKPT")
+        import os
+
+        from mien.errors import InputError
+        from mien.tasks.au import export_au_onnx
+
+        if not os.path.isfile(args.checkpoint):
+            raise InputError(args.checkpoint, "no such checkpoint")
+        report = export_au_onnx(args.checkpoint, args.output)
+        print(f"mien: wrote {report.path} (opset {report.opset}); onnxruntime vs PyTorch max |diff| "
+              f"{report.max_abs_diff:.2e}")
+        return 0
     if args.model == "tokenizer":
         if not args.checkpoint:
             raise ValueError("mien export tokenizer needs --checkpoint CKPT")

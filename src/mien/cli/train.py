@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 
-TASKS = ("tokenizer", "predictor")
+TASKS = ("tokenizer", "predictor", "au")
 
 
 def add_parser(sub) -> None:
@@ -41,14 +41,13 @@ def resolve_configs(task: str, args: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
+    # sys.argv stays as it is: Lightning's DDP launcher re-runs it to start the other ranks
+    if args.task == "au":
+        from mien.tasks.au import cli_main as au_cli_main
 
+        au_cli_main(args.args)  # resolves --config NAME against mien/configs/au itself
+        return 0
     from mien.tasks.tokenizer import cli_main
 
-    argv0 = sys.argv
-    sys.argv = argv0[:1]  # the arguments go to LightningCLI explicitly; it warns when it sees them twice
-    try:
-        cli_main(resolve_configs(args.task, args.args), task=args.task)
-    finally:
-        sys.argv = argv0
+    cli_main(resolve_configs(args.task, args.args), task=args.task)
     return 0

@@ -55,6 +55,8 @@ class AnalyzeOptions:
         au_baseline: person-specific normalisation of the AU features, as OpenFace does offline: each
             track's median feature vector is taken as its neutral face and replaced by the training
             population's mean before classification. Use on videos long enough to contain neutral moments.
+        au_model: a checkpoint (.ckpt) or ONNX file made by ``mien train au`` / ``mien export au``, used
+            instead of the default AU model (its crops follow the contract stored in the file).
         tokenizer: folder of an exported expression tokenizer (``mien export tokenizer``): adds the
             per-face ``expression_token`` column (D,), unit norm, encoded with subject 0's embedding.
         identity: re-identify a face that leaves and comes back with face-api FaceRecognitionNet descriptors
@@ -76,12 +78,15 @@ class AnalyzeOptions:
     emotion: bool = False
     au: bool = False
     au_baseline: bool = False
+    au_model: str | None = None
     tokenizer: str | None = None
     identity: bool | None = None
     device: str = "cpu"
     progress: bool = False
 
     def __post_init__(self) -> None:
+        if self.au_model and self.au_baseline:
+            raise ValueError("au_baseline works with the default AU model only, not with au_model")
         if self.every < 1:
             raise ValueError(f"every must be >= 1, got {self.every}")
         if self.max_faces < 1:
@@ -109,6 +114,9 @@ def _model_meta(fa: FrameAnalyzer) -> dict:
         if model is not None:
             p = str(asset_path(fname))
             models[key] = {"name": model.name, "file": fname, "sha256": _sha256(p)}
+    if fa.custom_au is not None:
+        models["au"] = {"name": "mien-au-trained", "file": os.path.basename(fa.options.au_model),
+                        "sha256": _sha256(fa.options.au_model)}
     if fa.tokens is not None:
         models["tokenizer"] = {"name": fa.tokens.name, "files": {
             os.path.basename(f): _sha256(f) for f in fa.tokens.files}}
@@ -145,8 +153,15 @@ class FrameAnalyzer:
             from mien.pipelines.tokens import TokenExtractor
 
             self.tokens = TokenExtractor(options.tokenizer, options.device)
+        self.custom_au = None
+        self._au_crops: list[np.ndarray] = []
+        self._au_out: list[np.ndarray] = []
+        if options.au_model:
+            from mien.tasks.au import load_au_model
+
+            self.custom_au = load_au_model(options.au_model, options.device)
         self.au_model = None
-        if options.au:
+        if options.au and not options.au_model:
             from mien.models.au import load_default_au_model
 
             self.au_model = load_default_au_model(options.device)
@@ -178,6 +193,9 @@ class FrameAnalyzer:
             self._emotion.append(probs)
             self._embedding.append(emb)
             self._crops = []
+        if self.custom_au is not None and self._au_crops:
+            self._au_out.append(self.custom_au(np.stack(self._au_crops))[1])
+            self._au_crops = []
         if self.tokens is not None and self._tok_crops:
             self._tok_out.append(self.tokens(np.stack(self._tok_crops)))
             self._tok_crops = []
@@ -199,6 +217,8 @@ class FrameAnalyzer:
                 self._crops.append(self.expression.crop(frame.image, face.bbox))
             if self.tokens is not None:
                 self._tok_crops.append(self.tokens.crop(frame.image, face.bbox))
+            if self.custom_au is not None:
+                self._au_crops.append(self.custom_au.crop_faces([frame.image], face.landmarks[None])[0])
             if face.detection_score is not None:
                 self._conf[fid] = face.detection_score
             R, t_mm = self.pose.estimate(face.landmarks)
@@ -211,7 +231,7 @@ class FrameAnalyzer:
             rows["euler"].append(rotation_to_euler(R))
             rows["t_mm"].append(t_mm)
             rows["gaze"].append(gaze_directions(face.landmarks, R))
-        if len(self._crops) >= 32 or len(self._tok_crops) >= 32:
+        if max(len(self._crops), len(self._tok_crops), len(self._au_crops)) >= 32:
             self._flush()
         if len(self._conf) > 64:  # forget ended tracks
             live = set(self.tracker._ids.tolist())
@@ -235,6 +255,12 @@ class FrameAnalyzer:
             from mien.pipelines.tokens import TOKEN_COLUMN
 
             extra_meta[TOKEN_COLUMN] = self.tokens.column_meta()
+        if self.custom_au is not None:
+            for name in self.custom_au.names:
+                extra_meta[name] = {"unit": "probability", "description": (
+                    f"probability that {name} is present ({os.path.basename(self.options.au_model)})")}
+            meta["au"] = {"model": os.path.basename(self.options.au_model), "names": list(self.custom_au.names),
+                          "thresholds": [0.5] * len(self.custom_au.names), "baseline": False}
         if self.au_model is not None:
             for name in self.au_model.au_names:
                 extra_meta[name] = {"unit": "probability", "description": (
@@ -255,6 +281,8 @@ class FrameAnalyzer:
                 extra.update({name: np.zeros(0, np.float32) for name in self.au_model.au_names})
             if self.tokens is not None:
                 extra["expression_token"] = np.zeros((0, self.tokens.dim), np.float32)
+            if self.custom_au is not None:
+                extra.update({name: np.zeros(0, np.float32) for name in self.custom_au.names})
             return AnalysisResult.from_columns({"frame": np.zeros(0, np.int64), **extra}, meta=meta)
         lm = np.stack(r["landmarks"])
         euler = np.degrees(np.array(r["euler"]))
@@ -281,6 +309,9 @@ class FrameAnalyzer:
             cols["expression_embedding"] = np.concatenate(self._embedding)
         if self.tokens is not None:
             cols["expression_token"] = np.concatenate(self._tok_out)
+        if self.custom_au is not None:
+            probs = np.concatenate(self._au_out)
+            cols.update({name: probs[:, i] for i, name in enumerate(self.custom_au.names)})
         if self.au_model is not None:
             cols.update(self._action_units(np.concatenate(self._embedding), lm, cols["face_id"]))
         order = np.lexsort((cols["face_id"], cols["frame"]))
