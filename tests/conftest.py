@@ -43,3 +43,25 @@ def analyzed(shared_data):
         return cache[key]
 
     return get
+
+
+@pytest.fixture
+def torch_one_thread():
+    """Run a test with one torch thread (2 shared cores: contending threads are far slower)."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory):
+    """A random-init ``tokenizer-tiny`` export (64² crops, D = 32, 16 subjects): enough for plumbing tests."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    import mien
+    from mien.models.tokenizer import save_pretrained
+
+    torch.manual_seed(0)
+    return save_pretrained(mien.create_model("tokenizer-tiny"), tmp_path_factory.mktemp("tok") / "tiny")

@@ -9,45 +9,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
+from mien.cli.main import main as cli  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 VIDEO = "videos/talking/Input__00010.mp4"  # 224², 25 fps, one talking face
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    """A random-init ``tokenizer-tiny`` export (64² crops, D = 32, 16 subjects): enough for plumbing."""
-    import mien
-    from mien.models.tokenizer import save_pretrained
-
-    torch.manual_seed(0)
-    return save_pretrained(mien.create_model("tokenizer-tiny"), tmp_path_factory.mktemp("tok") / "tiny")
-
-
-def cli(argv: list[str]) -> int:
-    """``mien.cli.main.main`` with the ``render`` and ``tokens`` subcommands added if not wired yet."""
-    import argparse
-
-    from mien.cli import main as cli_main
-    from mien.cli import render, tokens
-
-    parser = cli_main.build_parser()
-    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, module in (("render", render), ("tokens", tokens)):
-        if name not in subs.choices:
-            module.add_parser(subs)
-    orig = cli_main.build_parser
-    cli_main.build_parser = lambda: parser
-    try:
-        return cli_main.main(argv)
-    finally:
-        cli_main.build_parser = orig
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _video_info(path):
@@ -63,9 +29,9 @@ def _processed(path, **kw) -> int:
     return sum(1 for _ in VideoSource(path, **kw))
 
 
-def test_render_reconstruction_cli(tokenizer_dir, shared_data, tmp_path, capsys):
+def test_render_reconstruction_cli(tiny_tokenizer_dir, shared_data, tmp_path, capsys):
     video, out = shared_data / VIDEO, tmp_path / "out" / "rec.mp4"
-    rc = cli(["render", "reconstruction", str(video), "--tokenizer", str(tokenizer_dir), "-o", str(out),
+    rc = cli(["render", "reconstruction", str(video), "--tokenizer", str(tiny_tokenizer_dir), "-o", str(out),
               "--end", "1.0"])
     assert rc == 0, capsys.readouterr().err
     n, w, h, fps, frames = _video_info(out)
@@ -77,12 +43,12 @@ def test_render_reconstruction_cli(tokenizer_dir, shared_data, tmp_path, capsys)
     assert not list(out.parent.glob(".*tmp*"))
 
 
-def test_render_swap_cli_and_bad_subject(tokenizer_dir, shared_data, tmp_path, capsys):
+def test_render_swap_cli_and_bad_subject(tiny_tokenizer_dir, shared_data, tmp_path, capsys):
     import mien
     from mien.models.tokenizer import save_pretrained
 
     video, out = shared_data / VIDEO, tmp_path / "swap.mp4"
-    rc = cli(["render", "swap", str(video), "--tokenizer", str(tokenizer_dir), "--target-subject", "3",
+    rc = cli(["render", "swap", str(video), "--tokenizer", str(tiny_tokenizer_dir), "--target-subject", "3",
               "-o", str(out), "--end", "1.0", "--every", "2", "--size", "96"])
     assert rc == 0, capsys.readouterr().err
     n, w, h, fps, _ = _video_info(out)
@@ -91,7 +57,7 @@ def test_render_swap_cli_and_bad_subject(tokenizer_dir, shared_data, tmp_path, c
     capsys.readouterr()
     bad = tmp_path / "bad.mp4"
     for target in ("16", "-1"):  # tiny has 16 subject embeddings
-        assert cli(["render", "swap", str(video), "--tokenizer", str(tokenizer_dir), "--target-subject", target,
+        assert cli(["render", "swap", str(video), "--tokenizer", str(tiny_tokenizer_dir), "--target-subject", target,
                     "-o", str(bad)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("mien: error: target subject") and "out of range" in err and err.count("\n") == 1
@@ -101,7 +67,7 @@ def test_render_swap_cli_and_bad_subject(tokenizer_dir, shared_data, tmp_path, c
     assert not bad.exists() and not list(tmp_path.glob(".*tmp*"))
 
 
-def test_render_same_as_extractor_and_no_face(tokenizer_dir, shared_data, tmp_path):
+def test_render_same_as_extractor_and_no_face(tiny_tokenizer_dir, shared_data, tmp_path):
     """The panels are the training-style crop and the tokenizer's rendering of it (up to H.264 loss); a video
     without a face is a one-line InputError and writes nothing."""
     from mien.errors import InputError
@@ -109,7 +75,7 @@ def test_render_same_as_extractor_and_no_face(tokenizer_dir, shared_data, tmp_pa
     from mien.pipelines.render import render_reconstruction
     from mien.pipelines.tokens import TokenExtractor, iter_face_crops
 
-    ex = TokenExtractor(tokenizer_dir)
+    ex = TokenExtractor(tiny_tokenizer_dir)
     out = tmp_path / "rec.mp4"
     rep = render_reconstruction(shared_data / VIDEO, ex, out, end=0.4, batch_size=3, crf=0)
     crops = [ff.crop for ff in iter_face_crops(shared_data / VIDEO, ex, end=0.4)]
@@ -134,7 +100,7 @@ def test_render_same_as_extractor_and_no_face(tokenizer_dir, shared_data, tmp_pa
     assert not (tmp_path / "none.mp4").exists()
 
 
-def test_render_frame_alignment_with_gaps(tokenizer_dir, shared_data, tmp_path, monkeypatch):
+def test_render_frame_alignment_with_gaps(tiny_tokenizer_dir, shared_data, tmp_path, monkeypatch):
     """Each output frame pairs its own crop with its own rendering across batch boundaries; frames without a
     face keep the frame count (left: last box, right: black)."""
     from mien.io.video import VideoSource
@@ -147,7 +113,7 @@ def test_render_frame_alignment_with_gaps(tokenizer_dir, shared_data, tmp_path, 
     with VideoWriter(gap, 25, crf=12) as wr:
         for im in real[:6] + [np.full_like(real[0], 128)] * 4 + real[6:12]:
             wr.write(im)
-    ex = TokenExtractor(tokenizer_dir)
+    ex = TokenExtractor(tiny_tokenizer_dir)
     # stand-in renderer: the negative of the input crop, so a frame/batch mix-up would show
     monkeypatch.setattr(ex, "reconstruct", lambda crops, target=None: (None, 255 - crops))
     out = tmp_path / "gap.out.mp4"
@@ -163,20 +129,20 @@ def test_render_frame_alignment_with_gaps(tokenizer_dir, shared_data, tmp_path, 
     assert sum(f[:, 64:].mean() < 3 for f in frames) == 16 - rep.faces
 
 
-def test_render_with_saved_analysis(tokenizer_dir, shared_data, tmp_path, analyzed, capsys):
+def test_render_with_saved_analysis(tiny_tokenizer_dir, shared_data, tmp_path, analyzed, capsys):
     """``--analysis`` reuses a ``mien analyze`` Parquet file (no second MediaPipe pass); a results file of
     another video size is refused."""
     video = shared_data / VIDEO
     res = analyzed(VIDEO, end=1.0)
     res.to_parquet(tmp_path / "a.parquet")
     out = tmp_path / "rec.mp4"
-    assert cli(["render", "reconstruction", str(video), "--tokenizer", str(tokenizer_dir), "-o", str(out),
+    assert cli(["render", "reconstruction", str(video), "--tokenizer", str(tiny_tokenizer_dir), "-o", str(out),
                 "--end", "1.0", "--analysis", str(tmp_path / "a.parquet")]) == 0
     n, w, h, _, _ = _video_info(out)
     assert n == _processed(video, end=1.0) and (w, h) == (128, 64)
     assert f"({len(set(res.frame.tolist()))} with a face)" in capsys.readouterr().out
     other = analyzed("videos/talking/face_5.mp4", end=0.2)
     other.to_parquet(tmp_path / "b.parquet")
-    assert cli(["tokens", "plot", str(video), "--tokenizer", str(tokenizer_dir), "-o", str(tmp_path / "p.png"),
+    assert cli(["tokens", "plot", str(video), "--tokenizer", str(tiny_tokenizer_dir), "-o", str(tmp_path / "p.png"),
                 "--analysis", str(tmp_path / "b.parquet")]) == 2
     assert "analysis of a 524x524 source" in capsys.readouterr().err

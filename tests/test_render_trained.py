@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 
@@ -12,29 +10,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 pytest.importorskip("timm")
 
+from mien.cli.main import main as cli  # noqa: E402
+
 pytestmark = [pytest.mark.filterwarnings("ignore:Found .* module\\(s\\) in eval mode"),
               pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`"),
               pytest.mark.filterwarnings("ignore:Total length of `list` across ranks is zero"),
               pytest.mark.filterwarnings("ignore:LightningCLI's args parameter is intended")]
 VIDEOS = ("videos/talking/Input__00010.mp4", "videos/talking/Input__00002.mp4")  # subjects 0 and 1
-
-
-def cli(argv: list[str]) -> int:
-    """``mien.cli.main.main`` with the ``render`` and ``tokens`` subcommands added if not wired yet."""
-    from mien.cli import main as cli_main
-    from mien.cli import render, tokens
-
-    parser = cli_main.build_parser()
-    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, module in (("render", render), ("tokens", tokens)):
-        if name not in subs.choices:
-            module.add_parser(subs)
-    orig = cli_main.build_parser
-    cli_main.build_parser = lambda: parser
-    try:
-        return cli_main.main(argv)
-    finally:
-        cli_main.build_parser = orig
 
 
 def test_trained_export_renders(tmp_path, shared_data, monkeypatch):

@@ -2,61 +2,27 @@
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
+from mien.cli.main import main as cli  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 VIDEO = "videos/talking/Input__00010.mp4"  # 224², 25 fps, one talking face
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    """A random-init ``tokenizer-tiny`` export (64² crops, D = 32, 16 subjects): enough for plumbing."""
-    import mien
-    from mien.models.tokenizer import save_pretrained
-
-    torch.manual_seed(0)
-    return save_pretrained(mien.create_model("tokenizer-tiny"), tmp_path_factory.mktemp("tok") / "tiny")
-
-
-def cli(argv: list[str]) -> int:
-    """``mien.cli.main.main`` with the ``render`` and ``tokens`` subcommands added if not wired yet."""
-    from mien.cli import main as cli_main
-    from mien.cli import render, tokens
-
-    parser = cli_main.build_parser()
-    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, module in (("render", render), ("tokens", tokens)):
-        if name not in subs.choices:
-            module.add_parser(subs)
-    orig = cli_main.build_parser
-    cli_main.build_parser = lambda: parser
-    try:
-        return cli_main.main(argv)
-    finally:
-        cli_main.build_parser = orig
-
-
 # ---- TokenExtractor -----------------------------------------------------------------------------------------
-def test_extractor_crops_match_training_crops(tokenizer_dir, shared_data, analyzed):
+def test_extractor_crops_match_training_crops(tiny_tokenizer_dir, shared_data, analyzed):
     """The extractor's crop is the training data's crop (load_face_crops), pixel for pixel."""
     from mien.io.video import VideoSource
     from mien.pipelines.tokens import TokenExtractor, first_face_boxes
     from mien.tasks.tokenizer import load_face_crops
 
-    ex = TokenExtractor(tokenizer_dir)
+    ex = TokenExtractor(tiny_tokenizer_dir)
     assert (ex.input_size, ex.dim, ex.max_subjects, ex.box_scale) == (64, 32, 16, 1.1)
     res = analyzed(VIDEO, end=0.5)
     boxes = first_face_boxes(res)
@@ -67,11 +33,11 @@ def test_extractor_crops_match_training_crops(tokenizer_dir, shared_data, analyz
     np.testing.assert_array_equal(mine, ref)
 
 
-def test_extractor_tokens_shape_norm_batching(tokenizer_dir, shared_data, analyzed):
+def test_extractor_tokens_shape_norm_batching(tiny_tokenizer_dir, shared_data, analyzed):
     from mien.io.video import VideoSource
     from mien.pipelines.tokens import TOKEN_COLUMN, TokenExtractor, first_face_boxes
 
-    ex = TokenExtractor(tokenizer_dir, "cpu", batch_size=4)
+    ex = TokenExtractor(tiny_tokenizer_dir, "cpu", batch_size=4)
     boxes = first_face_boxes(analyzed(VIDEO, end=0.5))
     crops = np.stack([ex.crop(fr.image, boxes[fr.index])
                       for fr in VideoSource(shared_data / VIDEO, end=0.5) if fr.index in boxes])
@@ -80,7 +46,7 @@ def test_extractor_tokens_shape_norm_batching(tokenizer_dir, shared_data, analyz
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
     single = np.concatenate([ex(crops[i:i + 1]) for i in range(len(crops))])
     np.testing.assert_allclose(z, single, atol=1e-5)
-    big = TokenExtractor(tokenizer_dir, batch_size=64)(crops)
+    big = TokenExtractor(tiny_tokenizer_dir, batch_size=64)(crops)
     np.testing.assert_allclose(z, big, atol=1e-5)
     assert not np.allclose(z[0], z[-1], atol=1e-7)  # different frames, different tokens
     assert ex(crops[:0]).shape == (0, 32)
@@ -90,20 +56,20 @@ def test_extractor_tokens_shape_norm_batching(tokenizer_dir, shared_data, analyz
         ex(crops[:, :32])
 
 
-def test_extractor_subjects_and_bad_inputs(tokenizer_dir, tmp_path):
+def test_extractor_subjects_and_bad_inputs(tiny_tokenizer_dir, tmp_path):
     import mien
     from mien.errors import InputError
     from mien.models.tokenizer import save_pretrained
     from mien.pipelines.tokens import TokenExtractor
 
     crops = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
-    a, b = TokenExtractor(tokenizer_dir, subject_id=0), TokenExtractor(tokenizer_dir, subject_id=5)
+    a, b = TokenExtractor(tiny_tokenizer_dir, subject_id=0), TokenExtractor(tiny_tokenizer_dir, subject_id=5)
     assert not np.allclose(a(crops), b(crops))  # the subject embedding is attended to
     tok, faces = a.reconstruct(crops, target_subject=5)
     assert tok.shape == (3, 32) and faces.shape == (3, 64, 64, 3) and faces.dtype == np.uint8
     np.testing.assert_array_equal(faces, a.decode(tok, 5))
     with pytest.raises(ValueError, match="out of range"):
-        TokenExtractor(tokenizer_dir, subject_id=16)
+        TokenExtractor(tiny_tokenizer_dir, subject_id=16)
     with pytest.raises(ValueError, match="out of range"):
         a.decode(tok, -1)
     with pytest.raises(InputError, match="no such tokenizer folder"):
@@ -144,18 +110,18 @@ def test_cosine_and_pca():
         cosine_to_reference(z, 20)
 
 
-def test_tokens_plot_cli(tokenizer_dir, shared_data, tmp_path, capsys):
+def test_tokens_plot_cli(tiny_tokenizer_dir, shared_data, tmp_path, capsys):
     from mien.pipelines.tokens import plot_video_tokens
 
     out, npz = tmp_path / "plots" / "plot.png", tmp_path / "t.npz"
-    rc = cli(["tokens", "plot", str(shared_data / VIDEO), "--tokenizer", str(tokenizer_dir), "-o", str(out),
+    rc = cli(["tokens", "plot", str(shared_data / VIDEO), "--tokenizer", str(tiny_tokenizer_dir), "-o", str(out),
               "--end", "1.0", "--tokens-out", str(npz)])
     assert rc == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
     d = np.load(npz)
     assert d["tokens"].shape == (len(d["frame"]), 32) and len(d["frame"]) >= 20
     assert "reference frame 0" in capsys.readouterr().out
-    r = plot_video_tokens(shared_data / VIDEO, tokenizer_dir, tmp_path / "p2.png", reference_frame=7, end=1.0)
+    r = plot_video_tokens(shared_data / VIDEO, tiny_tokenizer_dir, tmp_path / "p2.png", reference_frame=7, end=1.0)
     ref = int(np.flatnonzero(d["frame"] == r["reference_frame"])[0])
     assert r["reference_frame"] == 7 and r["cosine"][ref] == pytest.approx(1.0, abs=1e-12)
     assert r["cosine"].shape == (r["tokens"],) and r["pca"].shape == (r["tokens"], 2)
@@ -165,6 +131,6 @@ def test_tokens_plot_cli(tokenizer_dir, shared_data, tmp_path, capsys):
                 "-o", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mien: error:") and err.count("\n") == 1 and not (tmp_path / "x.png").exists()
-    assert cli(["tokens", "plot", str(shared_data / VIDEO), "--tokenizer", str(tokenizer_dir),
+    assert cli(["tokens", "plot", str(shared_data / VIDEO), "--tokenizer", str(tiny_tokenizer_dir),
                 "-o", str(tmp_path / "x.png"), "--subject", "99"]) == 2
     assert "out of range" in capsys.readouterr().err
