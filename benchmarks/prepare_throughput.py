@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from analyze_throughput import baseline as bare  # same bare loop as the analyze benchmark (same folder)
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared/data/videos/talking"
 
@@ -37,25 +37,6 @@ def _duration(path: str) -> float:
         if s.duration is not None:
             return float(s.duration * s.time_base)
         return c.duration / av.time_base
-
-
-def bare(path: str) -> tuple[int, float]:
-    """Bare decode + face mesh of every frame; returns (frames, seconds)."""
-    import av
-    import mediapipe as mp_
-
-    from mien.face.landmarker import quiet_native_stderr
-
-    t0 = time.perf_counter()
-    n = 0
-    with quiet_native_stderr():
-        fm = mp_.solutions.face_mesh.FaceMesh(max_num_faces=1, refine_landmarks=True)
-        fm.process(np.zeros((64, 64, 3), np.uint8))
-    with fm, av.open(path) as c:
-        for frame in c.decode(video=0):
-            fm.process(frame.to_ndarray(format="rgb24"))
-            n += 1
-    return n, time.perf_counter() - t0
 
 
 def main() -> None:
