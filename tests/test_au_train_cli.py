@@ -131,4 +131,8 @@ def test_mien_cli_train_export_and_analyze_with_au_model(trained, shared_data, t
                  "--no-overlay", "--no-plot", "--no-progress"]) == 0
     header = (out / "0-f15-hao-ph.openface.csv").read_text().splitlines()[0]
     assert f"{names[0]}_c" in header
+    # tiny.yaml trains an ordinal intensity head: FACS 0-5 columns, OpenFace AUxx_r
+    inten = by_onnx.extra[f"{names[0]}_intensity"]
+    assert ((inten >= 0) & (inten <= 5)).all()
+    assert f"{names[0]}_r" in header
     assert main(["analyze", str(img), "-o", str(out), "--au-model", str(onnx_path), "--au-baseline"]) == 2

@@ -38,7 +38,8 @@ def write_openface(result: AnalysisResult, path: str | os.PathLike) -> None:
     Columns: frame, face_id, timestamp, confidence, success, gaze_0_x…gaze_1_z, gaze_angle_x, gaze_angle_y,
     pose_Tx…pose_Tz, pose_Rx…pose_Rz, x_0…x_67, y_0…y_67 (MediaPipe mesh vertices nearest the iBUG-68
     points, see :data:`mien.face.landmarks.IBUG68`), then any extra columns named ``AUxx_r`` / ``AUxx_c``,
-    and ``AUxx_c`` (0/1 at the model's thresholds) for every AU probability column of ``--au``.
+    and ``AUxx_c`` (0/1 at the model's thresholds) for every AU probability column of ``--au``/``--au-model``,
+    ``AUxx_r`` (0–5) for every ``AUxx_intensity`` column of an ``--au-model`` with an intensity head.
     Separator ", " as OpenFace writes it.
     """
     import pandas as pd
@@ -71,6 +72,8 @@ def write_openface(result: AnalysisResult, path: str | os.PathLike) -> None:
     for name, thr in zip(au.get("names", []), au.get("thresholds", []), strict=False):
         if name in r.extra and f"{name}_c" not in cols:  # mien AU probabilities -> OpenFace presence 0/1
             cols[f"{name}_c"] = (r.extra[name] >= thr).astype(np.int64)
+        if f"{name}_intensity" in r.extra and f"{name}_r" not in cols:  # FACS 0-5, OpenFace's AUxx_r scale
+            cols[f"{name}_r"] = r.extra[f"{name}_intensity"]
     df = pd.DataFrame(cols)
     with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
         f.write(", ".join(df.columns) + "\n")

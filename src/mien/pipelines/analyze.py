@@ -156,6 +156,7 @@ class FrameAnalyzer:
         self.custom_au = None
         self._au_crops: list[np.ndarray] = []
         self._au_out: list[np.ndarray] = []
+        self._au_int: list[np.ndarray] = []
         if options.au_model:
             from mien.tasks.au import load_au_model
 
@@ -194,7 +195,10 @@ class FrameAnalyzer:
             self._embedding.append(emb)
             self._crops = []
         if self.custom_au is not None and self._au_crops:
-            self._au_out.append(self.custom_au(np.stack(self._au_crops))[1])
+            pred = self.custom_au.predict(np.stack(self._au_crops))
+            self._au_out.append(pred["probs"])
+            if "intensity" in pred:
+                self._au_int.append(pred["intensity"])
             self._au_crops = []
         if self.tokens is not None and self._tok_crops:
             self._tok_out.append(self.tokens(np.stack(self._tok_crops)))
@@ -261,6 +265,10 @@ class FrameAnalyzer:
                     f"probability that {name} is present ({os.path.basename(self.options.au_model)})")}
             meta["au"] = {"model": os.path.basename(self.options.au_model), "names": list(self.custom_au.names),
                           "thresholds": [0.5] * len(self.custom_au.names), "baseline": False}
+            if self.custom_au.contract.get("intensity", "none") != "none":
+                for name in self.custom_au.names:
+                    extra_meta[f"{name}_intensity"] = {"unit": "FACS 0-5", "description": (
+                        f"{name} intensity on the FACS scale 0 (absent) to 5 (E)")}
         if self.au_model is not None:
             for name in self.au_model.au_names:
                 extra_meta[name] = {"unit": "probability", "description": (
@@ -283,6 +291,8 @@ class FrameAnalyzer:
                 extra["expression_token"] = np.zeros((0, self.tokens.dim), np.float32)
             if self.custom_au is not None:
                 extra.update({name: np.zeros(0, np.float32) for name in self.custom_au.names})
+                if self.custom_au.contract.get("intensity", "none") != "none":
+                    extra.update({f"{n}_intensity": np.zeros(0, np.float32) for n in self.custom_au.names})
             return AnalysisResult.from_columns({"frame": np.zeros(0, np.int64), **extra}, meta=meta)
         lm = np.stack(r["landmarks"])
         euler = np.degrees(np.array(r["euler"]))
@@ -312,6 +322,9 @@ class FrameAnalyzer:
         if self.custom_au is not None:
             probs = np.concatenate(self._au_out)
             cols.update({name: probs[:, i] for i, name in enumerate(self.custom_au.names)})
+            if self._au_int:
+                inten = np.concatenate(self._au_int) * 5.0  # model predicts FACS intensity / 5
+                cols.update({f"{name}_intensity": inten[:, i] for i, name in enumerate(self.custom_au.names)})
         if self.au_model is not None:
             cols.update(self._action_units(np.concatenate(self._embedding), lm, cols["face_id"]))
         order = np.lexsort((cols["face_id"], cols["frame"]))
