@@ -182,3 +182,32 @@ def test_window_rejection_reasons():
     assert _window_reason(W(8, 2), tr, opts) == "low_confidence"
     assert _window_reason(W(5, 2), tr, opts) is None
     assert _window_reason(W(9, 2), tr, opts) == "past_end"
+
+
+def test_scored_selection_uses_expression_tokens_when_present():
+    """With a tokenizer, scored mode ranks windows by token variation, not landmark motion."""
+    from mien.face.geometry import canonical_face
+    from mien.pipelines.prepare import PrepareOptions, _select, _Track
+    from mien.results import AnalysisResult
+
+    n, fps = 30, 10.0
+    rng = np.random.default_rng(0)
+    base = np.zeros((478, 3), np.float32)
+    base[:468] = canonical_face() * 10 + np.array([200, 200, 0], np.float32)
+    lm = np.repeat(base[None], n, 0)
+    lm[0:10, :468, :2] += rng.normal(0, 3, (10, 468, 2))  # landmarks move most in frames 0-9
+    tok = np.tile(np.eye(8, dtype=np.float32)[0], (n, 1))
+    tok[20:30] = np.eye(8, dtype=np.float32)[rng.integers(0, 8, 10)]  # tokens change most in frames 20-29
+    cols = {"frame": np.arange(n), "t_sec": np.arange(n) / fps, "face_id": np.zeros(n, np.int32),
+            "confidence": np.full(n, 0.9, np.float32), "landmarks": lm,
+            "bbox": np.tile(np.array([100, 100, 300, 300], np.float32), (n, 1)),
+            "yaw_deg": np.zeros(n), "pitch_deg": np.zeros(n), "roll_deg": np.zeros(n)}
+    res = AnalysisResult.from_columns(cols)
+    track = _Track(n, np.arange(n), np.arange(n) / fps, np.arange(n), np.ones(n, np.int64), res)
+    opts = PrepareOptions(mode="scored", clip_seconds=1.0, fps=fps, top_k=1, stride_seconds=1.0)
+    (by_landmarks,), _, _ = _select(track, opts, "v", None)
+    assert by_landmarks.start == 0
+    res_tok = AnalysisResult.from_columns({**cols, "expression_token": tok})
+    track_tok = _Track(n, np.arange(n), np.arange(n) / fps, np.arange(n), np.ones(n, np.int64), res_tok)
+    (by_tokens,), _, _ = _select(track_tok, opts, "v", None)
+    assert by_tokens.start == 20

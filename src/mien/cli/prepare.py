@@ -25,6 +25,8 @@ def add_parser(sub) -> None:
     p.add_argument("--stride", dest="stride_seconds", type=float, default=None, metavar="SEC",
                    help="all/scored modes: seconds between window starts")
     p.add_argument("--top-k", type=int, default=4, help="scored mode: clips kept per video")
+    p.add_argument("--tokenizer", metavar="PATH", help="scored mode: measure expression variation with this exported "
+                                                       "expression tokenizer's tokens instead of landmarks")
     p.add_argument("--w-expression", type=float, default=1.0, help="scored mode: expression variation weight")
     p.add_argument("--w-stability", type=float, default=1.0, help="scored mode: head stability weight")
     p.add_argument("--seed", type=int, default=0)
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     opts = PrepareOptions(
         clip_seconds=args.clip_seconds, fps=args.fps, crop_size=args.crop_size, margin=args.margin,
         smooth_frames=args.smooth_frames, mode=args.mode, clips_per_video=args.clips_per_video,
-        stride_seconds=args.stride_seconds, top_k=args.top_k, w_expression=args.w_expression,
+        stride_seconds=args.stride_seconds, top_k=args.top_k, w_expression=args.w_expression, tokenizer=args.tokenizer,
         w_stability=args.w_stability, seed=args.seed, transcripts=args.transcripts,
         keywords=tuple(k.strip() for k in args.keywords.split(",") if k.strip()),
         offset_seconds=args.offset_seconds, track_policy=args.track_policy, min_face=args.min_face,

@@ -202,14 +202,16 @@ def score_windows(windows: list[Window], lm_norm: np.ndarray, angles_deg: np.nda
                   w_stable: float) -> list[Window]:
     """Score windows by expression variation and head stability (higher is better).
 
-    ``expression = mean over landmarks of the temporal std`` of crop-normalised landmarks (face size = 1,
-    rigid head motion removed by the per-frame alignment), in percent of the face size; ``instability =
+    ``expression = mean over features of their temporal std`` × 100: of crop-normalised landmarks (face size =
+    1, rigid head motion removed by the per-frame alignment, i.e. percent of the face size), or of unit-norm
+    expression tokens when prepare is given a tokenizer; ``instability =
     mean temporal std of yaw, pitch, roll`` in degrees / 10. ``score = w_expr·expression −
     w_stable·instability``.
 
     Args:
         windows: candidates.
-        lm_norm: (T, K, 2) landmarks in aligned, size-normalised coordinates for every grid frame.
+        lm_norm: (T, ...) expression features of every grid frame: (T, K, 2) aligned, size-normalised
+            landmarks or (T, D) expression tokens; NaN where no face.
         angles_deg: (T, 3) head pose angles per grid frame.
         w_expr, w_stable: weights.
 

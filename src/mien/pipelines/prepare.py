@@ -63,6 +63,8 @@ class PrepareOptions:
             clip_seconds / 2 for "scored").
         top_k: scored mode: clips kept per video.
         w_expression, w_stability: scored mode weights (see :func:`mien.data.selection.score_windows`).
+        tokenizer: scored mode: an exported expression tokenizer folder (``mien export tokenizer``); expression
+            variation is then measured on its per-frame expression tokens instead of aligned landmarks.
         seed: random mode seed (combined with the video key, so each video's choice is stable).
         transcripts: keywords mode: folder or URL holding ``<video stem>.json|.vtt|.srt``.
         keywords: keywords mode: words or phrases.
@@ -91,6 +93,7 @@ class PrepareOptions:
     top_k: int = 4
     w_expression: float = 1.0
     w_stability: float = 1.0
+    tokenizer: str | None = None
     seed: int = 0
     transcripts: str | None = None
     keywords: tuple[str, ...] = ()
@@ -174,7 +177,8 @@ def _analyse_grid(path: str, opts: PrepareOptions) -> tuple[_Track, object]:
     info = src.info
     # plain IoU tracks and landmarks: no neural face models
     aopts = AnalyzeOptions(max_faces=opts.max_faces, detector=opts.detector, max_side=opts.max_side,
-                           min_detection_confidence=min(0.5, opts.min_confidence), emotion=False, identity=False)
+                           min_detection_confidence=min(0.5, opts.min_confidence), emotion=False, identity=False,
+                           tokenizer=opts.tokenizer if opts.mode == "scored" else None)
     fa = FrameAnalyzer(info.width, info.height, aopts)
     dt = 1.0 / opts.fps
     src_dt = 1.0 / (info.fps or opts.fps)
@@ -311,7 +315,12 @@ def _select(tr: _Track, opts: PrepareOptions, vkey: str, words) -> tuple[list[Wi
             lm_norm[has] = transform_landmarks(lm, A)[..., :2]
             r = tr.row[has]
             ang[has] = np.stack([res.yaw_deg[r], res.pitch_deg[r], res.roll_deg[r]], -1)
-        chosen = top_k_non_overlapping(score_windows(ok, lm_norm, ang, opts.w_expression, opts.w_stability),
+        expression = lm_norm
+        if "expression_token" in res.extra:  # --tokenizer: variation of the expression tokens instead
+            tok = res.extra["expression_token"]
+            expression = np.full((tr.n, tok.shape[1]), np.nan, np.float32)
+            expression[has] = tok[tr.row[has]]
+        chosen = top_k_non_overlapping(score_windows(ok, expression, ang, opts.w_expression, opts.w_stability),
                                        opts.top_k)
     return chosen, rejected, len(cands)
 
