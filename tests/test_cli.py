@@ -128,3 +128,28 @@ def test_webcam_source_runs_live_and_writes_results(tmp_path, shared_data, monke
     assert res.meta["source_kind"] == "webcam"
     assert len(res) >= 70 and (res.face_id == 0).all()
     assert (out / "webcam0.plot.png").exists()
+
+
+def test_webcam_preview_shows_reconstruction_with_tokenizer(tmp_path, shared_data, monkeypatch,
+                                                             tiny_tokenizer_dir, torch_one_thread):
+    """With a display and --tokenizer, each preview frame is the camera image plus a reconstruction panel."""
+    import cv2
+
+    from mien.cli.main import main
+
+    real_capture = cv2.VideoCapture
+    monkeypatch.setattr(cv2, "VideoCapture", lambda i: real_capture(str(shared_data / "samples/single_face.mp4")))
+    shown = []
+    monkeypatch.setattr(cv2, "imshow", lambda name, img: shown.append(img.copy()))
+    keys = iter([-1] * 9 + [ord("q")])  # the user presses q on the 10th frame
+    monkeypatch.setattr(cv2, "waitKey", lambda ms: next(keys))
+    monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
+    monkeypatch.setenv("DISPLAY", ":99")
+    out = tmp_path / "live"
+    assert main(["analyze", "--source", "webcam:0", "-o", str(out), "--tokenizer", str(tiny_tokenizer_dir),
+                 "--no-progress"]) == 0
+    assert len(shown) == 10  # stopped by q
+    assert shown[0].shape == (360, 640 + 360, 3)
+    assert shown[-1][:, 640:].mean() > 5  # the reconstruction panel is not empty
+    res = mien.read_results(out / "webcam0.parquet")
+    assert len(res) == 10 and res.extra["expression_token"].shape == (10, 32)

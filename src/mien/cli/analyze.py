@@ -100,7 +100,6 @@ def run_webcam(spec: str, out_dir: str, options, formats: tuple[str, ...]) -> in
 
     from mien.io.video import open_source
     from mien.pipelines.analyze import analyze_source, output_paths, write_outputs
-    from mien.viz.overlay import draw_faces
 
     src = open_source(spec)
     show = bool(os.environ.get("DISPLAY") or sys.platform in ("win32", "darwin"))
@@ -111,14 +110,9 @@ def run_webcam(spec: str, out_dir: str, options, formats: tuple[str, ...]) -> in
             return False
         import cv2
 
-        from mien.results.result import AnalysisResult
+        from mien.viz.live import live_preview
 
-        img, rows = frame.image, analyzer.rows
-        k = sum(1 for _ in _last_run(rows["frame"], frame.index))  # faces of this frame
-        if k:
-            part = AnalysisResult.from_columns({"frame": rows["frame"][-k:], "face_id": rows["face_id"][-k:],
-                                                "bbox": rows["bbox"][-k:], "landmarks": rows["landmarks"][-k:]})
-            img = draw_faces(img, part, list(range(k)))
+        img = live_preview(frame.image, frame.index, analyzer)
         cv2.imshow("mien", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         return (cv2.waitKey(1) & 0xFF) == ord("q")
 
@@ -138,10 +132,3 @@ def run_webcam(spec: str, out_dir: str, options, formats: tuple[str, ...]) -> in
     print(f"mien: {res.summary()}; outputs: {', '.join(outs.values())}")
     return 0
 
-
-def _last_run(values: list, value):
-    """Yield the trailing elements of ``values`` equal to ``value``."""
-    for v in reversed(values):
-        if v != value:
-            return
-        yield v
