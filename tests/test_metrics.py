@@ -156,3 +156,30 @@ def test_identity_similarity():
     assert M.identity_similarity(torch.ones(5), torch.ones(5) * 3).shape == (1,)
     with pytest.raises(ValueError):
         M.identity_similarity(np.ones((2, 3)), np.ones((2, 4)))
+
+
+def test_image_quality_known_values():
+    import torch
+
+    from mien.metrics import image_quality
+
+    a = torch.full((2, 3, 32, 32), 0.5)
+    b = a + 0.1  # MSE 0.01 -> PSNR 20 dB
+    q = image_quality(b, a)
+    assert q["psnr"] == pytest.approx(20.0, abs=1e-3)
+    assert image_quality(a, a)["ssim"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_tokenizer_swap_report_shapes_and_keys():
+    import torch
+
+    import mien
+    from mien.metrics import tokenizer_swap_report
+
+    torch.manual_seed(0)
+    model = mien.create_model("tokenizer-tiny")
+    frames = torch.rand(6, 3, 64, 64)
+    rep = tokenizer_swap_report(model, frames, torch.tensor([0, 0, 0, 1, 1, 1]))
+    assert set(rep) == {"reconstruction", "token_swap", "subject_swap", "n_frames"}
+    for k in ("reconstruction", "token_swap", "subject_swap"):
+        assert np.isfinite(rep[k]["psnr"]) and -1 <= rep[k]["ssim"] <= 1

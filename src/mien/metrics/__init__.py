@@ -1,5 +1,6 @@
 """Evaluation metrics: AU occurrence/intensity (:mod:`mien.metrics.au`), emotion classification
-(:mod:`mien.metrics.emotion`) and identity similarity (:mod:`mien.metrics.identity`).
+(:mod:`mien.metrics.emotion`), identity similarity (:mod:`mien.metrics.identity`) and image reconstruction
+(PSNR/SSIM, tokenizer swap tests: :mod:`mien.metrics.reconstruction`).
 
 All take numpy arrays or torch tensors and return numpy float64 values; see each module for shapes, the
 NaN conventions and the sources of the definitions. Needs ``torch`` and ``torchmetrics``.
@@ -20,6 +21,7 @@ from mien.metrics.au import (
 )
 from mien.metrics.emotion import accuracy, confusion_matrix, emotion_f1, emotion_macro_f1
 from mien.metrics.identity import identity_similarity
+from mien.metrics.reconstruction import image_quality, tokenizer_swap_report
 
 __all__ = [
     "accuracy",
@@ -37,5 +39,7 @@ __all__ = [
     "icc3_1",
     "icc_mean_squares",
     "identity_similarity",
+    "image_quality",
     "macro_f1",
+    "tokenizer_swap_report",
 ]
