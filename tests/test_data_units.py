@@ -211,3 +211,12 @@ def test_scored_selection_uses_expression_tokens_when_present():
     track_tok = _Track(n, np.arange(n), np.arange(n) / fps, np.arange(n), np.ones(n, np.int64), res_tok)
     (by_tokens,), _, _ = _select(track_tok, opts, "v", None)
     assert by_tokens.start == 20
+
+
+def test_to_tensors_skips_undecoded_audio():
+    """ClipDataset(audio=False) leaves the FLAC member as bytes; it must not be converted to a tensor."""
+    pytest.importorskip("torch")
+    from mien.data.reader import _to_tensors
+
+    out = _to_tensors({"__key__": "k", "flac": b"fLaC\x00\x00", "json": {"a": 1}})
+    assert "audio" not in out and out["meta"] == {"a": 1}

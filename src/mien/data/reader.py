@@ -117,6 +117,8 @@ def _to_tensors(sample: dict) -> dict:
         if k == "mp4":
             out["video"] = torch.from_numpy(np.ascontiguousarray(v)).permute(0, 3, 1, 2).contiguous()
         elif k == "flac":
+            if isinstance(v, (bytes, bytearray)):  # audio=False: left undecoded, not returned
+                continue
             out["audio"] = torch.from_numpy(np.ascontiguousarray(v, np.float32))
         elif k == "json":
             out["meta"] = v
