@@ -62,3 +62,23 @@ def test_ddp_two_cpu_processes(tmp_path, shared_data):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MEMBER: 2/2" in proc.stderr + proc.stdout  # the second rank really joined
     assert len(list(tmp_path.rglob("*.ckpt"))) == 1
+
+
+def test_tensorboard_gets_token_histograms_and_reconstruction_grids(tmp_path, shared_data, monkeypatch):
+    import torch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mien.cli.main import main
+
+    torch.set_num_threads(1)
+    monkeypatch.chdir(tmp_path)
+    v1, v2 = shared_data / "videos/talking/face_1.mp4", shared_data / "videos/talking/face_2.mp4"
+    assert main(["train", "tokenizer", "fit", "--config", "tiny", f"--data.init_args.videos=[{v1}, {v2}]",
+                 "--data.init_args.val_videos=[1]", "--trainer.max_steps=2", "--trainer.val_check_interval=1",
+                 f"--trainer.default_root_dir={tmp_path}",
+                 f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"]) == 0
+    (events,) = list((tmp_path / "runs").rglob("events.out.tfevents.*"))
+    acc = EventAccumulator(str(events), size_guidance={"histograms": 0, "images": 0})
+    acc.Reload()
+    assert "val/token_cosine_within_clip" in acc.Tags()["histograms"]
+    assert "val/input_vs_reconstruction" in acc.Tags()["images"]

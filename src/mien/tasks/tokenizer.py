@@ -333,7 +333,27 @@ class TokenizerTask(_ScheduledTask):
         logs = self.compute_losses(frames, ids)
         self.log_dict({f"val/{k}": v.detach() for k, v in logs.items()}, on_step=False, on_epoch=True,
                       batch_size=frames.shape[0])
+        if batch_idx == 0:
+            self._log_visuals(frames, ids)
         return logs["loss"]
+
+    def _log_visuals(self, frames: torch.Tensor, ids) -> None:
+        """TensorBoard: histogram of within-clip token cosine similarities and a grid of inputs (top row) over
+        reconstructions (bottom row) of the first validation batch. No-op without a TensorBoard logger."""
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_histogram"):
+            return
+        with torch.no_grad():
+            out = self.model(frames, ids)
+            z = out.tokens  # (B, T, D), unit norm
+            sims = torch.einsum("btd,bsd->bts", z, z)
+            off_diag = ~torch.eye(z.shape[1], dtype=torch.bool, device=z.device)
+            experiment.add_histogram("val/token_cosine_within_clip", sims[:, off_diag].flatten().float().cpu(),
+                                     self.global_step)
+            n = min(8, frames.shape[1])
+            grid = torch.cat([frames[0, :n], out.recon[0, :n].clamp(0, 1)]).float().cpu()  # (2n, 3, H, W)
+            rows = [torch.cat(list(grid[:n]), dim=2), torch.cat(list(grid[n:]), dim=2)]  # 2 × (3, H, n·W)
+            experiment.add_image("val/input_vs_reconstruction", torch.cat(rows, dim=1), self.global_step)
 
     def predict_step(self, batch, batch_idx):
         frames, ids = self._unpack(batch, self.model.config.crop_size)
