@@ -254,3 +254,32 @@ def test_clips_from_crops_and_empty_datamodule(tmp_path):
     dm = VideoCropsDataModule([], crop_size=8)
     with pytest.raises(ValueError, match="no training clip"):
         dm.setup("fit")
+
+
+def test_backbone_token_cache_skips_the_backbone_and_matches(monkeypatch):
+    """With cache_backbone_tokens, a keyed batch runs the frozen backbone once; losses match the uncached run."""
+    import torch
+
+    from mien.tasks.tokenizer import TokenizerTask
+
+    torch.manual_seed(0)
+    task = TokenizerTask(model="tokenizer-vit-tiny", cache_backbone_tokens=True, warmup_steps=1, total_steps=4)
+    task.eval()
+    size = task.model.config.crop_size
+    frames = torch.rand(2, 3, 3, size, size)
+    batch = {"video": (frames * 255).to(torch.uint8), "meta": [{"subject_id": 0}, {"subject_id": 1}],
+             "__key__": ["a", "b"]}
+    calls = []
+    bb = task.model.tokenizer.backbone
+    orig = bb.forward_features
+    monkeypatch.setattr(bb, "forward_features", lambda x: calls.append(x.shape[0]) or orig(x))
+    f, ids = task._unpack(batch, size)
+    first = task.compute_losses(f, ids, weights={"recon": 1, "temporal": 0, "diversity": 0, "perceptual": 0},
+                                backbone_tokens=task.backbone_tokens_for(batch, f))
+    assert calls == [6] and set(task._backbone_cache) == {"a", "b"}
+    second = task.compute_losses(f, ids, weights={"recon": 1, "temporal": 0, "diversity": 0, "perceptual": 0},
+                                 backbone_tokens=task.backbone_tokens_for(batch, f))
+    assert calls == [6]  # served from the cache
+    plain = task.compute_losses(f, ids, weights={"recon": 1, "temporal": 0, "diversity": 0, "perceptual": 0})
+    assert torch.allclose(first["loss"], plain["loss"], atol=1e-3)  # float16 cache
+    assert torch.allclose(first["loss"], second["loss"])

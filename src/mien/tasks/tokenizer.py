@@ -253,6 +253,8 @@ class TokenizerTask(_ScheduledTask):
         diversity_scope: "clip" (seed) or "batch" (see :func:`diversity_loss`).
         freeze_expression_transformer: freeze the whole expression transformer (subject embeddings and delta
             positions included; kept in eval mode) and optimise only the rest, as the seed's fine-tuning run.
+        cache_backbone_tokens: keep the frozen timm backbone's patch tokens of every sample (by its shard key,
+            float16 in CPU memory) so later epochs skip the backbone; needs keyed batches (mien shards).
 
     Logged every step (``train/``) and per epoch (``val/``): loss, loss_recon, loss_perceptual, loss_temporal,
     loss_coherence, loss_contrast, loss_diversity, w_recon, w_temporal, w_diversity, w_perceptual, lr,
@@ -272,7 +274,7 @@ class TokenizerTask(_ScheduledTask):
                  recon_loss: str = "mse", perceptual_net: str | None = None, perceptual_pretrained: bool = True,
                  coherence_weight: float = 0.7, contrast_weight: float = 0.3, contrast_stride: int = 5,
                  diversity_stride: int = 5, diversity_scope: str = "clip",
-                 freeze_expression_transformer: bool = False):
+                 freeze_expression_transformer: bool = False, cache_backbone_tokens: bool = False):
         super().__init__()
         self.save_hyperparameters()
         if recon_loss not in ("mse", "l1", "mse+l1"):
@@ -287,6 +289,24 @@ class TokenizerTask(_ScheduledTask):
             self.model.expression.requires_grad_(False)
             self.model.expression.eval()
         self._total_steps = total_steps
+        self._backbone_cache: dict[str, torch.Tensor] = {}
+        if cache_backbone_tokens and not hasattr(self.model.tokenizer, "backbone_tokens"):
+            raise ValueError("cache_backbone_tokens needs a frozen timm backbone (e.g. tokenizer-dinov2-s14)")
+
+    def backbone_tokens_for(self, batch, frames: torch.Tensor) -> torch.Tensor | None:
+        """Cached frozen-backbone tokens (B·T, P, C) of a keyed batch (mien shards: ``__key__``), computing and
+        storing (float16, CPU) those not seen yet; None when caching is off or the batch has no keys."""
+        if not self.hparams.cache_backbone_tokens or not isinstance(batch, dict) or "__key__" not in batch:
+            return None
+        keys = list(batch["__key__"])
+        missing = [i for i, k in enumerate(keys) if k not in self._backbone_cache]
+        if missing:
+            new = self.model.tokenizer.backbone_tokens(frames[missing].flatten(0, 1))
+            new = new.unflatten(0, (len(missing), frames.shape[1]))
+            for j, i in enumerate(missing):
+                self._backbone_cache[keys[i]] = new[j].to("cpu", torch.float16)
+        cached = torch.stack([self._backbone_cache[k] for k in keys]).to(frames.device, torch.float32)
+        return cached.flatten(0, 1)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -295,12 +315,13 @@ class TokenizerTask(_ScheduledTask):
         return self
 
     # ---- steps ---------------------------------------------------------------------------------------------
-    def compute_losses(self, frames: torch.Tensor, subject_ids=None,
-                       weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
-        """All loss components and the weighted total for a (B, T, 3, H, W) [0, 1] batch."""
+    def compute_losses(self, frames: torch.Tensor, subject_ids=None, weights: dict[str, float] | None = None,
+                       backbone_tokens: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """All loss components and the weighted total for a (B, T, 3, H, W) [0, 1] batch (``backbone_tokens``:
+        cached frozen-backbone tokens of its frames, see :meth:`backbone_tokens_for`)."""
         h = self.hparams
         w = weights or self.loss_weights()
-        out = self.model(frames, subject_ids)
+        out = self.model(frames, subject_ids, backbone_tokens=backbone_tokens)
         pred, target = out.recon.flatten(0, 1), frames.flatten(0, 1)
         if h.recon_loss == "mse":
             recon = F.mse_loss(pred, target)
@@ -321,7 +342,7 @@ class TokenizerTask(_ScheduledTask):
 
     def training_step(self, batch, batch_idx):
         frames, ids = self._unpack(batch, self.model.config.crop_size)
-        logs = self.compute_losses(frames, ids)
+        logs = self.compute_losses(frames, ids, backbone_tokens=self.backbone_tokens_for(batch, frames))
         logs["lr"] = torch.tensor(float(self.optimizers().param_groups[0]["lr"]), device=frames.device)
         self.log_dict({f"train/{k}": v.detach() if torch.is_tensor(v) else v for k, v in logs.items()},
                       on_step=True, on_epoch=False, prog_bar=False, batch_size=frames.shape[0])
@@ -330,7 +351,7 @@ class TokenizerTask(_ScheduledTask):
 
     def validation_step(self, batch, batch_idx):
         frames, ids = self._unpack(batch, self.model.config.crop_size)
-        logs = self.compute_losses(frames, ids)
+        logs = self.compute_losses(frames, ids, backbone_tokens=self.backbone_tokens_for(batch, frames))
         self.log_dict({f"val/{k}": v.detach() for k, v in logs.items()}, on_step=False, on_epoch=True,
                       batch_size=frames.shape[0])
         if batch_idx == 0:

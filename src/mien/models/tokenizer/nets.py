@@ -289,10 +289,18 @@ class ExpressionTokenizer(nn.Module):
         img = self.reconstruction(z, self.recon_positions(), subj)
         return img.reshape(*lead, *img.shape[1:])
 
-    def forward(self, frames: torch.Tensor, subject_ids=None) -> TokenizerOutput:
-        """Encode and reconstruct in one batched pass (see :meth:`encode`, :meth:`decode`)."""
+    def forward(self, frames: torch.Tensor, subject_ids=None,
+                backbone_tokens: torch.Tensor | None = None) -> TokenizerOutput:
+        """Encode and reconstruct in one batched pass (see :meth:`encode`, :meth:`decode`).
+
+        ``backbone_tokens`` (B·T, P, C): cached outputs of a frozen timm backbone
+        (:meth:`~mien.models.tokenizer.patch.TimmPatchTokenizer.backbone_tokens`) for these frames.
+        """
         x, lead = self._flatten(frames)
-        tokens, pos = self.tokenizer(x)
+        if backbone_tokens is not None:
+            tokens, pos = self.tokenizer(x, backbone_tokens=backbone_tokens)
+        else:
+            tokens, pos = self.tokenizer(x)
         ids = self._subject_ids(subject_ids, lead)
         z = self.expression(tokens, None if self.tokenizer.positions_in_tokens else pos, ids)
         subj = self.expression.subject_embedding(ids, z.shape[0]) if self.config.max_subjects > 0 else None

@@ -218,14 +218,39 @@ class TimmPatchTokenizer(PatchTokenizer):
             self.backbone.eval()
         return self
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def backbone_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen backbone's patch tokens before the projection, for caching across epochs.
+
+        Args:
+            images: float (N, 3, S, S) in [0, 1].
+
+        Returns:
+            float (N, P, C_backbone), P = number of patches (prefix tokens dropped); no gradient.
+
+        Raises:
+            ValueError: the backbone is trainable (``freeze=False``): its tokens change during training.
+        """
+        if not self.freeze:
+            raise ValueError("backbone tokens can only be cached for a frozen backbone")
         self._check(images)
-        x = self.normalize(images)
+        with torch.no_grad():
+            f = self._features(self.normalize(images))
+        if self.is_vit:
+            if f.shape[1] != self.prefix + self.num_patches:
+                raise ValueError(f"ViT gave {f.shape[1]} tokens, expected {self.prefix}+{self.num_patches}")
+            return f[:, self.prefix:]
+        return f.flatten(2).transpose(1, 2)
+
+    def forward(self, images: torch.Tensor,
+                backbone_tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch tokens (N, P, D) and position table (P, D); ``backbone_tokens`` (from :meth:`backbone_tokens`,
+        e.g. a cache) skips the frozen backbone."""
+        if backbone_tokens is not None:
+            return self.proj(backbone_tokens.to(images.dtype)), self.position_table()
         if self.freeze:
-            with torch.no_grad():
-                f = self._features(x)
-        else:
-            f = self._features(x)
+            return self.proj(self.backbone_tokens(images)), self.position_table()
+        self._check(images)
+        f = self._features(self.normalize(images))
         if self.is_vit:
             if f.shape[1] != self.prefix + self.num_patches:
                 raise ValueError(f"ViT gave {f.shape[1]} tokens, expected {self.prefix}+{self.num_patches}")
