@@ -47,18 +47,30 @@ def test_train_tokenizer_on_prepared_shards(tmp_path, shared_data, monkeypatch):
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes(tmp_path, shared_data):
-    """Lightning's own DDP (2 CPU processes, gloo): the launcher re-runs `python -m mien train …` for rank 1."""
+@pytest.mark.parametrize("data", ["videos", "shards"])
+def test_ddp_two_cpu_processes(tmp_path, shared_data, data):
+    """Lightning's own DDP (2 CPU processes, gloo): the launcher re-runs `python -m mien train …` for rank 1.
+    With shards, every rank must get the same number of batches (else the ranks deadlock)."""
+    import os
     import subprocess
     import sys
 
-    videos = ",".join(str(shared_data / f"videos/talking/face_{i}.mp4") for i in (1, 2))
-    cmd = [sys.executable, "-m", "mien", "train", "tokenizer", "fit", "--config", "tiny",
-           f"--data.init_args.videos=[{videos}]", "--trainer.max_steps=2", "--trainer.devices=2",
-           "--trainer.strategy=ddp", f"--trainer.default_root_dir={tmp_path}",
-           f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    if data == "videos":
+        videos = ",".join(str(shared_data / f"videos/talking/face_{i}.mp4") for i in (1, 2))
+        data_args = [f"--data.init_args.videos=[{videos}]"]
+    else:
+        from mien.cli.main import main
+
+        videos = [str(shared_data / f"videos/talking/face_{i}.mp4") for i in (1, 2, 3)]
+        assert main(["prepare", *videos, "-o", str(tmp_path / "ds"), "--clip-seconds", "0.8", "--fps", "10",
+                     "--crop-size", "64", "--clips-per-video", "3", "--workers", "1"]) == 0
+        data_args = ["--data", "mien.data.datamodule.ClipDataModule", f"--data.init_args.root={tmp_path / 'ds'}",
+                     "--data.init_args.batch_size=1", "--data.init_args.num_workers=0",
+                     "--data.init_args.val_fraction=0.34"]
+    cmd = [sys.executable, "-m", "mien", "train", "tokenizer", "fit", "--config", "tiny", *data_args,
+           "--trainer.max_steps=3", "--trainer.devices=2", "--trainer.strategy=ddp",
+           f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MEMBER: 2/2" in proc.stderr + proc.stdout  # the second rank really joined
     assert len(list(tmp_path.rglob("*.ckpt"))) == 1

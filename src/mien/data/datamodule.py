@@ -69,9 +69,22 @@ class ClipDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.train_urls, self.val_urls = subject_split(self.root, self.val_fraction)
+        self._samples = {s["name"]: int(s["samples"]) for s in open_dataset(self.root).manifest["shards"]}
 
     def _loader(self, urls: list[str], shuffle: bool) -> torch.utils.data.DataLoader:
-        ds = ClipDataset(urls, shuffle_shards=shuffle, seed=self.seed)
+        world = int(getattr(self.trainer, "world_size", 1) or 1) if self.trainer is not None else 1
+        if world <= 1:
+            ds = ClipDataset(urls, shuffle_shards=shuffle, seed=self.seed)
+        else:
+            # DDP needs the same number of batches on every rank, or the ranks wait for each other forever:
+            # every DataLoader worker of every rank yields exactly `per_worker` samples (cycling its shards).
+            # With fewer shards than rank × worker slots, every rank reads all shards (duplicates across ranks).
+            workers = max(1, self.num_workers)
+            total = sum(self._samples.get(u.rstrip("/").rsplit("/", 1)[-1], 0) for u in urls)
+            per_worker = max(self.batch_size, total // (world * workers))
+            split = len(urls) >= world * workers
+            ds = ClipDataset(urls, shuffle_shards=shuffle, seed=self.seed, split_nodes=split, split_workers=split)
+            ds = ds.repeat().with_epoch(per_worker)
         return torch.utils.data.DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers,
                                            collate_fn=_collate)
 
