@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import av
+import pytest
 
 import mien
 
@@ -153,3 +154,14 @@ def test_webcam_preview_shows_reconstruction_with_tokenizer(tmp_path, shared_dat
     assert shown[-1][:, 640:].mean() > 5  # the reconstruction panel is not empty
     res = mien.read_results(out / "webcam0.parquet")
     assert len(res) == 10 and res.extra["expression_token"].shape == (10, 32)
+
+
+def test_neural_options_without_torch_fail_cleanly(tmp_path, shared_data, monkeypatch):
+    """Without PyTorch (core install), --emotion is a one-line usage error, not a traceback."""
+    import mien.pipelines.analyze as A
+
+    monkeypatch.setattr(A, "_torch_available", lambda: False)
+    with pytest.raises(ValueError, match="needs PyTorch"):
+        mien.analyze(shared_data / "samples/single_face.jpg", emotion=True)
+    res = mien.analyze(shared_data / "samples/single_face.jpg")  # the default needs no torch
+    assert len(res) == 1 and "identity" not in res.meta

@@ -145,6 +145,12 @@ class FrameAnalyzer:
                                       max_side=options.max_side)
         self.tracker = IoUTracker()
         self.pose = HeadPoseEstimator(width, height, options.focal_px)
+        needs = [name for name, on in (("--emotion", options.emotion), ("--au", options.au),
+                                        ("--au-model", options.au_model), ("--tokenizer", options.tokenizer),
+                                        ("--reid", options.identity)) if on]
+        if needs and not _torch_available():
+            raise ValueError(f"{', '.join(needs)}: needs PyTorch, which is not installed "
+                             f"(pip install \"mien[models]\")")
         self.expression = ExpressionModel(options.device) if (options.emotion or options.au) else None
         self.tokens = None
         self._tok_crops: list[np.ndarray] = []
