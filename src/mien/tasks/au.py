@@ -599,6 +599,12 @@ class AUModelRunner:
         self.backend = "torch" if torch_model is not None else "onnx"
 
     def preprocess(self, crops) -> np.ndarray:
+        """Crops (B, H, W, 3) or (H, W, 3) uint8 RGB → model input float32 (B, 3, S, S) in [0, 1] (resized to the
+        contract's size S, converted to gray-as-RGB when the model was trained on gray images).
+
+        Raises:
+            ValueError: not uint8 RGB crops.
+        """
         from mien.data.au import prepare_image
 
         crops = np.asarray(crops)
@@ -622,6 +628,12 @@ class AUModelRunner:
                           size=self.contract["image_size"])
 
     def predict(self, crops) -> dict:
+        """Run the model on crops (B, H, W, 3) uint8 RGB cut by :meth:`crop_faces`.
+
+        Returns:
+            {"probs": float32 (B, A) occurrence probabilities in [0, 1]} plus, for models with an intensity
+            head, "intensity": float32 (B, A) in [0, 1] (× 5 = FACS intensity).
+        """
         x = self.preprocess(crops)
         if len(x) == 0:
             a = len(self.names)

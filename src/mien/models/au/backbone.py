@@ -118,6 +118,7 @@ class FaceApiBackbone(nn.Module):
                              persistent=False)
 
     def levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[(B, 256)] pooled face-api features of float (B, 3, H, W) RGB in [0, 1] (resized to 112²)."""
         if x.shape[-2:] != (112, 112):
             x = F.interpolate(x, size=(112, 112), mode="bilinear", align_corners=False)
         x = (x * 255.0 - self.mean_rgb) / 255.0
@@ -171,6 +172,8 @@ class AUNet(nn.Module):
             self.int_head = nn.Linear(d, num_aus * ordinal_levels)
 
     def forward(self, x: torch.Tensor) -> dict:
+        """float (B, 3, S, S) RGB in [0, 1] → {"occ": (B, A) logits, "levels": backbone features, and "int":
+        (B, A) in [0, 1] (regression) or (B, A, L) ordinal logits when the net has an intensity head}."""
         levels = self.backbone.levels(x)
         h = self.drop(torch.cat(levels, 1))
         out = {"occ": self.occ_head(h), "levels": levels}
