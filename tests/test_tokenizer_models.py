@@ -18,17 +18,10 @@ TIMM_TINY = dict(timm_name="resnet10t", pretrained=False, crop_size=64, dim=32, 
                  recon_ff=64, decoder_channels=32, dropout=0.0)
 # (registered name, overrides) of every configuration built in these tests (tiny ones; the full DINOv2
 # config is built in test_dinov2_s14_full_config)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 TINY_CONFIGS = [("tokenizer-tiny", {}), ("tokenizer-vit-tiny", {}), ("tokenizer-timm", TIMM_TINY),
                 ("tokenizer-tiny", {"max_subjects": 0})]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """CPU cores are shared: one intra-op thread is far faster than two contending ones here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _build(name, overrides, seed=0):

@@ -32,16 +32,10 @@ VIDEO = "videos/talking/face_1.mp4"
 pytestmark = [pytest.mark.filterwarnings("ignore:Found .* module\\(s\\) in eval mode"),
               pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`"),
               pytest.mark.filterwarnings("ignore:Total length of `list` across ranks is zero"),
-              pytest.mark.filterwarnings("ignore:LightningCLI's args parameter is intended")]
+              pytest.mark.filterwarnings("ignore:LightningCLI's args parameter is intended"),
+              pytest.mark.usefixtures("torch_one_thread")]
 FIXED = {"recon": 1.0, "temporal": 0.05, "diversity": 0.05, "perceptual": 0.0}
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

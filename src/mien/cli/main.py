@@ -24,7 +24,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 some inputs failed, 2 bad input or usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _quiet_native_logs()
     try:
         return int(args.func(args) or 0)
     except InputError as e:
@@ -36,14 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mien: interrupted", file=sys.stderr)
         return 130
-
-
-def _quiet_native_logs() -> None:
-    """Silence MediaPipe/TFLite/absl start-up chatter on stderr (set before they load)."""
-    import os
-
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 if __name__ == "__main__":

@@ -124,21 +124,15 @@ class MediaPipeFaceMesh:
         self.max_side = max_side
         self._first = True
         with quiet_native_stderr():
-            self._solution = self._make(SolutionBase, graph, max_faces, static_image_mode, thresh_param,
-                                        min_detection_confidence, min_tracking_confidence)
+            self._solution = SolutionBase(
+                graph_config=graph,
+                side_inputs={"num_faces": max_faces, "with_attention": True,
+                             "use_prev_landmarks": not static_image_mode},
+                calculator_params={thresh_param: min_detection_confidence,
+                                   "facelandmarkcpu__ThresholdingCalculator.threshold": min_tracking_confidence},
+                outputs=["multi_face_landmarks", "face_detections"],
+            )
             self._solution._graph.wait_until_idle()  # calculators open asynchronously
-
-    @staticmethod
-    def _make(SolutionBase, graph, max_faces, static_image_mode, thresh_param, min_detection_confidence,
-              min_tracking_confidence):
-        return SolutionBase(
-            graph_config=graph,
-            side_inputs={"num_faces": max_faces, "with_attention": True,
-                         "use_prev_landmarks": not static_image_mode},
-            calculator_params={thresh_param: min_detection_confidence,
-                               "facelandmarkcpu__ThresholdingCalculator.threshold": min_tracking_confidence},
-            outputs=["multi_face_landmarks", "face_detections"],
-        )
 
     def process(self, image: np.ndarray) -> list[FaceObservation]:
         """Find faces in one RGB uint8 frame (H, W, 3); frames of a video must come in time order."""

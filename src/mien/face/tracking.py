@@ -47,6 +47,11 @@ class IoUTracker:
         self._missing = np.zeros(0, np.int64)
         self._next_id = 0
 
+    @property
+    def live_ids(self) -> set[int]:
+        """Ids of the tracks still alive (seen within the last ``max_gap`` processed frames)."""
+        return set(self._ids.tolist())
+
     def update(self, boxes: np.ndarray) -> np.ndarray:
         """Match this frame's boxes (N, 4) pixels to the live tracks; return their ids (N,) int64."""
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)

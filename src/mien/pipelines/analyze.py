@@ -220,7 +220,7 @@ class FrameAnalyzer:
             return 0
         boxes = np.stack([f.bbox for f in faces])
         track_ids = self.tracker.update(boxes)
-        ids = self.reid.person_ids(frame.image, track_ids, boxes, set(self.tracker._ids.tolist()))
+        ids = self.reid.person_ids(frame.image, track_ids, boxes, self.tracker.live_ids)
         rows = self.rows
         for face, fid in zip(faces, ids, strict=True):
             if self.expression is not None:
@@ -244,7 +244,7 @@ class FrameAnalyzer:
         if max(len(self._crops), len(self._tok_crops), len(self._au_crops)) >= 32:
             self._flush()
         if len(self._conf) > 64:  # forget ended tracks
-            live = set(self.tracker._ids.tolist())
+            live = self.tracker.live_ids
             self._conf = {k: v for k, v in self._conf.items() if k in live}
         return len(faces)
 
@@ -425,11 +425,9 @@ def analyze_source(src: VideoSource | ImageSource | WebcamSource, options: Analy
         "camera": {"focal_px": float(fa.pose.K[0, 0]), "cx": float(fa.pose.K[0, 2]), "cy": float(fa.pose.K[1, 2])},
         "models": _model_meta(fa),
         "options": dataclasses.asdict(options) | {"progress": False},
-        "elapsed_sec": None,
+        "elapsed_sec": round(elapsed, 3),
     }
-    res = fa.result(meta)
-    res.meta["elapsed_sec"] = round(elapsed, 3)  # not part of equality-relevant content; informative
-    return res
+    return fa.result(meta)
 
 
 # ---------------------------------------------------------------------------------------------- batches
