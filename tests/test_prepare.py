@@ -135,18 +135,22 @@ def test_crops_are_similarities_not_stretched(batch, shared_data):
     # the pixels: re-detect landmarks on the decoded crops; ratios agree with the source within 4 %
     with MediaPipeFaceMesh(1, static_image_mode=True, detector="full") as mesh:
         redet, stored = [], []
-        for j in range(0, T, 6):
+        for j in range(0, T, 2):
             faces = mesh.process(np.ascontiguousarray(s["mp4"][j]))
             if faces:
                 redet.append(faces[0].landmarks)
                 stored.append(s["landmarks.npy"][j])
     assert len(redet) >= 3
     redet, stored = np.stack(redet), np.stack(stored)
-    # per-frame re-detection noise is a few %; a stretch shifts every frame the same way, so compare medians
+    # per-frame re-detection noise is a few %; a stretch shifts every frame the same way, so compare medians.
+    # Ratio 0 (inter-ocular / eye-to-mouth) compares a horizontal with a vertical distance: the one a stretch
+    # moves. Ratio 1 (mouth width / inter-ocular) is horizontal/horizontal; MediaPipe on a 128 px crop reads the
+    # mouth up to ~5 % narrower than on the 512 px source, so it only guards against gross errors.
     rel = np.median(_ratios(redet) / _ratios(stored), axis=0)
-    np.testing.assert_allclose(rel, 1.0, atol=0.03)
+    assert abs(rel[0] - 1) < 0.03, rel
+    assert abs(rel[1] - 1) < 0.08, rel
     stretched = redet * np.array([1.1, 1.0, 1.0])  # what a 10 % horizontal stretch would look like
-    assert np.abs(np.median(_ratios(stretched) / _ratios(stored), axis=0) - 1).max() > 0.06
+    assert abs(np.median(_ratios(stretched)[:, 0] / _ratios(stored)[:, 0]) - 1) > 0.06
     err = np.linalg.norm(redet[..., :2] - stored[..., :2], axis=-1).mean()
     assert err < 0.03 * CROP  # crop pixels and crop landmarks are registered
 
