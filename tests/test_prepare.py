@@ -360,3 +360,30 @@ def test_bad_cli_usage_is_one_line(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("mien: error:") and "keywords" in proc.stderr
     shutil.rmtree(tmp_path / "o", ignore_errors=True)
+
+
+def test_shard_crops_match_the_inference_crop(batch, shared_data):
+    """A model trained on shards sees at inference (mien.face.crops.face_crop with the shard's crop contract)
+    what it saw in training: the same face framing, up to the shards' temporal smoothing and H.264."""
+    import mien
+    from mien.data.datamodule import ClipDataModule
+    from mien.face.crops import crop_square, face_crop, square_box
+    from mien.io.video import VideoSource
+
+    dm = ClipDataModule(str(batch["out"]))
+    dm.setup()
+    assert dm.crop_contract == "aligned-ffhq-0.0"
+    s = next(s for s in iter_samples(str(batch["out"])) if s["json"]["video_key"].startswith("driving_d0"))
+    res = mien.analyze(shared_data / D0, end=2.0)
+    frames = {fr.index: fr.image for fr in VideoSource(shared_data / D0, end=2.0)}
+    d_aligned, d_box = [], []
+    for j in range(0, T, 5):
+        t = s["times.npy"][j, 1]
+        r = int(np.argmin(np.abs(res.t_sec - t)))
+        img = frames[int(res.frame[r])]
+        mine = face_crop(img, dm.crop_contract, CROP, res.bbox[r], res.landmarks[r]).astype(float)
+        box = crop_square(img, square_box(res.bbox[r], 1.1), CROP).astype(float)
+        d_aligned.append(np.abs(mine - s["mp4"][j]).mean())
+        d_box.append(np.abs(box - s["mp4"][j]).mean())
+    assert np.mean(d_aligned) < 8, d_aligned  # same framing (smoothing + compression only)
+    assert np.mean(d_box) > 2 * np.mean(d_aligned), (d_aligned, d_box)  # a different crop is far off

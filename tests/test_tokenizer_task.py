@@ -277,3 +277,19 @@ def test_backbone_token_cache_skips_the_backbone_and_matches(monkeypatch):
     plain = task.compute_losses(f, ids, weights={"recon": 1, "temporal": 0, "diversity": 0, "perceptual": 0})
     assert torch.allclose(first["loss"], plain["loss"], atol=1e-3)  # float16 cache
     assert torch.allclose(first["loss"], second["loss"])
+
+
+def test_fit_refuses_data_cut_differently_from_the_model():
+    """A datamodule whose crops differ from the model's crop contract is refused before training."""
+    from types import SimpleNamespace
+
+    from mien.tasks.tokenizer import TokenizerTask
+
+    task = TokenizerTask(model="tokenizer-tiny", model_overrides={"crop": "landmark-box-square-1.1"})
+    task._trainer = SimpleNamespace(datamodule=SimpleNamespace(crop_contract="aligned-ffhq-0.0"))
+    with pytest.raises(ValueError, match="crop contract"):
+        task.on_fit_start()
+    task._trainer = SimpleNamespace(datamodule=SimpleNamespace(crop_contract="landmark-box-square-1.1"))
+    task.on_fit_start()
+    with pytest.raises(ValueError, match="unsupported crop contract"):
+        TokenizerTask(model="tokenizer-tiny", model_overrides={"crop": "stretched"})

@@ -19,15 +19,15 @@ VIDEO = "videos/talking/Input__00010.mp4"  # 224², 25 fps, one talking face
 def test_extractor_crops_match_training_crops(tiny_tokenizer_dir, shared_data, analyzed):
     """The extractor's crop is the training data's crop (load_face_crops), pixel for pixel."""
     from mien.io.video import VideoSource
-    from mien.pipelines.tokens import TokenExtractor, first_face_boxes
+    from mien.pipelines.tokens import TokenExtractor, first_faces
     from mien.tasks.tokenizer import load_face_crops
 
     ex = TokenExtractor(tiny_tokenizer_dir)
-    assert (ex.input_size, ex.dim, ex.max_subjects, ex.box_scale) == (64, 32, 16, 1.1)
+    assert (ex.input_size, ex.dim, ex.max_subjects, ex.crop_contract) == (64, 32, 16, "aligned-ffhq-0.0")
     res = analyzed(VIDEO, end=0.5)
-    boxes = first_face_boxes(res)
-    mine = np.stack([ex.crop(fr.image, boxes[fr.index])
-                     for fr in VideoSource(shared_data / VIDEO, end=0.5) if fr.index in boxes])
+    faces = first_faces(res)
+    mine = np.stack([ex.crop(fr.image, *faces[fr.index])
+                     for fr in VideoSource(shared_data / VIDEO, end=0.5) if fr.index in faces])
     ref = load_face_crops(shared_data / VIDEO, 64, end=0.5)
     assert mine.shape == ref.shape and mine.dtype == np.uint8 and len(mine) >= 10
     np.testing.assert_array_equal(mine, ref)
@@ -35,12 +35,12 @@ def test_extractor_crops_match_training_crops(tiny_tokenizer_dir, shared_data, a
 
 def test_extractor_tokens_shape_norm_batching(tiny_tokenizer_dir, shared_data, analyzed):
     from mien.io.video import VideoSource
-    from mien.pipelines.tokens import TOKEN_COLUMN, TokenExtractor, first_face_boxes
+    from mien.pipelines.tokens import TOKEN_COLUMN, TokenExtractor, first_faces
 
     ex = TokenExtractor(tiny_tokenizer_dir, "cpu", batch_size=4)
-    boxes = first_face_boxes(analyzed(VIDEO, end=0.5))
-    crops = np.stack([ex.crop(fr.image, boxes[fr.index])
-                      for fr in VideoSource(shared_data / VIDEO, end=0.5) if fr.index in boxes])
+    faces = first_faces(analyzed(VIDEO, end=0.5))
+    crops = np.stack([ex.crop(fr.image, *faces[fr.index])
+                      for fr in VideoSource(shared_data / VIDEO, end=0.5) if fr.index in faces])
     z = ex(crops)  # split into batches of 4 internally
     assert z.shape == (len(crops), 32) and z.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)

@@ -69,7 +69,11 @@ class ClipDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.train_urls, self.val_urls = subject_split(self.root, self.val_fraction)
-        self._samples = {s["name"]: int(s["samples"]) for s in open_dataset(self.root).manifest["shards"]}
+        manifest = open_dataset(self.root).manifest
+        self._samples = {s["name"]: int(s["samples"]) for s in manifest["shards"]}
+        align = manifest.get("feature_extractors", {}).get("alignment", {})
+        #: crop contract of the clips (see mien.face.crops.parse_crop_contract); models check theirs against it
+        self.crop_contract = f"aligned-ffhq-{float(align.get('margin', 0.0))}"
 
     def _loader(self, urls: list[str], shuffle: bool) -> torch.utils.data.DataLoader:
         world = int(getattr(self.trainer, "world_size", 1) or 1) if self.trainer is not None else 1

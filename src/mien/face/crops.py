@@ -1,6 +1,8 @@
-"""Square face crops from landmark boxes, for the networks that take a face image."""
+"""Square face crops (landmark boxes or similarity-aligned), for the networks that take a face image."""
 
 from __future__ import annotations
+
+import re
 
 import cv2
 import numpy as np
@@ -56,3 +58,57 @@ def crop_square(image: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     if cw > 0 and ch > 0:
         out[dy0:dy0 + ch, dx0:dx0 + cw] = small[sy0:sy0 + ch, sx0:sx0 + cw]
     return out
+
+
+_CONTRACTS = (
+    (re.compile(r"^landmark-box-square-(\d+(?:\.\d+)?)$"), "box"),
+    (re.compile(r"^aligned-ffhq-(-?\d+(?:\.\d+)?)$"), "aligned"),
+)
+
+
+def parse_crop_contract(contract: str) -> tuple[str, float]:
+    """Parse a model's crop contract string.
+
+    * ``"landmark-box-square-<scale>"`` → ("box", scale): :func:`square_box` of the landmark box + :func:`crop_square`.
+    * ``"aligned-ffhq-<margin>"`` → ("aligned", margin): the similarity crop of :mod:`mien.face.align` (eye and
+      mouth centres, FFHQ-style; what ``mien prepare`` writes into shards with ``--margin``).
+
+    Raises:
+        ValueError: any other string.
+    """
+    for rx, kind in _CONTRACTS:
+        m = rx.match(contract or "")
+        if m:
+            return kind, float(m.group(1))
+    raise ValueError(f"unsupported crop contract {contract!r} (expected 'landmark-box-square-<scale>' or "
+                     "'aligned-ffhq-<margin>')")
+
+
+def face_crop(image: np.ndarray, contract: str, size: int, bbox: np.ndarray | None = None,
+              landmarks: np.ndarray | None = None) -> np.ndarray:
+    """The crop a model's contract asks for, from one face of one frame.
+
+    Args:
+        image: (H, W, 3) uint8 RGB frame.
+        contract: crop contract string (see :func:`parse_crop_contract`).
+        size: output side S in pixels.
+        bbox: (4,) x_min, y_min, x_max, y_max px landmark box (needed by box contracts).
+        landmarks: (478, 2|3) px MediaPipe landmarks (needed by aligned contracts).
+
+    Returns:
+        (S, S, 3) uint8 RGB; area outside the frame is black.
+
+    Raises:
+        ValueError: unknown contract, or the box/landmarks it needs are missing.
+    """
+    kind, value = parse_crop_contract(contract)
+    if kind == "box":
+        if bbox is None:
+            raise ValueError(f"crop contract {contract!r} needs the face box")
+        return crop_square(image, square_box(bbox, value), size)
+    if landmarks is None:
+        raise ValueError(f"crop contract {contract!r} needs the face landmarks")
+    from mien.face.align import params_to_affine, similarity_params, warp_crop
+
+    A = params_to_affine(similarity_params(np.asarray(landmarks)[None], value), size)[0]
+    return warp_crop(image, A, size)

@@ -226,7 +226,7 @@ class FrameAnalyzer:
             if self.expression is not None:
                 self._crops.append(self.expression.crop(frame.image, face.bbox))
             if self.tokens is not None:
-                self._tok_crops.append(self.tokens.crop(frame.image, face.bbox))
+                self._tok_crops.append(self.tokens.crop(frame.image, face.bbox, face.landmarks))
             if self.custom_au is not None:
                 self._au_crops.append(self.custom_au.crop_faces([frame.image], face.landmarks[None])[0])
             if face.detection_score is not None:

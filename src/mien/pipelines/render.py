@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from mien.errors import InputError
-from mien.pipelines.tokens import TokenExtractor, first_face_boxes, resolve_analysis
+from mien.pipelines.tokens import TokenExtractor, first_faces, resolve_analysis
 
 KINDS = ("reconstruction", "swap")
 
@@ -115,7 +115,7 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
     if size < 2:
         raise ValueError(f"size must be >= 2 px, got {size}")
 
-    boxes = first_face_boxes(resolve_analysis(video, analysis, start, end, every, ex.device))
+    boxes = first_faces(resolve_analysis(video, analysis, start, end, every, ex.device))
     if not boxes:
         raise InputError(str(video), "no face found in the processed frames")
     src = VideoSource(video, start=start, end=end, every=every)
@@ -140,7 +140,7 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
                 if b is not None:
                     last_box = b
                     faces += 1
-                crop = ex.crop(fr.image, last_box) if last_box is not None else None
+                crop = ex.crop(fr.image, *last_box) if last_box is not None else None
                 batch.append((crop, b is not None))
                 frames += 1
                 if len(batch) >= batch_size:

@@ -2,15 +2,17 @@
 
 An exported tokenizer is a folder ``config.json + model.safetensors`` written by
 :func:`mien.models.tokenizer.save_pretrained` (or ``mien export tokenizer`` / :func:`mien.tasks.tokenizer.
-export_checkpoint`). Its input contract (crop size, square landmark box scale) comes from the model's config
-(:func:`mien.models.tokenizer.contract_of`), and crops are cut by the same functions the training data used
-(:func:`mien.face.crops.square_box` + :func:`mien.face.crops.crop_square`, as in
-:func:`mien.tasks.tokenizer.load_face_crops`): a square around the MediaPipe landmark box, ``scale`` × its
-longer side, black outside the frame, resized to ``crop_size`` × ``crop_size``.
+export_checkpoint`). Its input contract (crop size and crop kind) comes from the model's config
+(:func:`mien.models.tokenizer.contract_of`), and crops are cut by the function the training data used
+(:func:`mien.face.crops.face_crop`, as in :func:`mien.tasks.tokenizer.load_face_crops` and, for the aligned
+kind, ``mien prepare``): by default the similarity-aligned FFHQ-style square from the eye and mouth centres
+(``"aligned-ffhq-<margin>"``), or a square around the landmark box (``"landmark-box-square-<scale>"``); black
+outside the frame, ``crop_size`` × ``crop_size``. ``mien prepare`` also smooths the crop transform over time;
+single-frame crops here are not smoothed.
 
 Main entry points:
 
-* :class:`TokenExtractor` — ``.crop(image, bbox)`` and ``extractor(crops) -> (B, D)`` tokens; the interface
+* :class:`TokenExtractor` — ``.crop(image, bbox, landmarks)`` and ``extractor(crops) -> (B, D)`` tokens; the interface
   of :class:`mien.pipelines.face_models.ExpressionModel`, for ``mien analyze --tokenizer``.
 * :func:`iter_face_crops` — stream (frame, crop, box) over a video, face boxes from :func:`mien.analyze`.
 * :func:`video_tokens` — the (N, D) tokens of a video's frames that have a face.
@@ -19,30 +21,15 @@ Main entry points:
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from mien.errors import InputError
-from mien.face.crops import crop_square, square_box
+from mien.face.crops import face_crop
 
 TOKEN_COLUMN = "expression_token"
-_BOX_CROP = re.compile(r"^landmark-box-square-(\d+(?:\.\d+)?)$")
-
-
-def box_scale_of(contract) -> float:
-    """Square-box enlargement of a model's crop contract (``"landmark-box-square-1.1"`` → 1.1).
-
-    Raises:
-        ValueError: the contract asks for another kind of crop (e.g. an aligned one), which this module
-            does not make.
-    """
-    m = _BOX_CROP.match(contract.crop or "")
-    if not m:
-        raise ValueError(f"unsupported crop contract {contract.crop!r} (expected 'landmark-box-square-<scale>')")
-    return float(m.group(1))
 
 
 def load_tokenizer(path: str | os.PathLike, device: str = "cpu"):
@@ -91,7 +78,7 @@ class TokenExtractor:
         files: paths of ``config.json`` and ``model.safetensors`` (empty for an in-memory model).
         input_size: crop side S in pixels (the model's ``config.crop_size``).
         dim: token size D.
-        box_scale: square landmark box enlargement from the model's contract.
+        crop_contract: how faces are cut (:func:`mien.face.crops.parse_crop_contract`), from the model's config.
         max_subjects: size of the subject-embedding table (0 = subject-invariant).
         model: the :class:`~mien.models.tokenizer.ExpressionTokenizer`.
 
@@ -119,17 +106,21 @@ class TokenExtractor:
         self.input_size = int(cfg.crop_size)
         self.dim = int(cfg.dim)
         self.max_subjects = int(cfg.max_subjects)
-        self.box_scale = box_scale_of(self.model.contract)
+        self.crop_contract = self.model.contract.crop
         self.batch_size = max(int(batch_size), 1)
         self.subject_id = self.check_subject(subject_id)
 
     # ---- crops ---------------------------------------------------------------------------------------------
-    def crop(self, image: np.ndarray, bbox: np.ndarray) -> np.ndarray:
-        """(S, S, 3) uint8 RGB crop of one face; ``image`` (H, W, 3) uint8 RGB, ``bbox`` (4,) x0, y0, x1, y1 px.
+    def crop(self, image: np.ndarray, bbox: np.ndarray | None, landmarks: np.ndarray | None = None) -> np.ndarray:
+        """(S, S, 3) uint8 RGB crop of one face, cut as the model's contract says (:func:`mien.face.crops.face_crop`).
 
-        The same crop as the tokenizer's training data (:func:`mien.tasks.tokenizer.load_face_crops`).
+        Args:
+            image: (H, W, 3) uint8 RGB; bbox: (4,) x0, y0, x1, y1 px; landmarks: (478, 2|3) px (aligned crops).
+
+        Raises:
+            ValueError: the contract needs landmarks (or a box) that were not given.
         """
-        return crop_square(image, square_box(bbox, self.box_scale), self.input_size)
+        return face_crop(image, self.crop_contract, self.input_size, bbox, landmarks)
 
     def check_subject(self, subject_id: int | None, what: str = "subject id") -> int | None:
         """Validate a subject-embedding index for this model.
@@ -248,14 +239,14 @@ def _to_uint8(img) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------------------
 # videos
-def first_face_boxes(result) -> dict[int, np.ndarray]:
-    """Per frame index, the box (4,) px of the face with the lowest ``face_id`` (the rule of
-    :func:`mien.tasks.tokenizer.load_face_crops`). Frames without a face are absent."""
-    best: dict[int, tuple[int, np.ndarray]] = {}
-    for f, fid, b in zip(result.frame.tolist(), result.face_id.tolist(), result.bbox, strict=True):
+def first_faces(result) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per frame index, (box (4,) px, landmarks (478, 3) px) of the face with the lowest ``face_id`` (the rule
+    of :func:`mien.tasks.tokenizer.load_face_crops`). Frames without a face are absent."""
+    best: dict[int, tuple[int, int]] = {}
+    for r, (f, fid) in enumerate(zip(result.frame.tolist(), result.face_id.tolist(), strict=True)):
         if f not in best or fid < best[f][0]:
-            best[f] = (fid, b)
-    return {f: b for f, (_, b) in best.items()}
+            best[f] = (fid, r)
+    return {f: (result.bbox[r], result.landmarks[r]) for f, (_, r) in best.items()}
 
 
 @dataclass
@@ -335,10 +326,10 @@ def iter_face_crops(video: str | os.PathLike, extractor: TokenExtractor, start: 
     """
     from mien.io.video import VideoSource
 
-    boxes = first_face_boxes(resolve_analysis(video, analysis, start, end, every, extractor.device))
+    faces = first_faces(resolve_analysis(video, analysis, start, end, every, extractor.device))
     for fr in VideoSource(video, start=start, end=end, every=every):
-        b = boxes.get(fr.index)
-        crop = extractor.crop(fr.image, b) if b is not None else None
+        b, lm = faces.get(fr.index, (None, None))
+        crop = extractor.crop(fr.image, b, lm) if b is not None else None
         yield FaceFrame(fr.index, fr.t_sec, fr.image, b, crop)
 
 
@@ -443,7 +434,7 @@ def plot_video_tokens(video: str | os.PathLike, tokenizer, output: str | os.Path
             "explained": res["explained"]}
 
 
-__all__ = ["TOKEN_COLUMN", "FaceFrame", "TokenExtractor", "VideoTokens", "analyze_video", "box_scale_of",
-           "first_face_boxes", "iter_face_crops", "load_tokenizer", "plot_video_tokens", "reference_row",
+__all__ = ["TOKEN_COLUMN", "FaceFrame", "TokenExtractor", "VideoTokens", "analyze_video",
+           "first_faces", "iter_face_crops", "load_tokenizer", "plot_video_tokens", "reference_row",
            "resolve_analysis",
            "video_tokens"]

@@ -40,7 +40,7 @@ def live_preview(image: np.ndarray, frame_index: int, analyzer) -> np.ndarray:
     h = image.shape[0]
     panel = np.zeros((h, h, 3), np.uint8)
     if k:
-        crop = tok.crop(image, rows["bbox"][-k])
+        crop = tok.crop(image, rows["bbox"][-k], rows["landmarks"][-k])
         _, faces = tok.reconstruct(crop[None])
         panel = cv2.resize(faces[0], (h, h), interpolation=cv2.INTER_LINEAR)
     return np.concatenate([out, panel], axis=1)

@@ -76,8 +76,7 @@ def contract_of(config: TokenizerConfig | dict):
 
     if isinstance(config, dict):
         config = TokenizerConfig(**config)
-    return InputContract(config.crop_size, "0-1", tuple(config.mean), tuple(config.std), "RGB",
-                         "landmark-box-square-1.1")
+    return InputContract(config.crop_size, "0-1", tuple(config.mean), tuple(config.std), "RGB", config.crop)
 
 
 def _tokenizer_factory(**kw):

@@ -29,6 +29,9 @@ class TokenizerConfig:
         pretrained: load the timm model's pretrained weights (downloads through timm/Hugging Face Hub).
         freeze_backbone: keep the backbone frozen (no gradients, eval mode), as the seed freezes DINOv2.
         crop_size: square input side in pixels (H = W = crop_size).
+        crop: how faces are cut from frames (:func:`mien.face.crops.parse_crop_contract`):
+            "aligned-ffhq-<margin>" (default, margin 0: the similarity crop ``mien prepare`` writes into
+            shards) or "landmark-box-square-<scale>". Training data and inference must use the same crop.
         mean, std: per-channel RGB normalisation the tokenizer applies to [0, 1] input.
         patch_size: patch side of the conv encoder (grid = crop_size // patch_size).
         conv_channels: (stem, body) widths of the conv encoder.
@@ -48,6 +51,7 @@ class TokenizerConfig:
     pretrained: bool = False
     freeze_backbone: bool = True
     crop_size: int = 64
+    crop: str = "aligned-ffhq-0.0"
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     patch_size: int = 8
@@ -74,6 +78,9 @@ class TokenizerConfig:
             raise ValueError(f"backbone must be 'conv' or 'timm', got {self.backbone!r}")
         if self.backbone == "timm" and not self.timm_name:
             raise ValueError("backbone='timm' needs timm_name")
+        from mien.face.crops import parse_crop_contract
+
+        parse_crop_contract(self.crop)
         if self.crop_size < 1 or self.dim < 1:
             raise ValueError("crop_size and dim must be positive")
         if self.dim % 4:
