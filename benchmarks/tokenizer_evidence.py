@@ -25,7 +25,17 @@ def main() -> None:
     ap.add_argument("--videos", type=Path, default=DEFAULT)
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--model", default="tokenizer-tiny")
-    ap.add_argument("--out", type=Path, default=None, help="dataset folder (default: a temporary folder)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="dataset folder (default: a temporary folder); an existing prepared folder is reused")
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--motion-gain", type=float, default=0.0, help="TokenizerTask.motion_gain (0: uniform MSE)")
+    ap.add_argument("--temporal", type=float, default=0.05, help="peak/final temporal-loss weight")
+    ap.add_argument("--diversity", type=float, default=0.05, help="peak/final diversity-loss weight")
+    ap.add_argument("--diversity-scope", choices=["clip", "batch"], default="batch")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save", type=Path, default=None, help="export the trained model here (config + safetensors)")
     args = ap.parse_args()
 
     import lightning.pytorch as pl
@@ -36,12 +46,13 @@ def main() -> None:
     from mien.pipelines.prepare import PrepareOptions, prepare
     from mien.tasks.tokenizer import TokenizerTask
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    pl.seed_everything(args.seed, verbose=False)
     videos = sorted(str(p) for p in args.videos.glob("*.mp4"))
     out = args.out or Path(tempfile.mkdtemp(prefix="mien_tok_"))
     t0 = time.perf_counter()
     prepare(videos, str(out), PrepareOptions(mode="all", clip_seconds=0.8, fps=10.0, crop_size=64), workers=2)
-    print(f"prepared {len(videos)} videos into {out} in {time.perf_counter() - t0:.0f} s")
+    print(f"prepared {len(videos)} videos into {out} in {time.perf_counter() - t0:.0f} s (resumed when present)")
 
     clips = [(s["video"], int(s["meta"]["subject_id"]), float(s["meta"]["start_sec"]), s["meta"]["source"])
              for s in ClipDataset(str(out), split_nodes=False, split_workers=False, audio=False)]
@@ -54,11 +65,13 @@ def main() -> None:
 
     frames = torch.stack([v for v, _ in train])
     ids = torch.tensor([s for _, s in train])
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(frames, ids), batch_size=8, shuffle=True)
-    task = TokenizerTask(model=args.model, model_overrides={"max_subjects": max(16, len(last))}, lr=3e-3,
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(frames, ids), batch_size=args.batch_size,
+                                         shuffle=True)
+    task = TokenizerTask(model=args.model, model_overrides={"max_subjects": max(16, len(last))}, lr=args.lr,
                          min_lr=1e-4, warmup_steps=50, total_steps=args.steps, recon_weights=(1.0, 1.0, 1.0),
-                         temporal_weights=(0.0, 0.05, 0.05), diversity_weights=(0.0, 0.05, 0.05),
-                         diversity_scope="batch")
+                         temporal_weights=(0.0, args.temporal, args.temporal),
+                         diversity_weights=(0.0, args.diversity, args.diversity),
+                         diversity_scope=args.diversity_scope, motion_gain=args.motion_gain)
     trainer = pl.Trainer(accelerator="cpu", max_steps=args.steps, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0)
     t0 = time.perf_counter()
@@ -69,20 +82,27 @@ def main() -> None:
     hi = torch.cat([torch.full((v.shape[0],), s) for v, s in held])
     rep = tokenizer_swap_report(task.model, hf, hi)
     print(f"\nheld-out frames: {int(rep['n_frames']['value'])}")
-    print(f"{'condition':16s} {'PSNR dB':>8s} {'SSIM':>6s}")
+    print(f"{'condition':22s} {'PSNR dB':>8s} {'SSIM':>6s} {'PSNR moving px':>15s}")
     for k in ("reconstruction", "token_swap", "subject_swap"):
         if k in rep:
-            print(f"{k:16s} {rep[k]['psnr']:8.2f} {rep[k]['ssim']:6.3f}")
-    mean_img = hf.mean(0, keepdim=True).expand_as(hf)
-    from mien.metrics import image_quality
+            print(f"{k:22s} {rep[k]['psnr']:8.2f} {rep[k]['ssim']:6.3f} {rep[k]['psnr_moving']:15.2f}")
+    from mien.metrics.reconstruction import image_quality, moving_mask, moving_region_psnr
 
-    print(f"{'mean image':16s} {image_quality(mean_img, hf)['psnr']:8.2f} {image_quality(mean_img, hf)['ssim']:6.3f}")
+    mask = moving_mask(hf, hi)
+    subj_mean = torch.empty_like(hf)
+    for s in torch.unique(hi):
+        subj_mean[hi == s] = hf[hi == s].mean(0, keepdim=True)
+    for name, img in (("mean image", hf.mean(0, keepdim=True).expand_as(hf)), ("subject's mean image", subj_mean)):
+        q = image_quality(img, hf)
+        print(f"{name:22s} {q['psnr']:8.2f} {q['ssim']:6.3f} {moving_region_psnr(img, hf, mask):15.2f}")
     sims = []
     with torch.inference_mode():
         for v, s in held:
             z = task.model.encode(v[None].float() / 255.0, torch.tensor([s]))[0]
             sims.append(float((z @ z.T).mean()))
     print(f"mean within-clip token cosine (held-out): {np.mean(sims):.4f}")
+    if args.save:
+        print(f"model written to {task.export(args.save)}")
 
 
 if __name__ == "__main__":

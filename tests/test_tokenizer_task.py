@@ -293,3 +293,30 @@ def test_fit_refuses_data_cut_differently_from_the_model():
     task.on_fit_start()
     with pytest.raises(ValueError, match="unsupported crop contract"):
         TokenizerTask(model="tokenizer-tiny", model_overrides={"crop": "stretched"})
+
+
+def test_motion_weights_emphasise_what_moves():
+    import torch
+
+    from mien.tasks.tokenizer import TokenizerTask, motion_weights
+
+    frames = torch.full((2, 4, 3, 8, 8), 0.5)
+    frames[0, ::2, :, 2, 3] = 1.0  # one pixel blinks in clip 0; clip 1 is static
+    w = motion_weights(frames, gain=4.0)
+    assert w.shape == (2, 4, 1, 8, 8)
+    torch.testing.assert_close(w[1], torch.ones_like(w[1]))  # nothing moves: uniform
+    assert float(w[0, 0, 0, 2, 3]) > 3.0 and float(w[0, 0, 0, 0, 0]) == 1.0
+    torch.testing.assert_close(motion_weights(frames, gain=0.0), torch.ones_like(w))
+    torch.testing.assert_close(motion_weights(frames[:, :1]), torch.ones_like(w[:, :1]))
+    # the weighted reconstruction loss differs from the uniform one exactly when the error sits where it moves
+    torch.manual_seed(0)
+    plain = TokenizerTask(model="tokenizer-tiny", motion_gain=0.0)
+    moving = TokenizerTask(model="tokenizer-tiny", motion_gain=4.0)
+    moving.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 4, 3, 64, 64)
+    ids = torch.tensor([0, 1])
+    plain.eval(), moving.eval()
+    w1 = {"recon": 1.0, "temporal": 0.0, "diversity": 0.0, "perceptual": 0.0}
+    a = plain.compute_losses(x, ids, w1)["loss_recon"]
+    b = moving.compute_losses(x, ids, w1)["loss_recon"]
+    assert torch.isfinite(b) and not torch.isclose(a, b)

@@ -115,6 +115,24 @@ def diversity_loss(tokens: torch.Tensor, stride: int = 5, scope: str = "clip") -
     return off.clamp(min=0).mean()
 
 
+def motion_weights(frames: torch.Tensor, gain: float = 4.0, eps: float = 1e-3) -> torch.Tensor:
+    """Per-pixel reconstruction weights that emphasise what changes within a clip (mien extension).
+
+    d = mean over RGB of |x_t − mean_t x| per clip; w = 1 + gain · d / mean(d) (mean over the clip's pixels), so a
+    pixel that moves as much as the clip's average gets weight 1 + gain and a static one 1. Expression lives in
+    the few pixels that move (mouth, eyes, brows); with uniform MSE a decoder reaches a good loss by drawing each
+    subject's mean face and the expression token is never needed. Detached (no gradient).
+
+    frames: float (B, T, 3, H, W) in [0, 1] → float (B, T, 1, H, W) ≥ 1; all ones when T < 2 or gain = 0.
+    """
+    b, t = frames.shape[:2]
+    if t < 2 or gain == 0:
+        return frames.new_ones(b, t, 1, *frames.shape[-2:])
+    with torch.no_grad():
+        d = (frames - frames.mean(1, keepdim=True)).abs().mean(2, keepdim=True)
+        return 1 + gain * d / (d.mean((1, 2, 3, 4), keepdim=True) + eps)
+
+
 def similarity_stats(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
     """Within-clip pairwise cosine statistics (mean/std/min/max over all off-diagonal pairs, negatives kept)."""
     t = tokens.shape[1]
@@ -247,6 +265,9 @@ class TokenizerTask(_ScheduledTask):
         recon_weights, temporal_weights, diversity_weights, perceptual_weights: (initial, peak, final) loss
             weights, scheduled like the LR (defaults: the seed README's from-scratch values).
         recon_loss: "mse" | "l1" | "mse+l1".
+        motion_gain: > 0 weights each pixel's reconstruction error by :func:`motion_weights` (what moves within
+            the clip counts up to 1 + gain times more; the weighted mean is normalised by the mean weight);
+            0 = uniform (seed).
         perceptual_net: timm name of a frozen feature net for the perceptual term (None: off);
             perceptual_pretrained: load its pretrained weights.
         coherence_weight, contrast_weight, contrast_stride, diversity_stride: temporal/diversity definitions.
@@ -271,8 +292,8 @@ class TokenizerTask(_ScheduledTask):
                  temporal_weights: tuple[float, float, float] = (0.4, 0.3, 0.2),
                  diversity_weights: tuple[float, float, float] = (0.3, 0.2, 0.2),
                  perceptual_weights: tuple[float, float, float] = (0.0, 0.0, 0.0),
-                 recon_loss: str = "mse", perceptual_net: str | None = None, perceptual_pretrained: bool = True,
-                 coherence_weight: float = 0.7, contrast_weight: float = 0.3, contrast_stride: int = 5,
+                 recon_loss: str = "mse", motion_gain: float = 0.0, perceptual_net: str | None = None,
+                 perceptual_pretrained: bool = True, coherence_weight: float = 0.7, contrast_weight: float = 0.3, contrast_stride: int = 5,
                  diversity_stride: int = 5, diversity_scope: str = "clip",
                  freeze_expression_transformer: bool = False, cache_backbone_tokens: bool = False):
         super().__init__()
@@ -292,6 +313,15 @@ class TokenizerTask(_ScheduledTask):
         self._backbone_cache: dict[str, torch.Tensor] = {}
         if cache_backbone_tokens and not hasattr(self.model.tokenizer, "backbone_tokens"):
             raise ValueError("cache_backbone_tokens needs a frozen timm backbone (e.g. tokenizer-dinov2-s14)")
+
+    def on_fit_start(self) -> None:
+        """Refuse data cut differently from the model's crop contract (``config.crop``): a tokenizer trained on
+        one crop and run on another at inference gives meaningless tokens."""
+        dm = getattr(self.trainer, "datamodule", None)
+        want = getattr(dm, "crop_contract", None)
+        if want is not None and want != self.model.config.crop:
+            raise ValueError(f"the data's crops are {want!r} but the model's crop contract is "
+                             f"{self.model.config.crop!r}: set model_overrides.crop (or the data's crop/margin)")
 
     def backbone_tokens_for(self, batch, frames: torch.Tensor) -> torch.Tensor | None:
         """Cached frozen-backbone tokens (B·T, P, C) of a keyed batch (mien shards: ``__key__``), computing and
@@ -323,12 +353,16 @@ class TokenizerTask(_ScheduledTask):
         w = weights or self.loss_weights()
         out = self.model(frames, subject_ids, backbone_tokens=backbone_tokens)
         pred, target = out.recon.flatten(0, 1), frames.flatten(0, 1)
-        if h.recon_loss == "mse":
-            recon = F.mse_loss(pred, target)
-        elif h.recon_loss == "l1":
-            recon = F.l1_loss(pred, target)
+        err = 0
+        if h.recon_loss in ("mse", "mse+l1"):
+            err = err + (pred - target).square()
+        if h.recon_loss in ("l1", "mse+l1"):
+            err = err + (pred - target).abs()
+        if h.get("motion_gain", 0.0):
+            wm = motion_weights(frames, h.motion_gain).flatten(0, 1)
+            recon = (err * wm).mean() / wm.mean()
         else:
-            recon = F.mse_loss(pred, target) + F.l1_loss(pred, target)
+            recon = err.mean()
         perc = self.perceptual(pred, target) if self.perceptual is not None else pred.new_zeros(())
         coherence, contrast = temporal_losses(out.tokens, h.contrast_stride)
         temporal = h.coherence_weight * coherence + h.contrast_weight * contrast
@@ -512,10 +546,12 @@ class PredictorTask(_ScheduledTask):
 # ------------------------------------------------------------------------------------------------------------
 # data (temporary, until mien.data provides clip DataModules)
 def load_face_crops(video: str | os.PathLike, crop_size: int, start: float | None = None,
-                    end: float | None = None, box_scale: float = 1.1) -> np.ndarray:
+                    end: float | None = None, crop: str = "aligned-ffhq-0.0") -> np.ndarray:
     """Square face crops of the first tracked face in every frame that has one.
 
-    Uses ``mien.analyze`` (boxes), ``mien.io.video.VideoSource`` (frames) and ``mien.face.crops``.
+    Uses ``mien.analyze`` (boxes, landmarks), ``mien.io.video.VideoSource`` (frames) and
+    :func:`mien.face.crops.face_crop` with the crop contract ``crop`` (default: the aligned crop of
+    ``mien prepare`` with margin 0, without its temporal smoothing).
 
     Returns:
         uint8 (N, crop_size, crop_size, 3) RGB, in frame order (frames without a face are skipped).
@@ -524,16 +560,13 @@ def load_face_crops(video: str | os.PathLike, crop_size: int, start: float | Non
         mien.errors.InputError: unreadable video.
     """
     import mien
-    from mien.face.crops import crop_square, square_box
+    from mien.face.crops import face_crop
     from mien.io.video import VideoSource
+    from mien.pipelines.tokens import first_faces
 
-    res = mien.analyze(video, start=start, end=end)
-    boxes: dict[int, np.ndarray] = {}
-    for f, fid, b in zip(res.frame, res.face_id, res.bbox, strict=True):
-        if int(f) not in boxes or fid < boxes[int(f)][0]:
-            boxes[int(f)] = (fid, b)
-    crops = [crop_square(fr.image, square_box(boxes[fr.index][1], box_scale), crop_size)
-             for fr in VideoSource(video, start=start, end=end) if fr.index in boxes]
+    faces = first_faces(mien.analyze(video, start=start, end=end))
+    crops = [face_crop(fr.image, crop, crop_size, *faces[fr.index])
+             for fr in VideoSource(video, start=start, end=end) if fr.index in faces]
     if not crops:
         return np.zeros((0, crop_size, crop_size, 3), np.uint8)
     return np.stack(crops)
@@ -571,14 +604,16 @@ class VideoCropsDataModule(pl.LightningDataModule):
         clip_len: frames T per clip; stride: hop between clips (default clip_len).
         start, end: time window in seconds.
         batch_size: clips per batch; val_videos: indices of ``videos`` used for validation only (else none).
-        box_scale: square box enlargement.
+        crop: crop contract of the crops (:func:`mien.face.crops.parse_crop_contract`); must equal the model's
+            ``config.crop`` (checked when fitting).
     """
 
     def __init__(self, videos: list[str], crop_size: int = 64, clip_len: int = 8, stride: int | None = None,
                  start: float | None = None, end: float | None = 2.0, batch_size: int = 2,
-                 val_videos: list[int] | None = None, box_scale: float = 1.1, num_workers: int = 0):
+                 val_videos: list[int] | None = None, crop: str = "aligned-ffhq-0.0", num_workers: int = 0):
         super().__init__()
         self.save_hyperparameters()
+        self.crop_contract = crop
         self.train_set = self.val_set = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -587,7 +622,7 @@ class VideoCropsDataModule(pl.LightningDataModule):
         h = self.hparams
         parts: dict[str, list] = {"train": [], "val": []}
         for i, v in enumerate(h.videos):
-            clips = clips_from_crops(load_face_crops(v, h.crop_size, h.start, h.end, h.box_scale),
+            clips = clips_from_crops(load_face_crops(v, h.crop_size, h.start, h.end, h.crop),
                                      h.clip_len, h.stride)
             split = "val" if h.val_videos and i in h.val_videos else "train"
             parts[split].append((clips, torch.full((clips.shape[0],), i, dtype=torch.long)))
@@ -651,4 +686,4 @@ def cli_main(argv: list[str] | None = None, run: bool = True, task: str = "token
 
 __all__ = ["ClipTensorDataset", "PerceptualLoss", "PredictorTask", "TokenizerTask", "VideoCropsDataModule", "WarmupDecaySchedule",
            "cli_main", "clips_from_crops", "default_config", "diversity_loss", "export_checkpoint",
-           "load_face_crops", "prediction_losses", "similarity_stats", "temporal_losses"]
+           "load_face_crops", "motion_weights", "prediction_losses", "similarity_stats", "temporal_losses"]
