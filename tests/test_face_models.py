@@ -137,7 +137,8 @@ def test_analyze_with_tokenizer_adds_expression_tokens(tmp_path, shared_data):
 
     ext = TokenExtractor(str(tmp_path / "tok"))
     frames = {f.index: f.image for f in VideoSource(shared_data / "samples/single_face.mp4", end=0.6)}
-    crops = np.stack([ext.crop(frames[int(fr)], box) for fr, box in zip(res.frame, res.bbox, strict=True)])
+    crops = np.stack([ext.crop(frames[int(fr)], box, lm)
+                      for fr, box, lm in zip(res.frame, res.bbox, res.landmarks, strict=True)])
     assert np.allclose(ext(crops), tok, atol=1e-5)
     res.to_parquet(tmp_path / "r.parquet")
     assert mien.read_results(tmp_path / "r.parquet").equals(res)
