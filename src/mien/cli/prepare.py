@@ -37,6 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument("--min-face", type=float, default=64.0, help="smallest face size in source px (default 64)")
     p.add_argument("--min-confidence", type=float, default=0.5, help="smallest detector score (default 0.5)")
     p.add_argument("--subjects", default=None, help="CSV video,subject (default: one subject per video)")
+    p.add_argument("--au-labels", default=None, metavar="PATH",
+                   help="per-frame FACS AU labels (DISFA style): a CSV with columns video, frame|time_sec, AU1, AU2, "
+                        "… or a folder of <video stem>.csv; clips of labelled videos get au.npy (T, A)")
     p.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True, help="audio + features")
     p.add_argument("--egemaps", action="store_true", help="eGeMAPS functionals (needs opensmile)")
     p.add_argument("--crf", type=int, default=18, help="x264 quality of crop videos (default 18)")
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         keywords=tuple(k.strip() for k in args.keywords.split(",") if k.strip()),
         offset_seconds=args.offset_seconds, track_policy=args.track_policy, min_face=args.min_face,
         min_confidence=args.min_confidence, subjects=args.subjects, audio=args.audio, egemaps=args.egemaps,
-        crf=args.crf, shard_samples=args.shard_samples)
+        crf=args.crf, shard_samples=args.shard_samples, au_labels=args.au_labels)
     report = prepare(args.inputs, args.output, opts, workers=args.workers, overwrite=args.overwrite,
                      executor=args.executor, ray_address=args.ray_address,
                      progress=not args.no_progress and sys.stderr.isatty(),
@@ -70,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
     speed = report.source_seconds / report.wall_seconds if report.wall_seconds else 0.0
     print(f"mien: prepared {len(report.ok)} video(s) into {report.samples} sample(s) in {args.output} "
           f"({report.resumed} already done; {speed:.2f} s of video per s); rejected windows: {rej}")
+    if report.no_au_labels:
+        names = ", ".join(os.path.basename(s) for s in report.no_au_labels[:5])
+        more = f" and {len(report.no_au_labels) - 5} more" if len(report.no_au_labels) > 5 else ""
+        print(f"mien: {len(report.no_au_labels)} video(s) have no AU labels (clips without au.npy): {names}{more}")
     if report.failed:
         print(f"mien: {len(report.failed)} video(s) skipped, see {os.path.join(args.output, 'report.json')}")
         return 2 if not report.ok else 1

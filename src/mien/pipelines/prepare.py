@@ -10,6 +10,8 @@ Per source video (one unit of work, run in a worker process):
    window's reason is counted;
 3. pass 2 decodes again and warps the frames of the chosen windows into square crops (similarity from eye
    and mouth centres, temporally smoothed: :mod:`mien.face.align`); audio is cut, encoded and featurised;
+   with ``au_labels`` every clip frame gets the FACS Action Unit labels of the source frame it shows
+   (:func:`read_au_labels`, :meth:`AULabels.lookup`) as ``au.npy``;
 4. samples go to ``shards/<video key>-NNNN.tar`` (temporary name, renamed when complete), then the marker
    ``done/<video key>.json``. A restarted run skips videos with a marker and redoes the others from scratch,
    so a killed run ends with exactly the samples of an uninterrupted one.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import re
 import sys
 import tempfile
 import time
@@ -80,6 +83,8 @@ class PrepareOptions:
         crf: x264 quality of the crop videos (lower = better).
         shard_samples: most samples per shard file.
         max_side, detector: face-mesh options (see :class:`~mien.pipelines.analyze.AnalyzeOptions`).
+        au_labels: per-frame FACS Action Unit labels (DISFA style), a CSV or a folder of per-video CSVs (see
+            :func:`read_au_labels`); clips of labelled videos then carry ``au.npy`` (T, A) float32.
     """
 
     clip_seconds: float = 2.0
@@ -109,6 +114,7 @@ class PrepareOptions:
     shard_samples: int = 256
     max_side: int = 800
     detector: str = "short"
+    au_labels: str | None = None
 
     def __post_init__(self) -> None:
         self.keywords = tuple(self.keywords)
@@ -130,8 +136,12 @@ class PrepareOptions:
         return int(round(self.clip_seconds * self.fps))
 
     def settings(self) -> dict:
-        """The options that determine the content of a dataset (compared on resume)."""
-        return dataclasses.asdict(self) | {"keywords": list(self.keywords)}
+        """The options that determine the content of a dataset (compared on resume; ``au_labels`` only when
+        set, so datasets prepared before that option existed still resume)."""
+        out = dataclasses.asdict(self) | {"keywords": list(self.keywords)}
+        if out["au_labels"] is None:
+            del out["au_labels"]
+        return out
 
 
 @dataclass
@@ -145,6 +155,7 @@ class PrepareReport:
         samples: total samples in the dataset.
         rejected: rejected windows per reason, over all videos.
         source_seconds, wall_seconds: video duration handled by this run and its wall-clock time.
+        no_au_labels: with ``au_labels``: prepared videos that have no labels (their clips carry no ``au.npy``).
     """
 
     ok: list[dict] = field(default_factory=list)
@@ -154,6 +165,7 @@ class PrepareReport:
     rejected: dict = field(default_factory=dict)
     source_seconds: float = 0.0
     wall_seconds: float = 0.0
+    no_au_labels: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------------ per video
@@ -398,18 +410,22 @@ def _find_transcript(opts: PrepareOptions, uri: str) -> tuple[str, str] | None:
     return None
 
 
-def process_video(uri: str, vkey: str, subject: str, subject_id: int, opts: PrepareOptions, out: str) -> dict:
+def process_video(uri: str, vkey: str, subject: str, subject_id: int, opts: PrepareOptions, out: str,
+                  au: AULabels | None = None) -> dict:
     """Prepare one source video into ``out`` (shards + done marker). Never raises for a bad input.
+
+    Args:
+        au: this video's AU labels (every clip then gets ``au.npy``), or None.
 
     Returns:
         The done-marker dict: status "ok" or "failed" (with reason), samples (index rows), shards,
-        rejected (reason → count), source_seconds, seconds.
+        rejected (reason → count), source_seconds, seconds, has_au, au_names.
     """
     fs, root = store.get_fs(out)
     t0 = time.perf_counter()
     marker = {"input": uri, "video_key": vkey, "subject": subject, "subject_id": subject_id, "status": "ok",
               "reason": "", "samples": [], "shards": [], "rejected": {}, "candidates": 0, "source_seconds": 0.0,
-              "has_audio": False, "models": {}}
+              "has_audio": False, "models": {}, "has_au": au is not None, "au_names": list(au.names) if au else []}
     group = _ShardGroup(fs, root, vkey, opts.shard_samples)
     try:
         words = None
@@ -440,7 +456,8 @@ def process_video(uri: str, vkey: str, subject: str, subject_id: int, opts: Prep
 
                 y = load_audio(path)
             marker["has_audio"] = y is not None
-            _write_clips(path, uri, vkey, subject, subject_id, track, chosen, y, opts, group, marker)
+            au_tol = 0.5 / (getattr(extra["info"], "fps", None) or opts.fps)
+            _write_clips(path, uri, vkey, subject, subject_id, track, chosen, y, opts, group, marker, au, au_tol)
         marker["shards"] = group.close()
     except InputError as e:
         group.abort()
@@ -454,7 +471,8 @@ def process_video(uri: str, vkey: str, subject: str, subject_id: int, opts: Prep
     return marker
 
 
-def _write_clips(path, uri, vkey, subject, subject_id, tr: _Track, chosen: list[Window], y, opts, group, marker):
+def _write_clips(path, uri, vkey, subject, subject_id, tr: _Track, chosen: list[Window], y, opts, group, marker,
+                 au: AULabels | None = None, au_tol: float = 0.02):
     from mien.data import audio as A
     from mien.data.shards import encode_sample
     from mien.data.store import SCHEMA_VERSION
@@ -497,6 +515,7 @@ def _write_clips(path, uri, vkey, subject, subject_id, tr: _Track, chosen: list[
             "has_audio": y is not None, "audio_sample_rate": A.SAMPLE_RATE if y is not None else None,
             "mode": opts.mode, "keyword": w.keyword, "score": None if np.isnan(w.score) else float(w.score),
             "face_id": int(res.face_id[rows[0]]),
+            "has_au": au is not None,
         }
         sample = {
             "__key__": key,
@@ -516,12 +535,17 @@ def _write_clips(path, uri, vkey, subject, subject_id, tr: _Track, chosen: list[
             sample["logmel.npy"], sample["mfcc.npy"] = A.frame_features(ya, T, opts.fps)
             if opts.egemaps:
                 sample["egemaps.npy"] = A.egemaps(ya)
+        if au is not None:
+            sl = slice(w.start, w.start + T)
+            sample["au.npy"] = au.lookup(tr.src_index[sl], tr.src_t[sl], au_tol)
+            meta["au_names"] = list(au.names)
+            meta["au_coded_frames"] = int(np.isfinite(sample["au.npy"]).any(1).sum())
         shard = group.write(encode_sample(sample))
         marker["samples"].append({
             "key": key, "shard": shard, "source": uri, "video_key": vkey, "subject": subject,
             "subject_id": subject_id, "start_sec": meta["start_sec"], "end_sec": meta["end_sec"], "fps": opts.fps,
             "frames": T, "has_audio": y is not None, "mode": opts.mode, "keyword": w.keyword,
-            "score": meta["score"], "crop_size": S})
+            "score": meta["score"], "crop_size": S, "has_au": au is not None})
         c["frames"] = None
         done[ci] = True
 
@@ -583,6 +607,235 @@ def assign_subjects(sources: list[str], mapping: dict[str, str] | None) -> dict[
     return {s: (n, ids[n]) for s, n in names.items()}
 
 
+# ------------------------------------------------------------------------------------------- AU labels
+AU_NOT_CODED = 9.0
+"""DISFA's "not coded" value (read as NaN, like a blank or NaN cell)."""
+AU_MAX = 5.0
+_AU_COL = re.compile(r"^AU_?0*(\d+)(_?[LR])?$", re.IGNORECASE)
+
+
+def au_column_name(column: str) -> str | None:
+    """FACS name of a label column: ``AU1``/``au01``/``AU_1`` → ``AU01``; sided ``AU12L``/``AU12_R`` →
+    ``AU12L``/``AU12R``; None when ``column`` is not an AU column."""
+    m = _AU_COL.match(column.strip())
+    if not m:
+        return None
+    side = (m.group(2) or "").lstrip("_").upper()
+    return f"AU{int(m.group(1)):02d}{side}"
+
+
+def _au_sort_key(name: str) -> tuple[int, str]:
+    return int(re.match(r"AU(\d+)", name).group(1)), name
+
+
+@dataclass
+class AULabels:
+    """Per-frame FACS Action Unit labels of one source video (one table of :func:`read_au_labels`).
+
+    Attributes:
+        names: A FACS names (``AU01``, ``AU02``, …; sided ``AU12L``), shared by every video of a labels source.
+        frame: (N,) int64 0-based source frame indices, sorted (when labelled by ``frame``), else None.
+        time_sec: (N,) float64 presentation times in seconds, sorted (when labelled by ``time_sec``), else None.
+        values: (N, A) float32 FACS intensities 0–5 (or 0/1 occurrence) with NaN = not coded.
+        source: the CSV the rows came from.
+    """
+
+    names: list[str]
+    frame: np.ndarray | None
+    time_sec: np.ndarray | None
+    values: np.ndarray
+    source: str
+
+    def lookup(self, src_index: np.ndarray, src_t: np.ndarray, tolerance: float) -> np.ndarray:
+        """Labels of the source frames shown by clip frames.
+
+        Args:
+            src_index: (T,) int source frame indices shown (decoding = presentation order, 0-based).
+            src_t: (T,) float their presentation times (s).
+            tolerance: ``time_sec`` labels: largest |label time − frame time| accepted (s); half a source frame.
+
+        Returns:
+            (T, A) float32 FACS values, NaN where the frame has no label row (or the AU is not coded).
+        """
+        out = np.full((len(src_index), len(self.names)), np.nan, np.float32)
+        if not len(self.values):
+            return out
+        if self.frame is not None:
+            pos = np.clip(np.searchsorted(self.frame, src_index), 0, len(self.frame) - 1)
+            ok = self.frame[pos] == np.asarray(src_index)
+        else:
+            t = np.asarray(src_t, np.float64)
+            right = np.clip(np.searchsorted(self.time_sec, t), 0, len(self.time_sec) - 1)
+            left = np.clip(right - 1, 0, len(self.time_sec) - 1)
+            pos = np.where(np.abs(self.time_sec[left] - t) <= np.abs(self.time_sec[right] - t), left, right)
+            ok = np.abs(self.time_sec[pos] - t) <= tolerance + 1e-6
+        out[ok] = self.values[pos[ok]]
+        return out
+
+
+def _read_label_csv(fs, path: str, by_folder: bool) -> tuple[dict[str, dict], list[str], bytes]:
+    """One labels CSV → ({video id: {"rows": [(frame | time, {name: value})], "kind"}}, AU names, raw bytes)."""
+    import io
+
+    with fs.open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(path, "AU labels CSV is not UTF-8 text") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header:
+        raise InputError(path, "AU labels CSV is empty (expected a header with video, frame|time_sec, AU1, …)")
+    header = [h.strip() for h in header]
+    lower = [h.lower() for h in header]
+    cols = {}
+    for i, h in enumerate(header):
+        n = au_column_name(h)
+        if n is not None:
+            if n in cols:
+                raise InputError(path, f"AU labels CSV has two columns for {n} ({header[cols[n]]}, {h})")
+            cols[n] = i
+    if not cols:
+        raise InputError(path, "AU labels CSV has no AU column (AU1, AU01, AU12L, …)")
+    if "frame" in lower:
+        kind, kcol = "frame", lower.index("frame")
+    elif "time_sec" in lower:
+        kind, kcol = "time_sec", lower.index("time_sec")
+    else:
+        raise InputError(path, "AU labels CSV needs a frame (0-based source frame) or time_sec column")
+    vcol = None
+    if not by_folder:
+        if "video" not in lower:
+            raise InputError(path, "AU labels CSV needs a video column (file stem or path of the source video)")
+        vcol = lower.index("video")
+    stem = Path(path).stem
+    videos: dict[str, dict] = {}
+    seen: set = set()
+    for n, row in enumerate(reader, start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) < len(header):
+            row = row + [""] * (len(header) - len(row))
+        vid = stem if vcol is None else row[vcol].strip()
+        if not vid:
+            raise InputError(path, f"line {n}: empty video")
+        key = row[kcol].strip()
+        try:
+            pos = float(key)
+        except ValueError:
+            raise InputError(path, f"line {n}: {header[kcol]} {key!r} is not a number") from None
+        if kind == "frame":
+            if not np.isfinite(pos) or pos < 0 or pos != int(pos):
+                raise InputError(path, f"line {n}: frame {key!r} is not a 0-based frame index")
+            pos = int(pos)
+        elif not np.isfinite(pos) or pos < 0:
+            raise InputError(path, f"line {n}: time_sec {key!r} is not a time >= 0")
+        if (vid, pos) in seen:
+            raise InputError(path, f"line {n}: {kind} {key} of video {vid} is labelled twice")
+        seen.add((vid, pos))
+        vals = {}
+        for name, i in cols.items():
+            cell = row[i].strip()
+            if cell == "" or cell.lower() in ("nan", "na", "n/a"):
+                continue
+            try:
+                v = float(cell)
+            except ValueError:
+                raise InputError(path, f"line {n}: {header[i]} value {cell!r} is not a number") from None
+            if v == AU_NOT_CODED:
+                continue
+            if not (0.0 <= v <= AU_MAX):
+                raise InputError(path, f"line {n}: {header[i]} value {cell} is outside 0-5 "
+                                       "(FACS intensity; blank, NaN or 9 = not coded)")
+            vals[name] = v
+        videos.setdefault(vid, {"kind": kind, "rows": []})["rows"].append((pos, vals))
+    if not videos:
+        raise InputError(path, "AU labels CSV has no label rows")
+    return videos, list(cols), raw
+
+
+def read_au_labels(path: str) -> tuple[dict[str, AULabels], str]:
+    """Read DISFA-style per-frame AU labels.
+
+    ``path`` is one CSV with a ``video`` column (the source video's file stem, file name or path/URI), or a
+    folder (local or fsspec URL) of ``<video stem>.csv`` files (the CSV stem names the video; a ``video`` column
+    is then ignored). Each row labels one source frame: ``frame`` (0-based index in presentation order; used
+    when both are present) or ``time_sec`` (presentation time, s), and AU columns ``AU1``/``AU01``/``AU12L``/…
+    (case-insensitive, renamed to FACS names ``AU01``, ``AU12L``) holding FACS intensities 0–5 or 0/1 occurrence;
+    blank, NaN or 9 = not coded. Other columns are ignored. The AU names are the union over all CSVs, sorted by
+    AU number (columns a CSV lacks are NaN).
+
+    Returns:
+        ({video id: :class:`AULabels`}, SHA-256 of the CSV bytes).
+
+    Raises:
+        InputError: one line naming the file and the reason (missing file, no AU / frame / video column,
+            non-numeric cell, value outside 0–5, a frame labelled twice, no rows).
+    """
+    import hashlib
+
+    fs, p = store.get_fs(path)
+    if not fs.exists(p):
+        raise InputError(path, "AU labels file or folder not found")
+    if fs.isdir(p):
+        files = sorted(f for f in fs.ls(p, detail=False) if f.lower().endswith(".csv"))
+        if not files:
+            raise InputError(path, "AU labels folder holds no .csv file")
+        by_folder = True
+    else:
+        files, by_folder = [p], False
+    h = hashlib.sha256()
+    tables: dict[str, tuple[dict, str]] = {}
+    names: set[str] = set()
+    for f in files:
+        videos, cols, raw = _read_label_csv(fs, f, by_folder)
+        h.update(f.rsplit("/", 1)[-1].encode() + b"\0" + raw)
+        names.update(cols)
+        for vid, t in videos.items():
+            if vid in tables:
+                raise InputError(f, f"video {vid} is also labelled in {tables[vid][1]}")
+            tables[vid] = (t, f)
+    order = sorted(names, key=_au_sort_key)
+    col = {n: j for j, n in enumerate(order)}
+    out = {}
+    for vid, (t, f) in tables.items():
+        rows = sorted(t["rows"], key=lambda r: r[0])
+        vals = np.full((len(rows), len(order)), np.nan, np.float32)
+        for i, (_, d) in enumerate(rows):
+            for n, v in d.items():
+                vals[i, col[n]] = v
+        keys = np.array([r[0] for r in rows])
+        out[vid] = AULabels(order, keys.astype(np.int64) if t["kind"] == "frame" else None,
+                            keys.astype(np.float64) if t["kind"] == "time_sec" else None, vals, f)
+    return out, h.hexdigest()
+
+
+def match_au_labels(sources: list[str], labels: dict[str, AULabels], path: str) -> dict[str, AULabels | None]:
+    """{source: its labels or None}: a label video id matches a source's URI, path, file name or stem; else the
+    id's own stem matches the source's stem (must be unique).
+
+    Raises:
+        InputError: a source's stem matches several label video ids.
+    """
+    by_stem: dict[str, list[str]] = {}
+    for vid in labels:
+        by_stem.setdefault(Path(vid.split("://")[-1]).stem, []).append(vid)
+    out: dict[str, AULabels | None] = {}
+    for s in sources:
+        base = s.split("://")[-1]
+        stem = Path(base).stem
+        hit = next((c for c in (s, base, os.path.basename(base), stem) if c in labels), None)
+        if hit is None:
+            cands = by_stem.get(stem, [])
+            if len(cands) > 1:
+                raise InputError(path, f"video {s} matches several labelled videos ({', '.join(sorted(cands))}); "
+                                       "use full paths in the video column")
+            hit = cands[0] if cands else None
+        out[s] = labels[hit] if hit is not None else None
+    return out
+
+
 def _run_ray(todo: list[tuple], workers: int, on_result, address: str | None) -> None:
     """Run the per-video tasks as Ray tasks (local Ray with ``workers`` CPUs, or the cluster at ``address``).
 
@@ -631,8 +884,9 @@ def prepare(inputs: list[str], output: str, options: PrepareOptions | None = Non
         :class:`PrepareReport` (also written as ``report.json``).
 
     Raises:
-        ValueError: bad options, no inputs, or ``output`` prepared with different settings (without overwrite).
-        InputError: unreadable subjects file.
+        ValueError: bad options, no inputs, or ``output`` prepared with different settings (without overwrite;
+            changed ``au_labels`` contents count as different settings).
+        InputError: unreadable subjects file; unreadable or invalid AU labels (checked before anything is written).
     """
     options = dataclasses.replace(options or PrepareOptions(), **kwargs)
     if options.egemaps:
@@ -643,8 +897,13 @@ def prepare(inputs: list[str], output: str, options: PrepareOptions | None = Non
     sources = store.expand_sources(list(inputs))
     if not sources:
         raise ValueError("no input videos")
-    fs, root = store.get_fs(output)
+    au_of: dict[str, AULabels | None] = {s: None for s in sources}
     settings = options.settings()
+    if options.au_labels:
+        labels, digest = read_au_labels(options.au_labels)
+        au_of = match_au_labels(sources, labels, options.au_labels)
+        settings["au_labels_sha256"] = digest
+    fs, root = store.get_fs(output)
     settings_path = store.join(root, "settings.json")
     if overwrite and fs.exists(root):
         for sub in ("done", "shards"):
@@ -670,7 +929,7 @@ def prepare(inputs: list[str], output: str, options: PrepareOptions | None = Non
             continue
         for p in fs.glob(store.join(root, "shards", f"{keys[s]}-*.tar")):  # from a run killed mid-video
             fs.rm(p)
-        todo.append((s, keys[s], subj[s][0], subj[s][1], options, output))
+        todo.append((s, keys[s], subj[s][0], subj[s][1], options, output, au_of[s]))
     report = PrepareReport(resumed=len(sources) - len(todo))
     t0 = time.perf_counter()
     bar = None
@@ -741,7 +1000,8 @@ def finalize(output: str, sources: list[str], options: PrepareOptions, report: P
         if fs.exists(p):
             markers.append(store.read_json(fs, p))
     rows, shards, rejected, models = [], [], {}, {}
-    report.ok, report.failed = [], []
+    report.ok, report.failed, report.no_au_labels = [], [], []
+    au_names: list[str] = []
     for m in markers:
         for k, v in m["rejected"].items():
             rejected[k] = rejected.get(k, 0) + v
@@ -751,7 +1011,12 @@ def finalize(output: str, sources: list[str], options: PrepareOptions, report: P
             models = models or m.get("models", {})
             report.ok.append({"input": m["input"], "video_key": m["video_key"], "samples": len(m["samples"]),
                               "shards": [s["name"] for s in m["shards"]], "rejected": m["rejected"],
-                              "has_audio": m["has_audio"], "seconds": m["seconds"]})
+                              "has_audio": m["has_audio"], "has_au": m.get("has_au", False),
+                              "seconds": m["seconds"]})
+            if m.get("has_au"):
+                au_names = au_names or list(m["au_names"])
+            elif options.au_labels:
+                report.no_au_labels.append(m["input"])
         else:
             report.failed.append({"input": m["input"], "reason": m["reason"]})
     rows.sort(key=lambda r: r["key"])
@@ -778,18 +1043,33 @@ def finalize(output: str, sources: list[str], options: PrepareOptions, report: P
                     " tx, ty, tz mm", "openness.npy": "(T, 3) float32 ear_left, ear_right, mouth_open",
                     "times.npy": "(T, 2) float64 clip time, source presentation time (s)",
                     "flac": "16 kHz mono audio (if has_audio)", "logmel.npy": "(T, 80) float32 dB",
-                    "mfcc.npy": "(T, 13) float32", "json": "sample metadata"},
+                    "mfcc.npy": "(T, 13) float32", "json": "sample metadata",
+                    "au.npy": "(T, A) float32 FACS AU intensity 0-5 (or 0/1 occurrence) of the source frame shown, "
+                              "NaN = not coded; columns = au_names (only clips of labelled videos, --au-labels)"},
         "num_samples": len(rows),
         "num_videos": sum(m["status"] == "ok" for m in markers),
         "num_subjects": len({r["subject_id"] for r in rows}),
         "subjects": dict(sorted(subjects.items(), key=lambda kv: kv[1])),
         "shards": shards,
+        "au_names": au_names,
     }
+    if options.au_labels:
+        spath = store.join(root, "settings.json")
+        manifest["au_labels"] = {
+            "source": options.au_labels, "names": au_names,
+            "sha256": store.read_json(fs, spath).get("au_labels_sha256") if fs.exists(spath) else None,
+            "values": "FACS intensity 0-5 or 0/1 occurrence as in the CSV; blank/NaN/9 -> NaN",
+            "join": "frame: the source frame shown; time_sec: nearest label within half a source frame",
+            "labelled_samples": sum(bool(r.get("has_au")) for r in rows),
+            "videos_without_labels": report.no_au_labels}
     store.write_json(fs, store.join(root, "manifest.json"), manifest)
     cols = ["key", "shard", "source", "video_key", "subject", "subject_id", "start_sec", "end_sec", "fps",
-            "frames", "has_audio", "mode", "keyword", "score", "crop_size"]
+            "frames", "has_audio", "mode", "keyword", "score", "crop_size", "has_au"]
     types = [pa.string(), pa.string(), pa.string(), pa.string(), pa.string(), pa.int64(), pa.float64(),
-             pa.float64(), pa.float64(), pa.int64(), pa.bool_(), pa.string(), pa.string(), pa.float64(), pa.int64()]
+             pa.float64(), pa.float64(), pa.int64(), pa.bool_(), pa.string(), pa.string(), pa.float64(), pa.int64(),
+             pa.bool_()]
+    for r in rows:  # markers written before AU labels existed
+        r.setdefault("has_au", False)
     schema = pa.schema([pa.field(c, t) for c, t in zip(cols, types, strict=True)],
                        metadata={"mien": f'{{"schema_version": "{store.SCHEMA_VERSION}"}}'})
     table = pa.table({c: pa.array([r[c] for r in rows], type=t) for c, t in zip(cols, types, strict=True)},
