@@ -3,10 +3,15 @@ FixMatch / DeFixMatch, the MIRO regulariser, ONNX export and a loader for infere
 
 Model (:mod:`mien.models.au.backbone`): any timm backbone (one or several pooled stages) or mien's offline face-api
 feature extractor, an occurrence head (B, A) and an optional intensity head (regression in [0, 1] or ordinal).
+Or, with ``backbone="features"``, :class:`mien.models.au.head.AUHead` on precomputed per-face feature vectors
+(batches ``{"features": (B, D) float32, "occ", "occ_mask", …}`` from ``AUDataModule(input="features")``): the
+recipe of mien's shipped default AU model (``--config default``; saved for ``mien analyze`` by
+:func:`export_au_head`).
 
 Losses (occurrence targets 0/1 with a mask for uncoded labels; masked entries never contribute):
 
-* ``bce`` — binary cross-entropy with logits.
+* ``bce`` — binary cross-entropy with logits; ``pos_weight="balanced"`` weighs each AU's positives by
+  #neg/#pos of the training split, clamped to [1, ``pos_weight_cap``].
 * ``focal`` — sigmoid focal loss FL = −α_t (1 − p_t)^γ log p_t (Lin et al. 2017, "Focal Loss for Dense Object
   Detection"); ``focal_alpha=None``/negative disables α; γ = 0 and no α equals BCE.
 * ``db`` — distribution-balanced loss (Wu et al. 2020, "Distribution-Balanced Loss for Multi-Label Classification
@@ -59,9 +64,11 @@ __all__ = [
     "AUModelRunner",
     "DistributionBalancedLoss",
     "MIRORegularizer",
+    "balanced_pos_weight",
     "bce_loss",
     "cli_main",
     "default_config",
+    "export_au_head",
     "export_au_onnx",
     "fixmatch_pseudo_labels",
     "flip_labels",
@@ -86,9 +93,24 @@ def _masked_mean(loss: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def bce_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Masked mean binary cross-entropy with logits. logits, target, mask: (B, A) (mask 1 = coded). Scalar."""
-    return _masked_mean(F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none"), mask)
+def bce_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+             pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Masked mean binary cross-entropy with logits. logits, target, mask: (B, A) (mask 1 = coded). Scalar.
+
+    ``pos_weight`` (A,): weight of the positive term per AU (as ``torch.nn.BCEWithLogitsLoss``; e.g.
+    #neg / #pos of the training data, see :func:`balanced_pos_weight`).
+    """
+    pw = None if pos_weight is None else pos_weight.to(logits)
+    return _masked_mean(F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none",
+                                                           pos_weight=pw), mask)
+
+
+def balanced_pos_weight(pos_counts, neg_counts, cap: float = 20.0) -> torch.Tensor:
+    """Per-AU positive weight #neg / #pos clamped to [1, ``cap``]: float32 (A,) from (A,) label counts
+    (#pos floored at 1). With it, BCE weighs an AU's rare positives like its negatives, at most ``cap``×."""
+    pos = torch.as_tensor(np.asarray(pos_counts, np.float64), dtype=torch.float32)
+    neg = torch.as_tensor(np.asarray(neg_counts, np.float64), dtype=torch.float32)
+    return (neg / pos.clamp_min(1.0)).clamp(1.0, float(cap))
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
@@ -246,14 +268,10 @@ def weak_augment(x: torch.Tensor, flip: bool = True, translate: float = 0.125,
 
 def flip_permutation(names: Sequence[str]) -> list[int] | None:
     """Column permutation that swaps left/right AU columns (``AU12L`` <-> ``AU12R``) under a horizontal image
-    flip; None when no column is sided."""
-    from mien.data.au import sided_groups
+    flip; None when no column is sided (:func:`mien.data.au.flip_permutation`)."""
+    from mien.data.au import flip_permutation as _perm
 
-    perm = list(range(len(names)))
-    for g in sided_groups(names)[1]:
-        if len(g) == 2:
-            perm[g[0]], perm[g[1]] = g[1], g[0]
-    return None if perm == list(range(len(names))) else perm
+    return _perm(names)
 
 
 def flip_labels(batch: dict, flips: torch.Tensor, perm: Sequence[int] | None) -> dict:
@@ -301,13 +319,23 @@ class AUTask(pl.LightningModule):
 
     Args:
         au_names: A output names (linked from the data config by :func:`cli_main`).
-        backbone: timm model name or ``"faceapi"`` (offline, shipped weights).
+        backbone: timm model name, ``"faceapi"`` (offline, shipped weights), or ``"features"``: no image
+            backbone — the model is :class:`mien.models.au.head.AUHead` on precomputed per-face feature vectors
+            (``"features"`` (B, ``in_features``) batches from ``AUDataModule(input="features")``; the default
+            model's 1660 features). Its standardisation (mean/std) is fit on the training rows at ``fit``
+            start (:meth:`mien.data.au.AUDataModule.feature_stats`); the image-only options (``augment``,
+            ``ssl``, ``miro_weight``, an intensity head) raise ValueError with it — mirroring is done by the
+            data module (``data.mirror``). Save it for ``mien analyze`` with :func:`export_au_head`.
+        in_features, hidden: ``backbone="features"`` only: D and the AUHead's hidden width (0 = linear).
         pretrained: load pretrained weights (timm: from the hub; faceapi: shipped). Loading a checkpoint sets it
             to False (weights come from the checkpoint).
         features_only, out_indices: see :class:`mien.models.au.backbone.TimmBackbone`.
         intensity: ``"none"``, ``"regression"`` or ``"ordinal"``; ordinal_levels: L.
-        dropout: before the heads.
+        dropout: before the heads (``backbone="features"``: the AUHead's dropout on its standardised input and
+            hidden layer).
         loss: ``"bce"``, ``"focal"`` or ``"db"``; focal_alpha, focal_gamma: focal parameters (also γ of ``db``).
+        pos_weight: ``"none"`` or ``"balanced"`` (``loss="bce"`` only): per-AU positive weight #neg/#pos of the
+            training split clamped to [1, ``pos_weight_cap``] (:func:`balanced_pos_weight`).
         intensity_weight: weight of the intensity loss.
         ssl: ``"none"``, ``"fixmatch"``, ``"defixmatch"``; ssl_threshold: τ; ssl_weight: λ_u.
         miro_weight: λ of MIRO (0 = off); miro_lr_mult: LR multiplier of the variance encoders.
@@ -327,22 +355,41 @@ class AUTask(pl.LightningModule):
                  miro_lr_mult: float = 10.0, lr: float = 1e-3, weight_decay: float = 1e-5,
                  backbone_lr_mult: float = 1.0, warmup_steps: int = 0, min_lr_ratio: float = 0.05,
                  augment: bool = True, image_size: int = 64, grayscale: bool = False, crop_scale: float = 1.1,
-                 val_merge_sides: bool = False):
+                 val_merge_sides: bool = False, in_features: int = 1660, hidden: int = 128,
+                 pos_weight: str = "none", pos_weight_cap: float = 20.0):
         super().__init__()
         if not au_names:
             raise ValueError("AUTask needs au_names")
-        for k, v, ok in (("loss", loss, ("bce", "focal", "db")), ("ssl", ssl, ("none", "fixmatch", "defixmatch"))):
+        for k, v, ok in (("loss", loss, ("bce", "focal", "db")), ("ssl", ssl, ("none", "fixmatch", "defixmatch")),
+                         ("pos_weight", pos_weight, ("none", "balanced"))):
             if v not in ok:
                 raise ValueError(f"{k} must be one of {ok}, got {v!r}")
+        if pos_weight != "none" and loss != "bce":
+            raise ValueError(f"pos_weight={pos_weight!r} applies to loss='bce' only (got loss={loss!r})")
+        self.features_input = backbone == "features"
+        if self.features_input:
+            bad = [name for name, on in (("augment", augment), ("ssl", ssl != "none"), ("miro_weight", miro_weight > 0),
+                                         ("intensity", intensity != "none")) if on]
+            if bad:
+                raise ValueError(f"backbone='features' trains an AUHead on precomputed feature vectors: "
+                                 f"{', '.join(bad)} (image augmentation, semi-supervised, MIRO, intensity head) "
+                                 "do not apply; set augment=false, ssl=none, miro_weight=0, intensity=none "
+                                 "(mirrored rows come from the data module's mirror option)")
         self.save_hyperparameters()
         self.au_names = list(au_names)
-        bb = build_backbone(backbone, pretrained=pretrained, features_only=features_only, out_indices=out_indices)
-        self.net = AUNet(bb, len(au_names), intensity=intensity, ordinal_levels=ordinal_levels, dropout=dropout)
         self.miro = self.miro_ref = None
-        if miro_weight > 0:
-            self.miro_ref = copy.deepcopy(bb).eval().requires_grad_(False)
-            self.miro = MIRORegularizer(bb.level_dims)
+        if self.features_input:
+            from mien.models.au.head import AUHead
+
+            self.net = AUHead(in_features, self.au_names, hidden=hidden, dropout=dropout)
+        else:
+            bb = build_backbone(backbone, pretrained=pretrained, features_only=features_only, out_indices=out_indices)
+            self.net = AUNet(bb, len(au_names), intensity=intensity, ordinal_levels=ordinal_levels, dropout=dropout)
+            if miro_weight > 0:
+                self.miro_ref = copy.deepcopy(bb).eval().requires_grad_(False)
+                self.miro = MIRORegularizer(bb.level_dims)
         self.db_loss: DistributionBalancedLoss | None = None
+        self.pos_weight: torch.Tensor | None = None
         self._flip_perm = flip_permutation(self.au_names)
         self._val: list[dict] = []
 
@@ -351,12 +398,33 @@ class AUTask(pl.LightningModule):
         """Build the distribution-balanced loss from (A,) label counts."""
         self.db_loss = DistributionBalancedLoss(pos_counts, neg_counts, gamma=self.hparams.focal_gamma)
 
+    def set_pos_weight(self, pos_counts, neg_counts) -> None:
+        """Set the BCE positive weights (``pos_weight="balanced"``) from (A,) training label counts."""
+        self.pos_weight = balanced_pos_weight(pos_counts, neg_counts, self.hparams.pos_weight_cap)
+
     def setup(self, stage: str | None = None) -> None:
-        if self.hparams.loss == "db" and self.db_loss is None:
-            dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        h = self.hparams
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if h.loss == "db" and self.db_loss is None:
             if dm is None or not hasattr(dm, "class_counts"):
                 raise RuntimeError("loss='db' needs class counts: use AUDataModule or call set_class_counts()")
             self.set_class_counts(*dm.class_counts())
+        if h.pos_weight == "balanced" and self.pos_weight is None:
+            if dm is None or not hasattr(dm, "class_counts"):
+                raise RuntimeError("pos_weight='balanced' needs class counts: use AUDataModule or call "
+                                   "set_pos_weight()")
+            self.set_pos_weight(*dm.class_counts())
+        if self.features_input and dm is not None:
+            dim = getattr(dm, "feature_dim", None)
+            if dim is None:
+                raise ValueError("backbone='features' needs feature batches: use AUDataModule(input='features')")
+            if dim != h.in_features:
+                raise ValueError(f"the data has {dim} features per face but model.in_features is {h.in_features}")
+            # fit the standardisation once, on the training rows (a loaded checkpoint keeps its own)
+            untouched = bool((self.net.feature_mean == 0).all() and (self.net.feature_std == 1).all())
+            if stage == "fit" and untouched and hasattr(dm, "feature_stats"):
+                mean, std = dm.feature_stats()
+                self.net.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -365,14 +433,21 @@ class AUTask(pl.LightningModule):
         return self
 
     def forward(self, x: torch.Tensor) -> dict:
-        """(B, 3, S, S) float RGB [0, 1] -> :class:`AUNet` outputs (``occ`` logits (B, A), ``int``, ``levels``)."""
+        """(B, 3, S, S) float RGB [0, 1] -> :class:`AUNet` outputs (``occ`` logits (B, A), ``int``, ``levels``);
+        with ``backbone="features"``: (B, D) float features -> ``{"occ": (B, A) logits}``."""
+        if self.features_input:
+            return {"occ": self.net(x)}
         return self.net(x)
+
+    @staticmethod
+    def _inputs(batch: dict) -> torch.Tensor:
+        return batch["features"] if "features" in batch else batch["image"]
 
     # -- losses
     def occurrence_loss(self, logits, target, mask) -> torch.Tensor:
         h = self.hparams
         if h.loss == "bce":
-            return bce_loss(logits, target, mask)
+            return bce_loss(logits, target, mask, self.pos_weight)
         if h.loss == "focal":
             return sigmoid_focal_loss(logits, target, mask, h.focal_alpha, h.focal_gamma)
         if self.db_loss is None:
@@ -394,6 +469,15 @@ class AUTask(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         h = self.hparams
         lab, ulb = (batch["labeled"], batch.get("unlabeled")) if "labeled" in batch else (batch, None)
+        if self.features_input:
+            if "features" not in lab:
+                raise ValueError("backbone='features' needs 'features' batches: use AUDataModule(input='features')")
+            x = lab["features"]
+            loss, parts = self.supervised_loss(self(x), lab)
+            logs = {f"train/loss_{k}": v for k, v in parts.items()}
+            logs["train/loss"] = loss
+            self.log_dict(logs, prog_bar=False, batch_size=len(x))
+            return loss
         x = lab["image"]
         if h.augment:
             x, flips = weak_augment(x, return_flips=True)
@@ -429,10 +513,11 @@ class AUTask(pl.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        out = self.net(batch["image"])
+        x = self._inputs(batch)
+        out = self(x)
         loss, _ = self.supervised_loss(out, batch)
-        self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
-        inten = self.net.intensity_01(out)
+        self.log("val/loss", loss, prog_bar=True, batch_size=len(x))
+        inten = None if self.features_input else self.net.intensity_01(out)
         occ = torch.where(batch["occ_mask"] > 0, batch["occ"], torch.full_like(batch["occ"], float("nan")))
         rec = {"prob": torch.sigmoid(out["occ"]).float().cpu(), "occ": occ.float().cpu()}
         if inten is not None:
@@ -499,9 +584,12 @@ class AUTask(pl.LightningModule):
     # -- optimisation
     def configure_optimizers(self):
         h = self.hparams
-        head = [p for n, p in self.net.named_parameters() if not n.startswith("backbone.")]
-        groups = [{"params": list(self.net.backbone.parameters()), "lr": h.lr * h.backbone_lr_mult},
-                  {"params": head, "lr": h.lr}]
+        if self.features_input:
+            groups = [{"params": list(self.net.parameters()), "lr": h.lr}]
+        else:
+            head = [p for n, p in self.net.named_parameters() if not n.startswith("backbone.")]
+            groups = [{"params": list(self.net.backbone.parameters()), "lr": h.lr * h.backbone_lr_mult},
+                      {"params": head, "lr": h.lr}]
         if self.miro is not None:
             groups.append({"params": list(self.miro.parameters()), "lr": h.lr * h.miro_lr_mult, "weight_decay": 0.0})
         opt = torch.optim.AdamW(groups, lr=h.lr, weight_decay=h.weight_decay)
@@ -520,6 +608,11 @@ class AUTask(pl.LightningModule):
     def contract(self) -> dict:
         """The input contract stored with the model (checkpoint hparams and ONNX metadata)."""
         h = self.hparams
+        if self.features_input:
+            return {"au_names": list(self.au_names), "input": "features", "in_features": int(h.in_features),
+                    "features": "mien.models.au.combine_features(embedding, landmarks) / au_features(images, "
+                                "landmarks): face-api expression embedding (256) ‖ canonical-aligned mesh (1404)",
+                    "threshold": 0.5, "backbone": "features"}
         return {
             "au_names": list(self.au_names),
             "image_size": int(h.image_size),
@@ -565,6 +658,8 @@ def export_au_onnx(checkpoint: str | os.PathLike, out_path: str | os.PathLike, o
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     task = _load_task(checkpoint)
+    if task.features_input:
+        raise ValueError(f"{checkpoint}: backbone='features' models are exported with export_au_head")
     contract = task.contract()
     model = AUInference(task.net).eval()
     s = contract["image_size"]
@@ -580,6 +675,47 @@ def export_au_onnx(checkpoint: str | os.PathLike, out_path: str | os.PathLike, o
     with atomic_output(out_path) as tmp:
         onnx.save(m, str(tmp))
     return report
+
+
+def export_au_head(task: AUTask | str | os.PathLike, out_dir: str | os.PathLike, thresholds=None,
+                   extra: dict | None = None) -> dict:
+    """Save a ``backbone="features"`` :class:`AUTask` (or its checkpoint) in the default AU model's format.
+
+    Writes ``au_default.safetensors`` + ``config.json`` into ``out_dir`` with
+    :func:`mien.models.au.save_au_head`; :func:`mien.models.au.load_au_head` reads them back without Lightning,
+    and a copy in ``mien/assets/au`` is what ``mien analyze --au`` uses. The AUHead's standardisation buffers
+    travel with the weights, so the loaded model gives the task's probabilities on the same (B, D) features.
+
+    Args:
+        task: the trained task, or a path to its Lightning ``.ckpt``.
+        out_dir: destination folder.
+        thresholds: (A,) decision thresholds (default 0.5 each).
+        extra: more config entries (training data, hyper-parameters, CV summary).
+
+    Returns:
+        the config dict written.
+
+    Raises:
+        ValueError: the task is not a ``backbone="features"`` model.
+    """
+    from mien.models.au import save_au_head
+
+    if not isinstance(task, AUTask):
+        if not Path(task).is_file():
+            raise FileNotFoundError(f"checkpoint not found: {task}")
+        task = _load_task(task)
+    if not task.features_input:
+        raise ValueError(f"export_au_head needs an AUTask with backbone='features', got {task.hparams.backbone!r} "
+                         "(image models: export_au_onnx)")
+    h = task.hparams
+    head = copy.deepcopy(task.net).cpu().eval()
+    th = np.full(len(task.au_names), 0.5) if thresholds is None else np.asarray(thresholds, np.float64)
+    cfg = {"trainer": {"task": "mien.tasks.au.AUTask", "backbone": "features",
+                       "hyperparameters": {k: h[k] for k in ("hidden", "dropout", "loss", "pos_weight",
+                                                             "pos_weight_cap", "lr", "weight_decay",
+                                                             "warmup_steps", "min_lr_ratio")}}}
+    cfg.update(extra or {})
+    return save_au_head(head, out_dir, th, dropout=float(h.dropout), extra=cfg)
 
 
 class AUModelRunner:
@@ -677,6 +813,9 @@ def load_au_model(path: str | os.PathLike, device: str = "cpu") -> AUModelRunner
         return AUModelRunner(json.loads(meta[ONNX_METADATA_KEY]), session=sess)
     if path.suffix == ".ckpt":
         task = _load_task(path, device)
+        if task.features_input:
+            raise ValueError(f"{path}: a backbone='features' AUHead checkpoint takes feature vectors, not crops; "
+                             "save it with export_au_head and load it with mien.models.au.load_au_head")
         return AUModelRunner(task.contract(), torch_model=AUInference(task.net).eval().cpu())
     raise ValueError(f"{path}: expected a .ckpt or .onnx file")
 
