@@ -11,6 +11,7 @@ Held-out frames: per video, the clips in the last quarter of the video (never tr
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +33,11 @@ def main() -> None:
     ap.add_argument("--motion-gain", type=float, default=0.0, help="TokenizerTask.motion_gain (0: uniform MSE)")
     ap.add_argument("--temporal", type=float, default=0.05, help="peak/final temporal-loss weight")
     ap.add_argument("--diversity", type=float, default=0.05, help="peak/final diversity-loss weight")
+    ap.add_argument("--variance", type=float, default=0.0, help="peak/final within-clip variance-loss weight")
+    ap.add_argument("--variance-target", type=float, default=0.1)
     ap.add_argument("--diversity-scope", choices=["clip", "batch"], default="batch")
+    ap.add_argument("--overrides", type=json.loads, default={},
+                    help='JSON model_overrides, e.g. \'{"dim": 64, "decoder_channels": 64}\'')
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", type=Path, default=None, help="export the trained model here (config + safetensors)")
@@ -67,10 +72,12 @@ def main() -> None:
     ids = torch.tensor([s for _, s in train])
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(frames, ids), batch_size=args.batch_size,
                                          shuffle=True)
-    task = TokenizerTask(model=args.model, model_overrides={"max_subjects": max(16, len(last))}, lr=args.lr,
+    task = TokenizerTask(model=args.model, model_overrides={"max_subjects": max(16, len(last)), **args.overrides}, lr=args.lr,
                          min_lr=1e-4, warmup_steps=50, total_steps=args.steps, recon_weights=(1.0, 1.0, 1.0),
                          temporal_weights=(0.0, args.temporal, args.temporal),
                          diversity_weights=(0.0, args.diversity, args.diversity),
+                         variance_weights=(0.0, args.variance, args.variance),
+                         variance_target=args.variance_target,
                          diversity_scope=args.diversity_scope, motion_gain=args.motion_gain)
     trainer = pl.Trainer(accelerator="cpu", max_steps=args.steps, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0)

@@ -145,6 +145,21 @@ def test_subject_ids_validation_and_swap():
     assert not torch.allclose(a, b)  # identity swap changes the face
 
 
+def test_subject_only_in_decoder():
+    """subject_in_encoder=False: tokens do not depend on the subject id, the reconstruction does."""
+    model = _build("tokenizer-tiny", {"subject_in_encoder": False})
+    x = torch.rand(2, 2, 3, 64, 64)
+    with torch.no_grad():
+        z = model.encode(x, torch.tensor([0, 1]))
+        torch.testing.assert_close(model.encode(x, torch.tensor([5, 9])), z)
+        assert not torch.allclose(model.decode(z, torch.tensor([0, 1])), model.decode(z, torch.tensor([5, 9])))
+        out = model(x, torch.tensor([0, 1]))
+    torch.testing.assert_close(out.tokens, z)
+    with_subject = _build("tokenizer-tiny", {})
+    with torch.no_grad():
+        assert not torch.allclose(with_subject.encode(x, torch.tensor([0, 1])), with_subject.encode(x, torch.tensor([5, 9])))
+
+
 def test_predictor_shapes_and_causality():
     pred = _build("tokenizer-predictor-tiny", {})
     h = torch.nn.functional.normalize(torch.randn(2, 6, 32), dim=-1)

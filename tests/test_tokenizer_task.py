@@ -320,3 +320,20 @@ def test_motion_weights_emphasise_what_moves():
     a = plain.compute_losses(x, ids, w1)["loss_recon"]
     b = moving.compute_losses(x, ids, w1)["loss_recon"]
     assert torch.isfinite(b) and not torch.isclose(a, b)
+
+
+def test_variance_loss_penalises_constant_clips_only():
+    import torch
+    from torch.nn import functional as F
+
+    from mien.tasks.tokenizer import variance_loss
+
+    const = F.normalize(torch.ones(3, 6, 8), dim=-1)
+    assert abs(float(variance_loss(const, 0.1)) - (0.1 - 1e-2)) < 1e-6  # sqrt(eps) = 0.01
+    g = torch.Generator().manual_seed(0)
+    varied = F.normalize(torch.randn(3, 6, 8, generator=g), dim=-1)  # per-dim std ≈ 1/sqrt(8) ≈ 0.35
+    assert float(variance_loss(varied, 0.1)) < 0.01
+    assert float(variance_loss(varied[:, :1], 0.1)) == 0.0
+    z = const.clone().requires_grad_(True)
+    variance_loss(z + 0.01 * torch.randn(3, 6, 8, generator=g), 0.1).backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0  # pushes constant clips apart

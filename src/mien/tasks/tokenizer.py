@@ -115,6 +115,22 @@ def diversity_loss(tokens: torch.Tensor, stride: int = 5, scope: str = "clip") -
     return off.clamp(min=0).mean()
 
 
+def variance_loss(tokens: torch.Tensor, target: float = 0.1, eps: float = 1e-4) -> torch.Tensor:
+    """Within-clip variance hinge (mien extension, after VICReg's variance term — Bardes et al. 2022,
+    "VICReg: Variance-Invariance-Covariance Regularization for Self-Supervised Learning", applied over time).
+
+    mean over clips and dims of relu(target − sqrt(var_t(z) + eps)). The seed's coherence term alone is minimised
+    by one constant token per clip, and batch diversity is then met by tokens that encode the subject; this term
+    keeps tokens varying within a clip, and the reconstruction decides what the variation encodes.
+
+    tokens: (B, T, D) unit norm → scalar ≥ 0; 0 when T < 2.
+    """
+    if tokens.shape[1] < 2:
+        return tokens.new_zeros(())
+    std = torch.sqrt(tokens.var(1, unbiased=False) + eps)
+    return F.relu(target - std).mean()
+
+
 def motion_weights(frames: torch.Tensor, gain: float = 4.0, eps: float = 1e-3) -> torch.Tensor:
     """Per-pixel reconstruction weights that emphasise what changes within a clip (mien extension).
 
@@ -262,8 +278,10 @@ class TokenizerTask(_ScheduledTask):
         lr: peak learning rate (AdamW); min_lr: final/floor LR; lr_initial: LR at step 0 (default min_lr).
         weight_decay, betas: AdamW.
         warmup_steps, total_steps: schedule (total_steps None: the trainer's estimated stepping batches).
-        recon_weights, temporal_weights, diversity_weights, perceptual_weights: (initial, peak, final) loss
-            weights, scheduled like the LR (defaults: the seed README's from-scratch values).
+        recon_weights, temporal_weights, diversity_weights, perceptual_weights, variance_weights: (initial, peak,
+            final) loss weights, scheduled like the LR (variance: :func:`variance_loss` with ``variance_target``
+            as the per-dimension within-clip standard deviation to keep; off by default). Other defaults: the seed
+            README's from-scratch values.
         recon_loss: "mse" | "l1" | "mse+l1".
         motion_gain: > 0 weights each pixel's reconstruction error by :func:`motion_weights` (what moves within
             the clip counts up to 1 + gain times more; the weighted mean is normalised by the mean weight);
@@ -278,11 +296,12 @@ class TokenizerTask(_ScheduledTask):
             float16 in CPU memory) so later epochs skip the backbone; needs keyed batches (mien shards).
 
     Logged every step (``train/``) and per epoch (``val/``): loss, loss_recon, loss_perceptual, loss_temporal,
-    loss_coherence, loss_contrast, loss_diversity, w_recon, w_temporal, w_diversity, w_perceptual, lr,
+    loss_coherence, loss_contrast, loss_diversity, loss_variance, w_recon, w_temporal, w_diversity, w_perceptual,
+    w_variance, lr,
     sim_mean/std/min/max (within-clip token cosine).
     """
 
-    LOSSES = ("recon", "temporal", "diversity", "perceptual")
+    LOSSES = ("recon", "temporal", "diversity", "perceptual", "variance")
 
     def __init__(self, model: str = "tokenizer-tiny", model_overrides: dict | None = None, lr: float = 5e-5,
                  min_lr: float = 1e-6, lr_initial: float | None = None, weight_decay: float = 0.01,
@@ -292,6 +311,7 @@ class TokenizerTask(_ScheduledTask):
                  temporal_weights: tuple[float, float, float] = (0.4, 0.3, 0.2),
                  diversity_weights: tuple[float, float, float] = (0.3, 0.2, 0.2),
                  perceptual_weights: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                 variance_weights: tuple[float, float, float] = (0.0, 0.0, 0.0), variance_target: float = 0.1,
                  recon_loss: str = "mse", motion_gain: float = 0.0, perceptual_net: str | None = None,
                  perceptual_pretrained: bool = True, coherence_weight: float = 0.7, contrast_weight: float = 0.3, contrast_stride: int = 5,
                  diversity_stride: int = 5, diversity_scope: str = "clip",
@@ -367,9 +387,11 @@ class TokenizerTask(_ScheduledTask):
         coherence, contrast = temporal_losses(out.tokens, h.contrast_stride)
         temporal = h.coherence_weight * coherence + h.contrast_weight * contrast
         div = diversity_loss(out.tokens, h.diversity_stride, h.diversity_scope)
-        total = w["recon"] * recon + w["perceptual"] * perc + w["temporal"] * temporal + w["diversity"] * div
+        var = variance_loss(out.tokens, h.get("variance_target", 0.1))
+        total = (w["recon"] * recon + w["perceptual"] * perc + w["temporal"] * temporal + w["diversity"] * div
+                 + w.get("variance", 0.0) * var)
         logs = {"loss": total, "loss_recon": recon, "loss_perceptual": perc, "loss_temporal": temporal,
-                "loss_coherence": coherence, "loss_contrast": contrast, "loss_diversity": div}
+                "loss_coherence": coherence, "loss_contrast": contrast, "loss_diversity": div, "loss_variance": var}
         logs.update({f"w_{k}": torch.tensor(float(v), device=frames.device) for k, v in w.items()})
         logs.update(similarity_stats(out.tokens))
         return logs
@@ -686,4 +708,5 @@ def cli_main(argv: list[str] | None = None, run: bool = True, task: str = "token
 
 __all__ = ["ClipTensorDataset", "PerceptualLoss", "PredictorTask", "TokenizerTask", "VideoCropsDataModule", "WarmupDecaySchedule",
            "cli_main", "clips_from_crops", "default_config", "diversity_loss", "export_checkpoint",
-           "load_face_crops", "motion_weights", "prediction_losses", "similarity_stats", "temporal_losses"]
+           "load_face_crops", "motion_weights", "prediction_losses", "similarity_stats", "temporal_losses",
+           "variance_loss"]

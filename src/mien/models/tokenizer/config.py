@@ -39,6 +39,9 @@ class TokenizerConfig:
         expr_heads, expr_layers, expr_ff: ExpressionTransformer cross-attention decoder.
         max_subjects: size of the learnable subject-embedding table; 0 = subject-invariant variant (no
             subject embedding in either the expression transformer or the reconstruction).
+        subject_in_encoder: the expression transformer attends to the subject embedding (seed's joint model);
+            False keeps the embedding for the reconstruction only (seed's later subject-invariant encoder), so
+            the token must come from the face.
         recon_heads, recon_cross_layers, recon_self_layers, recon_ff: reconstruction transformer.
         decoder_channels: width of the first CNN-decoder conv (halved at each ×2 upsampling, min 16).
         dropout: dropout of all transformer layers.
@@ -61,6 +64,7 @@ class TokenizerConfig:
     expr_layers: int = 4
     expr_ff: int = 768
     max_subjects: int = 501
+    subject_in_encoder: bool = True
     recon_heads: int = 4
     recon_cross_layers: int = 2
     recon_self_layers: int = 2

@@ -49,6 +49,9 @@ class ExpressionTransformer(nn.Module):
         num_patches: N (size of the learnable delta position table).
         heads, layers, ff, dropout, norm_first: ``nn.TransformerDecoder`` of ``layers`` layers.
         max_subjects: learnable subject-embedding table size; 0 = subject-invariant (no subject token).
+        subject_in_encoder: attend to the subject embedding here (seed's joint model). False: the table is kept
+            for the reconstruction only (the seed's later subject-invariant encoder), and the token cannot be a
+            function of the subject id alone.
 
     Forward:
         patch_tokens: float (M, N, D) (M = B·T frames).
@@ -64,9 +67,11 @@ class ExpressionTransformer(nn.Module):
     """
 
     def __init__(self, dim: int, num_patches: int, heads: int = 4, layers: int = 4, ff: int = 768,
-                 dropout: float = 0.1, max_subjects: int = 0, norm_first: bool = True):
+                 dropout: float = 0.1, max_subjects: int = 0, norm_first: bool = True,
+                 subject_in_encoder: bool = True):
         super().__init__()
         self.dim, self.num_patches, self.max_subjects = dim, num_patches, max_subjects
+        self.subject_in_encoder = subject_in_encoder
         self.subject_embeddings = nn.Embedding(max_subjects, dim) if max_subjects > 0 else None
         self.expression_query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.delta_pos = nn.Parameter(torch.zeros(1, num_patches, dim))
@@ -102,7 +107,7 @@ class ExpressionTransformer(nn.Module):
         x = patch_tokens + self.delta_pos
         if pos is not None:
             x = x + pos.unsqueeze(0)
-        subj = self.subject_embedding(subject_ids, m)
+        subj = self.subject_embedding(subject_ids, m) if self.subject_in_encoder else None
         if subj is not None:
             x = torch.cat([subj.unsqueeze(1), x], 1)
         h = self.decoder(self.expression_query.expand(m, -1, -1), x)
@@ -226,7 +231,7 @@ class ExpressionTokenizer(nn.Module):
         n = self.tokenizer.num_patches
         self.expression = ExpressionTransformer(config.dim, n, config.expr_heads, config.expr_layers,
                                                 config.expr_ff, config.dropout, config.max_subjects,
-                                                config.norm_first)
+                                                config.norm_first, config.subject_in_encoder)
         self.reconstruction = ExpressionReconstruction(config.dim, self.grid, config.crop_size, config.recon_heads,
                                                        config.recon_cross_layers, config.recon_self_layers,
                                                        config.recon_ff, config.dropout, config.decoder_channels,
