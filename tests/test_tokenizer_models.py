@@ -220,3 +220,18 @@ def test_config_errors():
         TokenizerConfig.from_dict({"bogus": 1})
     with pytest.raises(ValueError, match="img_size"):  # a ViT needs its img_size to match the crop
         mien.create_model("tokenizer-timm", **{**TIMM_TINY, "timm_name": "vit_tiny_patch16_224"})
+
+
+def test_token_scale_in_reconstruction_memory():
+    """The unit token enters the reconstruction at the subject embeddings' scale (√D); False is the seed."""
+    import math
+
+    scaled = _build("tokenizer-tiny", {})
+    seed = _build("tokenizer-tiny", {"recon_token_scale": False})
+    seed.load_state_dict(scaled.state_dict())
+    assert scaled.reconstruction.token_scale == math.sqrt(32) and seed.reconstruction.token_scale == 1.0
+    z = torch.nn.functional.normalize(torch.randn(3, 32), dim=-1)
+    ids = torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        assert not torch.allclose(scaled.decode(z, ids), seed.decode(z, ids))
+        torch.testing.assert_close(scaled.decode(z, ids), seed.decode(z * math.sqrt(32), ids))

@@ -43,6 +43,8 @@ class TokenizerConfig:
             False keeps the embedding for the reconstruction only (seed's later subject-invariant encoder), so
             the token must come from the face.
         recon_heads, recon_cross_layers, recon_self_layers, recon_ff: reconstruction transformer.
+        recon_token_scale: scale the unit-norm token by √D in the reconstruction's memory (to the subject
+            embeddings' scale); False = the seed, where the decoder learns to ignore the small token.
         decoder_channels: width of the first CNN-decoder conv (halved at each ×2 upsampling, min 16).
         dropout: dropout of all transformer layers.
         norm_first: pre-LN transformer layers (True) or post-LN as in the seed (False).
@@ -65,6 +67,7 @@ class TokenizerConfig:
     expr_ff: int = 768
     max_subjects: int = 501
     subject_in_encoder: bool = True
+    recon_token_scale: bool = True
     recon_heads: int = 4
     recon_cross_layers: int = 2
     recon_self_layers: int = 2

@@ -154,6 +154,11 @@ class ExpressionReconstruction(nn.Module):
     subject-invariant variant — then ``self_layers`` self-attention layers over the N patches, reshape to
     (M, D, gh, gw), :class:`CNNDecoder`.
 
+    ``token_scale``: the unit-norm token is multiplied by √D before it enters the memory, so its per-dimension
+    scale (RMS 1) matches the N(0, 1)-initialised subject embeddings (norm ≈ √D). The seed puts a norm-1 token
+    beside norm-√D subject embeddings (19.6 for D = 384); attention values then come mostly from the subject and
+    the decoder learns to ignore the token. False reproduces the seed.
+
     Forward:
         expression: float (M, D) expression tokens.
         pos: float (N, D) query positions (tokenizer table + the expression transformer's delta).
@@ -165,9 +170,10 @@ class ExpressionReconstruction(nn.Module):
 
     def __init__(self, dim: int, grid: tuple[int, int], crop_size: int, heads: int = 4, cross_layers: int = 2,
                  self_layers: int = 2, ff: int = 768, dropout: float = 0.1, decoder_channels: int = 256,
-                 norm_first: bool = True):
+                 norm_first: bool = True, token_scale: bool = True):
         super().__init__()
         self.dim, self.grid = dim, tuple(grid)
+        self.token_scale = math.sqrt(dim) if token_scale else 1.0
         n = grid[0] * grid[1]
         self.patch_queries = nn.Parameter(torch.randn(1, n, dim) * 0.02)
         self.cross = _decoder_layers(dim, heads, ff, dropout, cross_layers, norm_first)
@@ -179,7 +185,7 @@ class ExpressionReconstruction(nn.Module):
         if expression.ndim != 2 or expression.shape[1] != self.dim:
             raise ValueError(f"expected expression tokens (M, {self.dim}), got {tuple(expression.shape)}")
         m = expression.shape[0]
-        mem = expression.unsqueeze(1)
+        mem = expression.unsqueeze(1) * self.token_scale
         if subject is not None:
             mem = torch.cat([subject.unsqueeze(1), mem], 1)
         q = (self.patch_queries + pos.unsqueeze(0)).expand(m, -1, -1)
@@ -235,7 +241,7 @@ class ExpressionTokenizer(nn.Module):
         self.reconstruction = ExpressionReconstruction(config.dim, self.grid, config.crop_size, config.recon_heads,
                                                        config.recon_cross_layers, config.recon_self_layers,
                                                        config.recon_ff, config.dropout, config.decoder_channels,
-                                                       config.norm_first)
+                                                       config.norm_first, config.recon_token_scale)
 
     @property
     def contract(self):
