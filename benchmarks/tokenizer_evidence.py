@@ -1,11 +1,18 @@
-"""Evidence for the expression tokenizer (issue: seed 1): train the tiny config on shards prepared from real
-talking-head clips, then measure reconstruction PSNR/SSIM on held-out time segments — plain, with each frame's
-token replaced by another frame's token of the same subject, and with the subject embedding swapped.
+"""Evidence for the expression tokenizer (issue: seed 1): train on ``mien prepare`` shards of real talking-head
+clips, then measure reconstruction PSNR/SSIM on held-out time segments — plain, with each frame's token replaced
+by another frame's token of the same subject, and with the subject embedding swapped.
 
 Usage:
-    python benchmarks/tokenizer_evidence.py [--steps 600] [--videos DIR] [--out DIR]
+    python benchmarks/tokenizer_evidence.py [--steps 3000] [--videos DIR] [--out DIR] [--save DIR]
+    python benchmarks/tokenizer_evidence.py --docs-videos docs/media   # redistributable footage only
 
 Held-out frames: per video, the clips in the last quarter of the video (never trained on). All on CPU.
+
+``--docs-videos DIR`` trains on the two redistributable sample videos of ``shared/data/samples`` only (the
+Pexels clip and ``single_face.mp4``, two people) and writes, for the held-out last quarter of the Pexels clip,
+``tokenizer_reconstruction.mp4`` (crop | reconstruction) and ``tokenizer_swap.mp4`` (crop | its expressions
+rendered with the other person's subject embedding) with ``mien.pipelines.render``. The research-only
+talking-head clips are never used for it, so the videos may be published.
 """
 
 from __future__ import annotations
@@ -18,96 +25,160 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT = Path(__file__).resolve().parents[2] / "shared/data/videos/talking"
+DATA = Path(__file__).resolve().parents[2] / "shared/data"
+DEFAULT = DATA / "videos/talking"
+DOCS_VIDEOS = [DATA / "samples/WolfgangLanger_Pexels.mp4", DATA / "samples/single_face.mp4"]
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=Path, default=DEFAULT)
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--model", default="tokenizer-tiny")
     ap.add_argument("--out", type=Path, default=None,
                     help="dataset folder (default: a temporary folder); an existing prepared folder is reused")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--motion-gain", type=float, default=0.0, help="TokenizerTask.motion_gain (0: uniform MSE)")
-    ap.add_argument("--temporal", type=float, default=0.05, help="peak/final temporal-loss weight")
-    ap.add_argument("--diversity", type=float, default=0.05, help="peak/final diversity-loss weight")
+    ap.add_argument("--temporal", type=float, default=0.0, help="peak/final temporal-loss weight")
+    ap.add_argument("--diversity", type=float, default=0.0, help="peak/final diversity-loss weight")
     ap.add_argument("--variance", type=float, default=0.0, help="peak/final within-clip variance-loss weight")
     ap.add_argument("--variance-target", type=float, default=0.1)
-    ap.add_argument("--diversity-scope", choices=["clip", "batch"], default="batch")
+    ap.add_argument("--diversity-scope", choices=["clip", "batch"], default="clip")
     ap.add_argument("--overrides", type=json.loads, default={},
                     help='JSON model_overrides, e.g. \'{"dim": 64, "decoder_channels": 64}\'')
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", type=Path, default=None, help="export the trained model here (config + safetensors)")
-    args = ap.parse_args()
+    ap.add_argument("--docs-videos", type=Path, default=None,
+                    help="train on the redistributable samples and write the docs videos into this folder")
+    ap.add_argument("--panel", type=int, default=128, help="--docs-videos: panel side in px")
+    return ap.parse_args(argv)
 
-    import lightning.pytorch as pl
-    import torch
 
+def prepare_clips(videos: list[str], out: Path) -> list[dict]:
+    """``mien prepare`` (all 0.8 s windows at 10 fps, 64² aligned crops) → clips with subject, start, source."""
     from mien.data import ClipDataset
-    from mien.metrics import tokenizer_swap_report
     from mien.pipelines.prepare import PrepareOptions, prepare
-    from mien.tasks.tokenizer import TokenizerTask
 
-    torch.set_num_threads(args.threads)
-    pl.seed_everything(args.seed, verbose=False)
-    videos = sorted(str(p) for p in args.videos.glob("*.mp4"))
-    out = args.out or Path(tempfile.mkdtemp(prefix="mien_tok_"))
     t0 = time.perf_counter()
     prepare(videos, str(out), PrepareOptions(mode="all", clip_seconds=0.8, fps=10.0, crop_size=64), workers=2)
     print(f"prepared {len(videos)} videos into {out} in {time.perf_counter() - t0:.0f} s (resumed when present)")
+    return [{"video": s["video"], "subject_id": int(s["meta"]["subject_id"]), "start": float(s["meta"]["start_sec"]),
+             "source": s["meta"]["source"]}
+            for s in ClipDataset(str(out), split_nodes=False, split_workers=False, audio=False)]
 
-    clips = [(s["video"], int(s["meta"]["subject_id"]), float(s["meta"]["start_sec"]), s["meta"]["source"])
-             for s in ClipDataset(str(out), split_nodes=False, split_workers=False, audio=False)]
-    last = {}
-    for _, _, start, src in clips:
-        last[src] = max(last.get(src, 0.0), start)
-    train = [(v, s) for v, s, start, src in clips if start < 0.75 * last[src]]
-    held = [(v, s) for v, s, start, src in clips if start >= 0.75 * last[src]]
-    print(f"{len(train)} training clips, {len(held)} held-out clips, {len(last)} subjects")
 
-    frames = torch.stack([v for v, _ in train])
-    ids = torch.tensor([s for _, s in train])
+def split_held_out(clips: list[dict], keep: set[str] | None = None) -> tuple[list[dict], list[dict]]:
+    """Training clips and held-out clips (the last quarter of every video; videos in ``keep``: all training)."""
+    last: dict[str, float] = {}
+    for c in clips:
+        last[c["source"]] = max(last.get(c["source"], 0.0), c["start"])
+    is_held = [c["start"] >= 0.75 * last[c["source"]] and c["source"] not in (keep or set()) for c in clips]
+    return ([c for c, h in zip(clips, is_held, strict=True) if not h],
+            [c for c, h in zip(clips, is_held, strict=True) if h])
+
+
+def train_tokenizer(train: list[dict], n_subjects: int, args: argparse.Namespace):
+    """Fit a :class:`~mien.tasks.tokenizer.TokenizerTask` on in-memory clips for ``args.steps`` steps (CPU)."""
+    import lightning.pytorch as pl
+    import torch
+
+    from mien.tasks.tokenizer import TokenizerTask
+
+    frames = torch.stack([c["video"] for c in train])
+    ids = torch.tensor([c["subject_id"] for c in train])
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(frames, ids), batch_size=args.batch_size,
                                          shuffle=True)
-    task = TokenizerTask(model=args.model, model_overrides={"max_subjects": max(16, len(last)), **args.overrides}, lr=args.lr,
-                         min_lr=1e-4, warmup_steps=50, total_steps=args.steps, recon_weights=(1.0, 1.0, 1.0),
-                         temporal_weights=(0.0, args.temporal, args.temporal),
+    task = TokenizerTask(model=args.model, model_overrides={"max_subjects": max(16, n_subjects), **args.overrides},
+                         lr=args.lr, min_lr=1e-4, warmup_steps=50, total_steps=args.steps,
+                         recon_weights=(1.0, 1.0, 1.0), temporal_weights=(0.0, args.temporal, args.temporal),
                          diversity_weights=(0.0, args.diversity, args.diversity),
-                         variance_weights=(0.0, args.variance, args.variance),
-                         variance_target=args.variance_target,
+                         variance_weights=(0.0, args.variance, args.variance), variance_target=args.variance_target,
                          diversity_scope=args.diversity_scope, motion_gain=args.motion_gain)
     trainer = pl.Trainer(accelerator="cpu", max_steps=args.steps, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0)
     t0 = time.perf_counter()
     trainer.fit(task, loader)
-    print(f"trained {args.steps} steps in {time.perf_counter() - t0:.0f} s")
+    print(f"trained {args.steps} steps on {len(train)} clips in {time.perf_counter() - t0:.0f} s")
+    return task
 
-    hf = torch.cat([v for v, _ in held]).float() / 255.0  # (N·T, 3, S, S)
-    hi = torch.cat([torch.full((v.shape[0],), s) for v, s in held])
+
+def report(task, held: list[dict]) -> dict:
+    """Print and return the held-out swap report (+ mean-image baselines, within-clip token cosine)."""
+    import torch
+
+    from mien.metrics import tokenizer_swap_report
+    from mien.metrics.reconstruction import image_quality, moving_mask, moving_region_psnr
+
+    hf = torch.cat([c["video"] for c in held]).float() / 255.0  # (N·T, 3, S, S)
+    hi = torch.cat([torch.full((c["video"].shape[0],), c["subject_id"]) for c in held])
     rep = tokenizer_swap_report(task.model, hf, hi)
     print(f"\nheld-out frames: {int(rep['n_frames']['value'])}")
     print(f"{'condition':22s} {'PSNR dB':>8s} {'SSIM':>6s} {'PSNR moving px':>15s}")
     for k in ("reconstruction", "token_swap", "subject_swap"):
         if k in rep:
             print(f"{k:22s} {rep[k]['psnr']:8.2f} {rep[k]['ssim']:6.3f} {rep[k]['psnr_moving']:15.2f}")
-    from mien.metrics.reconstruction import image_quality, moving_mask, moving_region_psnr
-
     mask = moving_mask(hf, hi)
     subj_mean = torch.empty_like(hf)
     for s in torch.unique(hi):
         subj_mean[hi == s] = hf[hi == s].mean(0, keepdim=True)
     for name, img in (("mean image", hf.mean(0, keepdim=True).expand_as(hf)), ("subject's mean image", subj_mean)):
         q = image_quality(img, hf)
-        print(f"{name:22s} {q['psnr']:8.2f} {q['ssim']:6.3f} {moving_region_psnr(img, hf, mask):15.2f}")
+        rep[name] = {**q, "psnr_moving": moving_region_psnr(img, hf, mask)}
+        print(f"{name:22s} {q['psnr']:8.2f} {q['ssim']:6.3f} {rep[name]['psnr_moving']:15.2f}")
     sims = []
     with torch.inference_mode():
-        for v, s in held:
-            z = task.model.encode(v[None].float() / 255.0, torch.tensor([s]))[0]
+        for c in held:
+            z = task.model.encode(c["video"][None].float() / 255.0, torch.tensor([c["subject_id"]]))[0]
             sims.append(float((z @ z.T).mean()))
-    print(f"mean within-clip token cosine (held-out): {np.mean(sims):.4f}")
+    rep["within_clip_cosine"] = float(np.mean(sims))
+    print(f"mean within-clip token cosine (held-out): {rep['within_clip_cosine']:.4f}")
+    return rep
+
+
+def docs_videos(args: argparse.Namespace) -> None:
+    """Train on the redistributable samples only and render the held-out segment of the Pexels clip."""
+    from mien.pipelines.render import render_reconstruction, render_swap
+
+    out = args.out or Path(tempfile.mkdtemp(prefix="mien_tok_docs_"))
+    clips = prepare_clips([str(v) for v in DOCS_VIDEOS], out)
+    pexels, other = (Path(v).stem for v in DOCS_VIDEOS)
+    src_of = {c["source"]: c["subject_id"] for c in clips}
+    sid = {Path(s).stem: i for s, i in src_of.items()}
+    train, held = split_held_out(clips, keep={s for s in src_of if Path(s).stem == other})
+    print(f"{len(train)} training clips, {len(held)} held-out clips (last quarter of {pexels})")
+    task = train_tokenizer(train, len(src_of), args)
+    report(task, held)
+    model_dir = args.save or out / "model"
+    task.export(model_dir)
+    start = min(c["start"] for c in held)
+    args.docs_videos.mkdir(parents=True, exist_ok=True)
+    video = str(DOCS_VIDEOS[0])
+    kw = dict(subject=sid[pexels], start=start, size=args.panel, crf=23)
+    r1 = render_reconstruction(video, str(model_dir), args.docs_videos / "tokenizer_reconstruction.mp4", **kw)
+    r2 = render_swap(video, str(model_dir), args.docs_videos / "tokenizer_swap.mp4", sid[other], **kw)
+    print(f"held-out segment from {start:.2f} s: {r1.frames} frames ({r1.faces} with a face) → {r1.output}, "
+          f"{r2.output}")
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    import lightning.pytorch as pl
+    import torch
+
+    torch.set_num_threads(args.threads)
+    pl.seed_everything(args.seed, verbose=False)
+    if args.docs_videos:
+        docs_videos(args)
+        return
+    out = args.out or Path(tempfile.mkdtemp(prefix="mien_tok_"))
+    clips = prepare_clips(sorted(str(p) for p in args.videos.glob("*.mp4")), out)
+    train, held = split_held_out(clips)
+    n_subjects = len({c["subject_id"] for c in clips})
+    print(f"{len(train)} training clips, {len(held)} held-out clips, {n_subjects} subjects")
+    task = train_tokenizer(train, n_subjects, args)
+    report(task, held)
     if args.save:
         print(f"model written to {task.export(args.save)}")
 
