@@ -37,13 +37,38 @@ def test_train_tokenizer_on_prepared_shards(tmp_path, shared_data, monkeypatch):
     monkeypatch.chdir(tmp_path)
     videos = [shared_data / f"videos/talking/face_{i}.mp4" for i in (1, 2, 3)]
     assert main(["prepare", *map(str, videos), "-o", str(tmp_path / "ds"), "--clip-seconds", "0.8", "--fps", "10",
-                 "--crop-size", "96", "--clips-per-video", "2", "--workers", "1"]) == 0
+                 "--crop-size", "96", "--mode", "all", "--stride", "1.6", "--workers", "1"]) == 0
     rc = main(["train", "tokenizer", "fit", "--config", "tiny", "--data", "mien.data.datamodule.ClipDataModule",
                f"--data.init_args.root={tmp_path / 'ds'}", "--data.init_args.batch_size=2",
-               "--data.init_args.num_workers=0", "--data.init_args.val_fraction=0.34", "--trainer.max_steps=3",
+               "--data.init_args.num_workers=0", "--data.init_args.val_fraction=0.34",
+               "--data.init_args.val_time_fraction=0.25", "--trainer.max_steps=3", "--trainer.limit_train_batches=2",
+               "--trainer.limit_val_batches=1",
                f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"])
     assert rc == 0
     assert len(list(tmp_path.rglob("*.ckpt"))) == 1
+    # validation on unseen subjects and on held-out time segments of the training subjects, logged apart
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mien.data.datamodule import ClipDataModule
+    from mien.data.reader import open_dataset
+
+    acc = EventAccumulator(str(next((tmp_path / "runs").rglob("events.out.tfevents.*"))))
+    acc.Reload()
+    scalars = set(acc.Tags()["scalars"])
+    assert {"val_unseen_subjects/loss_recon", "val_heldout_time/loss_recon"} <= scalars, scalars
+    dm = ClipDataModule(str(tmp_path / "ds"), val_fraction=0.34, val_time_fraction=0.25, num_workers=0)
+    dm.setup()
+    idx = open_dataset(str(tmp_path / "ds")).index
+    held = idx[idx["key"].isin(dm.heldout_keys)]
+    assert len(held) > 0 and dm.val_set_names == ["unseen_subjects", "heldout_time"]
+    val_subject = set(idx.loc[idx["shard"].isin({u.rsplit("/", 1)[-1] for u in dm.val_urls}), "subject_id"])
+    assert not set(held["subject_id"]) & val_subject  # time segments come from training subjects
+    for vk, rows in idx[~idx["subject_id"].isin(val_subject)].groupby("video_key"):
+        h = rows["key"].isin(dm.heldout_keys)
+        assert h.any() and (~h).any() and rows.loc[h, "start_sec"].min() > rows.loc[~h, "start_sec"].max(), vk
+    train_keys = [b for batch in dm.train_dataloader() for b in batch["__key__"]]
+    assert train_keys and not set(train_keys) & dm.heldout_keys
+    assert sorted(k for batch in dm.val_dataloader()[1] for k in batch["__key__"]) == sorted(dm.heldout_keys)
 
 
 @pytest.mark.slow

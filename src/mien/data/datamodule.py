@@ -48,7 +48,15 @@ def _collate(batch: list[dict]) -> dict:
 
 
 class ClipDataModule(L.LightningDataModule):
-    """Train/validation loaders of :class:`~mien.data.ClipDataset` (subject-disjoint split).
+    """Train/validation loaders of :class:`~mien.data.ClipDataset`: unseen subjects, and held-out time segments.
+
+    Two validation sets, each a DataLoader of :meth:`val_dataloader` in the order of ``val_set_names``:
+
+    * ``"unseen_subjects"``: every clip of the last ``ceil(val_fraction · subjects)`` subject ids;
+    * ``"heldout_time"`` (when ``val_time_fraction > 0``): in every video of the training subjects, the clips that
+      start at or after ``(1 − val_time_fraction)`` × the video's last clip start — never trained on.
+
+    With one set, :meth:`val_dataloader` returns a single loader.
 
     Args:
         root: dataset root (local folder or fsspec URL).
@@ -56,44 +64,73 @@ class ClipDataModule(L.LightningDataModule):
             clips in a batch the audio entries are lists.
         num_workers: DataLoader workers (shards are split across them and across nodes).
         val_fraction: fraction of subjects held out for validation.
+        val_time_fraction: fraction (by clip start time) of each training-subject video held out (0: none).
         seed: shard shuffling seed for training.
     """
 
     def __init__(self, root: str, batch_size: int = 8, num_workers: int = 2, val_fraction: float = 0.1,
-                 seed: int = 0):
+                 val_time_fraction: float = 0.0, seed: int = 0):
         super().__init__()
+        if not 0.0 <= val_time_fraction < 1.0:
+            raise ValueError(f"val_time_fraction must be in [0, 1), got {val_time_fraction}")
         self.root, self.batch_size, self.num_workers = root, batch_size, num_workers
-        self.val_fraction, self.seed = val_fraction, seed
+        self.val_fraction, self.val_time_fraction, self.seed = val_fraction, val_time_fraction, seed
         self.train_urls: list[str] = []
         self.val_urls: list[str] = []
+        self.heldout_keys: set[str] = set()
+        self.val_set_names: list[str] = []
 
     def setup(self, stage: str | None = None) -> None:
         self.train_urls, self.val_urls = subject_split(self.root, self.val_fraction)
-        manifest = open_dataset(self.root).manifest
-        self._samples = {s["name"]: int(s["samples"]) for s in manifest["shards"]}
+        info = open_dataset(self.root)
+        manifest = info.manifest
+        idx = info.index
+        val_shards = {u.rstrip("/").rsplit("/", 1)[-1] for u in self.val_urls}
+        self.heldout_keys = set()
+        if self.val_time_fraction > 0:
+            train_rows = idx[~idx["shard"].isin(val_shards)]
+            last = train_rows.groupby("video_key")["start_sec"].transform("max")
+            held = train_rows[(train_rows["start_sec"] >= (1 - self.val_time_fraction) * last) & (last > 0)]
+            self.heldout_keys = set(held["key"].tolist())
+        self._n_train = int((~idx["shard"].isin(val_shards)).sum()) - len(self.heldout_keys)
+        self._n_val = int(idx["shard"].isin(val_shards).sum())
+        self.val_set_names = [n for n, k in (("unseen_subjects", self._n_val), ("heldout_time", len(self.heldout_keys)))
+                              if k]
         align = manifest.get("feature_extractors", {}).get("alignment", {})
         #: crop contract of the clips (see mien.face.crops.parse_crop_contract); models check theirs against it
         self.crop_contract = f"aligned-ffhq-{float(align.get('margin', 0.0))}"
 
-    def _loader(self, urls: list[str], shuffle: bool) -> torch.utils.data.DataLoader:
+    def _loader(self, urls: list[str], shuffle: bool, n_samples: int, **keys) -> torch.utils.data.DataLoader:
         world = int(getattr(self.trainer, "world_size", 1) or 1) if self.trainer is not None else 1
         if world <= 1:
-            ds = ClipDataset(urls, shuffle_shards=shuffle, seed=self.seed)
+            ds = ClipDataset(urls, shuffle_shards=shuffle, seed=self.seed, **keys)
         else:
             # DDP needs the same number of batches on every rank, or the ranks wait for each other forever:
             # every DataLoader worker of every rank yields exactly `per_worker` samples (cycling its shards).
             # With fewer shards than rank × worker slots, every rank reads all shards (duplicates across ranks).
             workers = max(1, self.num_workers)
-            total = sum(self._samples.get(u.rstrip("/").rsplit("/", 1)[-1], 0) for u in urls)
-            per_worker = max(self.batch_size, total // (world * workers))
+            per_worker = max(self.batch_size, n_samples // (world * workers))
             split = len(urls) >= world * workers
-            ds = ClipDataset(urls, shuffle_shards=shuffle, seed=self.seed, split_nodes=split, split_workers=split)
+            ds = ClipDataset(urls, shuffle_shards=shuffle, seed=self.seed, split_nodes=split, split_workers=split,
+                             **keys)
             ds = ds.repeat().with_epoch(per_worker)
         return torch.utils.data.DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers,
                                            collate_fn=_collate)
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
-        return self._loader(self.train_urls, True)
+        return self._loader(self.train_urls, True, self._n_train, exclude_keys=self.heldout_keys)
 
-    def val_dataloader(self) -> torch.utils.data.DataLoader:
-        return self._loader(self.val_urls, False)
+    def val_dataloader(self):
+        """One DataLoader per name in ``val_set_names`` (a single DataLoader when there is one set)."""
+        loaders = []
+        for name in self.val_set_names:
+            if name == "unseen_subjects":
+                loaders.append(self._loader(self.val_urls, False, self._n_val))
+            else:
+                idx = open_dataset(self.root).index
+                shards = set(idx.loc[idx["key"].isin(self.heldout_keys), "shard"])
+                urls = [u for u in self.train_urls if u.rstrip("/").rsplit("/", 1)[-1] in shards]
+                loaders.append(self._loader(urls, False, len(self.heldout_keys), only_keys=self.heldout_keys))
+        if not loaders:
+            return self._loader(self.val_urls, False, 0)
+        return loaders[0] if len(loaders) == 1 else loaders

@@ -131,8 +131,13 @@ def _decode_to_tensors(raw: dict, audio: bool = True) -> dict:
     return _to_tensors(decode_sample(raw, audio=audio))
 
 
+def _key_filter(sample: dict, keys: frozenset, keep: bool) -> bool:
+    return (sample["__key__"] in keys) == keep
+
+
 def ClipDataset(root_or_urls: str | list[str], shuffle_shards: bool = False, seed: int = 0,
-                split_nodes: bool = True, split_workers: bool = True, audio: bool = True):
+                split_nodes: bool = True, split_workers: bool = True, audio: bool = True,
+                only_keys=None, exclude_keys=None):
     """A PyTorch ``IterableDataset`` (WebDataset ``DataPipeline``) of prepared clips as tensors.
 
     Each item: ``video`` uint8 (T, 3, H, W) RGB; ``landmarks`` float32 (T, 478, 3) crop px; ``affine``
@@ -147,6 +152,7 @@ def ClipDataset(root_or_urls: str | list[str], shuffle_shards: bool = False, see
         shuffle_shards: shuffle the shard order (seeded by ``seed``) before splitting.
         split_nodes, split_workers: apply WebDataset's node / worker splitters.
         audio: decode audio.
+        only_keys, exclude_keys: keep only / drop the samples with these ``__key__`` values (before decoding).
 
     Raises:
         ImportError: torch is not installed.
@@ -167,6 +173,10 @@ def ClipDataset(root_or_urls: str | list[str], shuffle_shards: bool = False, see
         stages.append(wds.split_by_node)
     if split_workers:
         stages.append(wds.split_by_worker)
-    stages += [_fsspec_opener, ti.tar_file_expander, ti.group_by_keys,
-               wds.map(functools.partial(_decode_to_tensors, audio=audio))]  # picklable: spawn workers
+    stages += [_fsspec_opener, ti.tar_file_expander, ti.group_by_keys]
+    if only_keys is not None:
+        stages.append(wds.select(functools.partial(_key_filter, keys=frozenset(only_keys), keep=True)))
+    if exclude_keys:
+        stages.append(wds.select(functools.partial(_key_filter, keys=frozenset(exclude_keys), keep=False)))
+    stages.append(wds.map(functools.partial(_decode_to_tensors, audio=audio)))  # picklable: spawn workers
     return wds.DataPipeline(*stages)

@@ -227,6 +227,14 @@ class _ScheduledTask(pl.LightningModule):
         return {k: WarmupDecaySchedule(*getattr(h, f"{k}_weights"), h.warmup_steps, total)
                 for k in self.LOSSES}
 
+    def val_prefix(self, dataloader_idx: int = 0) -> str:
+        """Log prefix of a validation set: ``val`` with one set; ``val_<name>`` when the datamodule gives several
+        (``val_set_names``, e.g. :class:`mien.data.datamodule.ClipDataModule`: ``val_unseen_subjects/…`` and
+        ``val_heldout_time/…``)."""
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        names = list(getattr(dm, "val_set_names", None) or [])
+        return f"val_{names[dataloader_idx]}" if len(names) > 1 and dataloader_idx < len(names) else "val"
+
     def loss_weights(self, step: int | None = None) -> dict[str, float]:
         """Loss weights at ``step`` (default: the current global step)."""
         step = self.global_step if step is None else step
@@ -295,9 +303,9 @@ class TokenizerTask(_ScheduledTask):
         cache_backbone_tokens: keep the frozen timm backbone's patch tokens of every sample (by its shard key,
             float16 in CPU memory) so later epochs skip the backbone; needs keyed batches (mien shards).
 
-    Logged every step (``train/``) and per epoch (``val/``): loss, loss_recon, loss_perceptual, loss_temporal,
-    loss_coherence, loss_contrast, loss_diversity, loss_variance, w_recon, w_temporal, w_diversity, w_perceptual,
-    w_variance, lr,
+    Logged every step (``train/``) and per epoch (``val/``, or ``val_<set>/`` per validation set, see
+    :meth:`val_prefix`): loss, loss_recon, loss_perceptual, loss_temporal, loss_coherence, loss_contrast,
+    loss_diversity, loss_variance, w_recon, w_temporal, w_diversity, w_perceptual, w_variance, lr,
     sim_mean/std/min/max (within-clip token cosine).
     """
 
@@ -405,16 +413,17 @@ class TokenizerTask(_ScheduledTask):
         self.log("loss", logs["loss"].detach(), prog_bar=True, on_step=True, batch_size=frames.shape[0])
         return logs["loss"]
 
-    def validation_step(self, batch, batch_idx):
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         frames, ids = self._unpack(batch, self.model.config.crop_size)
         logs = self.compute_losses(frames, ids, backbone_tokens=self.backbone_tokens_for(batch, frames))
-        self.log_dict({f"val/{k}": v.detach() for k, v in logs.items()}, on_step=False, on_epoch=True,
-                      batch_size=frames.shape[0])
+        prefix = self.val_prefix(dataloader_idx)
+        self.log_dict({f"{prefix}/{k}": v.detach() for k, v in logs.items()}, on_step=False, on_epoch=True,
+                      batch_size=frames.shape[0], add_dataloader_idx=False)
         if batch_idx == 0:
-            self._log_visuals(frames, ids)
+            self._log_visuals(frames, ids, prefix)
         return logs["loss"]
 
-    def _log_visuals(self, frames: torch.Tensor, ids) -> None:
+    def _log_visuals(self, frames: torch.Tensor, ids, prefix: str = "val") -> None:
         """TensorBoard: histogram of within-clip token cosine similarities and a grid of inputs (top row) over
         reconstructions (bottom row) of the first validation batch. No-op without a TensorBoard logger."""
         experiment = getattr(self.logger, "experiment", None)
@@ -425,12 +434,12 @@ class TokenizerTask(_ScheduledTask):
             z = out.tokens  # (B, T, D), unit norm
             sims = torch.einsum("btd,bsd->bts", z, z)
             off_diag = ~torch.eye(z.shape[1], dtype=torch.bool, device=z.device)
-            experiment.add_histogram("val/token_cosine_within_clip", sims[:, off_diag].flatten().float().cpu(),
+            experiment.add_histogram(f"{prefix}/token_cosine_within_clip", sims[:, off_diag].flatten().float().cpu(),
                                      self.global_step)
             n = min(8, frames.shape[1])
             grid = torch.cat([frames[0, :n], out.recon[0, :n].clamp(0, 1)]).float().cpu()  # (2n, 3, H, W)
             rows = [torch.cat(list(grid[:n]), dim=2), torch.cat(list(grid[n:]), dim=2)]  # 2 × (3, H, n·W)
-            experiment.add_image("val/input_vs_reconstruction", torch.cat(rows, dim=1), self.global_step)
+            experiment.add_image(f"{prefix}/input_vs_reconstruction", torch.cat(rows, dim=1), self.global_step)
 
     def predict_step(self, batch, batch_idx):
         frames, ids = self._unpack(batch, self.model.config.crop_size)
@@ -557,11 +566,11 @@ class PredictorTask(_ScheduledTask):
                       batch_size=frames.shape[0])
         return logs["loss"]
 
-    def validation_step(self, batch, batch_idx):
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         frames, ids = self._unpack(batch)
         logs = self.compute_losses(frames, ids)
-        self.log_dict({f"val/{k}": v.detach() for k, v in logs.items()}, on_step=False, on_epoch=True,
-                      batch_size=frames.shape[0])
+        self.log_dict({f"{self.val_prefix(dataloader_idx)}/{k}": v.detach() for k, v in logs.items()},
+                      on_step=False, on_epoch=True, batch_size=frames.shape[0], add_dataloader_idx=False)
         return logs["loss"]
 
 
