@@ -51,6 +51,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mien.data.facs import au_column_name
+
 __all__ = [
     "AUCsvDataset",
     "AUDataModule",
@@ -571,8 +573,7 @@ def shard_face_crops(video: np.ndarray, landmarks: np.ndarray, size: int, crop: 
 
 def _facs_name(name: str) -> str:
     """``AU1``/``au01``/``AU12_L`` → ``AU01``/``AU12L`` (the names ``mien prepare --au-labels`` writes)."""
-    m = re.fullmatch(r"AU_?0*(\d+)(_?[LR])?", name.strip(), re.IGNORECASE)
-    return f"AU{int(m.group(1)):02d}{(m.group(2) or '').lstrip('_').upper()}" if m else name
+    return au_column_name(name) or name
 
 
 def _shard_urls_of(info, keep_rows=None) -> list[str]:

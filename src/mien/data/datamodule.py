@@ -92,6 +92,8 @@ class ClipDataModule(L.LightningDataModule):
             last = train_rows.groupby("video_key")["start_sec"].transform("max")
             held = train_rows[(train_rows["start_sec"] >= (1 - self.val_time_fraction) * last) & (last > 0)]
             self.heldout_keys = set(held["key"].tolist())
+        held_shards = set(idx.loc[idx["key"].isin(self.heldout_keys), "shard"])
+        self._heldout_urls = [u for u in self.train_urls if u.rstrip("/").rsplit("/", 1)[-1] in held_shards]
         self._n_train = int((~idx["shard"].isin(val_shards)).sum()) - len(self.heldout_keys)
         self._n_val = int(idx["shard"].isin(val_shards).sum())
         self.val_set_names = [n for n, k in (("unseen_subjects", self._n_val), ("heldout_time", len(self.heldout_keys)))
@@ -127,10 +129,8 @@ class ClipDataModule(L.LightningDataModule):
             if name == "unseen_subjects":
                 loaders.append(self._loader(self.val_urls, False, self._n_val))
             else:
-                idx = open_dataset(self.root).index
-                shards = set(idx.loc[idx["key"].isin(self.heldout_keys), "shard"])
-                urls = [u for u in self.train_urls if u.rstrip("/").rsplit("/", 1)[-1] in shards]
-                loaders.append(self._loader(urls, False, len(self.heldout_keys), only_keys=self.heldout_keys))
+                loaders.append(self._loader(self._heldout_urls, False, len(self.heldout_keys),
+                                            only_keys=self.heldout_keys))
         if not loaders:
             return self._loader(self.val_urls, False, 0)
         return loaders[0] if len(loaders) == 1 else loaders

@@ -48,7 +48,11 @@ def moving_mask(frames, subject_ids, quantile: float = 0.8):
     for s in torch.unique(subject_ids):
         idx = subject_ids == s
         d = (frames[idx] - frames[idx].mean(0, keepdim=True)).abs().mean(1, keepdim=True)
-        mask[idx] = d >= torch.quantile(d.flatten().float(), quantile)
+        # d >= torch.quantile(d, q) (linear interpolation) equals d >= the ceil(q·(n − 1))-th order statistic;
+        # kthvalue has no input-size limit (torch.quantile refuses more than 2**24 values)
+        flat = d.flatten().float()
+        k = min(int(np.ceil(quantile * (flat.numel() - 1))) + 1, flat.numel())
+        mask[idx] = d >= flat.kthvalue(k).values
     return mask
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from mien.data import store
+from mien.data.facs import au_column_name
 from mien.data.selection import (
     Window,
     keyword_windows,
@@ -611,17 +612,6 @@ def assign_subjects(sources: list[str], mapping: dict[str, str] | None) -> dict[
 AU_NOT_CODED = 9.0
 """DISFA's "not coded" value (read as NaN, like a blank or NaN cell)."""
 AU_MAX = 5.0
-_AU_COL = re.compile(r"^AU_?0*(\d+)(_?[LR])?$", re.IGNORECASE)
-
-
-def au_column_name(column: str) -> str | None:
-    """FACS name of a label column: ``AU1``/``au01``/``AU_1`` → ``AU01``; sided ``AU12L``/``AU12_R`` →
-    ``AU12L``/``AU12R``; None when ``column`` is not an AU column."""
-    m = _AU_COL.match(column.strip())
-    if not m:
-        return None
-    side = (m.group(2) or "").lstrip("_").upper()
-    return f"AU{int(m.group(1)):02d}{side}"
 
 
 def _au_sort_key(name: str) -> tuple[int, str]:

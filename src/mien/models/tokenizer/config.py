@@ -16,8 +16,40 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+class _JsonConfig:
+    """``to_dict``/``from_dict``/``resolve`` shared by the config dataclasses below."""
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: unknown keys.
+        """
+        extra = set(d) - {f.name for f in fields(cls)}
+        if extra:
+            raise ValueError(f"unknown {cls.__name__} keys: {sorted(extra)}")
+        return cls(**d)
+
+    @classmethod
+    def resolve(cls, config=None, **overrides):
+        """A config from None (defaults), a dict or an instance, with ``overrides`` applied on top.
+
+        Raises:
+            ValueError: unknown keys or invalid values.
+        """
+        if config is None:
+            return cls(**overrides)
+        base = config if isinstance(config, dict) else config.to_dict()
+        return cls.from_dict({**base, **overrides}) if overrides or isinstance(config, dict) else config
+
+
 @dataclass
-class TokenizerConfig:
+class TokenizerConfig(_JsonConfig):
     """Architecture of an :class:`~mien.models.tokenizer.nets.ExpressionTokenizer`.
 
     Attributes:
@@ -95,27 +127,9 @@ class TokenizerConfig:
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError("mean and std need 3 values (RGB)")
 
-    def to_dict(self) -> dict:
-        """JSON-serialisable dict (tuples become lists)."""
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TokenizerConfig:
-        """Inverse of :meth:`to_dict`.
-
-        Raises:
-            ValueError: unknown keys.
-        """
-        known = {f.name for f in fields(cls)}
-        extra = set(d) - known
-        if extra:
-            raise ValueError(f"unknown TokenizerConfig keys: {sorted(extra)}")
-        return cls(**d)
-
 
 @dataclass
-class PredictorConfig:
+class PredictorConfig(_JsonConfig):
     """Architecture of an :class:`~mien.models.tokenizer.nets.ExpressionPredictor` (next-token prediction).
 
     Attributes:
@@ -133,17 +147,6 @@ class PredictorConfig:
     ff: int = 1536
     dropout: float = 0.1
     norm_first: bool = True
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PredictorConfig:
-        known = {f.name for f in fields(cls)}
-        extra = set(d) - known
-        if extra:
-            raise ValueError(f"unknown PredictorConfig keys: {sorted(extra)}")
-        return cls(**d)
 
 
 # Named configurations (registered in mien.models.tokenizer.__init__).

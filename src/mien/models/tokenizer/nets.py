@@ -225,13 +225,7 @@ class ExpressionTokenizer(nn.Module):
 
     def __init__(self, config: TokenizerConfig | dict | None = None, **overrides):
         super().__init__()
-        if config is None:
-            config = TokenizerConfig(**overrides)
-        elif isinstance(config, dict):
-            config = TokenizerConfig.from_dict({**config, **overrides})
-        elif overrides:
-            config = TokenizerConfig.from_dict({**config.to_dict(), **overrides})
-        self.config = config
+        self.config = config = TokenizerConfig.resolve(config, **overrides)
         self.tokenizer: PatchTokenizer = build_patch_tokenizer(config)
         self.grid = self.tokenizer.grid
         n = self.tokenizer.num_patches
@@ -340,11 +334,7 @@ class ExpressionPredictor(nn.Module):
 
     def __init__(self, config: PredictorConfig | dict | None = None, **overrides):
         super().__init__()
-        if config is None:
-            config = PredictorConfig(**overrides)
-        elif isinstance(config, dict):
-            config = PredictorConfig.from_dict({**config, **overrides})
-        self.config = c = config
+        self.config = c = PredictorConfig.resolve(config, **overrides)
         self.pos = nn.Parameter(torch.randn(1, c.max_len, c.dim) * 0.02)
         self.encoder = _encoder_layers(c.dim, c.heads, c.ff, c.dropout, c.layers, c.norm_first)
         self.norm = nn.LayerNorm(c.dim)
