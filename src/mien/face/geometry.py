@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from mien.face import landmarks as L
+from mien.face.align import umeyama
 
 EYEBALL_RADIUS_CM = 1.2  # average human eyeball radius (≈12 mm)
 
@@ -133,35 +134,34 @@ def mouth_openness(landmarks: np.ndarray) -> np.ndarray:
     return (gap / np.maximum(width, 1e-6)).astype(np.float32)
 
 
-def to_head_frame(landmarks: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """Express 3-D landmarks in the canonical head frame (centimetres, canonical orientation).
+def to_head_frame(landmarks: np.ndarray) -> np.ndarray:
+    """Express 3-D landmarks in the canonical face's frame (centimetres, canonical orientation).
 
-    The landmarks' similarity to the canonical face is removed: rotation ``R`` (from head pose), scale and
-    centroid from the 468 mesh points.
+    The least-squares similarity of the 468 mesh points to the canonical face (:func:`mien.face.align.umeyama`:
+    rotation, uniform scale, translation) is applied to all landmarks, irises included; what remains is the
+    face's own shape.
 
     Args:
-        landmarks: (478, 3) pixels (z in pixel scale, MediaPipe's convention).
-        R: (3, 3) head rotation canonical→camera.
+        landmarks: (478, 3) or (468, 3) pixels (z in pixel scale, MediaPipe's convention).
 
     Returns:
-        float64 (478, 3) in centimetres.
+        float64 (478, 3) (or (468, 3)) in the frame and units of :func:`canonical_face`.
+
+    Raises:
+        ValueError: non-finite or degenerate landmarks (see :func:`~mien.face.align.umeyama`).
     """
-    model = canonical_face()
-    pts = landmarks.astype(np.float64)
-    centre = pts[:468].mean(0)
-    local = (pts - centre) @ R  # = R^T (p - c) for row vectors
-    ref = model - model.mean(0)
-    scale = np.sqrt((local[:468] ** 2).sum() / (ref**2).sum())
-    return local / max(scale, 1e-9) + model.mean(0)
+    pts = np.asarray(landmarks, np.float64)
+    s, R, t = umeyama(pts[:468], canonical_face())
+    return s * pts @ R.T + t
 
 
 def gaze_directions(landmarks: np.ndarray, R: np.ndarray,
                     radius_cm: float = EYEBALL_RADIUS_CM) -> np.ndarray:
     """Per-eye gaze directions from the iris position on a spherical eyeball, head pose compensated.
 
-    In the head frame, the iris centre's offset (dx, dy) from the centre of the eye-contour landmarks is
-    taken as the projection of the gaze on an eyeball of radius ``radius_cm``; the resulting direction is
-    rotated into the camera frame by the head rotation.
+    In the head frame (:func:`to_head_frame`), the iris centre's offset (dx, dy) from the centre of the
+    eye-contour landmarks is taken as the projection of the gaze on an eyeball of radius ``radius_cm``; the
+    resulting direction (eye in head) is rotated into the camera frame by the head rotation ``R``.
 
     Args:
         landmarks: (478, 3) pixels.
@@ -171,7 +171,7 @@ def gaze_directions(landmarks: np.ndarray, R: np.ndarray,
         float64 (2, 3) unit vectors (left eye, right eye) in the camera frame, pointing from the eye
         outward (z < 0 when looking toward the camera).
     """
-    head = to_head_frame(landmarks, R)
+    head = to_head_frame(landmarks)
     dirs = []
     for contour, iris in ((L.EYE_LEFT, L.IRIS_LEFT_CENTER), (L.EYE_RIGHT, L.IRIS_RIGHT_CENTER)):
         d = (head[iris, :2] - head[contour, :2].mean(0)) / radius_cm
