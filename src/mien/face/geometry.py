@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from mien.face import landmarks as L
-from mien.face.align import umeyama
+from mien.face.align import similarity_params, umeyama_batch
 
 EYEBALL_RADIUS_CM = 1.2  # average human eyeball radius (≈12 mm)
 
@@ -137,22 +137,53 @@ def mouth_openness(landmarks: np.ndarray) -> np.ndarray:
 def to_head_frame(landmarks: np.ndarray) -> np.ndarray:
     """Express 3-D landmarks in the canonical face's frame (centimetres, canonical orientation).
 
-    The least-squares similarity of the 468 mesh points to the canonical face (:func:`mien.face.align.umeyama`:
-    rotation, uniform scale, translation) is applied to all landmarks, irises included; what remains is the
-    face's own shape.
+    Per face, the least-squares similarity of the 468 mesh points to the canonical face
+    (:func:`mien.face.align.umeyama`: rotation, uniform scale, translation) is applied to all its landmarks,
+    irises included; what remains is the face's own shape (identity shape plus expression).
 
     Args:
-        landmarks: (478, 3) or (468, 3) pixels (z in pixel scale, MediaPipe's convention).
+        landmarks: (..., K, 3) with K = 478 or 468, pixels (z in pixel scale, MediaPipe's convention).
 
     Returns:
-        float64 (478, 3) (or (468, 3)) in the frame and units of :func:`canonical_face`.
+        float64 (..., K, 3) in the frame and units of :func:`canonical_face`.
 
     Raises:
-        ValueError: non-finite or degenerate landmarks (see :func:`~mien.face.align.umeyama`).
+        ValueError: fewer than 468 points, non-finite or degenerate landmarks (see
+            :func:`~mien.face.align.umeyama`).
     """
     pts = np.asarray(landmarks, np.float64)
-    s, R, t = umeyama(pts[:468], canonical_face())
-    return s * pts @ R.T + t
+    if pts.ndim < 2 or pts.shape[-2] < 468 or pts.shape[-1] != 3:
+        raise ValueError(f"to_head_frame: expected (..., 478, 3) landmarks, got {pts.shape}")
+    flat = pts.reshape(-1, *pts.shape[-2:])
+    s, R, t = umeyama_batch(flat[:, :468], canonical_face())
+    out = s[:, None, None] * np.einsum("bkj,bij->bki", flat, R) + t[:, None, :]
+    return out.reshape(pts.shape)
+
+
+@lru_cache(maxsize=1)
+def canonical_face_size_cm() -> float:
+    """Side in centimetres of the FFHQ-style crop square (:func:`mien.face.align.similarity_params`, margin 0)
+    of the frontal :func:`canonical_face`: the face size that makes frontal landmarks crop-relative."""
+    return float(2.0 * similarity_params(canonical_face()[None])[0, 2])
+
+
+def frontal_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """Expression shape of faces: x, y of :func:`to_head_frame` in units of the face size.
+
+    Head position, size and rotation (in-plane and out-of-plane) are removed by the 3-D Umeyama alignment to
+    the canonical face; dividing by :func:`canonical_face_size_cm` makes 0.01 one percent of the side of the
+    face's crop square, the unit of prepare's window scoring (:func:`mien.data.selection.score_windows`).
+
+    Args:
+        landmarks: (..., K, 3), K = 478 or 468, pixels (z in pixel scale).
+
+    Returns:
+        float32 (..., K, 2) frontal x (image right), y (down) relative to the canonical head centre.
+
+    Raises:
+        ValueError: as :func:`to_head_frame`.
+    """
+    return (to_head_frame(landmarks)[..., :2] / canonical_face_size_cm()).astype(np.float32)
 
 
 def gaze_directions(landmarks: np.ndarray, R: np.ndarray,
