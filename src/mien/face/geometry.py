@@ -155,9 +155,16 @@ def to_head_frame(landmarks: np.ndarray) -> np.ndarray:
     if pts.ndim < 2 or pts.shape[-2] < 468 or pts.shape[-1] != 3:
         raise ValueError(f"to_head_frame: expected (..., 478, 3) landmarks, got {pts.shape}")
     flat = pts.reshape(-1, *pts.shape[-2:])
-    s, R, t = umeyama_batch(flat[:, :468], canonical_face())
-    out = s[:, None, None] * np.einsum("bkj,bij->bki", flat, R) + t[:, None, :]
+    s, R, t = umeyama_batch(flat[:, :468], _canonical_face64())
+    out = s[:, None, None] * np.matmul(flat, R.transpose(0, 2, 1)) + t[:, None, :]
     return out.reshape(pts.shape)
+
+
+@lru_cache(maxsize=1)
+def _canonical_face64() -> np.ndarray:
+    out = canonical_face().astype(np.float64)
+    out.flags.writeable = False
+    return out
 
 
 @lru_cache(maxsize=1)
