@@ -1,4 +1,4 @@
-"""TokenizerTask (mien.tasks.tokenizer): schedule, losses, training on real face crops, checkpoint export, CLI."""
+"""TokenizerTask (mien.tasks.tokenizer): schedule (mien.tasks.schedules), losses, training on real face crops, checkpoint export, CLI."""
 
 from __future__ import annotations
 
@@ -10,18 +10,17 @@ torch = pytest.importorskip("torch")
 pl = pytest.importorskip("lightning.pytorch")
 pytest.importorskip("timm")
 
+from mien.cli.train import build_cli, config_path  # noqa: E402
+from mien.export.tokenizer import export_checkpoint  # noqa: E402
 from mien.models.tokenizer import load_pretrained  # noqa: E402
+from mien.tasks.schedules import WarmupDecaySchedule  # noqa: E402
 from mien.tasks.tokenizer import (  # noqa: E402
     ClipTensorDataset,
     PerceptualLoss,
     PredictorTask,
     TokenizerTask,
-    WarmupDecaySchedule,
-    cli_main,
     clips_from_crops,
-    default_config,
     diversity_loss,
-    export_checkpoint,
     load_face_crops,
     prediction_losses,
     temporal_losses,
@@ -72,6 +71,11 @@ def test_schedule_values():
     assert WarmupDecaySchedule(1.0, 2.0, 0.0, 0, 10)(0) == 2.0  # no warm-up: starts at the peak
     with pytest.raises(ValueError):
         WarmupDecaySchedule(0, 1, 0, warmup_steps=10, total_steps=5)
+    # the AU tasks' LR factor: (k + 1) / W during warm-up, then cosine to the final ratio
+    c = WarmupDecaySchedule(0.0, 1.0, 0.1, warmup_steps=4, total_steps=14, decay="cosine", warmup_offset=1)
+    assert [c(k) for k in (0, 3, 4, 9, 14, 50)] == pytest.approx([0.25, 1.0, 1.0, 0.55, 0.1, 0.1])
+    with pytest.raises(ValueError):
+        WarmupDecaySchedule(0, 1, 0, 0, 1, decay="step")
 
 
 def test_task_lr_really_warms_up():
@@ -188,10 +192,10 @@ def test_checkpoint_export_load_identical(real_clips, tmp_path):
 
 
 def test_cli_tiny_config_fits(shared_data, tmp_path):
-    cfg = default_config("tiny")
+    cfg = config_path("tokenizer", "tiny")
     assert cfg.is_file()
     videos = f"[{shared_data / VIDEO}, {shared_data / 'videos/talking/face_2.mp4'}]"
-    cli = cli_main(["fit", "--config", str(cfg), f"--data.init_args.videos={videos}",
+    cli = build_cli("tokenizer", ["fit", "--config", str(cfg), f"--data.init_args.videos={videos}",
                     "--data.init_args.val_videos=[1]", "--data.init_args.clip_len=6",
                     "--data.init_args.end=0.5", "--trainer.max_steps=2", "--trainer.logger=false",
                     f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_checkpointing=false"])
@@ -225,14 +229,13 @@ def test_predictor_task_trains_on_frozen_tokenizer(real_clips, tmp_path):
 
 
 def test_cli_predictor_config_and_bad_task(shared_data, tmp_path):
-    cli = cli_main(["fit", "--config", str(default_config("predictor_tiny")),
-                    f"--data.init_args.videos=[{shared_data / VIDEO}]", "--data.init_args.clip_len=4",
-                    "--data.init_args.end=0.4", "--trainer.max_steps=2", "--trainer.logger=false",
-                    f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_checkpointing=false"],
-                   task="predictor")
+    cli = build_cli("predictor", ["fit", "--config", "tiny",
+                                  f"--data.init_args.videos=[{shared_data / VIDEO}]", "--data.init_args.clip_len=4",
+                                  "--data.init_args.end=0.4", "--trainer.max_steps=2", "--trainer.logger=false",
+                                  f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_checkpointing=false"])
     assert isinstance(cli.model, PredictorTask) and cli.trainer.global_step == 2
     with pytest.raises(ValueError, match="task"):
-        cli_main([], task="nope")
+        build_cli("nope", [])
 
 
 def test_clips_from_crops_and_empty_datamodule(tmp_path):
