@@ -25,6 +25,9 @@ from mien.tasks.tokenizer import (  # noqa: E402
     prediction_losses,
     temporal_losses,
 )
+from mien.tasks.tokenizer.config import ScheduleConfig as S  # noqa: E402
+from mien.tasks.tokenizer.config import TokenizerLoss as Loss  # noqa: E402
+from mien.tasks.tokenizer.config import TokenizerWeights as W  # noqa: E402
 
 VIDEO = "videos/talking/face_1.mp4"
 # intentional in these tests: frozen sub-modules stay in eval mode, no validation data, argv given to the CLI
@@ -79,8 +82,8 @@ def test_schedule_values():
 
 
 def test_task_lr_really_warms_up():
-    task = TokenizerTask("tokenizer-tiny", lr=1e-3, min_lr=1e-5, warmup_steps=10, total_steps=30,
-                         recon_weights=(0.01, 0.2, 0.5))
+    task = TokenizerTask("tokenizer-tiny", schedule=S(lr=1e-3, min_lr=1e-5, warmup_steps=10, total_steps=30),
+                         weights=W(recon=(0.01, 0.2, 0.5)))
     conf = task.configure_optimizers()
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     assert conf["lr_scheduler"]["interval"] == "step"
@@ -133,11 +136,10 @@ def test_perceptual_loss_random_frozen_net():
 # ---- training on real crops ---------------------------------------------------------------------------------
 def test_training_on_real_faces_reduces_loss(real_clips, tmp_path):
     torch.manual_seed(0)
-    task = TokenizerTask("tokenizer-tiny", lr=3e-3, min_lr=1e-4, warmup_steps=3, total_steps=25,
-                         recon_weights=(1, 1, 1), temporal_weights=(0.05, 0.05, 0.05),
-                         diversity_weights=(0.05, 0.05, 0.05), recon_loss="mse+l1",
-                         perceptual_net="resnet10t", perceptual_pretrained=False,
-                         perceptual_weights=(0.1, 0.1, 0.1))
+    task = TokenizerTask("tokenizer-tiny", schedule=S(lr=3e-3, min_lr=1e-4, warmup_steps=3, total_steps=25),
+                         weights=W(recon=(1, 1, 1), temporal=(0.05, 0.05, 0.05), diversity=(0.05, 0.05, 0.05),
+                                   perceptual=(0.1, 0.1, 0.1)),
+                         loss=Loss(recon="mse+l1", perceptual_net="resnet10t", perceptual_pretrained=False))
     frames, ids = real_clips.float() / 255, torch.tensor([0, 0, 1, 1])
     with torch.no_grad():
         before = task.compute_losses(frames, ids, FIXED)
@@ -158,7 +160,7 @@ def test_training_on_real_faces_reduces_loss(real_clips, tmp_path):
 
 def test_freeze_expression_transformer(real_clips, tmp_path):
     torch.manual_seed(0)
-    task = TokenizerTask("tokenizer-tiny", lr=1e-3, warmup_steps=0, total_steps=3,
+    task = TokenizerTask("tokenizer-tiny", schedule=S(lr=1e-3, warmup_steps=0, total_steps=3),
                          freeze_expression_transformer=True)
     frozen = {k: v.clone() for k, v in task.model.expression.state_dict().items()}
     recon = {k: v.clone() for k, v in task.model.reconstruction.state_dict().items()}
@@ -174,7 +176,7 @@ def test_freeze_expression_transformer(real_clips, tmp_path):
 
 def test_checkpoint_export_load_identical(real_clips, tmp_path):
     torch.manual_seed(0)
-    task = TokenizerTask("tokenizer-vit-tiny", lr=1e-3, warmup_steps=1, total_steps=2)
+    task = TokenizerTask("tokenizer-vit-tiny", schedule=S(lr=1e-3, warmup_steps=1, total_steps=2))
     crops56 = torch.nn.functional.interpolate(real_clips[:2].flatten(0, 1).float(), size=(56, 56),
                                               mode="area").round().to(torch.uint8).reshape(2, 6, 3, 56, 56)
     trainer = _trainer(tmp_path, 2)
@@ -208,7 +210,7 @@ def test_cli_tiny_config_fits(shared_data, tmp_path):
 
 def test_predictor_task_trains_on_frozen_tokenizer(real_clips, tmp_path):
     torch.manual_seed(0)
-    task = PredictorTask(lr=3e-3, min_lr=1e-4, warmup_steps=2, total_steps=15)
+    task = PredictorTask(schedule=S(lr=3e-3, min_lr=1e-4, warmup_steps=2, total_steps=15))
     frozen = {k: v.clone() for k, v in task.tokenizer.state_dict().items()}
     frames, ids = real_clips.float() / 255, torch.tensor([0, 0, 1, 1])
     fixed = {"prediction": 1.0, "temporal": 0.0, "diversity": 0.0}
@@ -260,7 +262,8 @@ def test_backbone_token_cache_skips_the_backbone_and_matches(monkeypatch):
     from mien.tasks.tokenizer import TokenizerTask
 
     torch.manual_seed(0)
-    task = TokenizerTask(model="tokenizer-vit-tiny", cache_backbone_tokens=True, warmup_steps=1, total_steps=4)
+    task = TokenizerTask(model="tokenizer-vit-tiny", cache_backbone_tokens=True,
+                         schedule=S(warmup_steps=1, total_steps=4))
     task.eval()
     size = task.model.config.crop_size
     frames = torch.rand(2, 3, 3, size, size)
@@ -313,8 +316,8 @@ def test_motion_weights_emphasise_what_moves():
     torch.testing.assert_close(motion_weights(frames[:, :1]), torch.ones_like(w[:, :1]))
     # the weighted reconstruction loss differs from the uniform one exactly when the error sits where it moves
     torch.manual_seed(0)
-    plain = TokenizerTask(model="tokenizer-tiny", motion_gain=0.0)
-    moving = TokenizerTask(model="tokenizer-tiny", motion_gain=4.0)
+    plain = TokenizerTask(model="tokenizer-tiny", loss=Loss(motion_gain=0.0))
+    moving = TokenizerTask(model="tokenizer-tiny", loss=Loss(motion_gain=4.0))
     moving.load_state_dict(plain.state_dict())
     x = torch.rand(2, 4, 3, 64, 64)
     ids = torch.tensor([0, 1])

@@ -1,11 +1,10 @@
 """Configuration groups of the AU tasks (dataclasses: the LightningCLI / YAML keys are their fields, e.g.
 ``model.loss.kind``, ``model.optim.lr``). Tasks store them in their checkpoint hyper-parameters as plain dicts
-(:func:`as_config` turns either back into the dataclass)."""
+(:func:`mien.tasks.config.as_config` turns either back into the dataclass)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from typing import TypeVar
+from dataclasses import dataclass
 
 __all__ = [
     "BackboneConfig",
@@ -15,11 +14,7 @@ __all__ = [
     "MIROConfig",
     "OptimConfig",
     "SSLConfig",
-    "as_config",
-    "as_dict",
 ]
-
-C = TypeVar("C")
 
 LOSSES = ("bce", "focal", "db")
 POS_WEIGHTS = ("none", "balanced")
@@ -129,28 +124,3 @@ class MIROConfig:
 
     weight: float = 0.0
     lr_mult: float = 10.0
-
-
-def as_config(cls: type[C], value) -> C:
-    """``value`` (an instance of ``cls``, a dict of its fields, or None for the defaults) as a new ``cls`` (a copy:
-    signature defaults are shared instances).
-
-    Raises:
-        TypeError: unknown fields.
-    """
-    if isinstance(value, cls):
-        return replace(value)
-    if value is None:
-        return cls()
-    if isinstance(value, dict):
-        names = {f.name for f in fields(cls)}
-        extra = set(value) - names
-        if extra:
-            raise TypeError(f"{cls.__name__}: unknown field(s) {sorted(extra)}")
-        return cls(**value)
-    raise TypeError(f"expected {cls.__name__} or dict, got {type(value).__name__}")
-
-
-def as_dict(cfg) -> dict:
-    """A config dataclass as a plain dict (what checkpoints store)."""
-    return asdict(cfg)

@@ -23,7 +23,8 @@ from mien.data.au import (
     subject_kfold,
 )
 from mien.data.labels.facs import flip_permutation, output_au_names
-from mien.tasks.au.config import ImageInput, as_config
+from mien.tasks.au.config import ImageInput
+from mien.tasks.config import as_config
 
 __all__ = ["AUDataModule", "FeatureOptions", "LabelSource", "SplitOptions", "UnlabeledSource"]
 

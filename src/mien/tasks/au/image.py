@@ -31,8 +31,6 @@ from mien.tasks.au.config import (
     MIROConfig,
     OptimConfig,
     SSLConfig,
-    as_config,
-    as_dict,
 )
 from mien.tasks.au.losses import (
     MIRORegularizer,
@@ -42,6 +40,7 @@ from mien.tasks.au.losses import (
     ordinal_targets,
 )
 from mien.tasks.au.task import AUTaskBase
+from mien.tasks.config import as_config, as_dict
 
 __all__ = ["AUImageTask"]
 

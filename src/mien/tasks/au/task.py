@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from mien.data.labels.facs import flip_permutation, merge_sided, sided_groups
-from mien.tasks.au.config import LossConfig, OptimConfig, as_config, as_dict
+from mien.tasks.au.config import LossConfig, OptimConfig
 from mien.tasks.au.losses import DistributionBalancedLoss, balanced_pos_weight, bce_loss, sigmoid_focal_loss
+from mien.tasks.config import as_config, as_dict
 from mien.tasks.schedules import WarmupDecaySchedule, lambda_lr
 
 __all__ = ["AUFeaturesTask", "AUTaskBase"]

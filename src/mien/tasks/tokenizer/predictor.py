@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 
 from mien.models.registry import create_model
+from mien.tasks.config import as_dict
+from mien.tasks.tokenizer.config import PredictorWeights, ScheduleConfig
 from mien.tasks.tokenizer.losses import prediction_losses
 from mien.tasks.tokenizer.task import ScheduledTask
 
@@ -21,9 +23,9 @@ class PredictorTask(ScheduledTask):
             (:func:`~mien.models.tokenizer.save_pretrained`) to load instead.
         freeze_tokenizer: keep the tokenizer frozen (eval mode, tokens under no_grad); False trains both, as
             the seed does.
-        lr, min_lr, lr_initial, weight_decay, betas, warmup_steps, total_steps: as :class:`TokenizerTask`.
-        prediction_weights, temporal_weights, diversity_weights: (initial, peak, final) weights (seed run:
-            prediction .01/.15/.5, temporal .1/.3/.2, diversity .5/.4/.2).
+        schedule: AdamW and LR schedule (:class:`~mien.tasks.tokenizer.config.ScheduleConfig`).
+        weights: (initial, peak, final) loss weights (:class:`~mien.tasks.tokenizer.config.PredictorWeights`;
+            seed run: prediction .01/.15/.5, temporal .1/.3/.2, diversity .5/.4/.2).
 
     Batches: as :class:`TokenizerTask` (frames (B, T, 3, H, W), T ≥ 2, optional subject_id).
     Logged: loss, loss_prediction, loss_temporal, loss_diversity, w_*, lr.
@@ -32,19 +34,17 @@ class PredictorTask(ScheduledTask):
         ValueError: predictor and tokenizer sizes differ.
     """
 
-    LOSSES = ("prediction", "temporal", "diversity")
-
     def __init__(self, predictor: str = "tokenizer-predictor-tiny", predictor_overrides: dict | None = None,
                  tokenizer: str = "tokenizer-tiny", tokenizer_overrides: dict | None = None,
-                 tokenizer_dir: str | None = None, freeze_tokenizer: bool = True, lr: float = 5e-5,
-                 min_lr: float = 1e-6, lr_initial: float | None = None, weight_decay: float = 0.01,
-                 betas: tuple[float, float] = (0.9, 0.999), warmup_steps: int = 3000,
-                 total_steps: int | None = None,
-                 prediction_weights: tuple[float, float, float] = (0.01, 0.15, 0.5),
-                 temporal_weights: tuple[float, float, float] = (0.1, 0.3, 0.2),
-                 diversity_weights: tuple[float, float, float] = (0.5, 0.4, 0.2)):
+                 tokenizer_dir: str | None = None, freeze_tokenizer: bool = True,
+                 schedule: ScheduleConfig = ScheduleConfig(), weights: PredictorWeights = PredictorWeights()):  # noqa: B008
         super().__init__()
-        self.save_hyperparameters()
+        self._init_schedule(schedule, weights, PredictorWeights)
+        self.freeze_tokenizer = bool(freeze_tokenizer)
+        self.save_hyperparameters({"predictor": predictor, "predictor_overrides": predictor_overrides,
+                                   "tokenizer": tokenizer, "tokenizer_overrides": tokenizer_overrides,
+                                   "tokenizer_dir": tokenizer_dir, "freeze_tokenizer": self.freeze_tokenizer,
+                                   "schedule": as_dict(self.schedule_cfg), "weights": as_dict(self.weights_cfg)})
         if tokenizer_dir:
             from mien.models.tokenizer.export import load_pretrained
 
@@ -57,11 +57,10 @@ class PredictorTask(ScheduledTask):
                              f"{self.predictor.config.dim}")
         if freeze_tokenizer:
             self.tokenizer.requires_grad_(False).eval()
-        self._total_steps = total_steps
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.hparams.freeze_tokenizer:
+        if self.freeze_tokenizer:
             self.tokenizer.eval()
         return self
 
@@ -70,7 +69,7 @@ class PredictorTask(ScheduledTask):
         if frames.shape[1] < 2:
             raise ValueError("next-token prediction needs clips of T >= 2 frames")
         w = weights or self.loss_weights()
-        if self.hparams.freeze_tokenizer:
+        if self.freeze_tokenizer:
             with torch.no_grad():
                 z = self.tokenizer.encode(frames, subject_ids)
         else:

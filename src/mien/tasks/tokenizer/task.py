@@ -33,7 +33,9 @@ import torch
 
 from mien.models.registry import create_model
 from mien.models.tokenizer.nets import ExpressionTokenizer
+from mien.tasks.config import as_config, as_dict
 from mien.tasks.schedules import WarmupDecaySchedule, lambda_lr
+from mien.tasks.tokenizer.config import ScheduleConfig, TokenizerLoss, TokenizerWeights
 from mien.tasks.tokenizer.losses import (
     PerceptualLoss,
     diversity_loss,
@@ -49,11 +51,19 @@ __all__ = ["ScheduledTask", "TokenizerTask"]
 class ScheduledTask(pl.LightningModule):
     """Shared LR + loss-weight schedule (:class:`~mien.tasks.schedules.WarmupDecaySchedule`) and AdamW set-up.
 
-    Subclasses set ``LOSSES`` (names ``k`` with an ``hparams[f"{k}_weights"]`` (initial, peak, final) triple)
-    and ``hparams`` lr, min_lr, lr_initial, weight_decay, betas, warmup_steps; ``self._total_steps``.
+    Subclasses call :meth:`_init_schedule` with their :class:`~mien.tasks.tokenizer.config.ScheduleConfig` and
+    loss-weight dataclass (one (initial, peak, final) field per loss term).
     """
 
-    LOSSES: tuple[str, ...] = ()
+    def _init_schedule(self, schedule, weights, weights_cls) -> None:
+        self.schedule_cfg = as_config(ScheduleConfig, schedule)
+        self.weights_cfg = as_config(weights_cls, weights)
+        self._total_steps = self.schedule_cfg.total_steps
+
+    @property
+    def loss_names(self) -> tuple[str, ...]:
+        """Names of the scheduled loss terms (the fields of the weights config)."""
+        return tuple(as_dict(self.weights_cfg))
 
     # ---- schedules -----------------------------------------------------------------------------------------
     def total_steps(self) -> int:
@@ -62,18 +72,17 @@ class ScheduledTask(pl.LightningModule):
         est = getattr(self.trainer, "estimated_stepping_batches", None) if self._trainer is not None else None
         if est is None or not np.isfinite(est):
             raise ValueError("total_steps is not set and the trainer cannot estimate it")
-        self._total_steps = max(int(est), self.hparams.warmup_steps)
+        self._total_steps = max(int(est), self.schedule_cfg.warmup_steps)
         return self._total_steps
 
     def lr_schedule(self) -> WarmupDecaySchedule:
-        h = self.hparams
+        h = self.schedule_cfg
         init = h.min_lr if h.lr_initial is None else h.lr_initial
         return WarmupDecaySchedule(init, h.lr, h.min_lr, h.warmup_steps, self.total_steps(), floor=h.min_lr)
 
     def weight_schedules(self) -> dict[str, WarmupDecaySchedule]:
-        h, total = self.hparams, self.total_steps()
-        return {k: WarmupDecaySchedule(*getattr(h, f"{k}_weights"), h.warmup_steps, total)
-                for k in self.LOSSES}
+        w, total = as_dict(self.weights_cfg), self.total_steps()
+        return {k: WarmupDecaySchedule(*v, self.schedule_cfg.warmup_steps, total) for k, v in w.items()}
 
     def val_prefix(self, dataloader_idx: int = 0) -> str:
         """Log prefix of a validation set: ``val`` with one set; ``val_<name>`` when the datamodule gives several
@@ -90,7 +99,7 @@ class ScheduledTask(pl.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
-        h = self.hparams
+        h = self.schedule_cfg
         opt = torch.optim.AdamW(params, lr=h.lr, weight_decay=h.weight_decay, betas=tuple(h.betas))
         return {"optimizer": opt, "lr_scheduler": lambda_lr(opt, self.lr_schedule(), scale=h.lr)}
 
@@ -129,21 +138,11 @@ class TokenizerTask(ScheduledTask):
     Args:
         model: registered tokenizer name (``mien.list_models("tokenizer")``).
         model_overrides: keyword overrides of the registered config (e.g. ``{"pretrained": False}``).
-        lr: peak learning rate (AdamW); min_lr: final/floor LR; lr_initial: LR at step 0 (default min_lr).
-        weight_decay, betas: AdamW.
-        warmup_steps, total_steps: schedule (total_steps None: the trainer's estimated stepping batches).
-        recon_weights, temporal_weights, diversity_weights, perceptual_weights, variance_weights: (initial, peak,
-            final) loss weights, scheduled like the LR (variance: :func:`variance_loss` with ``variance_target``
-            as the per-dimension within-clip standard deviation to keep; off by default). Other defaults: the seed
-            README's from-scratch values.
-        recon_loss: "mse" | "l1" | "mse+l1".
-        motion_gain: > 0 weights each pixel's reconstruction error by :func:`motion_weights` (what moves within
-            the clip counts up to 1 + gain times more; the weighted mean is normalised by the mean weight);
-            0 = uniform (seed).
-        perceptual_net: timm name of a frozen feature net for the perceptual term (None: off);
-            perceptual_pretrained: load its pretrained weights.
-        coherence_weight, contrast_weight, contrast_stride, diversity_stride: temporal/diversity definitions.
-        diversity_scope: "clip" (seed) or "batch" (see :func:`diversity_loss`).
+        schedule: AdamW and LR schedule (:class:`~mien.tasks.tokenizer.config.ScheduleConfig`; ``total_steps``
+            None: the trainer's estimated stepping batches).
+        weights: (initial, peak, final) loss weights scheduled like the LR
+            (:class:`~mien.tasks.tokenizer.config.TokenizerWeights`).
+        loss: definitions of the loss terms (:class:`~mien.tasks.tokenizer.config.TokenizerLoss`).
         freeze_expression_transformer: freeze the whole expression transformer (subject embeddings and delta
             positions included; kept in eval mode) and optimise only the rest, as the seed's fine-tuning run.
         cache_backbone_tokens: keep the frozen timm backbone's patch tokens of every sample (by its shard key,
@@ -155,35 +154,28 @@ class TokenizerTask(ScheduledTask):
     sim_mean/std/min/max (within-clip token cosine).
     """
 
-    LOSSES = ("recon", "temporal", "diversity", "perceptual", "variance")
-
-    def __init__(self, model: str = "tokenizer-tiny", model_overrides: dict | None = None, lr: float = 5e-5,
-                 min_lr: float = 1e-6, lr_initial: float | None = None, weight_decay: float = 0.01,
-                 betas: tuple[float, float] = (0.9, 0.999), warmup_steps: int = 3000,
-                 total_steps: int | None = None,
-                 recon_weights: tuple[float, float, float] = (0.01, 0.2, 0.5),
-                 temporal_weights: tuple[float, float, float] = (0.4, 0.3, 0.2),
-                 diversity_weights: tuple[float, float, float] = (0.3, 0.2, 0.2),
-                 perceptual_weights: tuple[float, float, float] = (0.0, 0.0, 0.0),
-                 variance_weights: tuple[float, float, float] = (0.0, 0.0, 0.0), variance_target: float = 0.1,
-                 recon_loss: str = "mse", motion_gain: float = 0.0, perceptual_net: str | None = None,
-                 perceptual_pretrained: bool = True, coherence_weight: float = 0.7, contrast_weight: float = 0.3, contrast_stride: int = 5,
-                 diversity_stride: int = 5, diversity_scope: str = "clip",
-                 freeze_expression_transformer: bool = False, cache_backbone_tokens: bool = False):
+    def __init__(self, model: str = "tokenizer-tiny", model_overrides: dict | None = None,
+                 schedule: ScheduleConfig = ScheduleConfig(), weights: TokenizerWeights = TokenizerWeights(),  # noqa: B008
+                 loss: TokenizerLoss = TokenizerLoss(), freeze_expression_transformer: bool = False,  # noqa: B008
+                 cache_backbone_tokens: bool = False):
         super().__init__()
-        self.save_hyperparameters()
-        if recon_loss not in ("mse", "l1", "mse+l1"):
-            raise ValueError(f"recon_loss must be 'mse', 'l1' or 'mse+l1', got {recon_loss!r}")
-        if diversity_scope not in ("clip", "batch"):
-            raise ValueError(f"diversity_scope must be 'clip' or 'batch', got {diversity_scope!r}")
+        self._init_schedule(schedule, weights, TokenizerWeights)
+        self.loss_cfg = as_config(TokenizerLoss, loss)
+        self.freeze_expression_transformer = bool(freeze_expression_transformer)
+        self.cache_backbone_tokens = bool(cache_backbone_tokens)
+        self.save_hyperparameters({"model": model, "model_overrides": model_overrides,
+                                   "schedule": as_dict(self.schedule_cfg), "weights": as_dict(self.weights_cfg),
+                                   "loss": as_dict(self.loss_cfg),
+                                   "freeze_expression_transformer": self.freeze_expression_transformer,
+                                   "cache_backbone_tokens": self.cache_backbone_tokens})
         self.model: ExpressionTokenizer = create_model(model, **(model_overrides or {}))
         if not isinstance(self.model, ExpressionTokenizer):
             raise TypeError(f"{model!r} is not an expression tokenizer")
-        self.perceptual = PerceptualLoss(perceptual_net, perceptual_pretrained) if perceptual_net else None
+        c = self.loss_cfg
+        self.perceptual = PerceptualLoss(c.perceptual_net, c.perceptual_pretrained) if c.perceptual_net else None
         if freeze_expression_transformer:
             self.model.expression.requires_grad_(False)
             self.model.expression.eval()
-        self._total_steps = total_steps
         self._backbone_cache: dict[str, torch.Tensor] = {}
         if cache_backbone_tokens and not hasattr(self.model.tokenizer, "backbone_tokens"):
             raise ValueError("cache_backbone_tokens needs a frozen timm backbone (e.g. tokenizer-dinov2-s14)")
@@ -200,7 +192,7 @@ class TokenizerTask(ScheduledTask):
     def backbone_tokens_for(self, batch, frames: torch.Tensor) -> torch.Tensor | None:
         """Cached frozen-backbone tokens (B·T, P, C) of a keyed batch (mien shards: ``__key__``), computing and
         storing (float16, CPU) those not seen yet; None when caching is off or the batch has no keys."""
-        if not self.hparams.cache_backbone_tokens or not isinstance(batch, dict) or "__key__" not in batch:
+        if not self.cache_backbone_tokens or not isinstance(batch, dict) or "__key__" not in batch:
             return None
         keys = list(batch["__key__"])
         missing = [i for i, k in enumerate(keys) if k not in self._backbone_cache]
@@ -214,7 +206,7 @@ class TokenizerTask(ScheduledTask):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.hparams.freeze_expression_transformer:
+        if self.freeze_expression_transformer:
             self.model.expression.eval()
         return self
 
@@ -223,16 +215,16 @@ class TokenizerTask(ScheduledTask):
                        backbone_tokens: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """All loss components and the weighted total for a (B, T, 3, H, W) [0, 1] batch (``backbone_tokens``:
         cached frozen-backbone tokens of its frames, see :meth:`backbone_tokens_for`)."""
-        h = self.hparams
+        h = self.loss_cfg
         w = weights or self.loss_weights()
         out = self.model(frames, subject_ids, backbone_tokens=backbone_tokens)
         pred, target = out.recon.flatten(0, 1), frames.flatten(0, 1)
         err = 0
-        if h.recon_loss in ("mse", "mse+l1"):
+        if h.recon in ("mse", "mse+l1"):
             err = err + (pred - target).square()
-        if h.recon_loss in ("l1", "mse+l1"):
+        if h.recon in ("l1", "mse+l1"):
             err = err + (pred - target).abs()
-        if h.get("motion_gain", 0.0):
+        if h.motion_gain:
             wm = motion_weights(frames, h.motion_gain).flatten(0, 1)
             recon = (err * wm).mean() / wm.mean()
         else:
@@ -241,7 +233,7 @@ class TokenizerTask(ScheduledTask):
         coherence, contrast = temporal_losses(out.tokens, h.contrast_stride)
         temporal = h.coherence_weight * coherence + h.contrast_weight * contrast
         div = diversity_loss(out.tokens, h.diversity_stride, h.diversity_scope)
-        var = variance_loss(out.tokens, h.get("variance_target", 0.1))
+        var = variance_loss(out.tokens, h.variance_target)
         total = (w["recon"] * recon + w["perceptual"] * perc + w["temporal"] * temporal + w["diversity"] * div
                  + w.get("variance", 0.0) * var)
         logs = {"loss": total, "loss_recon": recon, "loss_perceptual": perc, "loss_temporal": temporal,
