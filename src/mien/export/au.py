@@ -27,23 +27,27 @@ ONNX_METADATA_KEY = "mien_au"
 
 
 def load_au_task(checkpoint: str | os.PathLike, device: str = "cpu"):
-    """A Lightning checkpoint of an AU task in eval mode: :class:`~mien.tasks.au.AUFeaturesTask` when its
-    hyper-parameters have ``in_features``, else :class:`~mien.tasks.au.AUImageTask` rebuilt with
-    ``backbone.pretrained=False`` (every weight comes from the checkpoint; nothing is downloaded).
+    """A Lightning checkpoint of an AU task in eval mode: :class:`~mien.tasks.au.AUImageTask` (hyper-parameters
+    with a ``backbone`` group; rebuilt with ``backbone.pretrained=False``: every weight comes from the checkpoint,
+    nothing is downloaded) or :class:`~mien.tasks.au.AUFeaturesTask` (``in_features``, no backbone).
 
     Raises:
-        FileNotFoundError: no such file.
+        FileNotFoundError: no such file. ValueError: not a checkpoint of either task (e.g. of the former
+        ``AUTask``).
     """
     from mien.tasks.au import AUFeaturesTask, AUImageTask
 
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     hp = torch.load(str(checkpoint), map_location="cpu", weights_only=False).get("hyper_parameters", {})
-    if "in_features" in hp:
+    if isinstance(hp.get("backbone"), dict):
+        backbone = {**hp["backbone"], "pretrained": False}
+        task = AUImageTask.load_from_checkpoint(str(checkpoint), map_location=device, strict=True, backbone=backbone)
+    elif "in_features" in hp and "backbone" not in hp:
         task = AUFeaturesTask.load_from_checkpoint(str(checkpoint), map_location=device, strict=True)
     else:
-        backbone = {**(hp.get("backbone") or {}), "pretrained": False}
-        task = AUImageTask.load_from_checkpoint(str(checkpoint), map_location=device, strict=True, backbone=backbone)
+        raise ValueError(f"{checkpoint}: not a checkpoint of mien.tasks.au.AUImageTask / AUFeaturesTask (an "
+                         "older AUTask checkpoint? retrain it with `mien train au`)")
     return task.eval()
 
 
