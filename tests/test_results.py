@@ -101,6 +101,31 @@ def test_openface_round_trip(tmp_path, analyzed):
     assert np.allclose(back.landmarks[..., :2], res.landmarks[:, IBUG68, :2], atol=1e-3)
 
 
+_GAZE = ("gaze_yaw_deg", "gaze_pitch_deg", "gaze_left_yaw_deg", "gaze_left_pitch_deg", "gaze_right_yaw_deg",
+         "gaze_right_pitch_deg")
+
+
+@pytest.mark.filterwarnings("error")
+def test_nan_gaze_survives_openface_and_csv(tmp_path):
+    """Gaze is NaN while the eyes are closed: both text writers keep it NaN (empty field), without warnings."""
+    import pandas as pd
+
+    res = _random_result(6, 3)
+    for c in _GAZE:
+        col = getattr(res, c)
+        col[:] = np.linspace(-20, 20, len(col))
+        col[[1, 4]] = np.nan
+    res.to_openface(tmp_path / "of.csv")
+    back = mien.read_openface(tmp_path / "of.csv")
+    for c in _GAZE:
+        assert np.array_equal(np.isnan(getattr(back, c)), np.isnan(getattr(res, c))), c
+        assert np.allclose(getattr(back, c), getattr(res, c), atol=1e-4, equal_nan=True), c
+    res.to_csv(tmp_path / "r.csv")
+    df = pd.read_csv(tmp_path / "r.csv")
+    assert np.allclose(df["gaze_yaw_deg"], res.gaze_yaw_deg, atol=1e-4, equal_nan=True)
+    assert df["gaze_yaw_deg"].isna().tolist() == np.isnan(res.gaze_yaw_deg).tolist()
+
+
 def test_read_openface_peer_file(shared_data):
     r = mien.read_openface(shared_data / "peers/OpenFace_Test.csv")
     assert len(r) == 100 and r.n_landmarks == 68

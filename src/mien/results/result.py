@@ -281,19 +281,19 @@ class AnalysisResult:
         return df
 
     def to_parquet(self, path: str | os.PathLike) -> None:
-        """Write a Parquet file atomically (see :func:`mien.io.results.write_parquet`)."""
-        from mien.io.results import write_parquet
+        """Write a Parquet file atomically (see :func:`mien.results.files.write_parquet`)."""
+        from mien.results.files import write_parquet
 
         write_parquet(self, path)
 
     def to_csv(self, path: str | os.PathLike) -> None:
         """Write a flat CSV (landmarks as lm_x_0…, lm_y_0…, lm_z_0…), atomically."""
-        from mien.io.results import write_csv
+        from mien.results.files import write_csv
 
         write_csv(self, path)
 
     def to_openface(self, path: str | os.PathLike) -> None:
-        """Write an OpenFace 2.x style CSV (see :func:`mien.io.openface.write_openface`)."""
-        from mien.io.openface import write_openface
+        """Write an OpenFace 2.x style CSV (see :func:`mien.results.openface.write_openface`)."""
+        from mien.results.openface import write_openface
 
         write_openface(self, path)
