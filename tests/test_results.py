@@ -97,7 +97,7 @@ def test_openface_round_trip(tmp_path, analyzed):
     assert np.array_equal(back.frame, res.frame)
     for c in ("t_sec", "yaw_deg", "pitch_deg", "roll_deg", "tx_mm", "tz_mm", "gaze_yaw_deg", "gaze_pitch_deg",
               "gaze_left_yaw_deg", "gaze_right_pitch_deg"):
-        assert np.allclose(getattr(back, c), getattr(res, c), atol=1e-4), c
+        assert np.allclose(getattr(back, c), getattr(res, c), atol=1e-4, equal_nan=True), c
     assert np.allclose(back.landmarks[..., :2], res.landmarks[:, IBUG68, :2], atol=1e-3)
 
 
@@ -146,6 +146,13 @@ def test_bad_results_files(tmp_path):
     (tmp_path / "x.parquet").write_text("nope")
     with pytest.raises(InputError, match="not a Parquet file"):
         mien.read_results(tmp_path / "x.parquet")
+    table = _random_result(3, 0).to_arrow()
+    footer = json.loads(table.schema.metadata[b"mien"])
+    del footer["columns"]["blink"]
+    pq.write_table(table.drop_columns(["blink"]).replace_schema_metadata({b"mien": json.dumps(footer)}),
+                   tmp_path / "old.parquet")
+    with pytest.raises(InputError, match="missing core columns blink"):
+        mien.read_results(tmp_path / "old.parquet")
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(InputError, match="not an OpenFace CSV"):
         mien.read_openface(tmp_path / "x.csv")

@@ -159,15 +159,22 @@ class AnalysisResult:
         return cls(**cols, meta=meta or {})
 
     @classmethod
+    def derived_columns(cls) -> frozenset[str]:
+        """Core columns with a default of None, derived from other columns when not given (in
+        ``__post_init__``); a file or column dict without them is still complete."""
+        return frozenset(f.name for f in dataclasses.fields(cls) if f.default is None and f.name in COLUMN_SPECS)
+
+    @classmethod
     def from_columns(cls, columns: dict[str, np.ndarray], meta: dict | None = None,
                      n_landmarks: int = 478) -> AnalysisResult:
-        """Build from a dict of columns; missing core columns are filled with NaN (False/-1 for non-floats)."""
+        """Build from a dict of columns; missing core columns are filled with NaN (False/-1 for non-floats),
+        except :meth:`derived_columns`, which are derived from the others."""
         n = len(columns["frame"])
         cols, extra = {}, {}
         for spec in COLUMNS:
             if spec.name in columns:
                 cols[spec.name] = columns[spec.name]
-            else:
+            elif spec.name not in cls.derived_columns():
                 shape = (n,) + tuple(n_landmarks if s is None else s for s in spec.shape)
                 fill = np.nan if np.dtype(spec.dtype).kind == "f" else (False if spec.dtype == "bool" else -1)
                 cols[spec.name] = np.full(shape, fill, spec.dtype)
