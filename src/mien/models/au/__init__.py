@@ -342,11 +342,11 @@ def tight_crop_features(images, mirror: bool = True, net=None, mesh=None) -> tup
 
 
 def _register() -> None:
-    from mien.models.registry import InputContract, register_model
+    from mien.models.registry import FACE_BOX_CROP, InputContract, register_model
 
     register_model(
         "au-default", "au",
-        InputContract(CROP_SIZE, "0-255", crop="landmark-box-square-1.1", landmark_scheme="mediapipe478"),
+        InputContract(CROP_SIZE, "0-255", crop=FACE_BOX_CROP, landmark_scheme="mediapipe478"),
         "AU occurrence MLP on face-api embedding + aligned mesh (1660 features, combine_features); "
         "trained by mien on CK+ FACS labels (posed)",
     )(load_default_au_model)
