@@ -123,7 +123,7 @@ def test_analyze_with_tokenizer_adds_expression_tokens(tmp_path, shared_data):
 
     from mien.models import create_model
     from mien.models.tokenizer import save_pretrained
-    from mien.pipelines.tokens import TokenExtractor
+    from mien.heads.tokens import TokenExtractor
 
     torch.manual_seed(0)
     save_pretrained(create_model("tokenizer-tiny"), tmp_path / "tok")

@@ -73,7 +73,8 @@ def test_render_same_as_extractor_and_no_face(tiny_tokenizer_dir, shared_data, t
     from mien.errors import InputError
     from mien.io.writer import VideoWriter
     from mien.pipelines.render import render_reconstruction
-    from mien.pipelines.tokens import TokenExtractor, iter_face_crops
+    from mien.heads.tokens import TokenExtractor
+    from mien.pipelines.tokens import iter_face_crops
 
     ex = TokenExtractor(tiny_tokenizer_dir)
     out = tmp_path / "rec.mp4"
@@ -106,7 +107,7 @@ def test_render_frame_alignment_with_gaps(tiny_tokenizer_dir, shared_data, tmp_p
     from mien.io.video import VideoSource
     from mien.io.writer import VideoWriter
     from mien.pipelines.render import render_video
-    from mien.pipelines.tokens import TokenExtractor
+    from mien.heads.tokens import TokenExtractor
 
     real = [fr.image for fr in VideoSource(shared_data / VIDEO, end=0.6)]
     gap = tmp_path / "gap.mp4"

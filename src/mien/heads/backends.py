@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,6 +70,8 @@ def ort_session(path: str | os.PathLike, threads: int | None = None):
     if n > 0:
         so.intra_op_num_threads = n
     so.log_severity_level = 3
+    # no busy-waiting of idle ORT threads: they would take CPU from MediaPipe running alongside
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
@@ -100,7 +103,8 @@ def cached_onnx_session(name: str, weights_sha256: str, build: Callable[[], obje
         g = torch.Generator().manual_seed(0)
         x = torch.rand(*input_shape, generator=g) * 255
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(path) as tmp:
+        with atomic_output(path) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
             torch.onnx.export(module, (x,), str(tmp), input_names=["input"], output_names=output_names,
                               dynamic_axes={"input": {0: "batch"}, **{o: {0: "batch"} for o in output_names}},
                               opset_version=17, dynamo=False)

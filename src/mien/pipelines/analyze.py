@@ -176,7 +176,14 @@ class FrameAnalyzer:
         self._contracts = {h.contract.key: h.contract for h in self.heads if h.contract is not None}
         self._crops: dict[tuple, list[np.ndarray]] = {k: [] for k in self._contracts}
         self._landmarks: list[np.ndarray] = []
-        self._out: dict[str, list[np.ndarray]] = {}
+        self._out: list = []  # per flushed batch: the {column: array} of the heads, or its Future
+        self._pool = None
+        if self.heads and not static:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # the heads run in one worker thread while MediaPipe finds the next frames' faces (both release the
+            # GIL); batches are the same as when run inline, so outputs are identical
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="mien-heads")
         self._conf: dict[int, float] = {}
         self.rows: dict[str, list] = {k: [] for k in (
             "frame", "t_sec", "face_id", "confidence", "bbox", "landmarks", "euler", "t_mm", "gaze")}
@@ -193,20 +200,31 @@ class FrameAnalyzer:
             f.bbox -= pad
         return faces
 
-    def _flush(self) -> None:
-        """Run the heads on the faces collected so far (one batch across faces and frames)."""
-        if not self._landmarks or not self.heads:
-            return
-        crops = {k: np.stack(v) for k, v in self._crops.items()}
-        lm = np.stack(self._landmarks)
+    def _run_heads(self, crops: dict[tuple, np.ndarray], lm: np.ndarray) -> dict[str, np.ndarray]:
         produced: dict[str, np.ndarray] = {}
         for head in self.heads:
             x = crops[head.contract.key] if head.contract is not None else None
             produced.update(head(x, lm, **{r: produced[r] for r in head.requires}))
-        for k, v in produced.items():
-            self._out.setdefault(k, []).append(v)
+        return produced
+
+    def _flush(self) -> None:
+        """Run the heads on the faces collected so far (one batch across faces and frames); in the worker
+        thread for videos."""
+        if not self._landmarks or not self.heads:
+            return
+        crops = {k: np.stack(v) for k, v in self._crops.items()}
+        lm = np.stack(self._landmarks)
+        if self._pool is not None:
+            self._out.append(self._pool.submit(self._run_heads, crops, lm))
+        else:
+            self._out.append(self._run_heads(crops, lm))
         self._crops = {k: [] for k in self._contracts}
         self._landmarks = []
+
+    def _head_outputs(self) -> dict[str, np.ndarray]:
+        """The heads' columns of all rows so far, in processing order (waits for the worker)."""
+        batches = [b.result() if hasattr(b, "result") else b for b in self._out]
+        return {k: np.concatenate([b[k] for b in batches]) for k in (batches[0] if batches else {})}
 
     def process(self, frame: Frame) -> int:
         """Analyse one frame and append its rows; returns the number of faces found."""
@@ -264,7 +282,7 @@ class FrameAnalyzer:
         if n == 0:
             return AnalysisResult.from_columns({"frame": np.zeros(0, np.int64), **empty_columns(specs)}, meta=meta)
         cols = self._core_columns()
-        cols.update({k: np.concatenate(v) for k, v in self._out.items()})
+        cols.update(self._head_outputs())
         order = np.lexsort((cols["face_id"], cols["frame"]))
         cols = {k: v[order] for k, v in cols.items()}
         for fid in np.unique(cols["face_id"]):
@@ -308,7 +326,12 @@ class FrameAnalyzer:
         return cols
 
     def close(self) -> None:
+        """Release MediaPipe and the heads' worker thread (pending batches still finish)."""
         self.mesh.close()
+        if self._pool is not None:
+            self._flush()
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 def analyze(source: str | os.PathLike, options: AnalyzeOptions | None = None, *,
