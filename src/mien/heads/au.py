@@ -192,6 +192,18 @@ class AURunner:
         return self.names, self.predict(crops)["probs"]
 
 
+def refuse_checkpoint(path: str | os.PathLike) -> None:
+    """Raise the one-line ValueError for a training checkpoint (``.ckpt``) given to analysis.
+
+    Raises:
+        ValueError: ``path`` ends in ``.ckpt`` (the message says how to convert it with ``mien export au``).
+    """
+    path = Path(path)
+    if path.suffix == ".ckpt":
+        raise ValueError(f"{path}: a training checkpoint; convert it with "
+                         f"`mien export au --checkpoint {path} -o {path.with_suffix('.onnx').name}`")
+
+
 def load_au_model(path: str | os.PathLike, device: str = "cpu") -> AURunner:
     """Load an image AU model exported by ``mien export au`` (``.onnx`` with ``"mien_au"`` metadata).
 
@@ -207,9 +219,7 @@ def load_au_model(path: str | os.PathLike, device: str = "cpu") -> AURunner:
             file without mien AU metadata.
     """
     path = Path(path)
-    if path.suffix == ".ckpt":
-        raise ValueError(f"{path}: a training checkpoint; convert it with "
-                         f"`mien export au --checkpoint {path} -o {path.with_suffix('.onnx').name}`")
+    refuse_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"AU model not found: {path}")
     if path.suffix != ".onnx":

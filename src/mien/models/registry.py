@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-
 FACE_BOX_CROP = "landmark-box-square-1.1"
 """The crop of the face-api nets and of mien's default AU model: a square of 1.1 × the longer side of the
 MediaPipe landmark box, centred on it, black outside the frame (as face-api pads its detections). The only

@@ -114,7 +114,10 @@ class AnalyzeOptions:
 
     def __post_init__(self) -> None:
         if self.au_model is not None:
+            from mien.heads.au import refuse_checkpoint
+
             self.au_model = os.fspath(self.au_model)
+            refuse_checkpoint(self.au_model)
             if self.au_baseline and not os.path.isdir(self.au_model):
                 raise ValueError("au_baseline works with the default AU model only, not with au_model")
         if self.every < 1:
