@@ -234,7 +234,7 @@ def test_cli_analyze_onnx_au_model_without_lightning(shared_data, tmp_path):
 # ---- gaze validity -----------------------------------------------------------------------------------------
 def test_gaze_is_nan_on_closed_eyes(analyzed):
     """driving_d0 blinks around frames 65-67: eyes shut, so gaze is not measured there."""
-    from mien.pipelines.analyze import GAZE_COLUMNS, GAZE_MIN_EAR
+    from mien.pipelines.frame_analyzer import GAZE_COLUMNS, GAZE_MIN_EAR
 
     r = analyzed("videos/expressive/driving_d0.mp4")
     closed = (r.ear_left + r.ear_right) / 2 < GAZE_MIN_EAR

@@ -2,7 +2,7 @@
 
 Each head has a registered input contract (the crop it takes), ``columns()`` (its per-row output columns with
 units), ``model_info()`` (files and hashes for ``meta["models"]``) and a batched ``__call__(crops, landmarks)``;
-:class:`mien.pipelines.analyze.FrameAnalyzer` runs the heads :func:`build_heads` returns for the options.
+:class:`mien.pipelines.frame_analyzer.FrameAnalyzer` runs the heads :func:`build_heads` returns for the options.
 
 Heads: :class:`~mien.heads.faceapi.ExpressionHead` (emotion + expression embedding),
 :class:`~mien.heads.faceapi.IdentityHead` (re-identification descriptors, with

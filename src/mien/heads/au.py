@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +48,13 @@ class DefaultAUHead(Head):
     requires = ("expression_embedding",)
 
     def __init__(self, device: str = "cpu", baseline: bool = False, folder: str | os.PathLike | None = None):
-        from mien.models.au import DEFAULT_CONFIG, DEFAULT_WEIGHTS, load_au_head, load_default_au_model
+        from mien.models.au import DEFAULT_CONFIG, DEFAULT_WEIGHTS, load_au_head
 
         self.baseline, self.folder = baseline, folder
         if folder is None:
             from mien.models.au import _asset
 
-            self.model = load_default_au_model(device)
+            self.model = _default_model(device)
             self.files = [str(_asset(DEFAULT_WEIGHTS)), str(_asset(DEFAULT_CONFIG))]
             self.model_name, self.source = "mien-au-default-ckplus", "mien AU default model, posed CK+ training data"
         else:
@@ -88,6 +89,14 @@ class DefaultAUHead(Head):
         return {"au": {"model": self.model_name, "names": list(self.names),
                        "thresholds": [float(t) for t in self.model.thresholds.cpu()],
                        "baseline": bool(self.baseline)}}
+
+
+@lru_cache(maxsize=2)
+def _default_model(device: str):
+    """The shipped AU model, loaded once per process and shared (eval mode, inference only)."""
+    from mien.models.au import load_default_au_model
+
+    return load_default_au_model(device)
 
 
 def _prepare_image(rgb: np.ndarray, size: int, grayscale: bool) -> np.ndarray:

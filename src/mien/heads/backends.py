@@ -94,6 +94,8 @@ def cached_onnx_session(name: str, weights_sha256: str, build: Callable[[], obje
         ValueError: the export differs from PyTorch by more than ``atol`` (nothing is cached).
     """
     path = cache_dir() / "onnx" / f"{name}-{weights_sha256[:16]}.onnx"
+    if path in _SESSIONS:
+        return _SESSIONS[path]
     if not path.is_file():
         import torch
 
@@ -116,4 +118,8 @@ def cached_onnx_session(name: str, weights_sha256: str, build: Callable[[], obje
             diff = max(float(np.abs(r.numpy() - o).max()) for r, o in zip(ref, got, strict=True))
             if diff > atol:
                 raise ValueError(f"ONNX export of {name} differs from PyTorch by {diff:.2e} > {atol}")
-    return ort_session(path)
+    _SESSIONS[path] = ort_session(path)
+    return _SESSIONS[path]
+
+
+_SESSIONS: dict[Path, object] = {}  # one session per cached export and process (sessions are thread-safe)

@@ -1,4 +1,4 @@
-"""The head protocol: one per-face neural model used at inference, as :class:`mien.pipelines.analyze.FrameAnalyzer`
+"""The head protocol: one per-face neural model used at inference, as :class:`mien.pipelines.frame_analyzer.FrameAnalyzer`
 sees it.
 
 A head declares

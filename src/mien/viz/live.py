@@ -11,7 +11,7 @@ def live_preview(image: np.ndarray, frame_index: int, analyzer) -> np.ndarray:
     Args:
         image: RGB uint8 (H, W, 3) frame.
         frame_index: its index (the analyzer's rows of this frame are drawn).
-        analyzer: the :class:`~mien.pipelines.analyze.FrameAnalyzer` that processed it.
+        analyzer: the :class:`~mien.pipelines.frame_analyzer.FrameAnalyzer` that processed it.
 
     Returns:
         RGB uint8 (H, W, 3) with landmarks/boxes drawn; with a tokenizer (``analyzer.tokens``), (H, W + H, 3):
