@@ -44,7 +44,7 @@ class HeadSpec:
 def _expression(o, built) -> Head:
     from mien.heads.faceapi import ExpressionHead
 
-    return ExpressionHead(o.device, "torch" if o.backend == "auto" else o.backend, emit=o.emotion)
+    return ExpressionHead(o.device, o.backend, emit=o.emotion)
 
 
 def _au(o, built) -> Head:

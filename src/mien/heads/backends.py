@@ -1,7 +1,8 @@
 """Backends that run a head's network: PyTorch eager, or onnxruntime (ORT).
 
-:func:`resolve_backend` chooses: ``"auto"`` is ORT when ``onnxruntime`` is importable, PyTorch otherwise;
-``"torch"`` / ``"onnxruntime"`` force one (the ``MIEN_BACKEND`` environment variable overrides ``"auto"``).
+:func:`resolve_backend` chooses: ``"auto"`` is ORT when ``onnxruntime`` is importable (and the device is the
+CPU), PyTorch otherwise; ``"torch"`` / ``"onnxruntime"`` force one. A head whose ORT outputs would change
+``mien analyze``'s rounded outputs maps ``"auto"`` to PyTorch itself (see :mod:`mien.heads.faceapi`).
 
 Networks shipped as PyTorch weights are exported to ONNX once by :func:`cached_onnx_session` and cached under
 the user cache directory (``$MIEN_CACHE_DIR`` or ``~/.cache/mien``) in ``onnx/<name>-<sha256[:16]>.onnx``,
@@ -31,8 +32,8 @@ def resolve_backend(requested: str = "auto", device: str = "cpu") -> str:
     """The backend to use: "torch" or "onnxruntime".
 
     Args:
-        requested: "auto" (ORT when installed and ``device`` is the CPU, else PyTorch; ``$MIEN_BACKEND``
-            overrides), "torch" or "onnxruntime".
+        requested: "auto" (ORT when installed and ``device`` is the CPU, else PyTorch), "torch" or
+            "onnxruntime".
         device: the torch device asked for; ORT runs on the CPU here, so "auto" picks PyTorch for other devices.
 
     Raises:
@@ -41,10 +42,7 @@ def resolve_backend(requested: str = "auto", device: str = "cpu") -> str:
     if requested not in BACKENDS:
         raise ValueError(f"unknown backend {requested!r}; choose from {BACKENDS}")
     if requested == "auto":
-        requested = os.environ.get("MIEN_BACKEND", "auto") or "auto"
-        if requested == "auto":
-            return "onnxruntime" if ort_available() and device == "cpu" else "torch"
-        return resolve_backend(requested, device)
+        return "onnxruntime" if ort_available() and device == "cpu" else "torch"
     if requested == "onnxruntime" and not ort_available():
         raise ValueError("backend 'onnxruntime' asked for, but onnxruntime is not installed "
                          "(pip install onnxruntime)")

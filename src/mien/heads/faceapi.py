@@ -83,7 +83,7 @@ class ExpressionHead(Head):
 
     Args:
         device: torch device ("cpu", "cuda").
-        backend: "torch" (default, see the module docstring), "onnxruntime" or "auto".
+        backend: "auto" (= "torch", see the module docstring), "torch" or "onnxruntime".
         emit: add the emotion/embedding columns (False: the head runs only to feed the embedding to the
             default AU head, whose features contain it; its columns are then not output).
     """
@@ -91,14 +91,14 @@ class ExpressionHead(Head):
     name = "expression"
     model_name = "faceapi-face-expression-1.7.15"
 
-    def __init__(self, device: str = "cpu", backend: str = "torch", emit: bool = True):
+    def __init__(self, device: str = "cpu", backend: str = "auto", emit: bool = True):
         from mien.heads.backends import resolve_backend
         from mien.models.faceapi import EXPRESSION_WEIGHTS
 
         self.contract = _contract("faceapi-expression")
         self.device, self.emit = device, emit
         self.weights = _weights(EXPRESSION_WEIGHTS)
-        self.backend = resolve_backend(backend, device)
+        self.backend = resolve_backend("torch" if backend == "auto" else backend, device)
         if self.backend == "onnxruntime":
             from mien.heads.backends import cached_onnx_session
 
@@ -159,20 +159,22 @@ class IdentityHead(Head):
     mean descriptor per person.
 
     Args:
-        device: torch device. backend: "auto" (ORT when installed), "torch" or "onnxruntime".
+        device: torch device. backend: "auto" (= "torch": it runs once per new track, and its descriptors are
+            stored in ``meta["identity"]`` rounded to 6 decimals, which ORT's last bits would change), "torch"
+            or "onnxruntime".
     """
 
     name = "identity"
     model_name = "faceapi-face-recognition-1.7.15"
 
-    def __init__(self, device: str = "cpu", backend: str = "torch"):
+    def __init__(self, device: str = "cpu", backend: str = "auto"):
         from mien.heads.backends import resolve_backend
         from mien.models.faceapi import RECOGNITION_WEIGHTS
 
         self.contract = _contract("faceapi-recognition")
         self.device = device
         self.weights = _weights(RECOGNITION_WEIGHTS)
-        self.backend = resolve_backend(backend, device)
+        self.backend = resolve_backend("torch" if backend == "auto" else backend, device)
         if self.backend == "onnxruntime":
             from mien.heads.backends import cached_onnx_session
             from mien.models.faceapi import load_recognition_net

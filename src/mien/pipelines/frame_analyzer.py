@@ -64,7 +64,7 @@ class FrameAnalyzer:
         if use_identity:
             from mien.heads.faceapi import IdentityHead
 
-            identity = IdentityHead(options.device, "torch" if options.backend == "auto" else options.backend)
+            identity = IdentityHead(options.device, options.backend)
         self.reid = ReIdentifier(identity)
         detector = options.detector if options.detector != "auto" else ("full" if static else "short")
         self.mesh = MediaPipeFaceMesh(options.max_faces, static_image_mode=static, detector=detector,
