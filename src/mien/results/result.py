@@ -173,6 +173,8 @@ class AnalysisResult:
         for spec in COLUMNS:
             if spec.name in columns:
                 cols[spec.name] = columns[spec.name]
+            elif spec.name == "gaze_valid":
+                continue  # derived from the gaze columns (dataclass default)
             else:
                 shape = (n,) + tuple(n_landmarks if s is None else s for s in spec.shape)
                 fill = np.nan if np.dtype(spec.dtype).kind == "f" else (False if spec.dtype == "bool" else -1)
