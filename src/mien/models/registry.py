@@ -90,7 +90,7 @@ class InputContract:
         if "image_size" in d and isinstance(d.get("crop"), dict):
             c = d["crop"]
             return cls(int(d["image_size"]), d.get("value_range", "0-1"), color=d.get("color", "RGB"),
-                       crop=f"{c['kind']}-{float(c['scale']):g}", landmark_scheme=c.get("landmark_scheme"),
+                       crop=f"{c['kind']}-{float(c['scale'])!r}", landmark_scheme=c.get("landmark_scheme"),
                        grayscale=bool(d.get("grayscale", False)))
         raise ValueError(f"not an input contract: keys {sorted(d)}")
 
