@@ -82,11 +82,11 @@ def build_heads(options) -> list[Head]:
         ValueError: a head needs PyTorch, which is not installed; invalid model files.
         InputError: an unreadable tokenizer folder.
     """
-    from mien.heads.base import torch_available
+    from mien.heads import base
 
     specs = [s for s in HEADS if s.enabled(options)]
     torch_specs = [s for s in specs if s.needs_torch(options)]
-    if torch_specs and not torch_available():
+    if torch_specs and not base.torch_available():
         raise ValueError(f"{', '.join(s.flag for s in torch_specs)}: needs PyTorch, which is not installed "
                          f"(pip install \"mien[models]\")")
     heads: list[Head] = []

@@ -21,8 +21,8 @@ from mien.face.geometry import (
 )
 from mien.face.landmarker import MediaPipeFaceMesh
 from mien.face.tracking import IoUTracker
-from mien.heads import build_heads, column_meta, empty_columns
-from mien.heads.base import file_info, torch_available
+from mien.heads import base, build_heads, column_meta, empty_columns
+from mien.heads.base import file_info
 from mien.heads.faceapi import ReIdentifier
 from mien.io.video import Frame
 from mien.results.result import COLUMN_SPECS, AnalysisResult
@@ -57,8 +57,8 @@ class FrameAnalyzer:
         self.options = options
         self.static = static
         self.heads = build_heads(options)
-        use_identity = options.identity if options.identity is not None else torch_available()
-        if use_identity and not torch_available():
+        use_identity = options.identity if options.identity is not None else base.torch_available()
+        if use_identity and not base.torch_available():
             raise ValueError("--reid: needs PyTorch, which is not installed (pip install \"mien[models]\")")
         identity = None
         if use_identity:
@@ -225,6 +225,10 @@ class FrameAnalyzer:
         for k in GAZE_COLUMNS:
             cols[k] = np.where(valid, cols[k], np.nan)
         return cols
+
+    def head(self, name: str):
+        """The running head called ``name`` (e.g. "tokenizer", "expression", "au"), or None."""
+        return next((h for h in self.heads if h.name == name), None)
 
     def model_meta(self) -> dict:
         """``meta["models"]``: name, file(s) and SHA-256 of the landmarker, each head, re-id and head-pose model."""
