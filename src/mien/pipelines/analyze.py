@@ -66,6 +66,9 @@ class AnalyzeOptions:
             change rounded outputs), "torch" or "onnxruntime" (~2× faster on CPU; exported once from the
             shipped weights and cached, see :mod:`mien.heads.backends`).
         batch_size: faces per batch of the neural heads (crops are collected across frames).
+        threads: intra-op threads of the neural heads (PyTorch, set for the time of the analysis, and
+            onnxruntime); None: half the CPU cores, at most ``$OMP_NUM_THREADS``
+            (:func:`mien.heads.backends.head_threads`: the heads run alongside MediaPipe).
         device: device for neural models that run in PyTorch ("cpu", "cuda"); MediaPipe always runs on CPU.
         progress: show a progress bar.
     """
@@ -88,6 +91,7 @@ class AnalyzeOptions:
     smooth: bool = False
     backend: str = "auto"
     batch_size: int = 32
+    threads: int | None = None
     device: str = "cpu"
     progress: bool = False
 
@@ -103,6 +107,8 @@ class AnalyzeOptions:
             raise ValueError(f"every must be >= 1, got {self.every}")
         if self.max_faces < 1:
             raise ValueError(f"max_faces must be >= 1, got {self.max_faces}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.backend not in ("auto", "torch", "onnxruntime"):

@@ -66,6 +66,15 @@ class FrameAnalyzer:
 
             identity = IdentityHead(options.device, options.backend)
         self.reid = ReIdentifier(identity)
+        self._torch_threads = None
+        if identity is not None or any(h.backend == "torch" for h in self.heads):
+            import torch
+
+            from mien.heads.backends import head_threads
+
+            # restored by close(); the heads run alongside MediaPipe and must not oversubscribe the cores
+            self._torch_threads = torch.get_num_threads()
+            torch.set_num_threads(head_threads(options.threads))
         detector = options.detector if options.detector != "auto" else ("full" if static else "short")
         self.mesh = MediaPipeFaceMesh(options.max_faces, static_image_mode=static, detector=detector,
                                       min_detection_confidence=options.min_detection_confidence,
@@ -84,7 +93,13 @@ class FrameAnalyzer:
 
             # the heads run in one worker thread while MediaPipe finds the next frames' faces (both release the
             # GIL); batches are the same as when run inline, so outputs are identical
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="mien-heads")
+            init = None
+            if self._torch_threads is not None:
+                import torch
+
+                n = torch.get_num_threads()
+                init = lambda: torch.set_num_threads(n)  # noqa: E731 (OpenMP thread counts are per thread)
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="mien-heads", initializer=init)
         self._conf: dict[int, float] = {}
         self.rows: dict[str, list] = {k: [] for k in (
             "frame", "t_sec", "face_id", "confidence", "bbox", "landmarks", "euler", "t_mm", "gaze")}
@@ -249,3 +264,8 @@ class FrameAnalyzer:
             self._flush()
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(self._torch_threads)
+            self._torch_threads = None
