@@ -1,13 +1,16 @@
 """Throughput of ``mien.analyze`` against a bare PyAV-decode + MediaPipe face-mesh loop, in one process.
 
 Usage:
-    python benchmarks/analyze_throughput.py [VIDEO ...] [--repeats 2] [--memory]
+    python benchmarks/analyze_throughput.py [VIDEO ...] [--repeats 2] [--memory] [--neural [--backend B]]
 
 For each video, (a) the baseline loop — PyAV decode, ``to_ndarray("rgb24")``, MediaPipe
 ``FaceMesh(refine_landmarks=True)`` — and (b) ``mien.analyze`` with the default outputs (no overlay) are run
 alternately ``--repeats`` times; the best frames/s of each and the ratio b/a are printed.
 ``--memory`` also runs ``mien.analyze`` in fresh processes on growing prefixes of the longest video and prints
 peak resident memory for each, to show that memory does not grow with video length.
+``--neural`` also times ``mien.analyze(au=True, emotion=True)``; ``--backend`` picks what runs the face-api
+networks there (``AnalyzeOptions.backend``: auto = PyTorch, or onnxruntime). Ratios within one process are what
+count: absolute frames/s depend on the machine's load.
 """
 
 from __future__ import annotations
@@ -72,9 +75,12 @@ def main() -> None:
     ap.add_argument("--memory", action="store_true")
     ap.add_argument("--neural", action="store_true",
                     help="also time mien.analyze(au=True, emotion=True) (face-api net + AU model per face)")
+    ap.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
+                    help="backend of the face-api nets in the --neural runs (default auto)")
     args = ap.parse_args()
     videos = [v for v in (args.videos or DEFAULT_VIDEOS) if v.exists()]
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, --backend {args.backend}")
     extra = f" {'+au+emotion fps':>15s} {'ratio':>6s}" if args.neural else ""
     print(f"{'video':40s} {'frames':>6s} {'baseline fps':>12s} {'mien fps':>9s} {'ratio':>6s}{extra}")
     for v in videos:
@@ -86,7 +92,7 @@ def main() -> None:
             n_b, dt = mien_run(str(v))
             best_b = max(best_b, n_b / dt)
             if args.neural:
-                n_c, dt = mien_run(str(v), au=True, emotion=True)
+                n_c, dt = mien_run(str(v), au=True, emotion=True, backend=args.backend)
                 best_c = max(best_c, n_c / dt)
         line = f"{v.name[:40]:40s} {n:6d} {best_a:12.1f} {best_b:9.1f} {best_b / best_a:6.2f}"
         if args.neural:

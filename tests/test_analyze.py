@@ -91,7 +91,8 @@ def test_gaze_follows_the_eyes(analyzed):
     r = analyzed("samples/WolfgangLanger_Pexels.mp4")
     m = (r.t_sec > 6.1) & (r.t_sec < 6.3)
     assert (r.gaze_yaw_deg[m] > r.yaw_deg[m] + 5).all()
-    assert np.isfinite(r.gaze_left_pitch_deg).all()
+    assert np.isfinite(r.gaze_left_pitch_deg[r.gaze_valid]).all()
+    assert np.isnan(r.gaze_left_pitch_deg[~r.gaze_valid]).all()
 
 
 def test_blinks_detected(analyzed):

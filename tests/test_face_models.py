@@ -121,9 +121,9 @@ def test_analyze_with_tokenizer_adds_expression_tokens(tmp_path, shared_data):
     pytest.importorskip("timm")
     import torch
 
+    from mien.heads.tokens import TokenExtractor
     from mien.models import create_model
     from mien.models.tokenizer import save_pretrained
-    from mien.pipelines.tokens import TokenExtractor
 
     torch.manual_seed(0)
     save_pretrained(create_model("tokenizer-tiny"), tmp_path / "tok")

@@ -71,9 +71,10 @@ def test_render_same_as_extractor_and_no_face(tiny_tokenizer_dir, shared_data, t
     """The panels are the training-style crop and the tokenizer's rendering of it (up to H.264 loss); a video
     without a face is a one-line InputError and writes nothing."""
     from mien.errors import InputError
+    from mien.heads.tokens import TokenExtractor
     from mien.io.writer import VideoWriter
     from mien.pipelines.render import render_reconstruction
-    from mien.pipelines.tokens import TokenExtractor, iter_face_crops
+    from mien.pipelines.tokens import iter_face_crops
 
     ex = TokenExtractor(tiny_tokenizer_dir)
     out = tmp_path / "rec.mp4"
@@ -103,10 +104,10 @@ def test_render_same_as_extractor_and_no_face(tiny_tokenizer_dir, shared_data, t
 def test_render_frame_alignment_with_gaps(tiny_tokenizer_dir, shared_data, tmp_path, monkeypatch):
     """Each output frame pairs its own crop with its own rendering across batch boundaries; frames without a
     face keep the frame count (left: last box, right: black)."""
+    from mien.heads.tokens import TokenExtractor
     from mien.io.video import VideoSource
     from mien.io.writer import VideoWriter
     from mien.pipelines.render import render_video
-    from mien.pipelines.tokens import TokenExtractor
 
     real = [fr.image for fr in VideoSource(shared_data / VIDEO, end=0.6)]
     gap = tmp_path / "gap.mp4"

@@ -1,5 +1,5 @@
 """End to end: ``mien train tokenizer fit`` (tiny, 3 steps) → ``mien export tokenizer`` → ``mien render`` /
-``mien tokens plot`` / :class:`~mien.pipelines.tokens.TokenExtractor` on the exported folder."""
+``mien tokens plot`` / :class:`~mien.heads.tokens.TokenExtractor` on the exported folder."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ VIDEOS = ("videos/talking/Input__00010.mp4", "videos/talking/Input__00002.mp4") 
 def test_trained_export_renders(tmp_path, shared_data, monkeypatch):
     import av
 
-    from mien.pipelines.tokens import TokenExtractor, iter_face_crops
+    from mien.heads.tokens import TokenExtractor
+    from mien.pipelines.tokens import iter_face_crops
 
     torch.set_num_threads(1)
     monkeypatch.chdir(tmp_path)

@@ -134,8 +134,7 @@ def test_read_openface_peer_file(shared_data):
     assert r.pitch_deg[0] == pytest.approx(np.degrees(0.29759), abs=1e-3)
     assert r.landmarks[0, 0, 0] == pytest.approx(277.276, abs=1e-3)
     assert np.isfinite(r.gaze_yaw_deg).all()
-    if "gaze_valid" in COLUMN_SPECS:  # lead: drop this guard once the gaze_valid column is merged (issue 8)
-        assert r.gaze_valid.all()  # OpenFace has no such column: its gaze is valid wherever it is finite
+    assert r.gaze_valid.all()  # OpenFace has no such column: its gaze is valid wherever it is finite
     assert "AU12_r" in r.extra and "AU45_c" in r.extra
     assert r.meta["landmark_scheme"] == "ibug68"
 

@@ -18,8 +18,9 @@ VIDEO = "videos/talking/Input__00010.mp4"  # 224², 25 fps, one talking face
 # ---- TokenExtractor -----------------------------------------------------------------------------------------
 def test_extractor_crops_match_training_crops(tiny_tokenizer_dir, shared_data, analyzed):
     """The extractor's crop is the training data's crop (load_face_crops), pixel for pixel."""
+    from mien.heads.tokens import TokenExtractor
     from mien.io.video import VideoSource
-    from mien.pipelines.tokens import TokenExtractor, first_faces
+    from mien.pipelines.tokens import first_faces
     from mien.tasks.tokenizer import load_face_crops
 
     ex = TokenExtractor(tiny_tokenizer_dir)
@@ -34,8 +35,9 @@ def test_extractor_crops_match_training_crops(tiny_tokenizer_dir, shared_data, a
 
 
 def test_extractor_tokens_shape_norm_batching(tiny_tokenizer_dir, shared_data, analyzed):
+    from mien.heads.tokens import TOKEN_COLUMN, TokenExtractor
     from mien.io.video import VideoSource
-    from mien.pipelines.tokens import TOKEN_COLUMN, TokenExtractor, first_faces
+    from mien.pipelines.tokens import first_faces
 
     ex = TokenExtractor(tiny_tokenizer_dir, "cpu", batch_size=4)
     faces = first_faces(analyzed(VIDEO, end=0.5))
@@ -59,8 +61,8 @@ def test_extractor_tokens_shape_norm_batching(tiny_tokenizer_dir, shared_data, a
 def test_extractor_subjects_and_bad_inputs(tiny_tokenizer_dir, tmp_path):
     import mien
     from mien.errors import InputError
+    from mien.heads.tokens import TokenExtractor
     from mien.models.tokenizer import save_pretrained
-    from mien.pipelines.tokens import TokenExtractor
 
     crops = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     a, b = TokenExtractor(tiny_tokenizer_dir, subject_id=0), TokenExtractor(tiny_tokenizer_dir, subject_id=5)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 
-def square_box(bbox: np.ndarray, scale: float = 1.1) -> np.ndarray:
+def square_box(bbox: np.ndarray, scale: float) -> np.ndarray:
     """Square boxes centred on ``bbox`` with side ``scale`` × its longer side.
 
     Args:
@@ -84,14 +84,15 @@ def parse_crop_contract(contract: str) -> tuple[str, float]:
                      "'aligned-ffhq-<margin>')")
 
 
-def face_crop(image: np.ndarray, contract: str, size: int, bbox: np.ndarray | None = None,
+def face_crop(image: np.ndarray, contract, size: int | None = None, bbox: np.ndarray | None = None,
               landmarks: np.ndarray | None = None) -> np.ndarray:
     """The crop a model's contract asks for, from one face of one frame.
 
     Args:
         image: (H, W, 3) uint8 RGB frame.
-        contract: crop contract string (see :func:`parse_crop_contract`).
-        size: output side S in pixels.
+        contract: crop contract string (see :func:`parse_crop_contract`), or a model's input contract
+            (:class:`mien.models.registry.InputContract`: its ``crop`` string and ``crop_size``).
+        size: output side S in pixels (default: the contract's ``crop_size``).
         bbox: (4,) x_min, y_min, x_max, y_max px landmark box (needed by box contracts).
         landmarks: (478, 2|3) px MediaPipe landmarks (needed by aligned contracts).
 
@@ -101,6 +102,11 @@ def face_crop(image: np.ndarray, contract: str, size: int, bbox: np.ndarray | No
     Raises:
         ValueError: unknown contract, or the box/landmarks it needs are missing.
     """
+    if not isinstance(contract, str):
+        size = contract.crop_size if size is None else size
+        contract = contract.crop
+    if size is None:
+        raise ValueError("face_crop: no crop size given")
     kind, value = parse_crop_contract(contract)
     if kind == "box":
         if bbox is None:

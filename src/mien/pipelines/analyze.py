@@ -1,4 +1,8 @@
-"""The main job: frames → faces → per-(frame, face) records (:class:`~mien.AnalysisResult`)."""
+"""The main job: frames → faces → per-(frame, face) records (:class:`~mien.results.result.AnalysisResult`).
+
+:func:`analyze` opens a source and feeds its frames to a :class:`~mien.pipelines.frame_analyzer.FrameAnalyzer`
+(landmarks, tracking, pose, gaze, heads); :func:`analyze_files` runs it over many inputs and writes the outputs.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +11,15 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
 
 import numpy as np
 
-from mien.face.blink import detect_blinks
-from mien.face.geometry import (
-    HeadPoseEstimator,
-    direction_to_angles,
-    eye_aspect_ratio,
-    gaze_directions,
-    mouth_openness,
-    rotation_to_euler,
-)
-from mien.face.landmarker import MediaPipeFaceMesh
-from mien.face.tracking import IoUTracker
-from mien.io.hashing import sha256_file
 from mien.io.video import Frame, ImageSource, VideoSource, WebcamSource, open_source
-from mien.pipelines.face_models import EMOTIONS, ExpressionModel, IdentityModel, ReIdentifier
-from mien.results.result import COLUMN_SPECS, AnalysisResult
+from mien.pipelines.frame_analyzer import FrameAnalyzer
+from mien.results.result import AnalysisResult
+
+__all__ = ["AnalyzeOptions", "BatchReport", "FrameAnalyzer", "analyze", "analyze_files", "analyze_source",
+           "output_paths", "write_outputs"]
 
 
 @dataclass
@@ -55,13 +48,27 @@ class AnalyzeOptions:
         au_baseline: person-specific normalisation of the AU features, as OpenFace does offline: each
             track's median feature vector is taken as its neutral face and replaced by the training
             population's mean before classification. Use on videos long enough to contain neutral moments.
-        au_model: a checkpoint (.ckpt) or ONNX file made by ``mien train au`` / ``mien export au``, used
-            instead of the default AU model (its crops follow the contract stored in the file).
+            Feature AU models only (default or a safetensors folder).
+        au_model: an AU model used instead of the default one: an ONNX file made by ``mien export au``
+            (its crops follow the contract stored in the file; runs in onnxruntime, no PyTorch needed), or a
+            folder written by :func:`mien.models.au.save_au_head`. A training checkpoint (.ckpt) is refused:
+            convert it with ``mien export au --checkpoint X.ckpt -o X.onnx``.
         tokenizer: folder of an exported expression tokenizer (``mien export tokenizer``): adds the
             per-face ``expression_token`` column (D,), unit norm, encoded with subject 0's embedding.
         identity: re-identify a face that leaves and comes back with face-api FaceRecognitionNet descriptors
             (computed once per new track), so it keeps its ``face_id``; mean descriptors per id go in
             ``meta["identity"]``. None (default): on when PyTorch (the ``models`` extra) is installed.
+        smooth: One Euro-filter (Casiez et al. 2012) landmarks, head pose and gaze over time per track
+            (parameters in :data:`mien.face.smoothing.SMOOTHING`, recorded in ``meta["smoothing"]``); removes
+            landmark jitter on still faces with little lag on movement. Eye ratios, mouth openness, blinks,
+            boxes and the neural heads use the unsmoothed landmarks. Off by default.
+        backend: what runs the face-api networks: "auto" (PyTorch: onnxruntime's last-bit differences would
+            change rounded outputs), "torch" or "onnxruntime" (~2× faster on CPU; exported once from the
+            shipped weights and cached, see :mod:`mien.heads.backends`).
+        batch_size: faces per batch of the neural heads (crops are collected across frames).
+        threads: intra-op threads of the neural heads (PyTorch, set for the time of the analysis, and
+            onnxruntime); None: half the CPU cores, at most ``$OMP_NUM_THREADS``
+            (:func:`mien.heads.backends.head_threads`: the heads run alongside MediaPipe).
         device: device for neural models that run in PyTorch ("cpu", "cuda"); MediaPipe always runs on CPU.
         progress: show a progress bar.
     """
@@ -81,281 +88,31 @@ class AnalyzeOptions:
     au_model: str | None = None
     tokenizer: str | None = None
     identity: bool | None = None
+    smooth: bool = False
+    backend: str = "auto"
+    batch_size: int = 32
+    threads: int | None = None
     device: str = "cpu"
     progress: bool = False
 
     def __post_init__(self) -> None:
-        if self.au_model and self.au_baseline:
-            raise ValueError("au_baseline works with the default AU model only, not with au_model")
+        if self.au_model is not None:
+            from mien.heads.au import refuse_checkpoint
+
+            self.au_model = os.fspath(self.au_model)
+            refuse_checkpoint(self.au_model)
+            if self.au_baseline and not os.path.isdir(self.au_model):
+                raise ValueError("au_baseline works with the default AU model only, not with au_model")
         if self.every < 1:
             raise ValueError(f"every must be >= 1, got {self.every}")
         if self.max_faces < 1:
             raise ValueError(f"max_faces must be >= 1, got {self.max_faces}")
-
-
-def _torch_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("safetensors") is not None
-
-
-@lru_cache(maxsize=16)
-def _sha256(path: str) -> str:
-    return sha256_file(path)
-
-
-def _model_meta(fa: FrameAnalyzer) -> dict:
-    models = {k: {"name": fa.mesh.name, "file": os.path.basename(p), "sha256": _sha256(p)}
-              for k, p in fa.mesh.model_files.items()}
-    from mien.models.faceapi import EXPRESSION_WEIGHTS, RECOGNITION_WEIGHTS, asset_path
-
-    for key, model, fname in (("expression", fa.expression, EXPRESSION_WEIGHTS),
-                              ("identity", fa.reid.model, RECOGNITION_WEIGHTS)):
-        if model is not None:
-            p = str(asset_path(fname))
-            models[key] = {"name": model.name, "file": fname, "sha256": _sha256(p)}
-    if fa.custom_au is not None:
-        models["au"] = {"name": "mien-au-trained", "file": os.path.basename(fa.options.au_model),
-                        "sha256": _sha256(fa.options.au_model)}
-    if fa.tokens is not None:
-        models["tokenizer"] = {"name": fa.tokens.name, "files": {
-            os.path.basename(f): _sha256(f) for f in fa.tokens.files}}
-    canon = resources.files("mien.assets").joinpath("canonical_face_model.npy")
-    with resources.as_file(canon) as p:
-        models["head_pose_model"] = {"name": "mediapipe-canonical-face", "file": p.name, "sha256": _sha256(str(p))}
-    return models
-
-
-class FrameAnalyzer:
-    """Per-frame analysis state: landmarker, tracker and pose estimator for one source.
-
-    Args:
-        width, height: frame size in pixels.
-        options: :class:`AnalyzeOptions`.
-        static: treat frames as unrelated images.
-    """
-
-    def __init__(self, width: int, height: int, options: AnalyzeOptions, static: bool = False):
-        self.options = options
-        self.static = static
-        detector = options.detector if options.detector != "auto" else ("full" if static else "short")
-        self.mesh = MediaPipeFaceMesh(options.max_faces, static_image_mode=static, detector=detector,
-                                      min_detection_confidence=options.min_detection_confidence,
-                                      min_tracking_confidence=options.min_tracking_confidence,
-                                      max_side=options.max_side)
-        self.tracker = IoUTracker()
-        self.pose = HeadPoseEstimator(width, height, options.focal_px)
-        needs = [name for name, on in (("--emotion", options.emotion), ("--au", options.au),
-                                        ("--au-model", options.au_model), ("--tokenizer", options.tokenizer),
-                                        ("--reid", options.identity)) if on]
-        if needs and not _torch_available():
-            raise ValueError(f"{', '.join(needs)}: needs PyTorch, which is not installed "
-                             f"(pip install \"mien[models]\")")
-        self.expression = ExpressionModel(options.device) if (options.emotion or options.au) else None
-        self.tokens = None
-        self._tok_crops: list[np.ndarray] = []
-        self._tok_out: list[np.ndarray] = []
-        if options.tokenizer:
-            from mien.pipelines.tokens import TokenExtractor
-
-            self.tokens = TokenExtractor(options.tokenizer, options.device)
-        self.custom_au = None
-        self._au_crops: list[np.ndarray] = []
-        self._au_out: list[np.ndarray] = []
-        self._au_int: list[np.ndarray] = []
-        if options.au_model:
-            from mien.tasks.au import load_au_model
-
-            self.custom_au = load_au_model(options.au_model, options.device)
-        self.au_model = None
-        if options.au and not options.au_model:
-            from mien.models.au import load_default_au_model
-
-            self.au_model = load_default_au_model(options.device)
-        use_identity = options.identity if options.identity is not None else _torch_available()
-        self.reid = ReIdentifier(IdentityModel(options.device) if use_identity else None)
-        self._conf: dict[int, float] = {}
-        self._crops: list[np.ndarray] = []
-        self._emotion: list[np.ndarray] = []
-        self._embedding: list[np.ndarray] = []
-        self.rows: dict[str, list] = {k: [] for k in (
-            "frame", "t_sec", "face_id", "confidence", "bbox", "landmarks", "euler", "t_mm", "gaze")}
-
-    def _padded_retry(self, image: np.ndarray) -> list:
-        """Still images that are tight face crops (the face fills the frame) defeat MediaPipe's detector; retry
-        on the image framed by a black border of half its size and map the landmarks back."""
-        h, w = image.shape[:2]
-        pad = max(h, w) // 2
-        padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
-        faces = self.mesh.process(padded)
-        for f in faces:
-            f.landmarks[:, :2] -= pad
-            f.bbox -= pad
-        return faces
-
-    def _flush(self) -> None:
-        """Run the expression net on the crops collected so far (batched for speed)."""
-        if self.expression is not None and self._crops:
-            probs, emb = self.expression(np.stack(self._crops))
-            self._emotion.append(probs)
-            self._embedding.append(emb)
-            self._crops = []
-        if self.custom_au is not None and self._au_crops:
-            pred = self.custom_au.predict(np.stack(self._au_crops))
-            self._au_out.append(pred["probs"])
-            if "intensity" in pred:
-                self._au_int.append(pred["intensity"])
-            self._au_crops = []
-        if self.tokens is not None and self._tok_crops:
-            self._tok_out.append(self.tokens(np.stack(self._tok_crops)))
-            self._tok_crops = []
-
-    def process(self, frame: Frame) -> int:
-        """Analyse one frame and append its rows; returns the number of faces found."""
-        faces = self.mesh.process(frame.image)
-        if not faces and self.static:
-            faces = self._padded_retry(frame.image)
-        if not faces:
-            self.tracker.update(np.zeros((0, 4), np.float32))
-            return 0
-        boxes = np.stack([f.bbox for f in faces])
-        track_ids = self.tracker.update(boxes)
-        ids = self.reid.person_ids(frame.image, track_ids, boxes, self.tracker.live_ids)
-        rows = self.rows
-        for face, fid in zip(faces, ids, strict=True):
-            if self.expression is not None:
-                self._crops.append(self.expression.crop(frame.image, face.bbox))
-            if self.tokens is not None:
-                self._tok_crops.append(self.tokens.crop(frame.image, face.bbox, face.landmarks))
-            if self.custom_au is not None:
-                self._au_crops.append(self.custom_au.crop_faces([frame.image], face.landmarks[None])[0])
-            if face.detection_score is not None:
-                self._conf[fid] = face.detection_score
-            R, t_mm = self.pose.estimate(face.landmarks)
-            rows["frame"].append(frame.index)
-            rows["t_sec"].append(frame.t_sec)
-            rows["face_id"].append(fid)
-            rows["confidence"].append(self._conf.get(fid, np.nan))
-            rows["bbox"].append(face.bbox)
-            rows["landmarks"].append(face.landmarks)
-            rows["euler"].append(rotation_to_euler(R))
-            rows["t_mm"].append(t_mm)
-            rows["gaze"].append(gaze_directions(face.landmarks, R))
-        if max(len(self._crops), len(self._tok_crops), len(self._au_crops)) >= 32:
-            self._flush()
-        if len(self._conf) > 64:  # forget ended tracks
-            live = self.tracker.live_ids
-            self._conf = {k: v for k, v in self._conf.items() if k in live}
-        return len(faces)
-
-    def result(self, meta: dict) -> AnalysisResult:
-        """All rows so far as an :class:`AnalysisResult` (blinks detected per track, rows sorted)."""
-        self._flush()
-        r = self.rows
-        n = len(r["frame"])
-        meta = dict(meta)
-        extra_meta = {}
-        if self.options.emotion:
-            for label in EMOTIONS:
-                extra_meta[f"emotion_{label}"] = {"unit": "probability", "description": (
-                    f"probability of a {label} expression (face-api FaceExpressionNet, 7 classes sum to 1)")}
-            extra_meta["expression_embedding"] = {"unit": "", "description": (
-                "(256,) face-api FaceExpressionNet features of the 112-px face crop, non-negative")}
-        if self.tokens is not None:
-            from mien.pipelines.tokens import TOKEN_COLUMN
-
-            extra_meta[TOKEN_COLUMN] = self.tokens.column_meta()
-        if self.custom_au is not None:
-            for name in self.custom_au.names:
-                extra_meta[name] = {"unit": "probability", "description": (
-                    f"probability that {name} is present ({os.path.basename(self.options.au_model)})")}
-            meta["au"] = {"model": os.path.basename(self.options.au_model), "names": list(self.custom_au.names),
-                          "thresholds": [0.5] * len(self.custom_au.names), "baseline": False}
-            if self.custom_au.contract.get("intensity", "none") != "none":
-                for name in self.custom_au.names:
-                    extra_meta[f"{name}_intensity"] = {"unit": "FACS 0-5", "description": (
-                        f"{name} intensity on the FACS scale 0 (absent) to 5 (E)")}
-        if self.au_model is not None:
-            for name in self.au_model.au_names:
-                extra_meta[name] = {"unit": "probability", "description": (
-                    f"probability that {name} is present (mien AU default model, posed CK+ training data)")}
-            meta["au"] = {"model": "mien-au-default-ckplus", "names": list(self.au_model.au_names),
-                          "thresholds": [float(t) for t in self.au_model.thresholds.cpu()],
-                          "baseline": bool(self.options.au_baseline)}
-        meta["extra_columns"] = extra_meta
-        if self.reid.model is not None:
-            meta["identity"] = {"model": self.reid.model.name, "descriptors": {
-                str(k): v for k, v in self.reid.descriptors().items()}}
-        if n == 0:
-            extra = {}
-            if self.options.emotion:
-                extra = {f"emotion_{label}": np.zeros(0, np.float32) for label in EMOTIONS}
-                extra["expression_embedding"] = np.zeros((0, 256), np.float32)
-            if self.au_model is not None:
-                extra.update({name: np.zeros(0, np.float32) for name in self.au_model.au_names})
-            if self.tokens is not None:
-                extra["expression_token"] = np.zeros((0, self.tokens.dim), np.float32)
-            if self.custom_au is not None:
-                extra.update({name: np.zeros(0, np.float32) for name in self.custom_au.names})
-                if self.custom_au.contract.get("intensity", "none") != "none":
-                    extra.update({f"{n}_intensity": np.zeros(0, np.float32) for n in self.custom_au.names})
-            return AnalysisResult.from_columns({"frame": np.zeros(0, np.int64), **extra}, meta=meta)
-        lm = np.stack(r["landmarks"])
-        euler = np.degrees(np.array(r["euler"]))
-        gaze = np.array(r["gaze"])  # (N, 2 eyes [left, right], 3)
-        per_eye = direction_to_angles(gaze)
-        both = direction_to_angles(gaze.sum(1))
-        ear = eye_aspect_ratio(lm)
-        t_mm = np.array(r["t_mm"])
-        cols = dict(
-            frame=np.array(r["frame"]), t_sec=np.array(r["t_sec"]), face_id=np.array(r["face_id"]),
-            confidence=np.array(r["confidence"]), bbox=np.stack(r["bbox"]), landmarks=lm,
-            pitch_deg=euler[:, 0], yaw_deg=euler[:, 1], roll_deg=euler[:, 2],
-            tx_mm=t_mm[:, 0], ty_mm=t_mm[:, 1], tz_mm=t_mm[:, 2],
-            gaze_yaw_deg=both[:, 0], gaze_pitch_deg=both[:, 1],
-            gaze_left_yaw_deg=per_eye[:, 0, 0], gaze_left_pitch_deg=per_eye[:, 0, 1],
-            gaze_right_yaw_deg=per_eye[:, 1, 0], gaze_right_pitch_deg=per_eye[:, 1, 1],
-            ear_left=ear[:, 0], ear_right=ear[:, 1], mouth_open=mouth_openness(lm),
-            blink=np.zeros(n, bool),
-        )
-        if self.options.emotion:
-            probs = np.concatenate(self._emotion)
-            for i, label in enumerate(EMOTIONS):
-                cols[f"emotion_{label}"] = probs[:, i]
-            cols["expression_embedding"] = np.concatenate(self._embedding)
-        if self.tokens is not None:
-            cols["expression_token"] = np.concatenate(self._tok_out)
-        if self.custom_au is not None:
-            probs = np.concatenate(self._au_out)
-            cols.update({name: probs[:, i] for i, name in enumerate(self.custom_au.names)})
-            if self._au_int:
-                inten = np.concatenate(self._au_int) * 5.0  # model predicts FACS intensity / 5
-                cols.update({f"{name}_intensity": inten[:, i] for i, name in enumerate(self.custom_au.names)})
-        if self.au_model is not None:
-            cols.update(self._action_units(np.concatenate(self._embedding), lm, cols["face_id"]))
-        order = np.lexsort((cols["face_id"], cols["frame"]))
-        cols = {k: v[order] for k, v in cols.items()}
-        for fid in np.unique(cols["face_id"]):
-            m = cols["face_id"] == fid
-            cols["blink"][m] = detect_blinks(cols["t_sec"][m], (cols["ear_left"][m] + cols["ear_right"][m]) / 2)
-        extra = {k: cols.pop(k) for k in list(cols) if k not in COLUMN_SPECS}
-        return AnalysisResult(**cols, meta=meta, extra=extra)
-
-    def _action_units(self, embedding: np.ndarray, landmarks: np.ndarray, face_id: np.ndarray) -> dict:
-        """AU probability columns (N,) per AU name from embeddings (N, 256) and landmarks (N, 478, 3)."""
-        from mien.models.au import combine_features, predict_au
-
-        feats = combine_features(embedding, landmarks)
-        if self.options.au_baseline:
-            population = self.au_model.feature_mean.cpu().numpy()
-            for fid in np.unique(face_id):
-                m = face_id == fid
-                feats[m] = feats[m] - np.median(feats[m], axis=0) + population
-        probs = predict_au(feats, self.au_model)
-        return {name: probs[:, i] for i, name in enumerate(self.au_model.au_names)}
-
-    def close(self) -> None:
-        self.mesh.close()
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.backend not in ("auto", "torch", "onnxruntime"):
+            raise ValueError(f"backend must be 'auto', 'torch' or 'onnxruntime', got {self.backend!r}")
 
 
 def analyze(source: str | os.PathLike, options: AnalyzeOptions | None = None, *,
@@ -423,7 +180,7 @@ def analyze_source(src: VideoSource | ImageSource | WebcamSource, options: Analy
         "frames_processed": processed, "frames_decoded": src.frames_decoded,
         "corrupt_frames": src.corrupt_frames, "landmark_scheme": "mediapipe478",
         "camera": {"focal_px": float(fa.pose.K[0, 0]), "cx": float(fa.pose.K[0, 2]), "cy": float(fa.pose.K[1, 2])},
-        "models": _model_meta(fa),
+        "models": fa.model_meta(),
         "options": dataclasses.asdict(options) | {"progress": False},
         "elapsed_sec": round(elapsed, 3),
     }

@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from mien.errors import InputError
-from mien.pipelines.tokens import TokenExtractor, first_faces, resolve_analysis
+from mien.heads.tokens import TokenExtractor
+from mien.pipelines.tokens import first_faces, resolve_analysis
 
 KINDS = ("reconstruction", "swap")
 
@@ -69,7 +70,7 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
 
     Args:
         video: input video file.
-        tokenizer: exported tokenizer folder, or a :class:`~mien.pipelines.tokens.TokenExtractor`.
+        tokenizer: exported tokenizer folder, or a :class:`~mien.heads.tokens.TokenExtractor`.
         output: output .mp4 path (parent folders are created).
         kind: "reconstruction" or "swap".
         subject: subject-embedding index used to encode (and, for reconstruction, to decode).

@@ -54,6 +54,8 @@ COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("gaze_left_pitch_deg", "float32", (), "deg", "subject's left eye gaze pitch"),
     ColumnSpec("gaze_right_yaw_deg", "float32", (), "deg", "subject's right eye gaze yaw"),
     ColumnSpec("gaze_right_pitch_deg", "float32", (), "deg", "subject's right eye gaze pitch"),
+    ColumnSpec("gaze_valid", "bool", (), "", "gaze is measured: False when the eyes are (nearly) closed (mean eye "
+               "aspect ratio < 0.15, where the iris is hidden), and then every gaze column is NaN"),
     ColumnSpec("ear_left", "float32", (), "", "eye aspect ratio of the subject's left eye (~0.3 open, <0.15 closed)"),
     ColumnSpec("ear_right", "float32", (), "", "eye aspect ratio of the subject's right eye"),
     ColumnSpec("mouth_open", "float32", (), "", "inner-lip gap / inner mouth width (0 closed)"),
@@ -94,7 +96,8 @@ class AnalysisResult:
         yaw_deg, pitch_deg, roll_deg: float32 (N,) degrees
         tx_mm, ty_mm, tz_mm: float32 (N,) millimetres
         gaze_yaw_deg, gaze_pitch_deg, gaze_left_yaw_deg, gaze_left_pitch_deg, gaze_right_yaw_deg,
-        gaze_right_pitch_deg: float32 (N,) degrees
+        gaze_right_pitch_deg: float32 (N,) degrees (NaN where ``gaze_valid`` is False)
+        gaze_valid: bool (N,); default (None): where ``gaze_yaw_deg`` is finite
         ear_left, ear_right, mouth_open: float32 (N,) ratios
         blink: bool (N,)
         meta: JSON-serialisable dict: source, fps, width, height, frames_processed, landmark_scheme, models,
@@ -125,11 +128,14 @@ class AnalysisResult:
     ear_right: np.ndarray
     mouth_open: np.ndarray
     blink: np.ndarray
+    gaze_valid: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(np.asarray(self.frame))
+        if self.gaze_valid is None:
+            self.gaze_valid = np.isfinite(np.asarray(self.gaze_yaw_deg, np.float32))
         for spec in COLUMNS:
             arr = np.asarray(getattr(self, spec.name), dtype=spec.dtype)
             if spec.name == "landmarks" and arr.size == 0 and arr.ndim != 3:

@@ -11,10 +11,11 @@ def live_preview(image: np.ndarray, frame_index: int, analyzer) -> np.ndarray:
     Args:
         image: RGB uint8 (H, W, 3) frame.
         frame_index: its index (the analyzer's rows of this frame are drawn).
-        analyzer: the :class:`~mien.pipelines.analyze.FrameAnalyzer` that processed it.
+        analyzer: the :class:`~mien.pipelines.frame_analyzer.FrameAnalyzer` that processed it.
 
     Returns:
-        RGB uint8 (H, W, 3) with landmarks/boxes drawn; with a tokenizer (``analyzer.tokens``), (H, W + H, 3):
+        RGB uint8 (H, W, 3) with landmarks/boxes drawn; with a tokenizer head (``analyzer.head("tokenizer")``),
+        (H, W + H, 3):
         the reconstruction of the first face of the frame, encoded and decoded by the tokenizer, as a square
         panel on the right (black when the frame has no face).
     """
@@ -34,9 +35,10 @@ def live_preview(image: np.ndarray, frame_index: int, analyzer) -> np.ndarray:
         part = AnalysisResult.from_columns({"frame": rows["frame"][-k:], "face_id": rows["face_id"][-k:],
                                             "bbox": rows["bbox"][-k:], "landmarks": rows["landmarks"][-k:]})
         out = draw_faces(image, part, list(range(k)))
-    tok = getattr(analyzer, "tokens", None)
-    if tok is None:
+    head = analyzer.head("tokenizer")
+    if head is None:
         return out
+    tok = head.extractor
     h = image.shape[0]
     panel = np.zeros((h, h, 3), np.uint8)
     if k:

@@ -169,7 +169,7 @@ def save_au_head(model, out_dir, thresholds=None, dropout: float | None = None, 
     from safetensors.torch import save_file
 
     from mien.io.atomic import atomic_output
-    from mien.models.au.features import CROP_SCALE, CROP_SIZE
+    from mien.models.registry import FACE_BOX_CROP
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -197,9 +197,9 @@ def save_au_head(model, out_dir, thresholds=None, dropout: float | None = None, 
             "expression": {
                 "dim": EXPRESSION_DIM,
                 "net": "face-api FaceExpressionNet.embed (mien.models.faceapi.load_expression_net)",
-                "crop": f"mien.face.crops.crop_square(rgb_uint8, square_box(landmark_bbox, {CROP_SCALE}), "
-                        f"{CROP_SIZE}); landmark_bbox = min/max of the 478 landmarks' x, y in pixels; "
-                        "black outside the image",
+                "crop": f"mien.face.crops.face_crop(rgb_uint8, {FACE_BOX_CROP!r}, {CROP_SIZE}, landmark_bbox) "
+                        "(square of 1.1 x the longer side, centred on the box); landmark_bbox = min/max of the 478 "
+                        "landmarks' x, y in pixels; black outside the image",
                 "input": f"to_batch_tensor(crops, {CROP_SIZE}): RGB float [0, 255]",
             },
             "geometry": {
@@ -260,7 +260,7 @@ def combine_features(embedding: np.ndarray, landmarks: np.ndarray) -> np.ndarray
 
     Args:
         embedding: (B, 256) face-api expression embeddings of ``face_crops(images, landmark_bboxes(lm))``
-            (in ``mien analyze``: the expression net's embedding of its 1.1× square landmark-box crop).
+            (in ``mien analyze``: the expression head's embedding of its ``FACE_BOX_CROP`` crop).
         landmarks: (B, 478, 3) MediaPipe landmarks in pixels.
 
     Returns:
@@ -342,11 +342,11 @@ def tight_crop_features(images, mirror: bool = True, net=None, mesh=None) -> tup
 
 
 def _register() -> None:
-    from mien.models.registry import InputContract, register_model
+    from mien.models.registry import FACE_BOX_CROP, InputContract, register_model
 
     register_model(
         "au-default", "au",
-        InputContract(CROP_SIZE, "0-255", crop="landmark-box-square-1.1", landmark_scheme="mediapipe478"),
+        InputContract(CROP_SIZE, "0-255", crop=FACE_BOX_CROP, landmark_scheme="mediapipe478"),
         "AU occurrence MLP on face-api embedding + aligned mesh (1660 features, combine_features); "
         "trained by mien on CK+ FACS labels (posed)",
     )(load_default_au_model)

@@ -121,10 +121,10 @@ def load_recognition_net(device: str | torch.device = "cpu") -> FaceRecognitionN
 
 
 def _register() -> None:
-    from mien.models.registry import InputContract, register_model
+    from mien.models.registry import FACE_BOX_CROP, InputContract, register_model
 
     mean = (122.782, 117.001, 104.298)
-    crop = "landmark-box-square-1.1"
+    crop = FACE_BOX_CROP
     register_model("faceapi-expression", "faceapi",
                    InputContract(112, "0-255", mean, (255.0, 255.0, 255.0), crop=crop),
                    "face-api FaceExpressionNet: 7 emotions + 256-d embedding (MIT, converted weights)",
