@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import mien
 from mien.errors import InputError
 from mien.face.landmarks import IBUG68
-from mien.results.result import COLUMN_SPECS, COLUMNS, AnalysisResult
+from mien.results.result import COLUMNS, AnalysisResult
 
 
 def _random_result(n: int, seed: int, k: int = 478) -> AnalysisResult:

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mien.heads.au import ONNX_METADATA_KEY
+
 __all__ = ["ONNX_METADATA_KEY", "export_au_checkpoint", "export_au_head", "export_au_onnx", "load_au_task"]
 
-ONNX_METADATA_KEY = "mien_au"
 """``metadata_props`` key of an exported AU ONNX model; its value is the task's contract as JSON."""
 
 

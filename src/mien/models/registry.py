@@ -20,6 +20,8 @@ FACE_BOX_CROP = "landmark-box-square-1.1"
 """The crop of the face-api nets and of mien's default AU model: a square of 1.1 × the longer side of the
 MediaPipe landmark box, centred on it, black outside the frame (as face-api pads its detections). The only
 place this number is written; contracts name it, :func:`mien.face.crops.face_crop` cuts it."""
+FACE_BOX_SCALE = float(FACE_BOX_CROP.rsplit("-", 1)[1])
+"""The scale of :data:`FACE_BOX_CROP` as a number (for code that takes a scale, e.g. AU training options)."""
 
 
 @dataclass(frozen=True)

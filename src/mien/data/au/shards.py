@@ -18,6 +18,7 @@ import torch
 from mien.data.au.images import prepare_image
 from mien.data.au.labelled import LabelledAUDataset, label_item
 from mien.data.labels.facs import au_column_name, normalize_intensity
+from mien.models.registry import FACE_BOX_SCALE
 
 __all__ = ["SHARD_CROPS", "ShardAUDataset", "ShardFrameDataset", "same_root", "shard_face_crops"]
 
@@ -26,7 +27,7 @@ SHARD_CROPS = ("landmarks", "aligned")
 
 
 def shard_face_crops(video: np.ndarray, landmarks: np.ndarray, size: int, crop: str = "landmarks",
-                     crop_scale: float = 1.1) -> np.ndarray:
+                     crop_scale: float = FACE_BOX_SCALE) -> np.ndarray:
     """AU training crops from the frames of a ``mien prepare`` clip.
 
     Args:
@@ -125,7 +126,7 @@ class ShardAUDataset(LabelledAUDataset):
 
     def __init__(self, root: str, au_names: Sequence[str] | None = None, image_size: int = 64,
                  label_kind: str = "intensity", occurrence_threshold: float = 1.0, crop: str = "landmarks",
-                 crop_scale: float = 1.1, frame_step: int = 1, grayscale: bool = False,
+                 crop_scale: float = FACE_BOX_SCALE, frame_step: int = 1, grayscale: bool = False,
                  max_frames: int | None = None):
         from mien.data.reader import iter_samples, open_dataset
 
@@ -212,7 +213,7 @@ class ShardFrameDataset(torch.utils.data.IterableDataset):
         InputError: ``root`` is not a prepared dataset. ValueError: no frame left.
     """
 
-    def __init__(self, root: str, image_size: int = 64, crop: str = "landmarks", crop_scale: float = 1.1,
+    def __init__(self, root: str, image_size: int = 64, crop: str = "landmarks", crop_scale: float = FACE_BOX_SCALE,
                  frame_step: int = 1, grayscale: bool = False, max_frames: int | None = None,
                  exclude_subjects: Sequence[str] | None = None, shuffle: bool = True, buffer: int = 512,
                  seed: int = 0):

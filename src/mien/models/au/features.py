@@ -23,6 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mien.models.registry import FACE_BOX_SCALE
+
 __all__ = [
     "CROP_SCALE",
     "CROP_SIZE",
@@ -37,7 +39,7 @@ __all__ = [
     "tight_crop_landmarks",
 ]
 
-CROP_SCALE = 1.1
+CROP_SCALE = FACE_BOX_SCALE
 """Side of the square crop as a multiple of the longer side of the landmark box (as ``mien analyze``)."""
 CROP_SIZE = 112
 """Side in pixels of the crop fed to the face-api expression net."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mien.models.registry import FACE_BOX_SCALE
+
 __all__ = [
     "BackboneConfig",
     "ImageInput",
@@ -72,7 +74,7 @@ class ImageInput:
 
     size: int = 64
     grayscale: bool = False
-    crop_scale: float = 1.1
+    crop_scale: float = FACE_BOX_SCALE
 
 
 @dataclass
