@@ -62,9 +62,9 @@ class AnalyzeOptions:
             (parameters in :data:`mien.face.smoothing.SMOOTHING`, recorded in ``meta["smoothing"]``); removes
             landmark jitter on still faces with little lag on movement. Eye ratios, mouth openness, blinks,
             boxes and the neural heads use the unsmoothed landmarks. Off by default.
-        backend: what runs the face-api networks: "auto" (PyTorch: onnxruntime's last-bit differences would
-            change rounded outputs), "torch" or "onnxruntime" (~2× faster on CPU; exported once from the
-            shipped weights and cached, see :mod:`mien.heads.backends`).
+        backend: what runs the face-api expression network: "auto" (onnxruntime when installed, ~2× faster on
+            a CPU; exported once from the shipped weights, parity-checked and cached, see
+            :mod:`mien.heads.backends`; values equal PyTorch's to ~1e-5), "torch" or "onnxruntime".
         batch_size: faces per batch of the neural heads (crops are collected across frames).
         threads: intra-op threads of the neural heads (PyTorch, set for the time of the analysis, and
             onnxruntime); None: half the CPU cores, at most ``$OMP_NUM_THREADS``
