@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import warnings
 from functools import partial
-from multiprocessing import Pool
 
 import numpy as np
 
@@ -76,7 +75,7 @@ def _frd_one(k, pred, listener, appropriate):
     return total
 
 
-def _tlcc_one(k, pred, speaker, max_lag):
+def _tlcc_one(k, pred, speaker, max_lag=49):
     for i in range(pred.shape[1]):
         x, y = pred[k, i], speaker[k]
         rs = []
@@ -94,26 +93,48 @@ def _tlcc_one(k, pred, speaker, max_lag):
         return abs(max_lag - idx)  # returns inside the loop: only the first reaction counts
 
 
-def _pool_map(fn, n, workers):
-    if workers <= 1:
-        return [fn(k) for k in range(n)]
-    with Pool(workers) as pool:
-        return pool.map(fn, range(n))
+_SHARED: dict = {}  # the arrays, inherited by forked workers instead of pickled per task
 
 
-def frcorr(pred, listener, appropriate, workers=2):
-    return float(np.sum(_pool_map(partial(_frc_one, pred=pred, listener=listener, appropriate=appropriate),
-                                  len(pred), workers)) / len(pred))
+def _call(fn, k):
+    return fn(k, **_SHARED)
 
 
-def frdist(pred, listener, appropriate, workers=2):
-    return float(np.sum(_pool_map(partial(_frd_one, pred=pred, listener=listener, appropriate=appropriate),
-                                  len(pred), workers)) / len(pred))
+def _pool_map(fn, speakers, workers, **arrays):
+    _SHARED.clear()
+    _SHARED.update(arrays)
+    try:
+        if workers <= 1:
+            return [fn(k, **arrays) for k in speakers]
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(workers) as pool:
+            return pool.map(partial(_call, fn), speakers)
+    finally:
+        _SHARED.clear()
 
 
-def frsyn(pred, speaker, workers=2, max_lag=49):
-    return float(np.mean(_pool_map(partial(_tlcc_one, pred=pred, speaker=speaker, max_lag=max_lag),
-                                   len(pred), workers)))
+def _speakers(pred, speakers):
+    return list(range(len(pred))) if speakers is None else list(speakers)
+
+
+def frcorr(pred, listener, appropriate, workers=2, speakers=None):
+    """Official FRCorr; ``speakers``: evaluate (and average over) only these speaker indices (for timing)."""
+    ks = _speakers(pred, speakers)
+    vals = _pool_map(_frc_one, ks, workers, pred=pred, listener=listener, appropriate=appropriate)
+    return float(np.sum(vals) / len(ks))
+
+
+def frdist(pred, listener, appropriate, workers=2, speakers=None):
+    ks = _speakers(pred, speakers)
+    vals = _pool_map(_frd_one, ks, workers, pred=pred, listener=listener, appropriate=appropriate)
+    return float(np.sum(vals) / len(ks))
+
+
+def frsyn(pred, speaker, workers=2, max_lag=49, speakers=None):
+    ks = _speakers(pred, speakers)
+    return float(np.mean(_pool_map(partial(_tlcc_one, max_lag=max_lag), ks, workers, pred=pred,
+                                   speaker=speaker)))
 
 
 def frdiv(pred):

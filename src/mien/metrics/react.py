@@ -53,6 +53,7 @@ DIM = 25
 DTW_SLICES = ((0, 15, 1 / 15), (15, 17, 1.0), (17, 25, 1 / 8))
 #: official FRSyn lag range: 2 s at 25 fps → lags −49…49
 SYN_MAX_LAG = 49
+_CHUNK = 256  # speakers (or reactions) per batched step: bounds temporaries to ~_CHUNK·R·T·25 float64
 
 
 def _arr(x: Any, name: str, ndim: int) -> np.ndarray:
@@ -128,14 +129,16 @@ def frcorr(pred: Any, listener: Any, appropriate: Any, corrected: bool = False) 
     lst = _seqs(p, listener, "listener")
     a = _appropriate(p, appropriate)
     t = p.shape[2]
-    mp, ml = p.mean(2), lst.mean(1)  # (N, R, D), (N, D)
-    pc, lc = p - mp[:, :, None], lst - ml[:, None]
-    spp, sll = (pc * pc).sum(2), (lc * lc).sum(1)
+    ml = lst.mean(1)  # (N, D)
+    lc = lst - ml[:, None]
+    sll = (lc * lc).sum(1)
     total = 0.0
     for k in range(p.shape[0]):
         js = np.flatnonzero(a[k])
-        sxy = np.einsum("itc,jtc->ijc", pc[k], lc[js], optimize=True)  # (R, J, D)
-        c = _ccc_from(sxy, spp[k][:, None], sll[js][None], mp[k][:, None], ml[js][None], t)
+        mp = p[k].mean(1)  # (R, D)
+        pc = p[k] - mp[:, None]
+        sxy = np.einsum("itc,jtc->ijc", pc, lc[js], optimize=True)  # (R, J, D)
+        c = _ccc_from(sxy, (pc * pc).sum(1)[:, None], sll[js][None], mp[:, None], ml[js][None], t)
         best = c.max(1)
         total += best.mean() if corrected else best.sum()
     return float(total / p.shape[0])
@@ -149,7 +152,8 @@ def _dtw_kernel():
     """numba kernel ``k(X (Tx, 25, L), y (Ty, 25)) -> (3, L)``: the DTW (sqrt of the minimal summed squared
     Euclidean distance, no band, as ``tslearn.metrics.dtw``) of each lane's X[:, s] against y[:, s] for the
     three slices s. Row-by-row DP; per row, the costs of all lanes are computed in one vectorisable loop with
-    the dimensions unrolled (generated source), then the min-plus update. Compiled on first use."""
+    the dimensions unrolled (generated source), then the min-plus update (``left`` carries the row's last
+    cell so the loop reads and writes no overlapping memory and vectorises). Compiled on first use."""
     global _KERNEL
     if _KERNEL is None:
         try:
@@ -167,18 +171,21 @@ def _dtw_kernel():
             "    cur = np.full((ty + 1, 3, nl), np.inf)",
             "    prev[0] = 0.0",
             "    c = np.empty((3, nl))",
+            "    left = np.empty((3, nl))",
             "    for a in range(tx):",
             "        xa = X[a]",
             "        cur[0] = np.inf",
+            "        left[:] = np.inf",
             "        for b in range(ty):",
             "            yb = y[b]",
             *[f"            y{d} = yb[{d}]" for d in range(DIM)],
             "            for l in range(nl):",
             *cost,
-            "            pb, pn, cb, cn = prev[b], prev[b + 1], cur[b], cur[b + 1]",
             "            for s in range(3):",
             "                for l in range(nl):",
-            "                    cn[s, l] = c[s, l] + min(min(pb[s, l], pn[s, l]), cb[s, l])",
+            "                    v = c[s, l] + min(min(prev[b, s, l], prev[b + 1, s, l]), left[s, l])",
+            "                    left[s, l] = v",
+            "                    cur[b + 1, s, l] = v",
             "        prev, cur = cur, prev",
             "    return np.sqrt(prev[ty])",
         ])
@@ -247,14 +254,19 @@ def frdiv(pred: Any) -> float:
     n, r, t, d = p.shape
     if r < 2:
         return float("nan")
-    dev = p - p.mean(1, keepdims=True)  # Σ_{i≠j}||Pi − Pj||² = 2R Σ_i ||Pi − P̄||²
-    return float((2 * r * np.einsum("nrtd,nrtd->n", dev, dev) / (r * (r - 1) * t * d)).mean())
+    total = 0.0  # Σ_{i≠j}||Pi − Pj||² = 2R Σ_i ||Pi − P̄||², in chunks of speakers to bound memory
+    for c in range(0, n, _CHUNK):
+        dev = (p[c:c + _CHUNK] - p[c:c + _CHUNK].mean(1, keepdims=True)).ravel()
+        total += dev @ dev
+    return float(2 * r * total / (r * (r - 1) * t * d) / n)
 
 
 def frvar(pred: Any) -> float:
     """FRVar (variation over time, higher is more variable): mean over (k, i, c) of the unbiased variance of
     P_{k,i,:,c} over the T frames. pred (N, R, T, 25)."""
-    return float(_pred(pred).var(axis=2, ddof=1).mean())
+    p = _pred(pred)
+    return float(sum(p[c:c + _CHUNK].var(axis=2, ddof=1).sum() for c in range(0, len(p), _CHUNK))
+                 / (p.size / p.shape[2]))
 
 
 def frdvs(pred: Any) -> float:
@@ -264,8 +276,12 @@ def frdvs(pred: Any) -> float:
     n, r, t, d = p.shape
     if n < 2:
         return float("nan")
-    dev = p - p.mean(0, keepdims=True)
-    return float(2 * n * np.einsum("nrtd,nrtd->", dev, dev) / (n * (n - 1) * r * t * d))
+    mean = p.mean(0)
+    total = 0.0
+    for c in range(0, n, _CHUNK):
+        dev = (p[c:c + _CHUNK] - mean).ravel()
+        total += dev @ dev
+    return float(2 * n * total / (n * (n - 1) * r * t * d))
 
 
 # ----------------------------------------------------------------------------------------------- FRSyn
@@ -345,16 +361,18 @@ def frsyn(pred: Any, speaker: Any, corrected: bool = False, max_lag: int = SYN_M
     if t < max_lag + 2:
         raise ValueError(f"FRSyn with max_lag={max_lag} needs T >= {max_lag + 2} frames, got pred {p.shape}")
     x = p.reshape(n * r, t, d) if corrected else p[:, 0]
-    y = np.repeat(s, r, axis=0) if corrected else s
-    rr, nan, const = _lag_pearson(x, y, max_lag)
-    if corrected:
-        rr = np.where(const, 0.0, rr)
-    score = rr.mean(2)  # (M, lags)
-    idx = score.argmax(1)
-    if not corrected:
-        nan_lag = nan.any(2)
-        idx = np.where(nan_lag.any(1), nan_lag.argmax(1), idx)
-    return float(np.abs(max_lag - idx).mean())
+    spk_of = np.repeat(np.arange(n), r) if corrected else np.arange(n)
+    offsets = []
+    for c in range(0, len(x), _CHUNK):
+        rr, nan, const = _lag_pearson(x[c:c + _CHUNK], s[spk_of[c:c + _CHUNK]], max_lag)
+        if corrected:
+            rr = np.where(const, 0.0, rr)
+        idx = rr.mean(2).argmax(1)  # first maximum over lags
+        if not corrected:
+            nan_lag = nan.any(2)
+            idx = np.where(nan_lag.any(1), nan_lag.argmax(1), idx)
+        offsets.append(np.abs(max_lag - idx))
+    return float(np.concatenate(offsets).mean())
 
 
 # --------------------------------------------------------------------------------------------- suite
