@@ -31,6 +31,12 @@ import react_official as official  # noqa: E402
 from mien.metrics import react  # noqa: E402
 
 
+def _cpu() -> float:
+    """CPU seconds of this process, its threads and its reaped children (the Pool's workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _runs(rng, shape, p_switch):
     """{0,1} sequences (..., T) that switch state with probability p_switch per frame."""
     switch = rng.random(shape) < p_switch
@@ -82,7 +88,7 @@ def main() -> None:
     official.dtw(pred[0, 0, :20, :15].astype(np.float64), listener[0, :20, :15].astype(np.float64))
 
     times = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     p64, l64, s64 = (x.astype(np.float64) for x in (pred, listener, speaker))
     ours = {}
     for name, fn in [("FRCorr", lambda: react.frcorr(p64, l64, a)),
@@ -92,19 +98,21 @@ def main() -> None:
         ts = time.perf_counter()
         ours[name] = fn()
         times[name] = time.perf_counter() - ts
-    ours_total = time.perf_counter() - t0
+    ours_total, ours_cpu = time.perf_counter() - t0, _cpu() - c0
     print(f"mien  : total {ours_total:.1f} s  " + "  ".join(f"{k} {v:.2f}s" for k, v in times.items()))
     print("        values " + "  ".join(f"{k} {v:.4f}" for k, v in ours.items()))
 
     ks = list(range(min(args.official_speakers, n)))
+    c_sub = _cpu()
     sub_pairs = int(a[ks].sum()) * r
     off = {}
     ts = time.perf_counter()
     official.frcorr(p64, l64, a, args.workers, speakers=ks)
     off["FRCorr"] = (time.perf_counter() - ts) * pairs / sub_pairs
-    ts = time.perf_counter()
+    ts, cs = time.perf_counter(), _cpu()
     official.frdist(p64, l64, a, args.workers, speakers=ks)
     off["FRDist"] = (time.perf_counter() - ts) * pairs / sub_pairs
+    frd_cpu = (_cpu() - cs) * pairs / sub_pairs
     for name, fn in [("FRDiv", official.frdiv), ("FRVar", official.frvar), ("FRDvs", official.frdvs)]:
         ts = time.perf_counter()
         fn(p64)
@@ -113,6 +121,8 @@ def main() -> None:
     official.frsyn(p64, s64, args.workers, speakers=ks)
     off["FRSyn"] = (time.perf_counter() - ts) * n / len(ks)
     off_total = sum(off.values())
+    print(f"CPU time (all processes/threads): mien {ours_cpu:.1f} s (FRDist part measured inside it); official "
+          f"FRDist alone {frd_cpu:.1f} s extrapolated; official subset run took {_cpu() - c_sub:.1f} s CPU")
     print(f"official (FRCorr/FRDist/FRSyn measured on {len(ks)} speakers = {sub_pairs} pairs, extrapolated):"
           f" total {off_total:.1f} s  " + "  ".join(f"{k} {v:.2f}s" for k, v in off.items()))
     print(f"ratio official/mien: total {off_total / ours_total:.1f}x  "

@@ -82,6 +82,7 @@ def test_dtw_identity_brute_force_and_hand_values():
     np.testing.assert_allclose(react.dtw_slices(p, q), [0, 0, 5])
 
 
+@pytest.mark.slow  # tslearn's numba JIT takes ~10 s
 def test_dtw_matches_tslearn_bitwise():
     tslearn = pytest.importorskip("tslearn.metrics")
     rng = np.random.default_rng(2)
