@@ -126,8 +126,10 @@ def frcorr(pred: Any, listener: Any, appropriate: Any, corrected: bool = False) 
     — a sum over the R reactions (range [−R, R]); ``corrected=True`` divides by R (range [−1, 1]).
     Shapes: pred (N, R, T, 25), listener (N, T, 25), appropriate (N, N). Raises ValueError on bad shapes."""
     p = _pred(pred)
-    lst = _seqs(p, listener, "listener")
-    a = _appropriate(p, appropriate)
+    return _frcorr(p, _seqs(p, listener, "listener"), _appropriate(p, appropriate), corrected)
+
+
+def _frcorr(p: np.ndarray, lst: np.ndarray, a: np.ndarray, corrected: bool) -> float:
     t = p.shape[2]
     ml = lst.mean(1)  # (N, D)
     lc = lst - ml[:, None]
@@ -218,8 +220,11 @@ def frdist(pred: Any, listener: Any, appropriate: Any, corrected: bool = False, 
     Only pairs with A[k, j] are computed; they are grouped by listener j and run ``lanes`` reactions at a
     time in ``workers`` threads (default: the usable cores). Shapes as :func:`frcorr`; needs numba."""
     p = _pred(pred)
-    lst = _seqs(p, listener, "listener")
-    a = _appropriate(p, appropriate)
+    return _frdist(p, _seqs(p, listener, "listener"), _appropriate(p, appropriate), corrected, workers, lanes)
+
+
+def _frdist(p: np.ndarray, lst: np.ndarray, a: np.ndarray, corrected: bool, workers: int | None,
+            lanes: int = 64) -> float:
     n, r, t, _ = p.shape
     kernel = _dtw_kernel()
     w = np.array([s[2] for s in DTW_SLICES])
@@ -250,7 +255,10 @@ def frdist(pred: Any, listener: Any, appropriate: Any, corrected: bool = False, 
 def frdiv(pred: Any) -> float:
     """FRDiv (S-MSE, diversity among one speaker's reactions, higher is more diverse): mean over k of
     Σ_{i≠j} ||P_{k,i} − P_{k,j}||² / (R(R−1)·T·25). pred (N, R, T, 25); NaN when R < 2."""
-    p = _pred(pred)
+    return _frdiv(_pred(pred))
+
+
+def _frdiv(p: np.ndarray) -> float:
     n, r, t, d = p.shape
     if r < 2:
         return float("nan")
@@ -264,7 +272,10 @@ def frdiv(pred: Any) -> float:
 def frvar(pred: Any) -> float:
     """FRVar (variation over time, higher is more variable): mean over (k, i, c) of the unbiased variance of
     P_{k,i,:,c} over the T frames. pred (N, R, T, 25)."""
-    p = _pred(pred)
+    return _frvar(_pred(pred))
+
+
+def _frvar(p: np.ndarray) -> float:
     return float(sum(p[c:c + _CHUNK].var(axis=2, ddof=1).sum() for c in range(0, len(p), _CHUNK))
                  / (p.size / p.shape[2]))
 
@@ -272,7 +283,10 @@ def frvar(pred: Any) -> float:
 def frdvs(pred: Any) -> float:
     """FRDvs (diversity across speakers, higher is more diverse): Σ_i Σ_{a≠b} ||P_{a,i} − P_{b,i}||² /
     (N(N−1)·R·T·25). pred (N, R, T, 25); NaN when N < 2."""
-    p = _pred(pred)
+    return _frdvs(_pred(pred))
+
+
+def _frdvs(p: np.ndarray) -> float:
     n, r, t, d = p.shape
     if n < 2:
         return float("nan")
@@ -356,7 +370,10 @@ def frsyn(pred: Any, speaker: Any, corrected: bool = False, max_lag: int = SYN_M
     dimension). ``corrected=True``: all R reactions, constant windows count as Pearson 0.
     pred (N, R, T, 25), speaker (N, T, 25) with T > max_lag + 1."""
     p = _pred(pred)
-    s = _seqs(p, speaker, "speaker")
+    return _frsyn(p, _seqs(p, speaker, "speaker"), corrected, max_lag)
+
+
+def _frsyn(p: np.ndarray, s: np.ndarray, corrected: bool, max_lag: int) -> float:
     n, r, t, d = p.shape
     if t < max_lag + 2:
         raise ValueError(f"FRSyn with max_lag={max_lag} needs T >= {max_lag + 2} frames, got pred {p.shape}")
@@ -387,13 +404,15 @@ def react_metrics(pred: Any, listener: Any, speaker: Any, appropriate: Any, corr
     p = _pred(pred)
     lst, spk = _seqs(p, listener, "listener"), _seqs(p, speaker, "speaker")
     a = _appropriate(p, appropriate)
+    if p.shape[2] < max_lag + 2:  # before the expensive metrics
+        raise ValueError(f"FRSyn with max_lag={max_lag} needs T >= {max_lag + 2} frames, got pred {p.shape}")
     return {
-        "FRCorr": frcorr(p, lst, a, corrected),
-        "FRDist": frdist(p, lst, a, corrected, workers),
-        "FRDiv": frdiv(p),
-        "FRVar": frvar(p),
-        "FRDvs": frdvs(p),
-        "FRSyn": frsyn(p, spk, corrected, max_lag),
+        "FRCorr": _frcorr(p, lst, a, corrected),
+        "FRDist": _frdist(p, lst, a, corrected, workers),
+        "FRDiv": _frdiv(p),
+        "FRVar": _frvar(p),
+        "FRDvs": _frdvs(p),
+        "FRSyn": _frsyn(p, spk, corrected, max_lag),
     }
 
 
