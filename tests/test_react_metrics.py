@@ -231,3 +231,13 @@ def test_bad_inputs_raise_value_error():
         react.frsyn(pred[:, :, :40], spk[:, :40])
     with pytest.raises(ValueError, match="must be a real array"):
         react.frvar(np.array([["a"]]))
+
+
+def test_missing_numba_gives_one_line_error(monkeypatch):
+    monkeypatch.setattr(react, "_KERNEL", None)
+    monkeypatch.setitem(sys.modules, "numba", None)
+    rng = np.random.default_rng(8)
+    pred, lst = synth(rng, (2, 1), 10), synth(rng, (2,), 10)
+    with pytest.raises(ImportError, match=r"^FRDist needs numba: pip install 'mien\[react\]'$"):
+        react.frdist(pred, lst, np.eye(2, dtype=bool))
+    assert react.frvar(pred) >= 0  # the other metrics do not need it
