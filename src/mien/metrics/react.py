@@ -22,7 +22,10 @@ FRDiv/FRVar/FRDvs are the same in both modes.
 Speed: FRDist needs one DTW per appropriate (k, j) pair and reaction; they run in a numba kernel (≈5× faster
 per pair than ``tslearn.metrics.dtw``, bit-identical to it) that advances many reactions against one listener
 in SIMD lanes, in ``workers`` threads. CCC, S-MSE and the lagged Pearsons are batched in numpy (FFT for the
-99 lags). FRDist needs ``numba`` (the ``react`` extra); the rest needs numpy/scipy only.
+99 lags). ``benchmarks/react_metrics.py`` (N=1000, R=10, T=750, 4 appropriate listeners per speaker, 2 vCPUs):
+9× the official-style code overall, FRCorr 62×, FRSyn 22×, FRDist 7× — the official DTW is compiled already,
+so FRDist, ~80 % of the time, is bounded by the 25 subtract-multiply-adds per cell and reaction. FRDist needs
+``numba`` (the ``react`` extra); the rest needs numpy/scipy only.
 """
 
 from __future__ import annotations
