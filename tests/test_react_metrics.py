@@ -1,0 +1,243 @@
+"""REACT metrics (mien.metrics.react): hand-computed values, the official quirks, equality with the
+official-style reference (benchmarks/react_official.py) and input validation."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mien.metrics import react
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import react_official as official  # noqa: E402
+
+pytest.importorskip("numba")
+
+
+def synth(rng, lead, t):
+    """Attributes in the REACT ranges: binary AUs, VA in [−1, 1], expression probabilities summing to 1."""
+    au = (rng.random(lead + (t, 15)) < 0.3).astype(float)
+    va = rng.uniform(-1, 1, lead + (t, 2))
+    e = rng.random(lead + (t, 8))
+    return np.concatenate([au, va, e / e.sum(-1, keepdims=True)], -1)
+
+
+def varying(rng, lead, t):
+    """Every dimension non-constant."""
+    return rng.random(lead + (t, 25))
+
+
+# ------------------------------------------------------------------------------------------------ CCC
+def test_ccc_hand_value_and_identity():
+    x = np.array([0.0, 1, 2, 3])[:, None]
+    # ρ = 1, σx² = σy² = 1.25, (μx − μy)² = 1
+    assert react.ccc(x, x + 1) == pytest.approx(2.5 / (3.5 + 1e-8), abs=1e-12)
+    z = np.random.default_rng(0).random((30, 25))
+    assert react.ccc(z, z) == pytest.approx(1.0, abs=1e-6)
+    # a constant dimension contributes 0 (official nan_to_num), not NaN
+    zc = z.copy()
+    zc[:, 0] = 0.5
+    assert react.ccc(zc, zc) == pytest.approx(24 / 25, abs=1e-6)
+    assert react.ccc(z, zc) == pytest.approx(official.ccc_one(z, zc), abs=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------ DTW
+def brute_force_dtw(x, y):
+    """sqrt of the minimum over ALL monotone warping paths (enumerated) of Σ squared distances."""
+    best = np.inf
+    steps = [(1, 0), (0, 1), (1, 1)]
+    for path_len in range(max(len(x), len(y)), len(x) + len(y)):
+        for moves in itertools.product(steps, repeat=path_len - 1):
+            a = b = 0
+            cost = ((x[0] - y[0]) ** 2).sum()
+            for da, db in moves:
+                a, b = a + da, b + db
+                if a >= len(x) or b >= len(y):
+                    break
+                cost += ((x[a] - y[b]) ** 2).sum()
+            else:
+                if (a, b) == (len(x) - 1, len(y) - 1):
+                    best = min(best, cost)
+    return np.sqrt(best)
+
+
+def test_dtw_identity_brute_force_and_hand_values():
+    rng = np.random.default_rng(1)
+    x = rng.random((12, 25))
+    assert np.all(react.dtw_slices(x, x) == 0)
+    for tx, ty in [(3, 4), (4, 4), (5, 3)]:
+        a, b = rng.random((tx, 25)), rng.random((ty, 25))
+        want = [brute_force_dtw(a[:, lo:hi], b[:, lo:hi]) for lo, hi, _ in react.DTW_SLICES]
+        np.testing.assert_allclose(react.dtw_slices(a, b), want, rtol=1e-12)
+        np.testing.assert_allclose(want, [official.dtw_plain(a[:, lo:hi], b[:, lo:hi])
+                                          for lo, hi, _ in react.DTW_SLICES], rtol=1e-12)
+    # warping absorbs a repeated frame: [0,0,1] vs [0,1,1] → 0; multivariate: one frame (0,0) vs (3,4) → 5
+    p, q = np.zeros((3, 25)), np.zeros((3, 25))
+    p[2, 15], q[1:, 15] = 1, 1
+    p[0, 17:19], q[0, 17:19] = 0, (3, 4)
+    np.testing.assert_allclose(react.dtw_slices(p, q), [0, 0, 5])
+
+
+@pytest.mark.slow  # tslearn's numba JIT takes ~10 s
+def test_dtw_matches_tslearn_bitwise():
+    tslearn = pytest.importorskip("tslearn.metrics")
+    rng = np.random.default_rng(2)
+    a, b = rng.random((30, 25)), rng.random((27, 25))
+    want = [tslearn.dtw(a[:, lo:hi], b[:, lo:hi]) for lo, hi, _ in react.DTW_SLICES]
+    assert react.dtw_slices(a, b).tolist() == want
+
+
+# ------------------------------------------------------------------------------------ hand-computed suite
+def test_frcorr_frdist_are_sums_over_reactions():
+    rng = np.random.default_rng(3)
+    n, r, t = 2, 3, 8
+    lst = varying(rng, (n,), t)
+    pred = np.repeat(lst[:, None], r, 1)  # every reaction equals the speaker's own listener
+    a = np.eye(n, dtype=bool)
+    assert react.frcorr(pred, lst, a) == pytest.approx(r, abs=1e-6)  # official: sum of R CCCs of 1
+    assert react.frcorr(pred, lst, a, corrected=True) == pytest.approx(1, abs=1e-6)
+    assert react.frdist(pred, lst, a) == 0
+    # constant listener; prediction off by 0.5 on both VA dims → every cell costs 0.5, DTW = sqrt(0.5·T) = 2
+    lst = np.zeros((n, t, 25))
+    pred = np.zeros((n, r, t, 25))
+    pred[..., 15:17] = 0.5
+    far = lst.copy()
+    far[1, :, 15:17] = -3  # listener 1 is far; appropriate for speaker 0 too, but the min ignores it
+    a = np.array([[True, True], [False, True]])
+    assert react.frdist(pred, far, a) == pytest.approx(np.mean([r * 2, r * np.sqrt(t * 2 * 3.5 ** 2)]))
+    assert react.frdist(pred, lst, a) == pytest.approx(r * 2)
+    assert react.frdist(pred, lst, a, corrected=True) == pytest.approx(2)
+
+
+def test_frdiv_frvar_frdvs_hand_values():
+    t = 4
+    pred = np.zeros((2, 2, t, 25))
+    pred[:, 1] = 1  # reactions 0 and 1 differ by 1 everywhere
+    assert react.frdiv(pred) == pytest.approx(1)
+    assert react.frvar(pred) == 0
+    assert react.frdvs(pred) == 0  # both speakers got the same reactions
+    pred = np.zeros((2, 3, t, 25))
+    pred[1] = 1
+    pred[0, :, 1::2] = 1  # 0,1,0,1 → unbiased variance 1/3
+    assert react.frvar(pred) == pytest.approx(1 / 6)
+    assert react.frdvs(pred) == pytest.approx(0.5)  # half the frames differ by 1 between the two speakers
+    assert np.isnan(react.frdiv(pred[:, :1]))
+
+
+def shifted(speaker, lag):
+    """pred[t] = speaker[t − lag] (fresh noise where undefined)."""
+    out = np.random.default_rng(lag).random(speaker.shape)
+    out[lag:] = speaker[:len(speaker) - lag]
+    return out
+
+
+def test_frsyn_first_reaction_only_and_constant_dimension():
+    rng = np.random.default_rng(4)
+    t = 150
+    spk = rng.random((1, t, 25))
+    pred = np.stack([shifted(spk[0], 5), shifted(spk[0], 20)])[None]  # (1, 2, T, 25)
+    assert react.frsyn(pred, spk) == 5  # official: only the first reaction
+    assert react.frsyn(pred, spk, corrected=True) == 12.5  # all reactions
+    const = pred.copy()
+    const[0, :, :, 3] = 0.0  # an AU that never fires: np.corrcoef NaN at every lag → argmax 0 → 49
+    assert react.frsyn(const, spk) == 49
+    assert react.frsyn(const, spk, corrected=True) == 12.5  # contributes 0 at every lag: argmax unchanged
+    assert official.frsyn(const, spk, workers=1) == 49
+
+
+# --------------------------------------------------------------------------------- fast == official
+@pytest.fixture
+def plain_dtw(monkeypatch):
+    monkeypatch.setattr(official, "dtw", official.dtw_plain)  # no tslearn JIT in the unit tests
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fast_equals_official_reference(seed, plain_dtw):
+    rng = np.random.default_rng(seed)
+    n, r, t, lag = 6, 3, 40, 10
+    pred, lst, spk = synth(rng, (n, r), t), synth(rng, (n,), t), synth(rng, (n,), t)
+    pred[0, 0, :, 2] = 0.0  # constant with exact mean → NaN lags
+    pred[1, 0, :, 20] = 0.1  # constant with (possibly) inexact numpy mean
+    spk[1, :, 21] = 0.3
+    pred[1, 0, :, 21] = 0.7  # both constant
+    spk[2, :32, 16] = 0.25  # speaker prefix constant: NaN at lags 8…10 only
+    pred[3] = np.repeat(pred[3, :1], r, 0)  # identical reactions
+    a = rng.random((n, n)) < 0.4
+    np.fill_diagonal(a, True)
+    fast = react.react_metrics(pred, lst, spk, a, workers=2, max_lag=lag)
+    ref = official.react_metrics_official(pred, lst, spk, a, workers=1, max_lag=lag)
+    for k in ref:
+        assert fast[k] == pytest.approx(ref[k], rel=1e-10, abs=1e-12), k
+    corr = react.react_metrics(pred, lst, spk, a, corrected=True, max_lag=lag)
+    assert corr["FRCorr"] == pytest.approx(fast["FRCorr"] / r, rel=1e-12)
+    assert corr["FRDist"] == pytest.approx(fast["FRDist"] / r, rel=1e-12)
+    for k in ("FRDiv", "FRVar", "FRDvs"):
+        assert corr[k] == fast[k]
+
+
+def test_frsyn_corrected_equals_official_for_one_reaction_without_constant_windows():
+    rng = np.random.default_rng(5)
+    pred, spk = varying(rng, (5, 1), 60), varying(rng, (5,), 60)
+    assert react.frsyn(pred, spk, corrected=True, max_lag=12) == react.frsyn(pred, spk, max_lag=12)
+    assert react.frsyn(pred, spk, max_lag=12) == official.frsyn(pred, spk, workers=1, max_lag=12)
+
+
+# ------------------------------------------------------------------------------------------ baselines
+def test_baselines_shapes_and_definitions():
+    rng = np.random.default_rng(6)
+    n, m, t, r = 4, 7, 20, 5
+    spk, lst = synth(rng, (n,), t), synth(rng, (n,), t)
+    tsp, tls = synth(rng, (m,), t), synth(rng, (m,), t)
+    tsp[2] = spk[1]
+    a = np.eye(n, dtype=bool)
+    out = react.react_baselines(spk, lst, tsp, tls, a, R=r, seed=0)
+    assert set(out) == {"random_train", "mirror", "nearest_neighbour", "appropriate_listener"}
+    for v in out.values():
+        assert v.shape == (n, r, t, 25)
+    assert (out["mirror"] == spk[:, None]).all()
+    assert (out["nearest_neighbour"][1, 0] == tls[2]).all()
+    assert (out["appropriate_listener"] == lst[:, None]).all()
+    assert all(any((row == x).all() for x in tls) for row in out["random_train"].reshape(-1, t, 25))
+    metrics = react.react_metrics(out["mirror"], lst, spk, a, max_lag=5)
+    assert set(metrics) == {"FRCorr", "FRDist", "FRDiv", "FRVar", "FRDvs", "FRSyn"}
+
+
+# ------------------------------------------------------------------------------------------ validation
+def test_bad_inputs_raise_value_error():
+    rng = np.random.default_rng(7)
+    pred, lst, spk = synth(rng, (3, 2), 60), synth(rng, (3,), 60), synth(rng, (3,), 60)
+    a = np.eye(3, dtype=bool)
+    with pytest.raises(ValueError, match=r"pred must be .*\(N, R, T, 25\).*\(3, 60, 25\)"):
+        react.react_metrics(pred[:, 0], lst, spk, a)
+    with pytest.raises(ValueError, match=r"listener \(3, 50, 25\) must be \(N, T, 25\) = \(3, 60, 25\)"):
+        react.react_metrics(pred, lst[:, :50], spk, a)
+    with pytest.raises(ValueError, match=r"speaker must be .*\(3, 60, 24\)"):
+        react.react_metrics(pred, lst, spk[..., :24], a)
+    with pytest.raises(ValueError, match=r"appropriate \(4, 4\) must be \(N, N\) = \(3, 3\)"):
+        react.react_metrics(pred, lst, spk, np.eye(4, dtype=bool))
+    with pytest.raises(ValueError, match="no appropriate listener"):
+        react.frcorr(pred, lst, np.zeros((3, 3), bool))
+    with pytest.raises(ValueError, match="only 0/1"):
+        react.frdist(pred, lst, np.full((3, 3), 0.5))
+    bad = pred.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        react.frvar(bad)
+    with pytest.raises(ValueError, match="T >= 51"):
+        react.frsyn(pred[:, :, :40], spk[:, :40])
+    with pytest.raises(ValueError, match="must be a real array"):
+        react.frvar(np.array([["a"]]))
+
+
+def test_missing_numba_gives_one_line_error(monkeypatch):
+    monkeypatch.setattr(react, "_KERNEL", None)
+    monkeypatch.setitem(sys.modules, "numba", None)
+    rng = np.random.default_rng(8)
+    pred, lst = synth(rng, (2, 1), 10), synth(rng, (2,), 10)
+    with pytest.raises(ImportError, match=r"^FRDist needs numba: pip install 'mien\[react\]'$"):
+        react.frdist(pred, lst, np.eye(2, dtype=bool))
+    assert react.frvar(pred) >= 0  # the other metrics do not need it
