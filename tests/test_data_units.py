@@ -156,7 +156,9 @@ def test_clip_audio_and_frame_features():
 def test_window_rejection_reasons():
     from types import SimpleNamespace
 
-    from mien.pipelines.prepare import PrepareOptions, _Track, _window_reason
+    from mien.pipelines.prepare import PrepareOptions
+    from mien.pipelines.prepare.select import Track as _Track
+    from mien.pipelines.prepare.select import window_reason as _window_reason
 
     n = 10
     # rows 0..9: one face per grid frame; row 10: a second face in grid frame 7
@@ -187,7 +189,9 @@ def test_window_rejection_reasons():
 def test_scored_selection_uses_expression_tokens_when_present():
     """With a tokenizer, scored mode ranks windows by token variation, not landmark motion."""
     from mien.face.geometry import canonical_face
-    from mien.pipelines.prepare import PrepareOptions, _select, _Track
+    from mien.pipelines.prepare import PrepareOptions
+    from mien.pipelines.prepare.select import Track as _Track
+    from mien.pipelines.prepare.select import select_windows as _select
     from mien.results import AnalysisResult
 
     n, fps = 30, 10.0

@@ -19,6 +19,7 @@ import pytest
 from mien.cli.main import main as mien_main
 from mien.data import store
 from mien.data.reader import iter_samples, open_dataset, shard_urls
+from mien.data.schema import SCHEMA_VERSION
 from mien.pipelines.prepare import PrepareOptions, prepare
 
 FPS = 25.0
@@ -61,7 +62,7 @@ def _keys(root) -> list[str]:
 def test_round_trip_shapes_and_durations(batch, shared_data):
     out = batch["out"]
     info = open_dataset(str(out))
-    assert info.manifest["schema_version"] == store.SCHEMA_VERSION
+    assert info.manifest["schema_version"] == SCHEMA_VERSION
     assert info.manifest["num_samples"] == len(info.index) == 4  # 2 clips from each good video
     assert sum(s["samples"] for s in info.manifest["shards"]) == 4
     samples = list(iter_samples(str(out)))
@@ -342,7 +343,7 @@ def test_scored_and_all_modes(shared_data, tmp_path):
 
 
 def test_subject_mapping_file(shared_data, tmp_path):
-    from mien.pipelines.prepare import assign_subjects, read_subjects
+    from mien.pipelines.prepare.run import assign_subjects, read_subjects
 
     csv = tmp_path / "subjects.csv"
     csv.write_text("video,subject\ndriving_d0.mp4,alice\nInput__00010,bob\nother.mp4,alice\n")

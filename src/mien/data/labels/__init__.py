@@ -1,0 +1,1 @@
+"""Label files and codes: FACS/AU annotations (CSV parsers, FACS code helpers)."""
