@@ -7,6 +7,18 @@ import os
 import sys
 import time
 
+from mien.cli.options import add_options, options_from_args
+from mien.pipelines.analyze import AnalyzeOptions
+
+# command-line spellings that differ from the AnalyzeOptions fields (everything else is generated from them)
+OPTION_FLAGS = {
+    "identity": {"flag": "--reid"},
+    "detector": {"choices": ["auto", "short", "full"]},
+    "every": {"metavar": "N"}, "max_faces": {"metavar": "N"}, "start": {"metavar": "SEC"},
+    "end": {"metavar": "SEC"}, "max_side": {"metavar": "PX"}, "au_model": {"metavar": "PATH"},
+    "tokenizer": {"metavar": "PATH"}, "progress": {"cli": False},
+}
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("analyze", help="analyse faces in videos, images or a webcam",
@@ -16,29 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("inputs", nargs="*", help="video/image files, folders, glob patterns, or webcam:N")
     p.add_argument("--source", help="alternative input, e.g. webcam:0 (live until q or Ctrl-C)")
     p.add_argument("-o", "--output", default="mien_out", help="output folder (default: mien_out)")
-    p.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")
-    p.add_argument("--start", type=float, default=None, metavar="SEC", help="start time in seconds")
-    p.add_argument("--end", type=float, default=None, metavar="SEC", help="end time in seconds")
-    p.add_argument("--max-faces", type=int, default=1, metavar="N", help="most faces per frame (default 1)")
-    p.add_argument("--detector", choices=["auto", "short", "full"], default="auto",
-                   help="MediaPipe face detector: auto (default: short-range for video, full-range for images), "
-                        "short or full (small/distant faces)")
-    p.add_argument("--focal-px", type=float, default=None, help="camera focal length in pixels (default: width)")
-    p.add_argument("--max-side", type=int, default=800, metavar="PX",
-                   help="downscale larger frames for MediaPipe (default 800); results stay in source pixels")
-    p.add_argument("--emotion", action=argparse.BooleanOptionalAction, default=False,
-                   help="add emotion probabilities and 256-d expression embeddings (face-api; slower)")
-    p.add_argument("--au", action=argparse.BooleanOptionalAction, default=False,
-                   help="add Action Unit probabilities (AU01, AU02, …; mien's CK+-trained model; slower)")
-    p.add_argument("--au-baseline", action="store_true",
-                   help="person-specific AU normalisation: each track's median features taken as its neutral")
-    p.add_argument("--au-model", metavar="PATH",
-                   help="AU model from `mien train au` (.ckpt) or `mien export au` (.onnx) instead of the default")
-    p.add_argument("--tokenizer", metavar="PATH",
-                   help="exported expression tokenizer folder: add per-face expression tokens")
-    p.add_argument("--reid", action=argparse.BooleanOptionalAction, default=None,
-                   help="re-identify faces that leave and return (default: on when PyTorch is installed)")
-    p.add_argument("--device", default="cpu", help="device for PyTorch models (MediaPipe runs on CPU)")
+    add_options(p, AnalyzeOptions, overrides=OPTION_FLAGS)
     p.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
                    help="write <stem>.overlay.mp4 (default: on)")
     p.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
@@ -52,18 +42,13 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mien.io.video import WEBCAM_PREFIX, expand_inputs
-    from mien.pipelines.analyze import AnalyzeOptions, analyze_files
+    from mien.pipelines.analyze import analyze_files
 
     specs = list(args.inputs) + ([args.source] if args.source else [])
     if not specs:
         raise ValueError("no input given (a file, folder, glob or --source webcam:N)")
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    options = AnalyzeOptions(every=args.every, start=args.start, end=args.end, max_faces=args.max_faces,
-                             detector=args.detector, focal_px=args.focal_px, max_side=args.max_side,
-                             emotion=args.emotion, au=args.au, au_baseline=args.au_baseline, au_model=args.au_model,
-                             tokenizer=args.tokenizer,
-                             identity=args.reid, device=args.device,
-                             progress=not args.no_progress and sys.stderr.isatty())
+    options = options_from_args(AnalyzeOptions, args, progress=not args.no_progress and sys.stderr.isatty())
     webcams = [s for s in specs if s.startswith(WEBCAM_PREFIX)]
     if webcams:
         if len(specs) > 1:
