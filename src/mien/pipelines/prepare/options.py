@@ -12,7 +12,8 @@ TRACK_POLICIES = ("single", "largest")
 
 @dataclass
 class PrepareOptions:
-    """Options of :func:`prepare` (``mien prepare`` flags map one to one).
+    """Options of :func:`prepare`; ``mien prepare``'s flags are generated from these fields and their entries
+    below (mien.cli.options: ``clip_seconds`` → ``--clip-seconds``; field metadata for exceptions).
 
     Attributes:
         clip_seconds: clip length in seconds (T = round(clip_seconds · fps) frames).
@@ -25,7 +26,8 @@ class PrepareOptions:
         stride_seconds: all/scored modes: distance between window starts (default: clip_seconds for "all",
             clip_seconds / 2 for "scored").
         top_k: scored mode: clips kept per video.
-        w_expression, w_stability: scored mode weights (see :func:`mien.data.selection.score_windows`).
+        w_expression: scored mode: weight of expression variation (mien.data.selection.score_windows).
+        w_stability: scored mode: weight of head stability (mien.data.selection.score_windows).
         tokenizer: scored mode: an exported expression tokenizer folder (``mien export tokenizer``); expression
             variation is then measured on its per-frame expression tokens instead of aligned landmarks.
         seed: random mode seed (combined with the video key, so each video's choice is stable).
@@ -33,7 +35,7 @@ class PrepareOptions:
         keywords: keywords mode: words or phrases.
         offset_seconds: keywords mode: window start after the keyword (or end before it near the end).
         track_policy: "single" (exactly one face in every frame) or "largest" (the largest face's track).
-        max_faces: faces tracked per frame for the policy check.
+        max_faces: faces tracked per frame (for the track policy check).
         min_face: smallest face (longer side of the landmark box, source px) kept.
         min_confidence: smallest face-detector score kept.
         subjects: CSV with columns ``video,subject`` (video = URI, file name or stem); default one subject
@@ -42,9 +44,12 @@ class PrepareOptions:
         egemaps: add eGeMAPS functionals (needs the optional ``opensmile`` package).
         crf: x264 quality of the crop videos (lower = better).
         shard_samples: most samples per shard file.
-        max_side, detector: face-mesh options (see :class:`~mien.pipelines.analyze.AnalyzeOptions`).
-        au_labels: per-frame FACS Action Unit labels (DISFA style), a CSV or a folder of per-video CSVs (see
-            :func:`read_au_labels`); clips of labelled videos then carry ``au.npy`` (T, A) float32.
+        max_side: frames larger than this (pixels, longer side) are downscaled before the face mesh sees them.
+        detector: face detector: "short" (short range, faces within ~2 m) or "full" (full range: also small,
+            distant faces).
+        au_labels: per-frame FACS AU labels (DISFA style): a CSV with columns video, frame|time_sec, AU1, AU2, …
+            or a folder of <video stem>.csv (mien.data.labels.au_csv.read_au_labels); clips of labelled videos
+            get au.npy (T, A) float32.
     """
 
     clip_seconds: float = 2.0
@@ -52,18 +57,18 @@ class PrepareOptions:
     crop_size: int = 256
     margin: float = 0.0
     smooth_frames: float = 2.0
-    mode: str = "random"
+    mode: str = field(default="random", metadata={"choices": MODES})
     clips_per_video: int = 4
-    stride_seconds: float | None = None
+    stride_seconds: float | None = field(default=None, metadata={"flag": "--stride", "metavar": "SEC"})
     top_k: int = 4
     w_expression: float = 1.0
     w_stability: float = 1.0
-    tokenizer: str | None = None
+    tokenizer: str | None = field(default=None, metadata={"metavar": "PATH"})
     seed: int = 0
     transcripts: str | None = None
     keywords: tuple[str, ...] = ()
     offset_seconds: float = 1.0
-    track_policy: str = "single"
+    track_policy: str = field(default="single", metadata={"choices": TRACK_POLICIES})
     max_faces: int = 2
     min_face: float = 64.0
     min_confidence: float = 0.5
@@ -73,8 +78,8 @@ class PrepareOptions:
     crf: int = 18
     shard_samples: int = 256
     max_side: int = 800
-    detector: str = "short"
-    au_labels: str | None = None
+    detector: str = field(default="short", metadata={"choices": ("short", "full")})
+    au_labels: str | None = field(default=None, metadata={"metavar": "PATH"})
 
     def __post_init__(self) -> None:
         self.keywords = tuple(self.keywords)
