@@ -39,6 +39,24 @@ def dataset(shared_data, tmp_path_factory):
     return {"out": out, "inputs": inputs, "tmp": tmp, "samples": _raw(out)}
 
 
+def _assert_same_samples(got: dict, want: dict) -> None:
+    """Same keys and members; every member byte-identical except the H.264 video, whose encoder is not
+    bit-reproducible from run to run (x264 threads): its decoded frames must agree closely."""
+    import numpy as np
+
+    from mien.data.shards import decode_mp4
+
+    assert sorted(got) == sorted(want)
+    for key, members in want.items():
+        assert sorted(got[key]) == sorted(members)
+        for m, v in members.items():
+            if m == "mp4":
+                a, b = decode_mp4(got[key][m]).astype(np.int16), decode_mp4(v).astype(np.int16)
+                assert a.shape == b.shape and np.abs(a - b).mean() < 2.0, key
+            else:
+                assert got[key][m] == v, (key, m)
+
+
 def _damaged(dataset, name: str):
     """A copy of the dataset with its first shard cut in half; returns (root, shard name)."""
     root = dataset["tmp"] / name
@@ -80,7 +98,7 @@ def test_verify_names_bad_shard_and_repair_restores(dataset, capsys):
     assert mien_main(["dataset", "verify", str(root), "--repair"]) == 0
     assert "repaired" in capsys.readouterr().out
     assert {n: (root / "done" / n).stat().st_mtime_ns for n in other} == mtimes  # other videos untouched
-    assert _raw(root) == dataset["samples"]
+    _assert_same_samples(_raw(root), dataset["samples"])
     assert mien_main(["dataset", "verify", str(root)]) == 0
 
 
