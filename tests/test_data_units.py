@@ -224,3 +224,20 @@ def test_to_tensors_skips_undecoded_audio():
 
     out = _to_tensors({"__key__": "k", "flac": b"fLaC\x00\x00", "json": {"a": 1}})
     assert "audio" not in out and out["meta"] == {"a": 1}
+
+
+def test_executor_runs_every_task_once_and_reraises():
+    """run_tasks: in-process and in a spawn pool (bounded in flight), every result once; a task's error is raised."""
+    import operator
+
+    from mien.pipelines.prepare.executor import run_tasks
+
+    tasks = [(i, i) for i in range(7)]
+    for workers, in_flight in ((1, None), (2, 1), (2, None)):
+        got: list[int] = []
+        run_tasks(operator.mul, tasks, got.append, workers=workers, max_in_flight=in_flight)
+        assert sorted(got) == [i * i for i in range(7)]
+    with pytest.raises(ZeroDivisionError):
+        run_tasks(operator.truediv, [(1, 1), (1, 0), (2, 1)], lambda r: None, workers=2)
+    with pytest.raises(ValueError, match="executor"):
+        run_tasks(operator.mul, tasks, print, executor="dask")

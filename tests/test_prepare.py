@@ -388,3 +388,26 @@ def test_shard_crops_match_the_inference_crop(batch, shared_data):
         d_box.append(np.abs(box - s["mp4"][j]).mean())
     assert np.mean(d_aligned) < 8, d_aligned  # same framing (smoothing + compression only)
     assert np.mean(d_box) > 2 * np.mean(d_aligned), (d_aligned, d_box)  # a different crop is far off
+
+
+def test_second_decoding_pass_equals_frame_cache(batch, shared_data, tmp_path, monkeypatch):
+    """Pass 2 uses pass 1's decoded frames when they fit FRAME_CACHE_BYTES, else decodes again: same samples."""
+    from mien.data.shards import decode_mp4
+    from mien.pipelines.prepare import select
+
+    monkeypatch.setattr(select, "FRAME_CACHE_BYTES", 0)
+    out = tmp_path / "nocache"
+    prepare([str(shared_data / D0)], str(out), PrepareOptions(**OPTS))
+    ref = {s["__key__"]: s for s in iter_samples(str(batch["out"]), decode=False)
+           if s["__key__"].startswith("driving_d0")}
+    got = {s["__key__"]: s for s in iter_samples(str(out), decode=False)}
+    assert sorted(got) == sorted(ref) and len(got) == 2
+    for k, s in got.items():
+        for m, v in s.items():
+            if m == "mp4":  # x264 is not bit-reproducible run to run: compare decoded frames
+                a, b = decode_mp4(v).astype(np.int16), decode_mp4(ref[k][m]).astype(np.int16)
+                assert a.shape == b.shape and np.abs(a - b).mean() < 2.0
+            elif m == "json":  # subject ids enumerate the run's subjects: the batch has more
+                assert {**json.loads(v), "subject_id": 0} == {**json.loads(ref[k][m]), "subject_id": 0}
+            elif not m.startswith("__"):
+                assert v == ref[k][m], (k, m)

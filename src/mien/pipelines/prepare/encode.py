@@ -29,7 +29,8 @@ def encode_mp4(frames: np.ndarray, fps: float, crf: int) -> bytes:
 
 
 def write_clips(path: str, job: VideoJob, tr: Track, chosen: list[Window], y: np.ndarray | None,
-                writer: ShardWriter, marker: dict, au_tol: float = 0.02) -> None:
+                writer: ShardWriter, marker: dict, au_tol: float = 0.02,
+                frames: dict[int, np.ndarray] | None = None) -> None:
     """Pass 2: decode the local video ``path`` again, warp the frames of the chosen windows into crops and write
     one sample per window (members: :data:`mien.data.schema.MEMBERS`) to ``writer``; its index rows are
     appended to ``marker["samples"]``.
@@ -40,6 +41,8 @@ def write_clips(path: str, job: VideoJob, tr: Track, chosen: list[Window], y: np
         chosen: windows in grid frames.
         y: the source's audio, float32 (N,) 16 kHz mono, or None.
         au_tol: ``time_sec`` AU labels: largest |label time − frame time| accepted (s).
+        frames: pass 1's decoded frames {source frame index: RGB uint8 (H, W, 3)}; used instead of decoding
+            again when it holds every frame needed.
 
     Raises:
         RuntimeError: the second decoding pass ends before every chosen frame was seen.
@@ -115,17 +118,21 @@ def write_clips(path: str, job: VideoJob, tr: Track, chosen: list[Window], y: np
         c["frames"] = None
         done[ci] = True
 
-    for fr in VideoSource(path):
-        for ci, j in need.get(fr.index, ()):
+    if frames is not None and all(i in frames for i in need):
+        source = ((i, frames[i]) for i in sorted(need))
+    else:
+        source = ((fr.index, fr.image) for fr in VideoSource(path))
+    for index, image in source:
+        for ci, j in need.get(index, ()):
             c = clips[ci]
-            c["frames"][j] = warp_crop(fr.image, c["aff"][j], S)
+            c["frames"][j] = warp_crop(image, c["aff"][j], S)
             c["left"] -= 1
         for ci, c in enumerate(clips):
-            if not done[ci] and c["last"] <= fr.index:
+            if not done[ci] and c["last"] <= index:
                 if c["left"] != 0:
                     raise RuntimeError(f"clip {ci}: {c['left']} frames missing in the second decoding pass")
                 finish(ci)
-        if fr.index >= last_needed:
+        if index >= last_needed:
             break
     if not all(done):
         raise RuntimeError("second decoding pass ended early")

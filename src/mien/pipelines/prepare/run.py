@@ -86,7 +86,7 @@ def process_video(job: VideoJob) -> dict:
                 y = load_audio(path)
             marker["has_audio"] = y is not None
             au_tol = 0.5 / (getattr(extra["info"], "fps", None) or opts.fps)
-            write_clips(path, job, track, chosen, y, group, marker, au_tol)
+            write_clips(path, job, track, chosen, y, group, marker, au_tol, extra.pop("frames"))
         marker["shards"] = group.close()
     except InputError as e:
         group.abort()

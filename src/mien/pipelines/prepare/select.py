@@ -26,6 +26,8 @@ from mien.data.shards import file_sha256
 from mien.pipelines.prepare.options import PrepareOptions
 
 TRANSCRIPT_SUFFIXES = (".json", ".vtt", ".srt")
+FRAME_CACHE_BYTES = 256 << 20
+"""Pass 1 keeps the decoded frames of a video up to this many bytes, so pass 2 need not decode it again."""
 
 @dataclass
 class Track:
@@ -53,7 +55,8 @@ def analyse_grid(path: str, opts: PrepareOptions) -> tuple[Track, dict]:
 
     Returns:
         (:class:`Track`, {"models": face-mesh model files with SHA-256, "info": VideoInfo,
-        "corrupt_frames": int}).
+        "corrupt_frames": int, "frames": {source frame index: RGB uint8 (H, W, 3)} of every frame shown at a
+        grid time, or None when they exceed :data:`FRAME_CACHE_BYTES` (pass 2 then decodes again)}).
 
     Raises:
         InputError: the video cannot be read.
@@ -74,10 +77,12 @@ def analyse_grid(path: str, opts: PrepareOptions) -> tuple[Track, dict]:
     grid_t: list[float] = []
     prev: Frame | None = None
     k = 0
+    cache: dict[int, np.ndarray] | None = {}
+    cached_bytes = 0
     try:
         def emit(frame: Frame, until: float) -> None:
             """Show ``frame`` at every grid time before ``until``; analyse it once if it is shown at all."""
-            nonlocal k
+            nonlocal k, cache, cached_bytes
             first = k
             while k * dt < until - 1e-6:
                 grid_idx.append(frame.index)
@@ -85,6 +90,11 @@ def analyse_grid(path: str, opts: PrepareOptions) -> tuple[Track, dict]:
                 k += 1
             if k > first:
                 fa.process(frame)
+                if cache is not None:  # keep shown frames for pass 2 while they fit the budget
+                    cached_bytes += frame.image.nbytes
+                    cache = None if cached_bytes > FRAME_CACHE_BYTES else cache
+                    if cache is not None:
+                        cache[frame.index] = frame.image
 
         for fr in src:
             if prev is not None:
@@ -111,7 +121,7 @@ def analyse_grid(path: str, opts: PrepareOptions) -> tuple[Track, dict]:
             areas = [(res.bbox[r, 2] - res.bbox[r, 0]) * (res.bbox[r, 3] - res.bbox[r, 1]) for r in rs]
             row[j] = rs[int(np.argmax(areas))]
     track = Track(n, src_index, np.array(grid_t, np.float64), row, nfaces, res)
-    return track, {"models": models, "info": info, "corrupt_frames": src.corrupt_frames}
+    return track, {"models": models, "info": info, "corrupt_frames": src.corrupt_frames, "frames": cache}
 
 
 _SHA: dict[str, str] = {}
