@@ -113,8 +113,10 @@ def ClipDataset(root_or_urls: str | list[str], shuffle_shards: bool = False, see
     float32 (T, 2, 3) source px → crop px; ``pose`` float32 (T, 6) (yaw, pitch, roll deg, tx, ty, tz mm);
     ``openness`` float32 (T, 3); ``times`` float64 (T, 2) s; when the clip has audio ``audio`` float32 (N,)
     16 kHz mono with N = round(T / fps · 16000), ``logmel`` float32 (T, 80), ``mfcc`` float32 (T, 13);
-    ``meta`` dict; ``__key__``; ``au`` float32 (T, A) for clips with AU labels. Shards are split across nodes (``torch.distributed`` rank / world size, or the
-    RANK/WORLD_SIZE environment) and DataLoader workers, so every sample is read once per epoch overall.
+    ``meta`` dict; ``__key__``; ``au`` float32 (T, A) for clips with AU labels. Shards are split across nodes
+    (``torch.distributed`` rank / world size, or the RANK/WORLD_SIZE environment) and DataLoader workers with
+    WebDataset's splitters, so every sample is read once per epoch overall; a damaged shard's unreadable samples
+    are skipped with one :class:`~mien.data.shards.DamagedShardWarning` per shard.
 
     Args:
         root_or_urls: dataset root (local folder or fsspec URL) or a list of shard URLs.

@@ -67,6 +67,20 @@ META_FIELDS: tuple[str, ...] = (
 """Keys of every sample's ``json`` member; clips with AU labels add ``au_names`` and ``au_coded_frames``."""
 META_AU_FIELDS: tuple[str, ...] = ("au_names", "au_coded_frames")
 
+
+def check_meta(meta: dict) -> dict:
+    """``meta`` unchanged when its keys are exactly :data:`META_FIELDS` (plus :data:`META_AU_FIELDS` when
+    ``has_au``).
+
+    Raises:
+        ValueError: a field is missing or not in the schema (the writer and the schema disagree).
+    """
+    want = set(META_FIELDS) | (set(META_AU_FIELDS) if meta.get("has_au") else set())
+    if set(meta) != want:
+        raise ValueError(f"sample meta does not match mien.data.schema.META_FIELDS: missing "
+                         f"{sorted(want - set(meta))}, unknown {sorted(set(meta) - want)}")
+    return meta
+
 INDEX_COLUMNS: tuple[tuple[str, str], ...] = (
     ("key", "string"), ("shard", "string"), ("source", "string"), ("video_key", "string"), ("subject", "string"),
     ("subject_id", "int64"), ("start_sec", "float64"), ("end_sec", "float64"), ("fps", "float64"),

@@ -124,8 +124,8 @@ class ShardWriter:
         size = os.path.getsize(self._tmp)
         digest = file_sha256(self._tmp)
         self._ctx.__exit__(None, None, None)
-        self.parts.append({"name": self._name, "samples": self._count, "bytes": size, "video": self.vkey,
-                           "sha256": digest})
+        self.parts.append(dict(zip(schema.SHARD_FIELDS, (self._name, self._count, size, self.vkey, digest),
+                                   strict=True)))
         self._writer = self._ctx = None
 
     def close(self) -> list[dict]:

@@ -113,7 +113,7 @@ def write_clips(path: str, job: VideoJob, tr: Track, chosen: list[Window], y: np
             sample["au.npy"] = au.lookup(tr.src_index[sl], tr.src_t[sl], au_tol)
             meta["au_names"] = list(au.names)
             meta["au_coded_frames"] = int(np.isfinite(sample["au.npy"]).any(1).sum())
-        shard = writer.write(encode_sample(sample))
+        shard = writer.write(encode_sample(sample | {"json": schema.check_meta(meta)}))
         marker["samples"].append(schema.index_row(meta, shard))
         c["frames"] = None
         done[ci] = True
