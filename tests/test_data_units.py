@@ -241,3 +241,21 @@ def test_executor_runs_every_task_once_and_reraises():
         run_tasks(operator.truediv, [(1, 1), (1, 0), (2, 1)], lambda r: None, workers=2)
     with pytest.raises(ValueError, match="executor"):
         run_tasks(operator.mul, tasks, print, executor="dask")
+
+
+def test_prepare_cli_options_generated_from_the_dataclass():
+    """Every PrepareOptions field is a `mien prepare` flag with the dataclass default (incl. the face-mesh ones)."""
+    from mien.cli.main import build_parser
+    from mien.cli.options import options_from_args
+    from mien.pipelines.prepare import PrepareOptions
+
+    parse = build_parser().parse_args
+    assert options_from_args(PrepareOptions, parse(["prepare", "x.mp4", "-o", "out"])) == PrepareOptions()
+    args = parse(["prepare", "x.mp4", "-o", "out", "--max-faces", "3", "--max-side", "640", "--detector", "full",
+                  "--stride", "0.5", "--mode", "scored", "--keywords", "smile, big laugh", "--no-audio",
+                  "--clip-seconds", "1.5", "--shard-samples", "8", "--au-labels", "labels.csv"])
+    opts = options_from_args(PrepareOptions, args)
+    assert (opts.max_faces, opts.max_side, opts.detector, opts.stride_seconds) == (3, 640, "full", 0.5)
+    assert opts.keywords == ("smile", "big laugh") and not opts.audio and opts.mode == "scored"
+    assert (opts.clip_seconds, opts.shard_samples, opts.au_labels) == (1.5, 8, "labels.csv")
+    assert args.workers == 1 and args.executor == "local" and not args.overwrite
