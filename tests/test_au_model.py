@@ -11,6 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from mien.face.align import umeyama  # noqa: E402
 from mien.models.au import (  # noqa: E402
     FEATURE_DIM,
     au_features,
@@ -22,7 +23,7 @@ from mien.models.au import (  # noqa: E402
     load_default_au_model,
     predict_au,
 )
-from mien.models.au.features import similarity_transform, tight_crop_landmarks  # noqa: E402
+from mien.models.au.features import tight_crop_landmarks  # noqa: E402
 from mien.models.au.head import AUHead  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,12 +48,12 @@ def test_au_head_shapes_and_errors():
         AUHead(10, ["AU01", "AU01"])
 
 
-def test_similarity_transform_recovers_known_transform():
+def test_umeyama_recovers_known_transform():
     rng = np.random.default_rng(0)
     src = rng.normal(size=(50, 3))
     R = _rotation(20.0, -10.0, 5.0)
     dst = 2.5 * src @ R.T + np.array([1.0, -2.0, 3.0])
-    s, R2, t = similarity_transform(src, dst)
+    s, R2, t = umeyama(src, dst)
     assert s == pytest.approx(2.5)
     np.testing.assert_allclose(R2, R, atol=1e-9)
     np.testing.assert_allclose(t, [1.0, -2.0, 3.0], atol=1e-9)

@@ -14,6 +14,7 @@ from mien.face.geometry import (
     direction_to_angles,
     euler_to_rotation,
     eye_aspect_ratio,
+    frontal_landmarks,
     gaze_directions,
     rotation_to_euler,
 )
@@ -83,6 +84,19 @@ def test_gaze_is_head_pose_compensated():
     R = euler_to_rotation(0, np.radians(25), 0)
     ang = direction_to_angles(gaze_directions(_synthetic_landmarks(R), R))
     assert np.allclose(ang[:, 0], 25, atol=1e-6)
+
+
+def test_frontal_landmarks_remove_pose_and_size():
+    """Prepare's scoring features: a turned, scaled, moved face gives its frontal shape in face-size units."""
+    from mien.face.align import similarity_params
+
+    R = euler_to_rotation(*np.radians([15.0, -30.0, 10.0]))
+    frontal = frontal_landmarks(_synthetic_landmarks())
+    turned = frontal_landmarks(_synthetic_landmarks(R)[None] * 2.5 + 40.0)[0]
+    assert frontal.shape == (478, 2) and frontal.dtype == np.float32
+    np.testing.assert_allclose(turned, frontal, atol=1e-5)
+    side = 2 * similarity_params(np.concatenate([frontal, np.zeros((478, 1))], -1)[None])[0, 2]
+    assert side == pytest.approx(1.0, rel=1e-5)  # the face's crop square has side 1
 
 
 def test_eye_aspect_ratio_closes():

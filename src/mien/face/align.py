@@ -1,10 +1,19 @@
-"""Face alignment: square crops by a similarity transform (rotation + uniform scale + translation).
+"""Similarity transforms of faces: the one least-squares estimator (Umeyama) and the FFHQ-style square crop.
 
-The crop frame is defined from three landmark-derived points — the two eye centres and the mouth centre —
-in the manner of the FFHQ alignment (Karras et al. 2019): the crop's x axis runs along the eye line corrected
-by the eye-to-mouth direction, its size is the larger of 2× the eye distance and 1.8× the eye-to-mouth
-distance, and its centre is slightly below the eyes. A similarity never stretches: angles and length ratios of
-the face are preserved exactly; only a uniform scale is applied.
+Two jobs live here, both about similarities (rotation + uniform scale + translation; a similarity never
+stretches: angles and length ratios are preserved exactly):
+
+1. :func:`umeyama` / :func:`umeyama_batch` / :func:`align_to_reference`: the least-squares similarity between
+   two point sets in correspondence (Umeyama, "Least-squares estimation of transformation parameters between
+   two point patterns", IEEE TPAMI 13(4), 1991), in 2-D or 3-D. It is mien's only similarity estimator: the
+   AU model's geometry features (:mod:`mien.models.au.features`), the head frame of gaze
+   (:func:`mien.face.geometry.to_head_frame`) and prepare's window scoring
+   (:func:`mien.face.geometry.frontal_landmarks`) use it.
+2. The crop's definition (:func:`similarity_params`): the crop frame is defined from three landmark-derived
+   points — the two eye centres and the mouth centre — in the manner of the FFHQ alignment (Karras et al.
+   2019): the crop's x axis runs along the eye line corrected by the eye-to-mouth direction, its size is the
+   larger of 2× the eye distance and 1.8× the eye-to-mouth distance, and its centre is slightly below the
+   eyes. This is a fixed construction, not a fit, so it does not use :func:`umeyama`.
 
 Coordinates: source-frame pixels in, crop pixels out, both with x to the right and y down and the same
 pixel convention as the landmarks (MediaPipe: ``x = normalised_x * width``).
@@ -19,6 +28,123 @@ from mien.face import landmarks as L
 
 # Outer mouth corners of the MediaPipe mesh (iBUG 48 and 54).
 MOUTH_OUTER_CORNERS = np.array([61, 291])
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray, scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity ``dst ≈ s · R @ src + t`` between two point sets (Umeyama 1991).
+
+    Minimises ``Σ_k ‖dst_k − (s·R·src_k + t)‖²`` over rotations ``R`` (proper: det +1, never a reflection),
+    scales ``s`` and translations ``t``. Applied to row vectors: ``src @ R.T * s + t``.
+
+    Args:
+        src: (K, d) float points, d = 2 or 3, in any units.
+        dst: (K, d) float points in correspondence with ``src`` (row k ↔ row k), in any units.
+        scale: estimate the scale; if False, ``s = 1`` (a rigid transform).
+
+    Returns:
+        ``(s, R, t)``: scale (float, > 0, dst units per src unit), rotation float64 (d, d) with det +1,
+        translation float64 (d,) in dst units.
+
+    Raises:
+        ValueError: shapes differ or are not (K, 2|3), non-finite values, or a degenerate configuration
+            (fewer than 2 points, all source points equal, or points on one line in 3-D) for which the
+            rotation is not unique.
+    """
+    src, dst = np.asarray(src), np.asarray(dst)
+    if src.ndim != 2 or dst.ndim != 2:
+        raise ValueError(f"umeyama: expected (K, 2|3) point sets, got {src.shape} and {dst.shape}")
+    s, R, t = _umeyama(src[None], dst[None], scale, "umeyama")
+    return float(s[0]), R[0], t[0]
+
+
+def umeyama_batch(src: np.ndarray, dst: np.ndarray, scale: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`umeyama` for B pairs of point sets at once (same result as a loop over the pairs).
+
+    Args:
+        src: (B, K, d) float points, d = 2 or 3.
+        dst: (B, K, d) points in correspondence, or (K, d): one target for every item.
+        scale: estimate the scale; if False, ``s = 1``.
+
+    Returns:
+        ``(s, R, t)``: float64 (B,) scales, (B, d, d) rotations with det +1, (B, d) translations, with
+        ``dst[b] ≈ s[b] · src[b] @ R[b].T + t[b]``.
+
+    Raises:
+        ValueError: as :func:`umeyama`; the message names the first degenerate item.
+    """
+    src = np.asarray(src)
+    dst = np.asarray(dst)
+    if dst.ndim == 2 and src.ndim == 3:
+        dst = np.broadcast_to(dst, src.shape)
+    if src.ndim != 3 or dst.ndim != 3:
+        raise ValueError(f"umeyama_batch: expected (B, K, 2|3) point sets, got {src.shape} and {dst.shape}")
+    return _umeyama(src, dst, scale, "umeyama_batch")
+
+
+def align_to_reference(points: np.ndarray, reference: np.ndarray, scale: bool = True) -> np.ndarray:
+    """Map each point set onto a reference shape by its own least-squares similarity (:func:`umeyama_batch`).
+
+    What remains after the alignment is the shape: position, rotation and (if ``scale``) size are removed.
+
+    Args:
+        points: (B, K, d) or (K, d) float points, d = 2 or 3.
+        reference: (K, d) target shape; the output is in its frame and units.
+        scale: also remove the size (a similarity); if False only position and rotation (rigid).
+
+    Returns:
+        float64 (B, K, d) (or (K, d)): ``s_b · points[b] @ R_b.T + t_b``.
+
+    Raises:
+        ValueError: as :func:`umeyama_batch`.
+    """
+    pts = np.asarray(points, np.float64)
+    single = pts.ndim == 2
+    if single:
+        pts = pts[None]
+    s, R, t = umeyama_batch(pts, reference, scale)
+    out = s[:, None, None] * np.einsum("bkj,bij->bki", pts, R) + t[:, None, :]
+    return out[0] if single else out
+
+
+def _umeyama(src: np.ndarray, dst: np.ndarray, scale: bool, name: str):
+    if src.shape != dst.shape or src.shape[-1] not in (2, 3):
+        raise ValueError(f"{name}: src and dst must have the same shape (..., K, 2|3), got {src.shape} and "
+                         f"{dst.shape}")
+    B, K, d = src.shape
+    if K < 2:
+        raise ValueError(f"{name}: need at least 2 points, got {K}")
+    src = src.astype(np.float64, copy=False)
+    dst = dst.astype(np.float64, copy=False)
+    if not (np.isfinite(src).all() and np.isfinite(dst).all()):
+        raise ValueError(f"{name}: points contain NaN or inf")
+    w = np.full((1, 1, K), 1.0 / K)
+    mu_s, mu_d = np.matmul(w, src), np.matmul(w, dst)  # (B, 1, d) centroids (a matmul: 10× faster than mean)
+    xs, xd = src - mu_s, dst - mu_d
+    mu_s, mu_d = mu_s[:, 0], mu_d[:, 0]
+    cov = np.matmul(xd.transpose(0, 2, 1), xs) / K  # Σ_xy of the paper (dst × src)
+    var_s = np.square(xs).sum((1, 2)) / K
+    var_d = np.square(xd).sum((1, 2)) / K
+    U, S, Vt = np.linalg.svd(cov)
+    # A unique rotation needs rank(Σ_xy) >= d − 1 (Umeyama 1991, Lemma): reject coincident sets (spread below
+    # 1e-6 of the coordinates' magnitude) and, in 3-D, sets on one line.
+    for bad, what in ((var_s <= 1e-12 * (var_s + np.square(mu_s).sum(1)), "all source points coincide"),
+                      (var_d <= 1e-12 * (var_d + np.square(mu_d).sum(1)), "all destination points coincide"),
+                      (S[:, d - 2] <= 1e-10 * S[:, 0], "the points lie on one line")):
+        if bad.any():
+            where = f" (item {int(np.argmax(bad))})" if name == "umeyama_batch" else ""
+            raise ValueError(f"{name}: degenerate point sets{where}: {what}, so the rotation is not unique")
+    UVt = np.matmul(U, Vt)
+    reflect = np.linalg.det(UVt) < 0  # det(U)·det(Vᵀ) = −1: flip the smallest axis (no reflections)
+    if reflect.any():
+        U = U.copy()
+        U[reflect, :, -1] *= -1
+        S = S.copy()
+        S[reflect, -1] *= -1
+        UVt = np.matmul(U, Vt)
+    R = UVt
+    s = S.sum(1) / var_s if scale else np.ones(B)
+    t = mu_d - s[:, None] * np.matmul(R, mu_s[:, :, None])[:, :, 0]
+    return s, R, t
 
 
 def alignment_points(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

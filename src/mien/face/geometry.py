@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from mien.face import landmarks as L
+from mien.face.align import similarity_params, umeyama_batch
 
 EYEBALL_RADIUS_CM = 1.2  # average human eyeball radius (≈12 mm)
 
@@ -133,35 +134,72 @@ def mouth_openness(landmarks: np.ndarray) -> np.ndarray:
     return (gap / np.maximum(width, 1e-6)).astype(np.float32)
 
 
-def to_head_frame(landmarks: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """Express 3-D landmarks in the canonical head frame (centimetres, canonical orientation).
+def to_head_frame(landmarks: np.ndarray) -> np.ndarray:
+    """Express 3-D landmarks in the canonical face's frame (centimetres, canonical orientation).
 
-    The landmarks' similarity to the canonical face is removed: rotation ``R`` (from head pose), scale and
-    centroid from the 468 mesh points.
+    Per face, the least-squares similarity of the 468 mesh points to the canonical face
+    (:func:`mien.face.align.umeyama`: rotation, uniform scale, translation) is applied to all its landmarks,
+    irises included; what remains is the face's own shape (identity shape plus expression).
 
     Args:
-        landmarks: (478, 3) pixels (z in pixel scale, MediaPipe's convention).
-        R: (3, 3) head rotation canonical→camera.
+        landmarks: (..., K, 3) with K = 478 or 468, pixels (z in pixel scale, MediaPipe's convention).
 
     Returns:
-        float64 (478, 3) in centimetres.
+        float64 (..., K, 3) in the frame and units of :func:`canonical_face`.
+
+    Raises:
+        ValueError: fewer than 468 points, non-finite or degenerate landmarks (see
+            :func:`~mien.face.align.umeyama`).
     """
-    model = canonical_face()
-    pts = landmarks.astype(np.float64)
-    centre = pts[:468].mean(0)
-    local = (pts - centre) @ R  # = R^T (p - c) for row vectors
-    ref = model - model.mean(0)
-    scale = np.sqrt((local[:468] ** 2).sum() / (ref**2).sum())
-    return local / max(scale, 1e-9) + model.mean(0)
+    pts = np.asarray(landmarks, np.float64)
+    if pts.ndim < 2 or pts.shape[-2] < 468 or pts.shape[-1] != 3:
+        raise ValueError(f"to_head_frame: expected (..., 478, 3) landmarks, got {pts.shape}")
+    flat = pts.reshape(-1, *pts.shape[-2:])
+    s, R, t = umeyama_batch(flat[:, :468], _canonical_face64())
+    out = s[:, None, None] * np.matmul(flat, R.transpose(0, 2, 1)) + t[:, None, :]
+    return out.reshape(pts.shape)
+
+
+@lru_cache(maxsize=1)
+def _canonical_face64() -> np.ndarray:
+    out = canonical_face().astype(np.float64)
+    out.flags.writeable = False
+    return out
+
+
+@lru_cache(maxsize=1)
+def canonical_face_size_cm() -> float:
+    """Side in centimetres of the FFHQ-style crop square (:func:`mien.face.align.similarity_params`, margin 0)
+    of the frontal :func:`canonical_face`: the face size that makes frontal landmarks crop-relative."""
+    return float(2.0 * similarity_params(canonical_face()[None])[0, 2])
+
+
+def frontal_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """Expression shape of faces: x, y of :func:`to_head_frame` in units of the face size.
+
+    Head position, size and rotation (in-plane and out-of-plane) are removed by the 3-D Umeyama alignment to
+    the canonical face; dividing by :func:`canonical_face_size_cm` makes 0.01 one percent of the side of the
+    face's crop square, the unit of prepare's window scoring (:func:`mien.data.selection.score_windows`).
+
+    Args:
+        landmarks: (..., K, 3), K = 478 or 468, pixels (z in pixel scale).
+
+    Returns:
+        float32 (..., K, 2) frontal x (image right), y (down) relative to the canonical head centre.
+
+    Raises:
+        ValueError: as :func:`to_head_frame`.
+    """
+    return (to_head_frame(landmarks)[..., :2] / canonical_face_size_cm()).astype(np.float32)
 
 
 def gaze_directions(landmarks: np.ndarray, R: np.ndarray,
                     radius_cm: float = EYEBALL_RADIUS_CM) -> np.ndarray:
     """Per-eye gaze directions from the iris position on a spherical eyeball, head pose compensated.
 
-    In the head frame, the iris centre's offset (dx, dy) from the centre of the eye-contour landmarks is
-    taken as the projection of the gaze on an eyeball of radius ``radius_cm``; the resulting direction is
-    rotated into the camera frame by the head rotation.
+    In the head frame (:func:`to_head_frame`), the iris centre's offset (dx, dy) from the centre of the
+    eye-contour landmarks is taken as the projection of the gaze on an eyeball of radius ``radius_cm``; the
+    resulting direction (eye in head) is rotated into the camera frame by the head rotation ``R``.
 
     Args:
         landmarks: (478, 3) pixels.
@@ -171,7 +209,7 @@ def gaze_directions(landmarks: np.ndarray, R: np.ndarray,
         float64 (2, 3) unit vectors (left eye, right eye) in the camera frame, pointing from the eye
         outward (z < 0 when looking toward the camera).
     """
-    head = to_head_frame(landmarks, R)
+    head = to_head_frame(landmarks)
     dirs = []
     for contour, iris in ((L.EYE_LEFT, L.IRIS_LEFT_CENTER), (L.EYE_RIGHT, L.IRIS_RIGHT_CENTER)):
         d = (head[iris, :2] - head[contour, :2].mean(0)) / radius_cm

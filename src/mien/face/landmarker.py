@@ -19,8 +19,6 @@ import numpy as np
 
 from mien.face.tracking import box_iou
 
-NUM_LANDMARKS = 478
-
 _GRAPH = "modules/face_landmark/face_landmark_front_cpu.binarypb"
 _DETECTORS = {
     "full": ("FaceDetectionFullRangeCpu", "modules/face_detection/face_detection_full_range_sparse.tflite",

@@ -16,7 +16,6 @@ IRIS_LEFT_CENTER = 473  # 474–477: left iris contour
 # Inner lips (upper 13, lower 14) and inner mouth corners (78, 308).
 MOUTH_INNER_UPPER, MOUTH_INNER_LOWER = 13, 14
 MOUTH_CORNER_RIGHT, MOUTH_CORNER_LEFT = 78, 308
-NOSE_TIP = 1
 
 # The 68-point iBUG/Multi-PIE scheme (OpenFace, dlib) as the nearest MediaPipe mesh vertices:
 # jaw 0–16, brows 17–26, nose 27–35, eyes 36–47, outer lips 48–59, inner lips 60–67.

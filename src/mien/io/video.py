@@ -1,13 +1,18 @@
 """Streamed frame sources: video files (PyAV), still images (Pillow) and webcams (OpenCV).
 
 All sources yield :class:`Frame` objects one at a time, so memory stays bounded whatever the video length.
-Images are RGB ``uint8`` arrays of shape (H, W, 3) in source-frame pixels.
+Images are RGB ``uint8`` arrays of shape (H, W, 3) in the orientation a player shows: a video stream's display
+matrix (e.g. the rotation −90 of every portrait phone recording) is applied as FFmpeg's ``autorotate`` does,
+and an image's EXIF orientation is applied.
 """
 
 from __future__ import annotations
 
 import glob
+import logging
+import math
 import os
+import struct
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +30,8 @@ VIDEO_SUFFIXES = frozenset(
 )
 WEBCAM_PREFIX = "webcam:"
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Frame:
@@ -35,7 +42,7 @@ class Frame:
         t_sec: presentation time in seconds, ``(pts - stream.start_time) * time_base`` for videos, so the
             first frame is at ~0 s and variable frame rate is represented exactly; 0.0 for images; seconds
             since capture start (monotonic clock) for webcams.
-        image: RGB uint8 array (H, W, 3).
+        image: RGB uint8 array (H, W, 3), C-contiguous, displayed orientation (see the module docstring).
     """
 
     index: int
@@ -50,10 +57,17 @@ class SourceInfo:
     Attributes:
         path: the input as given.
         kind: "video", "image" or "webcam".
-        width, height: frame size in pixels.
+        width, height: size in pixels of the frames the source yields: the displayed size, i.e. after the
+            display rotation (a portrait phone clip stored as 1920×1080 is 1080×1920 here).
         fps: average frame rate in frames/s (None for images or when unknown).
         duration_sec: duration in seconds (None when unknown).
         codec: codec name ("" for images).
+        rotation_deg: display rotation of a video stream that was applied to the stored frames, in degrees
+            counter-clockwise as FFmpeg, ffprobe and PyAV's ``VideoFrame.rotation`` report it (−90 for a
+            portrait phone recording: the stored frames are turned 90° clockwise), one of −90, 0, 90, 180
+            (PyAV reports 180 as −180); 0 for images (their EXIF orientation is applied but not recorded
+            here) and webcams.
+        mirrored: the display matrix also mirrors the picture (applied too; rare).
     """
 
     path: str
@@ -63,6 +77,8 @@ class SourceInfo:
     fps: float | None
     duration_sec: float | None
     codec: str
+    rotation_deg: int = 0
+    mirrored: bool = False
 
 
 class VideoSource:
@@ -73,6 +89,9 @@ class VideoSource:
         start: first time in seconds to yield (frames before it are decoded but not converted).
         end: last time in seconds to yield (inclusive), None for the end of the video.
         every: yield every N-th frame (by frame index).
+
+    The stream's display matrix (read from the first decoded frame's side data) is applied to every frame
+    by exact pixel reordering (quarter turns and flips, as FFmpeg's ``autorotate``); ``info`` records it.
 
     Raises:
         InputError: the file is missing, empty, not a video, has no video stream, or no frame decodes.
@@ -108,10 +127,17 @@ class VideoSource:
             elif container.duration is not None:
                 duration = container.duration / av.time_base
             cc = stream.codec_context
-            self.info = SourceInfo(self.path, "video", cc.width, cc.height,
-                                   float(rate) if rate else None, duration, cc.name)
             if not cc.width or not cc.height:
                 raise InputError(self.path, "video stream has no frame size (truncated or corrupt header)")
+            w, h, name = cc.width, cc.height, cc.name
+            self._orient = display_orientation(_first_display_matrix(container, stream))
+            if self._orient.transpose:
+                w, h = h, w
+            self.info = SourceInfo(self.path, "video", w, h, float(rate) if rate else None, duration, name,
+                                   self._orient.rotation_deg, self._orient.mirrored)
+            if self._orient.unsupported:
+                log.warning("%s: display rotation of %.1f degrees is not a multiple of 90; frames are analysed "
+                            "as stored", self.path, self._orient.unsupported)
         finally:
             container.close()
         self.corrupt_frames = 0
@@ -148,7 +174,7 @@ class VideoSource:
                     break
                 if index % self.every:
                     continue
-                yield Frame(index, float(t), to_rgb(frame))
+                yield Frame(index, float(t), self._orient.apply(to_rgb(frame)))
         if self.frames_decoded == 0:
             raise InputError(self.path, "no video frame could be decoded (truncated or corrupt file)")
 
@@ -169,6 +195,90 @@ class VideoSource:
                 self.corrupt_frames += 1
                 continue
             yield from frames
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How stored video frames become displayed frames: optional transpose, then optional flips.
+
+    Every display matrix whose rotation is a multiple of 90° (the 8 EXIF orientations) is one of these.
+
+    Attributes:
+        transpose: swap rows and columns first (a quarter turn; width and height swap).
+        flip_v: then reverse the rows (upside down).
+        flip_h: then reverse the columns (left-right).
+        rotation_deg: the display rotation in degrees counter-clockwise (FFmpeg's convention), −90…180.
+        mirrored: the transform is a reflection (det < 0).
+        unsupported: the rotation in degrees when it is not a multiple of 90 (then nothing is applied).
+    """
+
+    transpose: bool = False
+    flip_v: bool = False
+    flip_h: bool = False
+    rotation_deg: int = 0
+    mirrored: bool = False
+    unsupported: float = 0.0
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """Displayed (H', W', C) C-contiguous image of a stored (H, W, C) one (the same array if identity)."""
+        if not (self.transpose or self.flip_v or self.flip_h):
+            return image
+        if self.transpose:
+            image = image.swapaxes(0, 1)
+        if self.flip_v:
+            image = image[::-1]
+        if self.flip_h:
+            image = image[:, ::-1]
+        return np.ascontiguousarray(image)
+
+
+def display_orientation(matrix: Sequence[int] | None) -> Orientation:
+    """The :class:`Orientation` of an FFmpeg display matrix, decided exactly as FFmpeg's ``autorotate``.
+
+    Args:
+        matrix: the 9 int32 of ``AV_FRAME_DATA_DISPLAYMATRIX`` (row-major 3×3; a, b, c, d in 16.16 fixed
+            point), or None for no matrix.
+
+    Returns:
+        The orientation; identity for None or an all-zero (invalid) matrix.
+    """
+    if matrix is None or len(matrix) != 9:
+        return Orientation()
+    m = [float(v) for v in matrix]
+    s0, s1 = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+    if s0 == 0 or s1 == 0:
+        return Orientation()
+    # av_display_rotation_get() = -atan2(b, a) (counter-clockwise); FFmpeg's get_rotation() = its negative mod 360
+    ccw = -math.degrees(math.atan2(m[1] / s1, m[0] / s0))
+    theta = -round(ccw)
+    theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
+    mirrored = m[0] * m[4] - m[1] * m[3] < 0
+    rot = int(round(ccw / 90.0)) * 90
+    rot = 180 if rot == -180 else rot
+    if abs(theta - 90) < 1:  # transpose=clock, or cclock_flip when mirrored
+        o = Orientation(True, False, not m[3] > 0, rot, mirrored)
+    elif abs(theta - 180) < 1:
+        o = Orientation(False, m[4] < 0, m[0] < 0, rot, mirrored)
+    elif abs(theta - 270) < 1:  # transpose=cclock, or clock_flip when mirrored
+        o = Orientation(True, True, m[3] < 0, rot, mirrored)
+    elif abs(theta) < 1 or abs(theta - 360) < 1:
+        o = Orientation(False, m[4] < 0, False, 0, mirrored)
+    else:
+        o = Orientation(unsupported=round(ccw, 3))
+    return o
+
+
+def _first_display_matrix(container, stream) -> tuple[int, ...] | None:
+    """The display matrix side data of the stream's first decodable frame (None if absent or undecodable)."""
+    try:
+        for frame in container.decode(stream):
+            for sd in frame.side_data:
+                if sd.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+                    return struct.unpack("=9i", bytes(sd)[:36])
+            return None
+    except (av.FFmpegError, ValueError):
+        return None
+    return None
 
 
 def to_rgb(frame: av.VideoFrame) -> np.ndarray:

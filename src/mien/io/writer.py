@@ -13,6 +13,10 @@ import numpy as np
 class VideoWriter:
     """Write RGB uint8 frames (H, W, 3) to an H.264 (yuv420p) MP4 at a constant frame rate.
 
+    Frames are stored as given, upright, with no display matrix: sources yield displayed-orientation frames
+    (:mod:`mien.io.video` applies a clip's display rotation), so an overlay of a portrait phone clip is a
+    portrait video that every player shows the same way.
+
     Odd frame sizes are padded by one pixel (H.264 4:2:0 needs even sizes). Use as a context manager;
     the file is complete when the writer is closed. For atomic output wrap it in
     :func:`mien.io.atomic.atomic_output`.

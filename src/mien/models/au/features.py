@@ -9,7 +9,8 @@ The default AU model (:func:`mien.models.au.load_default_au_model`) takes, per f
    makes for its expression net;
 2. ``geometry``: the 468 face-mesh landmarks (irises dropped) aligned to MediaPipe's canonical face
    (:func:`mien.face.geometry.canonical_face`, centimetres) by the least-squares 3-D similarity transform
-   (Umeyama 1991), minus the canonical face, flattened x, y, z per point: 1404 values in centimetres.
+   (Umeyama 1991, :func:`mien.face.align.align_to_reference`), minus the canonical face, flattened x, y, z
+   per point: 1404 values in centimetres.
    The alignment removes position, scale and head rotation; what remains is the face's shape, i.e. identity
    shape plus expression.
 
@@ -33,7 +34,6 @@ __all__ = [
     "geometry_features",
     "mirror_indices",
     "mirror_landmarks",
-    "similarity_transform",
     "tight_crop_landmarks",
 ]
 
@@ -106,31 +106,6 @@ def expression_embeddings(crops: np.ndarray, net=None, batch_size: int = 64) -> 
     return np.concatenate(out).astype(np.float32)
 
 
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity transform ``dst ≈ s · R @ src + t`` (Umeyama, IEEE TPAMI 13(4), 1991).
-
-    Args:
-        src, dst: (N, 3) float point sets in correspondence.
-
-    Returns:
-        ``(s, R, t)``: scale (float), rotation (3, 3) with det +1, translation (3,).
-    """
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    xs, xd = src - mu_s, dst - mu_d
-    cov = xd.T @ xs / len(src)
-    U, S, Vt = np.linalg.svd(cov)
-    E = np.eye(3)
-    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
-        E[2, 2] = -1.0
-    R = U @ E @ Vt
-    var_s = (xs ** 2).sum() / len(src)
-    s = float(np.trace(np.diag(S) @ E) / var_s) if var_s > 0 else 1.0
-    t = mu_d - s * R @ mu_s
-    return s, R, t
-
-
 def align_to_canonical(landmarks: np.ndarray) -> np.ndarray:
     """Align face meshes to MediaPipe's canonical face by a 3-D similarity transform per face.
 
@@ -143,8 +118,10 @@ def align_to_canonical(landmarks: np.ndarray) -> np.ndarray:
         float32 (B, 468, 3) (or (468, 3)) in the canonical face's frame and units (cm).
 
     Raises:
-        ValueError: fewer than 468 landmarks, or non-finite values.
+        ValueError: fewer than 468 landmarks, non-finite values, or a degenerate mesh (all points equal or on
+            one line).
     """
+    from mien.face.align import align_to_reference
     from mien.face.geometry import canonical_face
 
     lm = np.asarray(landmarks, np.float64)
@@ -156,12 +133,7 @@ def align_to_canonical(landmarks: np.ndarray) -> np.ndarray:
     lm = lm[:, :N_MESH]
     if not np.isfinite(lm).all():
         raise ValueError("align_to_canonical: landmarks contain NaN or inf")
-    canon = canonical_face().astype(np.float64)
-    out = np.empty_like(lm)
-    for i in range(len(lm)):
-        s, R, t = similarity_transform(lm[i], canon)
-        out[i] = s * lm[i] @ R.T + t
-    out = out.astype(np.float32)
+    out = align_to_reference(lm, canonical_face().astype(np.float64)).astype(np.float32)
     return out[0] if single else out
 
 
