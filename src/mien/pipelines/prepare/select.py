@@ -211,7 +211,8 @@ def select_windows(tr: Track, opts: PrepareOptions, vkey: str, words) -> tuple[l
         has = tr.row >= 0
         if has.any():
             lm = res.landmarks[tr.row[has]]
-            # TODO(merge): normalise with mien.face.align.umeyama (the one similarity estimator) once merged
+            # TODO(merge): lm_norm = mien.face.geometry.frontal_landmarks(lm) (3-D Umeyama, the one similarity
+            # estimator) replaces this 2-point similarity; the lead changes the scoring math at merge
             A = params_to_affine(similarity_params(lm), 1)
             lm_norm[has] = transform_landmarks(lm, A)[..., :2]
             r = tr.row[has]
