@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -33,8 +34,10 @@ def dataset(shared_data, tmp_path_factory):
         dst = src / rel.rsplit("/", 1)[-1]
         shutil.copyfile(shared_data / rel, dst)
         inputs.append(str(dst))
+    labels = tmp / "au.csv"  # AU labels for driving_d0 only: its clips carry au.npy, repair must keep them
+    labels.write_text("video,frame,AU1,AU12\n" + "".join(f"driving_d0,{i},{i % 6},{(i // 3) % 6}\n" for i in range(78)))
     out = tmp / "ds"
-    rep = prepare(inputs, str(out), PrepareOptions(**OPTS))
+    rep = prepare(inputs, str(out), PrepareOptions(**OPTS, au_labels=str(labels)))
     assert rep.samples == 4 and not rep.failed
     return {"out": out, "inputs": inputs, "tmp": tmp, "samples": _raw(out)}
 
@@ -68,9 +71,16 @@ def _damaged(dataset, name: str):
     return root, shard["name"]
 
 
-def test_good_dataset_verifies(dataset, capsys):
+def test_good_dataset_verifies_and_info_shows_au_names(dataset, capsys):
     assert mien_main(["dataset", "verify", str(dataset["out"])]) == 0
     assert "all 2 shard(s) match" in capsys.readouterr().out
+    assert mien_main(["dataset", "info", str(dataset["out"])]) == 0
+    out = capsys.readouterr().out
+    assert "AU labels (2 samples): AU01, AU12" in out and "differ" not in out
+    assert mien_main(["dataset", "info", str(dataset["out"]), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["au_names"] == ["AU01", "AU12"] and info["au_samples"] == 2
+    assert all(s["bytes_on_disk"] == s["bytes"] for s in info["shards"])
 
 
 def test_truncated_shard_warns_with_name_and_count(dataset):
