@@ -85,17 +85,19 @@ def train_tokenizer(train: list[dict], n_subjects: int, args: argparse.Namespace
     import torch
 
     from mien.tasks.tokenizer import TokenizerTask
+    from mien.tasks.tokenizer.config import ScheduleConfig, TokenizerLoss, TokenizerWeights
 
     frames = torch.stack([c["video"] for c in train])
     ids = torch.tensor([c["subject_id"] for c in train])
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(frames, ids), batch_size=args.batch_size,
                                          shuffle=True)
     task = TokenizerTask(model=args.model, model_overrides={"max_subjects": max(16, n_subjects), **args.overrides},
-                         lr=args.lr, min_lr=1e-4, warmup_steps=50, total_steps=args.steps,
-                         recon_weights=(1.0, 1.0, 1.0), temporal_weights=(0.0, args.temporal, args.temporal),
-                         diversity_weights=(0.0, args.diversity, args.diversity),
-                         variance_weights=(0.0, args.variance, args.variance), variance_target=args.variance_target,
-                         diversity_scope=args.diversity_scope, motion_gain=args.motion_gain)
+                         schedule=ScheduleConfig(lr=args.lr, min_lr=1e-4, warmup_steps=50, total_steps=args.steps),
+                         weights=TokenizerWeights(recon=(1.0, 1.0, 1.0), temporal=(0.0, args.temporal, args.temporal),
+                                                  diversity=(0.0, args.diversity, args.diversity),
+                                                  variance=(0.0, args.variance, args.variance)),
+                         loss=TokenizerLoss(variance_target=args.variance_target,
+                                            diversity_scope=args.diversity_scope, motion_gain=args.motion_gain))
     trainer = pl.Trainer(accelerator="cpu", max_steps=args.steps, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0)
     t0 = time.perf_counter()

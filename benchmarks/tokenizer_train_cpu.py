@@ -45,6 +45,7 @@ def main(argv=None) -> dict:
 
     from mien.models import get_model_spec
     from mien.tasks.tokenizer import ClipTensorDataset, TokenizerTask, clips_from_crops, load_face_crops
+    from mien.tasks.tokenizer.config import ScheduleConfig, TokenizerLoss, TokenizerWeights
 
     size = get_model_spec(args.model).contract.crop_size
     clips, ids = [], []
@@ -58,14 +59,12 @@ def main(argv=None) -> dict:
     loader = torch.utils.data.DataLoader(ClipTensorDataset(clips, ids), batch_size=args.batch_size,
                                          shuffle=True, drop_last=True)
     if args.weights == "recon":
-        weights = dict(recon_weights=(1.0, 1.0, 1.0), temporal_weights=(0.0, 0.02, 0.02),
-                       diversity_weights=(0.0, 0.02, 0.02))
+        weights = TokenizerWeights(recon=(1.0, 1.0, 1.0), temporal=(0.0, 0.02, 0.02), diversity=(0.0, 0.02, 0.02))
     else:
-        weights = dict(recon_weights=(0.01, 0.2, 0.5), temporal_weights=(0.4, 0.3, 0.2),
-                       diversity_weights=(0.3, 0.2, 0.2))
-    task = TokenizerTask(args.model, lr=args.lr, min_lr=args.lr / 20, warmup_steps=args.steps // 10,
-                         total_steps=args.steps, recon_loss="mse+l1", diversity_scope=args.diversity_scope,
-                         **weights)
+        weights = TokenizerWeights(recon=(0.01, 0.2, 0.5), temporal=(0.4, 0.3, 0.2), diversity=(0.3, 0.2, 0.2))
+    task = TokenizerTask(args.model, schedule=ScheduleConfig(lr=args.lr, min_lr=args.lr / 20,
+                                                             warmup_steps=args.steps // 10, total_steps=args.steps),
+                         weights=weights, loss=TokenizerLoss(recon="mse+l1", diversity_scope=args.diversity_scope))
     probe = clips[:: max(len(clips) // 4, 1)][:4]
     probe_ids = ids[:: max(len(clips) // 4, 1)][:4]
     fixed = {"recon": 1.0, "temporal": 0.02, "diversity": 0.02, "perceptual": 0.0}

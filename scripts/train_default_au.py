@@ -1,4 +1,4 @@
-"""Train mien's default AU model with the AU trainer (``AUTask``, ``mien train au fit --config default``) on the
+"""Train mien's default AU model with the AU trainer (``AUFeaturesTask``, ``mien train au fit --config default``) on the
 CK+48 FACS labels, with subject-disjoint cross-validation done by the trainer's data module.
 
 Data: ``<data>/expressions/ckplus48_facs_labels.csv`` (729 CK+48 48×48 gray frames of 243 sequences, 85
@@ -7,24 +7,25 @@ read in place; this script writes only the trained weights, the config and metri
 features are cached in ``--cache`` (default: a temporary file, deleted at the end); a cache is a derivative
 of CK+ images — keep it out of the repository (the data module refuses paths inside it).
 
-Features (``mien.data.au.AUFeatureDataset`` → ``mien.models.au.tight_crop_features``), exactly what
+Features (``mien.data.au.AUFeatureDataset`` with ``mien.pipelines.au_features.au_image_features`` →
+``mien.models.au.tight_crop_features``), exactly what
 ``mien analyze`` can compute on video frames: MediaPipe 478 landmarks (``tight_crop_landmarks``: 4× bicubic
 upscale + 50 % black border so the detector fires on the tight crops) → the 1.1× square landmark-box crop at
 112 px → face-api expression embedding (256) ‖ mesh aligned to the canonical face by a similarity transform,
 minus the canonical face (1404) = 1660; and the same for the mirrored frame (flipped crop, left/right-swapped
 mesh), added as extra training rows (``data.mirror``; training split only).
 
-Training: the packaged config ``mien/configs/au/default.yaml`` through ``mien.tasks.au.cli_main`` (the code
-behind ``mien train au``): ``AUTask(backbone="features")`` = :class:`mien.models.au.head.AUHead`
+Training: the packaged config ``mien/configs/au/default.yaml`` through ``mien.cli.train.build_cli("au", …)`` (the
+code behind ``mien train au``): ``AUFeaturesTask`` = :class:`mien.models.au.head.AUHead`
 (standardisation fit on the training rows, dropout 0.5, Linear 1660→128, GELU, dropout, Linear 128→A),
 full-batch AdamW (lr 1e-3 constant, weight decay 1e-2, 300 epochs), BCE with per-AU pos_weight = #neg / #pos
 clamped to [1, 20]. AUs: those with >= 10 positive sequences (30 frames) for the CV; the shipped model keeps
-those whose cross-validated ROC AUC is >= 0.7 (``--min-auc``) and is refit on all frames (``--data.fold null``),
-then saved by ``mien.tasks.au.export_au_head`` in the format ``mien.models.au.load_default_au_model`` reads
+those whose cross-validated ROC AUC is >= 0.7 (``--min-auc``) and is refit on all frames
+(``--data.split.fold null``), then saved by ``mien.export.au.export_au_head`` in the format ``mien.models.au.load_default_au_model`` reads
 (``au_default.safetensors`` + ``config.json``; no Lightning at inference).
 
 Evaluation: 5 folds from ``mien.data.au.subject_kfold`` (GroupKFold by subject: a subject's sequences, hence
-all frames of a sequence, stay in one fold), one trainer run per fold (``--data.fold k``); metrics on the
+all frames of a sequence, stay in one fold), one trainer run per fold (``--data.split.fold k``); metrics on the
 pooled out-of-fold probabilities of the final weights of each run: per-AU F1 at 0.5, F1 at the EER threshold
 (chosen on the same out-of-fold scores: optimistic), ROC AUC, AP, and AUC/F1@0.5 on the FACS-coded peak frames
 only. The shipped decision thresholds are 0.5 (the out-of-fold EER thresholds are recorded in config.json).
@@ -74,7 +75,7 @@ def load_labels(data_dir: Path, min_sequences: int = 10, subjects: int | None = 
 
 def group_kfold(groups: np.ndarray, n_splits: int, seed: int = 0) -> np.ndarray:
     """Fold index (N,) per sample of :func:`mien.data.au.subject_kfold` — the split the trainer's data module
-    makes for ``data.fold`` / ``data.n_folds`` / ``data.seed``; all samples of a group share a fold.
+    makes for ``data.split.fold`` / ``n_folds`` / ``seed``; all samples of a group share a fold.
 
     Raises:
         ValueError: fewer groups than folds.
@@ -90,9 +91,10 @@ def group_kfold(groups: np.ndarray, n_splits: int, seed: int = 0) -> np.ndarray:
 def trainer_args(csv: Path, crops_dir: Path, cache: Path, au_names, fold: int | None, n_folds: int, seed: int,
                  run_seed: int, root: Path, epochs: int | None = None) -> list[str]:
     """``mien train au`` arguments: the packaged ``default`` config with this run's data, fold and output folder."""
-    args = ["fit", "--config", CONFIG, f"--data.csv={csv}", f"--data.crops_dir={crops_dir}",
-            f"--data.feature_cache={cache}", f"--data.au_names=[{', '.join(au_names)}]",
-            f"--data.fold={'null' if fold is None else fold}", f"--data.n_folds={n_folds}", f"--data.seed={seed}",
+    args = ["fit", "--config", CONFIG, f"--data.labels.csv={csv}", f"--data.labels.crops_dir={crops_dir}",
+            f"--data.features.cache={cache}", f"--data.labels.au_names=[{', '.join(au_names)}]",
+            f"--data.split.fold={'null' if fold is None else fold}", f"--data.split.n_folds={n_folds}",
+            f"--data.split.seed={seed}",
             f"--seed_everything={run_seed}", f"--trainer.default_root_dir={root}",
             f"--trainer.logger.init_args.save_dir={root}"]
     if epochs is not None:
@@ -101,12 +103,12 @@ def trainer_args(csv: Path, crops_dir: Path, cache: Path, au_names, fold: int | 
 
 
 def run_trainer(args: list[str]):
-    """One ``mien train au`` run in-process (:func:`mien.tasks.au.cli_main`); returns the LightningCLI."""
-    from mien.tasks.au import cli_main
+    """One ``mien train au`` run in-process (:func:`mien.cli.train.build_cli`); returns the LightningCLI."""
+    from mien.cli.train import build_cli
 
     argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI(args=...) warns when the script has arguments too
     try:
-        return cli_main(args)
+        return build_cli("au", args)
     finally:
         sys.argv = argv
 
@@ -253,8 +255,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"\n{folds}-fold subject-disjoint CV ({len(frame)} frames, {frame['subject'].nunique()} subjects):\n")
         print(table, flush=True)
         summary = {
-            "trainer": "mien.tasks.au.AUTask (backbone='features'), config mien/configs/au/default.yaml, one run "
-                       "per fold (data.fold k of data.n_folds, mien.data.au.subject_kfold)",
+            "trainer": "mien.tasks.au.AUFeaturesTask, config mien/configs/au/default.yaml, one run per fold "
+                       "(data.split.fold k of data.split.n_folds, mien.data.au.subject_kfold)",
             "folds": folds, "frames": int(len(frame)), "subjects": int(frame["subject"].nunique()),
             "macro_f1_at_0.5": float(np.nanmean([r["f1_05"] for r in rows])),
             "macro_f1_at_eer": float(np.nanmean([r["f1_eer"] for r in rows])),
@@ -278,15 +280,16 @@ def main(argv: list[str] | None = None) -> dict:
         summary["shipped_means"] = {k: round(v, 4) for k, v in shipped.items()}
         print(f"shipping {len(keep)} AUs; dropped (CV ROC AUC < {min_auc}): {', '.join(dropped) or 'none'}")
         if not args.cv_only:
+            from mien.export.au import export_au_head
             from mien.models.au.features import TIGHT_CROP_PAD, TIGHT_CROP_UPSCALE
-            from mien.tasks.au import export_au_head
 
             ship = [au_names[j] for j in keep]
             cli = run_trainer(trainer_args(csv, crops_dir, cache, ship, None, folds, args.seed, args.seed,
                                            runs / "final", epochs))
             eer = np.array([rows[j]["thr_eer"] for j in keep], np.float64)
             eer = np.where(np.isfinite(eer), eer, 0.5)
-            h, tr = cli.model.hparams, cli.trainer
+            task, tr = cli.model, cli.trainer
+            lc, oc = task.loss_cfg, task.optim_cfg
             export_au_head(cli.model, args.out, thresholds=np.full(len(ship), 0.5), extra={
                 "name": "mien-au-default-ckplus",
                 "thresholds_note": "decision thresholds (AU present when probability >= threshold); 0.5 for all "
@@ -306,20 +309,20 @@ def main(argv: list[str] | None = None) -> dict:
                                  "(mien.models.au.features.tight_crop_landmarks)",
                     "mirrored": "every frame also used horizontally flipped (flipped crop, left/right-swapped mesh)",
                 },
-                "hyperparameters": {"hidden": int(h.hidden), "dropout": float(h.dropout), "lr": float(h.lr),
-                                    "weight_decay": float(h.weight_decay), "epochs": int(tr.max_epochs),
+                "hyperparameters": {"hidden": int(task.hidden), "dropout": float(task.dropout), "lr": float(oc.lr),
+                                    "weight_decay": float(oc.weight_decay), "epochs": int(tr.max_epochs),
                                     "batch": "full", "loss": "bce", "pos_weight": "#neg/#pos clamped to [1, "
-                                    f"{h.pos_weight_cap:g}]", "seed": args.seed},
+                                    f"{lc.pos_weight_cap:g}]", "seed": args.seed},
                 "cv_summary": summary,
             })
             print(f"wrote {args.out / 'au_default.safetensors'} and config.json "
-                  f"(AUTask run: {cli.trainer.checkpoint_callback.last_model_path})", flush=True)
+                  f"(AUFeaturesTask run: {cli.trainer.checkpoint_callback.last_model_path})", flush=True)
         table_path = args.table or (None if args.fast else REPO / "docs" / "au_cv_results.md")
         if table_path is not None:
             write_table(table_path, (
                 "Produced by `scripts/train_default_au.py` (seed "
-                f"{args.seed}), which runs the AU trainer (`AUTask`, `mien train au fit --config default`) once "
-                f"per fold: {folds}-fold subject-disjoint CV (GroupKFold by subject, `data.fold`), "
+                f"{args.seed}), which runs the AU trainer (`AUFeaturesTask`, `mien train au fit --config default`) "
+                f"once per fold: {folds}-fold subject-disjoint CV (GroupKFold by subject, `data.split.fold`), "
                 f"{len(frame)} frames of {frame['subject'].nunique()} subjects, posed CK+ data. Not shipped "
                 f"(CV ROC AUC < {min_auc}): {', '.join(dropped) or 'none'}. F1 @EER uses, per AU, the EER "
                 "threshold of the same pooled out-of-fold scores (optimistic); the peak-frame columns use only "

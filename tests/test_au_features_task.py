@@ -1,4 +1,4 @@
-"""The feature-vector path of the AU trainer: ``AUTask(backbone="features")`` + ``AUDataModule(input="features")``
+"""The feature-vector path of the AU trainer: ``AUFeaturesTask`` + ``AUDataModule(input="features")``
 on real CK+ frames (a 15-subject subset), the default-format export, and ``scripts/train_default_au.py``, which
 produces the shipped default AU model with that trainer."""
 
@@ -15,7 +15,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("lightning")
 torch.set_num_threads(1)
 
+from mien.cli.train import build_cli, config_path  # noqa: E402
+from mien.export.au import export_au_head  # noqa: E402
 from mien.tasks import au as T  # noqa: E402
+from mien.tasks.au.losses import balanced_pos_weight, bce_loss  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CK_CSV = "expressions/ckplus48_facs_labels.csv"
@@ -38,17 +41,22 @@ def ck_subset(shared_data, tmp_path_factory):
     return csv, root / "features.npz", root
 
 
+def cli_main(args, run=True):
+    return build_cli("au", args, run=run)
+
+
 def _fit_args(shared_data, csv, cache, root, *extra):
-    return ["fit", "--config", "default", f"--data.csv={csv}", f"--data.crops_dir={shared_data / 'expressions'}",
-            f"--data.feature_cache={cache}", f"--data.au_names=[{', '.join(AUS)}]", "--data.n_folds=3",
-            "--data.fold=0", f"--trainer.default_root_dir={root}", f"--trainer.logger.init_args.save_dir={root}",
+    return ["fit", "--config", "default", f"--data.labels.csv={csv}",
+            f"--data.labels.crops_dir={shared_data / 'expressions'}", f"--data.features.cache={cache}",
+            f"--data.labels.au_names=[{', '.join(AUS)}]", "--data.split.n_folds=3", "--data.split.fold=0",
+            f"--trainer.default_root_dir={root}", f"--trainer.logger.init_args.save_dir={root}",
             "--trainer.max_epochs=3", "--trainer.check_val_every_n_epoch=3", *extra]
 
 
 @pytest.fixture(scope="module")
 def trained(shared_data, ck_subset):
     csv, cache, root = ck_subset
-    return T.cli_main(_fit_args(shared_data, csv, cache, root / "fit"))
+    return cli_main(_fit_args(shared_data, csv, cache, root / "fit"))
 
 
 def test_features_fit_on_real_frames(trained):
@@ -59,7 +67,7 @@ def test_features_fit_on_real_frames(trained):
     for key in ("train/loss", "val/loss", "val/f1_macro", "val/f1_eer_macro", "val/ap_macro", "val/auc_macro",
                 "val/auc/AU25"):
         assert key in m and np.isfinite(m[key]), key
-    assert task.au_names == AUS and task.contract()["input"] == "features"
+    assert isinstance(task, T.AUFeaturesTask) and task.au_names == AUS and task.contract()["input"] == "features"
     # subject-disjoint fold; every training frame also appears mirrored, validation frames never do
     assert set(dm.full.subjects[dm.train_idx]).isdisjoint(dm.full.subjects[dm.val_idx])
     assert len(dm.train_set) == 2 * len(dm.train_idx) and len(dm.val_set) == len(dm.val_idx)
@@ -76,7 +84,7 @@ def test_features_fit_on_real_frames(trained):
 
 def test_exported_head_matches_task_and_checkpoint(trained, tmp_path):
     """export_au_head writes the shipped default's format; loaded without Lightning it gives the task's
-    probabilities, from the live task and from its checkpoint."""
+    probabilities, from the live task and from its checkpoint (also through `mien export au -o DIR`)."""
     from mien.models.au import load_au_head, predict_au
 
     cli = trained
@@ -84,43 +92,49 @@ def test_exported_head_matches_task_and_checkpoint(trained, tmp_path):
     task = cli.model.eval()
     with torch.no_grad():
         ref = torch.sigmoid(task(x)["occ"]).numpy()
-    cfg = T.export_au_head(task, tmp_path / "a", extra={"name": "test"})
+    cfg = export_au_head(task, tmp_path / "a", extra={"name": "test"})
     assert cfg["au_names"] == AUS and cfg["in_features"] == 1660 and cfg["name"] == "test"
     assert json.loads((tmp_path / "a" / "config.json").read_text())["thresholds"] == [0.5] * 4
     head = load_au_head(tmp_path / "a")
     np.testing.assert_allclose(predict_au(x, head), ref, atol=1e-6)
-    T.export_au_head(cli.trainer.checkpoint_callback.last_model_path, tmp_path / "b")
+    ckpt = cli.trainer.checkpoint_callback.last_model_path
+    export_au_head(ckpt, tmp_path / "b")
     np.testing.assert_allclose(predict_au(x, load_au_head(tmp_path / "b")), ref, atol=1e-6)
-    with pytest.raises(ValueError, match="feature vectors"):
-        T.load_au_model(cli.trainer.checkpoint_callback.last_model_path)
+    from mien.cli.main import main
+
+    assert main(["export", "au", "--checkpoint", ckpt, "-o", str(tmp_path / "c")]) == 0
+    np.testing.assert_allclose(predict_au(x, load_au_head(tmp_path / "c")), ref, atol=1e-6)
+    assert main(["export", "au", "--checkpoint", ckpt, "-o", str(tmp_path / "c.onnx")]) == 2  # a folder, not ONNX
 
 
 def test_features_option_errors(shared_data, ck_subset, tmp_path):
-    from mien.data.au import AUDataModule, au_image_features
+    from mien.pipelines.au_features import au_image_features
 
-    for bad in ({"augment": True}, {"ssl": "fixmatch", "augment": False}, {"miro_weight": 0.1, "augment": False},
-                {"intensity": "ordinal", "augment": False}):
-        with pytest.raises(ValueError, match="backbone='features'"):
-            T.AUTask(AUS, backbone="features", **bad)
+    # the features task has no image options (augmentation, semi-supervision, MIRO, intensity head)
+    for bad in ({"augment": True}, {"ssl": {"kind": "fixmatch"}}, {"miro": {"weight": 0.1}},
+                {"intensity": {"kind": "ordinal"}}):
+        with pytest.raises(TypeError):
+            T.AUFeaturesTask(AUS, **bad)
     with pytest.raises(ValueError, match="pos_weight"):
-        T.AUTask(AUS, backbone="features", augment=False, loss="focal", pos_weight="balanced")
+        T.AUFeaturesTask(AUS, loss=T.LossConfig(kind="focal", pos_weight="balanced"))
     with pytest.raises(ValueError, match="unlabelled"):
-        AUDataModule(csv="x.csv", au_names=AUS, input="features", unlabeled_dir=str(tmp_path))
+        T.AUDataModule(T.LabelSource(csv="x.csv", au_names=AUS), input="features",
+                       unlabeled=T.UnlabeledSource(dir=str(tmp_path)))
     with pytest.raises(ValueError, match="inside"):  # per-image CK+ features must not land in the repository
         au_image_features([], cache=REPO / "features.npz")
     # an image datamodule cannot feed a features model
     csv, cache, root = ck_subset
     with pytest.raises(ValueError, match="feature batches"):
-        T.cli_main(_fit_args(shared_data, csv, cache, tmp_path, "--data.input=image", "--trainer.fast_dev_run=1"))
+        cli_main(_fit_args(shared_data, csv, cache, tmp_path, "--data.input=image", "--trainer.fast_dev_run=1"))
 
 
 def test_bce_pos_weight_matches_torch():
     g = torch.Generator().manual_seed(0)
     z, t = torch.randn(8, 3, generator=g), (torch.rand(8, 3, generator=g) > 0.7).float()
-    pw = T.balanced_pos_weight(t.sum(0).numpy(), (1 - t).sum(0).numpy(), cap=20.0)
+    pw = balanced_pos_weight(t.sum(0).numpy(), (1 - t).sum(0).numpy(), cap=20.0)
     assert ((pw >= 1) & (pw <= 20)).all()
     ref = torch.nn.BCEWithLogitsLoss(pos_weight=pw)(z, t)
-    assert torch.allclose(T.bce_loss(z, t, torch.ones_like(t), pw), ref, atol=1e-7)
+    assert torch.allclose(bce_loss(z, t, torch.ones_like(t), pw), ref, atol=1e-7)
 
 
 def test_training_script_fast_mode(shared_data, ck_subset, tmp_path):
@@ -141,7 +155,8 @@ def test_training_script_fast_mode(shared_data, ck_subset, tmp_path):
             assert np.isfinite(r[key]) and 0 <= r[key] <= 1, (r["au"], key, r[key])
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["au_names"] and set(cfg["au_names"]) <= {r["au"] for r in rows}
-    assert cfg["trainer"]["task"] == "mien.tasks.au.AUTask" and len(cfg["eer_thresholds"]) == len(cfg["au_names"])
+    assert cfg["trainer"]["task"] == "mien.tasks.au.AUFeaturesTask"
+    assert len(cfg["eer_thresholds"]) == len(cfg["au_names"])
     head = AUHead(cfg["in_features"], cfg["au_names"], hidden=cfg["hidden"])
     head.load_state_dict(load_file(str(tmp_path / "au_default.safetensors")))
     assert head(torch.zeros(1, cfg["in_features"])).shape == (1, len(cfg["au_names"]))
@@ -157,7 +172,9 @@ def test_shipped_default_model_was_made_by_the_trainer():
     # the packaged config reproduces the shipped recipe
     import yaml
 
-    rec = yaml.safe_load(T.default_config("default").read_text())
-    assert rec["data"]["au_names"] == cfg["au_names"] and rec["data"]["fold"] is None
-    assert rec["model"]["hidden"] == cfg["hidden"] and rec["model"]["dropout"] == cfg["dropout"]
+    rec = yaml.safe_load(config_path("au", "default").read_text())
+    assert rec["data"]["labels"]["au_names"] == cfg["au_names"] and rec["data"]["split"]["fold"] is None
+    model = rec["model"]["init_args"]
+    assert rec["model"]["class_path"] == "mien.tasks.au.AUFeaturesTask"
+    assert model["hidden"] == cfg["hidden"] and model["dropout"] == cfg["dropout"]
     assert rec["trainer"]["max_epochs"] == cfg["hyperparameters"]["epochs"]

@@ -171,17 +171,18 @@ def test_duplicate_frame_is_refused(tmp_path):
 def test_train_au_from_shards(labelled, tmp_path, torch_one_thread):
     """`mien train au fit --config tiny` on the labelled shards (subject-disjoint 2-fold), then FixMatch with the
     same shards as the unlabelled set (validation subject left out of it)."""
-    from mien.data.au import AUDataModule
-    from mien.tasks import au as T
+    from mien.cli.train import build_cli
+    from mien.tasks.au import AUDataModule, ImageInput, LabelSource, SplitOptions
 
     out = str(labelled["out"])
-    common = ["fit", "--config", "tiny", "--data.dataset", "shards", "--data.shards", out, "--data.n_folds", "2",
+    common = ["fit", "--config", "tiny", "--data.labels.dataset", "shards", "--data.labels.shards", out,
+              "--data.split.n_folds", "2",
               f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path}",
               "--trainer.fast_dev_run=1", "--data.batch_size=8"]
     assert mien_main(["train", "au", *common]) == 0
 
-    cli = T.cli_main([*common, "--model.ssl=defixmatch", f"--data.unlabeled_shards={out}",
-                      "--data.unlabeled_batch_size=4", "--data.max_unlabeled=16"])
+    cli = build_cli("au", [*common, "--model.ssl.kind=defixmatch", f"--data.unlabeled.shards={out}",
+                           "--data.unlabeled.batch_size=4", "--data.unlabeled.max_items=16"])
     assert cli.trainer.global_step == 1
     assert "train/loss_anti" in cli.trainer.callback_metrics and "val/f1_macro" in cli.trainer.callback_metrics
     dm = cli.datamodule
@@ -193,8 +194,8 @@ def test_train_au_from_shards(labelled, tmp_path, torch_one_thread):
     assert x.shape == (3, 64, 64) and 0 <= float(x.min()) and float(x.max()) <= 1
 
     # labelled frames = clip frames with at least one coded AU; labels as FACS / 5 and occurrence ≥ 1
-    dm2 = AUDataModule(dataset="shards", shards=out, au_names=["AU1", "AU12"], n_folds=2, shard_crop="aligned",
-                       image_size=32)
+    dm2 = AUDataModule(LabelSource(dataset="shards", shards=out, au_names=["AU1", "AU12"]), ImageInput(size=32),
+                       SplitOptions(n_folds=2), shard_crop="aligned")
     dm2.setup()
     ds = dm2.full
     raw = np.concatenate([s["au.npy"][:, [0, 7]] for s in iter_samples(out, video=False, audio=False)])

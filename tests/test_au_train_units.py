@@ -13,7 +13,10 @@ pytest.importorskip("timm")
 torch.set_num_threads(1)
 
 from mien.data import au as D  # noqa: E402
+from mien.data.labels import facs as F  # noqa: E402
 from mien.tasks import au as T  # noqa: E402
+from mien.tasks.au import augment as A  # noqa: E402
+from mien.tasks.au import losses as L  # noqa: E402
 
 CK_CSV = "expressions/ckplus48_facs_labels.csv"
 
@@ -23,26 +26,26 @@ def test_focal_gamma0_equals_bce_and_hand_values():
     g = torch.Generator().manual_seed(0)
     z = torch.randn(6, 4, generator=g)
     t = (torch.rand(6, 4, generator=g) > 0.5).float()
-    assert torch.allclose(T.sigmoid_focal_loss(z, t, alpha=None, gamma=0.0), T.bce_loss(z, t), atol=1e-7)
+    assert torch.allclose(L.sigmoid_focal_loss(z, t, alpha=None, gamma=0.0), L.bce_loss(z, t), atol=1e-7)
     # hand-computed: logit 0 -> p = 0.5; CE = log 2
     z0, t1 = torch.zeros(1, 1), torch.ones(1, 1)
-    assert T.bce_loss(z0, t1).item() == pytest.approx(math.log(2), rel=1e-6)
-    assert T.sigmoid_focal_loss(z0, t1, alpha=0.25, gamma=2.0).item() == pytest.approx(0.25 * 0.25 * math.log(2), rel=1e-6)
+    assert L.bce_loss(z0, t1).item() == pytest.approx(math.log(2), rel=1e-6)
+    assert L.sigmoid_focal_loss(z0, t1, alpha=0.25, gamma=2.0).item() == pytest.approx(0.25 * 0.25 * math.log(2), rel=1e-6)
     # negative label with alpha 0.25 -> weight 0.75
-    assert T.sigmoid_focal_loss(z0, 0 * t1, alpha=0.25, gamma=2.0).item() == pytest.approx(0.75 * 0.25 * math.log(2), rel=1e-6)
+    assert L.sigmoid_focal_loss(z0, 0 * t1, alpha=0.25, gamma=2.0).item() == pytest.approx(0.75 * 0.25 * math.log(2), rel=1e-6)
 
 
 def test_masked_entries_do_not_count():
     z = torch.tensor([[0.0, 100.0]])
     t = torch.tensor([[1.0, 0.0]])  # second entry is hugely wrong but masked
     m = torch.tensor([[1.0, 0.0]])
-    assert T.bce_loss(z, t, m).item() == pytest.approx(math.log(2), rel=1e-6)
-    assert T.sigmoid_focal_loss(z, t, m, alpha=None, gamma=0).item() == pytest.approx(math.log(2), rel=1e-6)
+    assert L.bce_loss(z, t, m).item() == pytest.approx(math.log(2), rel=1e-6)
+    assert L.sigmoid_focal_loss(z, t, m, alpha=None, gamma=0).item() == pytest.approx(math.log(2), rel=1e-6)
 
 
 def test_distribution_balanced_loss_finite_and_reweights_rare():
     pos, neg = np.array([90, 10]), np.array([10, 90])  # class 0 common, class 1 rare
-    db = T.DistributionBalancedLoss(pos, neg)
+    db = L.DistributionBalancedLoss(pos, neg)
     t = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
     w = db.weights(t)
     assert torch.isfinite(w).all()
@@ -61,41 +64,41 @@ def test_distribution_balanced_loss_finite_and_reweights_rare():
 
 def test_ordinal_targets_and_intensity_normalisation():
     it = torch.tensor([[0.0, 0.2, 0.6, 1.0]])
-    got = T.ordinal_targets(it, 5)[0]
+    got = L.ordinal_targets(it, 5)[0]
     want = torch.tensor([[0, 0, 0, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.float32)
     assert torch.equal(got, want)
-    n = D.normalize_intensity([0, 5, 2.5, np.nan])
+    n = F.normalize_intensity([0, 5, 2.5, np.nan])
     assert np.allclose(n[:3], [0, 1, 0.5]) and np.isnan(n[3]) and n.dtype == np.float32
     with pytest.raises(ValueError):
-        D.normalize_intensity([6.0])
-    assert D.parse_facs_codes("9:4 17:2 25:0") == {9: 4, 17: 2, 25: 0}
+        F.normalize_intensity([6.0])
+    assert F.parse_facs_codes("9:4 17:2 25:0") == {9: 4, 17: 2, 25: 0}
     with pytest.raises(ValueError):
-        D.parse_facs_codes("x:1")
+        F.parse_facs_codes("x:1")
 
 
 # ---------------------------------------------------------------------------------------------- FixMatch
 def test_fixmatch_masking_on_constructed_logits():
     cut = math.log(0.95 / 0.05)  # sigmoid(cut) = 0.95
     z = torch.tensor([[4.0, -4.0, 0.5, -0.1, cut + 1e-3, -cut - 1e-3, cut - 0.05]])
-    pseudo, mask = T.fixmatch_pseudo_labels(z, 0.95)
+    pseudo, mask = L.fixmatch_pseudo_labels(z, 0.95)
     assert pseudo.tolist() == [[1, 0, 1, 0, 1, 0, 1]]
     assert mask.tolist() == [[1, 1, 0, 0, 1, 1, 0]]
     strong = torch.zeros_like(z, requires_grad=True)
-    loss = T.fixmatch_unlabeled_loss(strong, z, 0.95)
+    loss = L.fixmatch_unlabeled_loss(strong, z, 0.95)
     assert loss.item() == pytest.approx(4 * math.log(2) / 7, rel=1e-6)  # mean over all 7 entries
     loss.backward()
     assert (strong.grad[0, [2, 3, 6]] == 0).all() and (strong.grad[0, [0, 1, 4, 5]] != 0).all()
     # nothing confident -> zero loss; the weak logits get no gradient
     weak = torch.zeros(2, 3, requires_grad=True)
-    assert T.fixmatch_unlabeled_loss(torch.randn(2, 3), weak, 0.95).item() == 0.0
-    assert T.fixmatch_pseudo_labels(weak)[0].requires_grad is False
+    assert L.fixmatch_unlabeled_loss(torch.randn(2, 3), weak, 0.95).item() == 0.0
+    assert L.fixmatch_pseudo_labels(weak)[0].requires_grad is False
 
 
 def test_augmentations_shapes_and_ranges():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(4, 3, 32, 32, generator=g)
-    w = T.weak_augment(x, generator=g)
-    s = T.strong_augment(w, generator=g)
+    w = A.weak_augment(x, generator=g)
+    s = A.strong_augment(w, generator=g)
     assert w.shape == s.shape == x.shape
     assert float(s.min()) >= 0 and float(s.max()) <= 1
     assert not torch.equal(s, w)
@@ -103,7 +106,7 @@ def test_augmentations_shapes_and_ranges():
 
 # ---------------------------------------------------------------------------------------------- MIRO
 def test_miro_finite_scalar_with_gradients():
-    miro = T.MIRORegularizer([8, 4], init_var=0.1)
+    miro = L.MIRORegularizer([8, 4], init_var=0.1)
     z = [torch.randn(5, 8, requires_grad=True), torch.randn(5, 4, requires_grad=True)]
     z0 = [torch.randn(5, 8), torch.randn(5, 4)]
     reg = miro(z, z0)
@@ -154,13 +157,13 @@ def test_subject_kfold_disjoint_covering(shared_data):
 
 
 def test_sided_merging():
-    names, groups = D.sided_groups(["AU01", "AU12L", "AU12R", "AU14_L", "AU14_R", "L2", "R2"])
+    names, groups = F.sided_groups(["AU01", "AU12L", "AU12R", "AU14_L", "AU14_R", "L2", "R2"])
     assert names == ["AU01", "AU12", "AU14", "AU02"]
     assert groups == [[0], [1, 2], [3, 4], [5, 6]]
     x = np.array([[0, 1, 0, np.nan, np.nan, 0, 0]], np.float32)
-    m = D.merge_sided(x, groups)
+    m = F.merge_sided(x, groups)
     assert m[0, 0] == 0 and m[0, 1] == 1 and np.isnan(m[0, 2]) and m[0, 3] == 0
-    assert torch.equal(D.merge_sided(torch.tensor([[0.2, 0.9, 0.1]]), [[0], [1, 2]]), torch.tensor([[0.2, 0.9]]))
+    assert torch.equal(F.merge_sided(torch.tensor([[0.2, 0.9, 0.1]]), [[0], [1, 2]]), torch.tensor([[0.2, 0.9]]))
 
 
 def test_disfa_style_csv_normalised(shared_data, tmp_path):
@@ -203,7 +206,8 @@ def test_backbones_and_heads():
 
 
 def test_task_metrics_and_bad_args():
-    task = T.AUTask(["AU01", "AU02"], backbone="resnet10t", intensity="regression")
+    task = T.AUImageTask(["AU01", "AU02"], backbone=T.BackboneConfig("resnet10t"),
+                         intensity=T.IntensityConfig("regression"))
     rec = {"prob": torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.1, 0.6]]),
            "occ": torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, float("nan")], [0.0, 1.0]]),
            "int_pred": torch.tensor([[0.8, 0.0], [0.1, 0.6], [0.6, 0.2], [0.0, 0.4]]),
@@ -213,21 +217,21 @@ def test_task_metrics_and_bad_args():
     assert {"icc/AU01", "pcc_macro", "mae/AU02", "f1_eer_macro", "ap/AU02"} <= set(m)
     assert m["mae/AU02"] == pytest.approx(0.0, abs=1e-6)  # FACS units
     with pytest.raises(ValueError):
-        T.AUTask(["AU01"], loss="dice")
+        T.AUImageTask(["AU01"], loss={"kind": "dice"})
     with pytest.raises(ValueError):
-        T.AUTask([])
+        T.AUImageTask([])
 
 
 def test_flip_swaps_sided_labels():
     names = ["AU01", "AU12L", "AU12R"]
-    perm = T.flip_permutation(names)
-    assert perm == [0, 2, 1] and T.flip_permutation(["AU01", "AU02"]) is None
+    perm = F.flip_permutation(names)
+    assert perm == [0, 2, 1] and F.flip_permutation(["AU01", "AU02"]) is None
     b = {"occ": torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]), "occ_mask": torch.ones(2, 3),
          "int": torch.tensor([[0.2, 0.8, 0.0], [0.2, 0.8, 0.0]]), "int_mask": torch.ones(2, 3)}
-    out = T.flip_labels(b, torch.tensor([True, False]), perm)
+    out = A.flip_labels(b, torch.tensor([True, False]), perm)
     assert out["occ"].tolist() == [[1, 0, 1], [1, 1, 0]]
     assert torch.allclose(out["int"][0], torch.tensor([0.2, 0.0, 0.8]))
     x = torch.rand(2, 3, 8, 8)
-    y, f = T.weak_augment(x, translate=0.0, generator=torch.Generator().manual_seed(1), return_flips=True)
+    y, f = A.weak_augment(x, translate=0.0, generator=torch.Generator().manual_seed(1), return_flips=True)
     for i in range(2):
         assert torch.equal(y[i], x[i].flip(-1) if f[i] else x[i])

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import mien
 from mien.errors import InputError
 from mien.face.landmarks import IBUG68
-from mien.results.result import COLUMNS, AnalysisResult
+from mien.results.result import COLUMN_SPECS, COLUMNS, AnalysisResult
 
 
 def _random_result(n: int, seed: int, k: int = 478) -> AnalysisResult:
@@ -97,8 +97,33 @@ def test_openface_round_trip(tmp_path, analyzed):
     assert np.array_equal(back.frame, res.frame)
     for c in ("t_sec", "yaw_deg", "pitch_deg", "roll_deg", "tx_mm", "tz_mm", "gaze_yaw_deg", "gaze_pitch_deg",
               "gaze_left_yaw_deg", "gaze_right_pitch_deg"):
-        assert np.allclose(getattr(back, c), getattr(res, c), atol=1e-4), c
+        assert np.allclose(getattr(back, c), getattr(res, c), atol=1e-4, equal_nan=True), c
     assert np.allclose(back.landmarks[..., :2], res.landmarks[:, IBUG68, :2], atol=1e-3)
+
+
+_GAZE = ("gaze_yaw_deg", "gaze_pitch_deg", "gaze_left_yaw_deg", "gaze_left_pitch_deg", "gaze_right_yaw_deg",
+         "gaze_right_pitch_deg")
+
+
+@pytest.mark.filterwarnings("error")
+def test_nan_gaze_survives_openface_and_csv(tmp_path):
+    """Gaze is NaN while the eyes are closed: both text writers keep it NaN (empty field), without warnings."""
+    import pandas as pd
+
+    res = _random_result(6, 3)
+    for c in _GAZE:
+        col = getattr(res, c)
+        col[:] = np.linspace(-20, 20, len(col))
+        col[[1, 4]] = np.nan
+    res.to_openface(tmp_path / "of.csv")
+    back = mien.read_openface(tmp_path / "of.csv")
+    for c in _GAZE:
+        assert np.array_equal(np.isnan(getattr(back, c)), np.isnan(getattr(res, c))), c
+        assert np.allclose(getattr(back, c), getattr(res, c), atol=1e-4, equal_nan=True), c
+    res.to_csv(tmp_path / "r.csv")
+    df = pd.read_csv(tmp_path / "r.csv")
+    assert np.allclose(df["gaze_yaw_deg"], res.gaze_yaw_deg, atol=1e-4, equal_nan=True)
+    assert df["gaze_yaw_deg"].isna().tolist() == np.isnan(res.gaze_yaw_deg).tolist()
 
 
 def test_read_openface_peer_file(shared_data):
@@ -109,6 +134,8 @@ def test_read_openface_peer_file(shared_data):
     assert r.pitch_deg[0] == pytest.approx(np.degrees(0.29759), abs=1e-3)
     assert r.landmarks[0, 0, 0] == pytest.approx(277.276, abs=1e-3)
     assert np.isfinite(r.gaze_yaw_deg).all()
+    if "gaze_valid" in COLUMN_SPECS:  # lead: drop this guard once the gaze_valid column is merged (issue 8)
+        assert r.gaze_valid.all()  # OpenFace has no such column: its gaze is valid wherever it is finite
     assert "AU12_r" in r.extra and "AU45_c" in r.extra
     assert r.meta["landmark_scheme"] == "ibug68"
 
@@ -119,6 +146,13 @@ def test_bad_results_files(tmp_path):
     (tmp_path / "x.parquet").write_text("nope")
     with pytest.raises(InputError, match="not a Parquet file"):
         mien.read_results(tmp_path / "x.parquet")
+    table = _random_result(3, 0).to_arrow()
+    footer = json.loads(table.schema.metadata[b"mien"])
+    del footer["columns"]["blink"]
+    pq.write_table(table.drop_columns(["blink"]).replace_schema_metadata({b"mien": json.dumps(footer)}),
+                   tmp_path / "old.parquet")
+    with pytest.raises(InputError, match="missing core columns blink"):
+        mien.read_results(tmp_path / "old.parquet")
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(InputError, match="not an OpenFace CSV"):
         mien.read_openface(tmp_path / "x.csv")

@@ -1,4 +1,4 @@
-"""TokenizerTask (mien.tasks.tokenizer): schedule, losses, training on real face crops, checkpoint export, CLI."""
+"""TokenizerTask (mien.tasks.tokenizer): schedule (mien.tasks.schedules), losses, training on real face crops, checkpoint export, CLI."""
 
 from __future__ import annotations
 
@@ -10,22 +10,24 @@ torch = pytest.importorskip("torch")
 pl = pytest.importorskip("lightning.pytorch")
 pytest.importorskip("timm")
 
+from mien.cli.train import build_cli, config_path  # noqa: E402
+from mien.export.tokenizer import export_checkpoint  # noqa: E402
 from mien.models.tokenizer import load_pretrained  # noqa: E402
+from mien.tasks.schedules import WarmupDecaySchedule  # noqa: E402
 from mien.tasks.tokenizer import (  # noqa: E402
     ClipTensorDataset,
     PerceptualLoss,
     PredictorTask,
     TokenizerTask,
-    WarmupDecaySchedule,
-    cli_main,
     clips_from_crops,
-    default_config,
     diversity_loss,
-    export_checkpoint,
     load_face_crops,
     prediction_losses,
     temporal_losses,
 )
+from mien.tasks.tokenizer.config import ScheduleConfig as S  # noqa: E402
+from mien.tasks.tokenizer.config import TokenizerLoss as Loss  # noqa: E402
+from mien.tasks.tokenizer.config import TokenizerWeights as W  # noqa: E402
 
 VIDEO = "videos/talking/face_1.mp4"
 # intentional in these tests: frozen sub-modules stay in eval mode, no validation data, argv given to the CLI
@@ -72,11 +74,16 @@ def test_schedule_values():
     assert WarmupDecaySchedule(1.0, 2.0, 0.0, 0, 10)(0) == 2.0  # no warm-up: starts at the peak
     with pytest.raises(ValueError):
         WarmupDecaySchedule(0, 1, 0, warmup_steps=10, total_steps=5)
+    # the AU tasks' LR factor: (k + 1) / W during warm-up, then cosine to the final ratio
+    c = WarmupDecaySchedule(0.0, 1.0, 0.1, warmup_steps=4, total_steps=14, decay="cosine", warmup_offset=1)
+    assert [c(k) for k in (0, 3, 4, 9, 14, 50)] == pytest.approx([0.25, 1.0, 1.0, 0.55, 0.1, 0.1])
+    with pytest.raises(ValueError):
+        WarmupDecaySchedule(0, 1, 0, 0, 1, decay="step")
 
 
 def test_task_lr_really_warms_up():
-    task = TokenizerTask("tokenizer-tiny", lr=1e-3, min_lr=1e-5, warmup_steps=10, total_steps=30,
-                         recon_weights=(0.01, 0.2, 0.5))
+    task = TokenizerTask("tokenizer-tiny", schedule=S(lr=1e-3, min_lr=1e-5, warmup_steps=10, total_steps=30),
+                         weights=W(recon=(0.01, 0.2, 0.5)))
     conf = task.configure_optimizers()
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     assert conf["lr_scheduler"]["interval"] == "step"
@@ -129,11 +136,10 @@ def test_perceptual_loss_random_frozen_net():
 # ---- training on real crops ---------------------------------------------------------------------------------
 def test_training_on_real_faces_reduces_loss(real_clips, tmp_path):
     torch.manual_seed(0)
-    task = TokenizerTask("tokenizer-tiny", lr=3e-3, min_lr=1e-4, warmup_steps=3, total_steps=25,
-                         recon_weights=(1, 1, 1), temporal_weights=(0.05, 0.05, 0.05),
-                         diversity_weights=(0.05, 0.05, 0.05), recon_loss="mse+l1",
-                         perceptual_net="resnet10t", perceptual_pretrained=False,
-                         perceptual_weights=(0.1, 0.1, 0.1))
+    task = TokenizerTask("tokenizer-tiny", schedule=S(lr=3e-3, min_lr=1e-4, warmup_steps=3, total_steps=25),
+                         weights=W(recon=(1, 1, 1), temporal=(0.05, 0.05, 0.05), diversity=(0.05, 0.05, 0.05),
+                                   perceptual=(0.1, 0.1, 0.1)),
+                         loss=Loss(recon="mse+l1", perceptual_net="resnet10t", perceptual_pretrained=False))
     frames, ids = real_clips.float() / 255, torch.tensor([0, 0, 1, 1])
     with torch.no_grad():
         before = task.compute_losses(frames, ids, FIXED)
@@ -154,7 +160,7 @@ def test_training_on_real_faces_reduces_loss(real_clips, tmp_path):
 
 def test_freeze_expression_transformer(real_clips, tmp_path):
     torch.manual_seed(0)
-    task = TokenizerTask("tokenizer-tiny", lr=1e-3, warmup_steps=0, total_steps=3,
+    task = TokenizerTask("tokenizer-tiny", schedule=S(lr=1e-3, warmup_steps=0, total_steps=3),
                          freeze_expression_transformer=True)
     frozen = {k: v.clone() for k, v in task.model.expression.state_dict().items()}
     recon = {k: v.clone() for k, v in task.model.reconstruction.state_dict().items()}
@@ -170,7 +176,7 @@ def test_freeze_expression_transformer(real_clips, tmp_path):
 
 def test_checkpoint_export_load_identical(real_clips, tmp_path):
     torch.manual_seed(0)
-    task = TokenizerTask("tokenizer-vit-tiny", lr=1e-3, warmup_steps=1, total_steps=2)
+    task = TokenizerTask("tokenizer-vit-tiny", schedule=S(lr=1e-3, warmup_steps=1, total_steps=2))
     crops56 = torch.nn.functional.interpolate(real_clips[:2].flatten(0, 1).float(), size=(56, 56),
                                               mode="area").round().to(torch.uint8).reshape(2, 6, 3, 56, 56)
     trainer = _trainer(tmp_path, 2)
@@ -188,10 +194,10 @@ def test_checkpoint_export_load_identical(real_clips, tmp_path):
 
 
 def test_cli_tiny_config_fits(shared_data, tmp_path):
-    cfg = default_config("tiny")
+    cfg = config_path("tokenizer", "tiny")
     assert cfg.is_file()
     videos = f"[{shared_data / VIDEO}, {shared_data / 'videos/talking/face_2.mp4'}]"
-    cli = cli_main(["fit", "--config", str(cfg), f"--data.init_args.videos={videos}",
+    cli = build_cli("tokenizer", ["fit", "--config", str(cfg), f"--data.init_args.videos={videos}",
                     "--data.init_args.val_videos=[1]", "--data.init_args.clip_len=6",
                     "--data.init_args.end=0.5", "--trainer.max_steps=2", "--trainer.logger=false",
                     f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_checkpointing=false"])
@@ -204,7 +210,7 @@ def test_cli_tiny_config_fits(shared_data, tmp_path):
 
 def test_predictor_task_trains_on_frozen_tokenizer(real_clips, tmp_path):
     torch.manual_seed(0)
-    task = PredictorTask(lr=3e-3, min_lr=1e-4, warmup_steps=2, total_steps=15)
+    task = PredictorTask(schedule=S(lr=3e-3, min_lr=1e-4, warmup_steps=2, total_steps=15))
     frozen = {k: v.clone() for k, v in task.tokenizer.state_dict().items()}
     frames, ids = real_clips.float() / 255, torch.tensor([0, 0, 1, 1])
     fixed = {"prediction": 1.0, "temporal": 0.0, "diversity": 0.0}
@@ -225,14 +231,13 @@ def test_predictor_task_trains_on_frozen_tokenizer(real_clips, tmp_path):
 
 
 def test_cli_predictor_config_and_bad_task(shared_data, tmp_path):
-    cli = cli_main(["fit", "--config", str(default_config("predictor_tiny")),
-                    f"--data.init_args.videos=[{shared_data / VIDEO}]", "--data.init_args.clip_len=4",
-                    "--data.init_args.end=0.4", "--trainer.max_steps=2", "--trainer.logger=false",
-                    f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_checkpointing=false"],
-                   task="predictor")
+    cli = build_cli("predictor", ["fit", "--config", "tiny",
+                                  f"--data.init_args.videos=[{shared_data / VIDEO}]", "--data.init_args.clip_len=4",
+                                  "--data.init_args.end=0.4", "--trainer.max_steps=2", "--trainer.logger=false",
+                                  f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_checkpointing=false"])
     assert isinstance(cli.model, PredictorTask) and cli.trainer.global_step == 2
     with pytest.raises(ValueError, match="task"):
-        cli_main([], task="nope")
+        build_cli("nope", [])
 
 
 def test_clips_from_crops_and_empty_datamodule(tmp_path):
@@ -257,7 +262,8 @@ def test_backbone_token_cache_skips_the_backbone_and_matches(monkeypatch):
     from mien.tasks.tokenizer import TokenizerTask
 
     torch.manual_seed(0)
-    task = TokenizerTask(model="tokenizer-vit-tiny", cache_backbone_tokens=True, warmup_steps=1, total_steps=4)
+    task = TokenizerTask(model="tokenizer-vit-tiny", cache_backbone_tokens=True,
+                         schedule=S(warmup_steps=1, total_steps=4))
     task.eval()
     size = task.model.config.crop_size
     frames = torch.rand(2, 3, 3, size, size)
@@ -310,8 +316,8 @@ def test_motion_weights_emphasise_what_moves():
     torch.testing.assert_close(motion_weights(frames[:, :1]), torch.ones_like(w[:, :1]))
     # the weighted reconstruction loss differs from the uniform one exactly when the error sits where it moves
     torch.manual_seed(0)
-    plain = TokenizerTask(model="tokenizer-tiny", motion_gain=0.0)
-    moving = TokenizerTask(model="tokenizer-tiny", motion_gain=4.0)
+    plain = TokenizerTask(model="tokenizer-tiny", loss=Loss(motion_gain=0.0))
+    moving = TokenizerTask(model="tokenizer-tiny", loss=Loss(motion_gain=4.0))
     moving.load_state_dict(plain.state_dict())
     x = torch.rand(2, 4, 3, 64, 64)
     ids = torch.tensor([0, 1])

@@ -11,11 +11,9 @@ Public API::
 
 from mien._version import __version__
 from mien.errors import InputError, MienError
-from mien.io.openface import read_openface
-from mien.io.results import read_results
 from mien.models.registry import create_model, list_models
 from mien.pipelines.analyze import AnalyzeOptions, analyze
-from mien.results import AnalysisResult
+from mien.results import AnalysisResult, read_openface, read_results
 
 __all__ = [
     "AnalysisResult",

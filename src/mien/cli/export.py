@@ -11,9 +11,12 @@ def add_parser(sub) -> None:
                                    "validated with onnx.checker and compared with PyTorch through onnxruntime.")
     p.add_argument("model", help="registered model name (e.g. faceapi-expression), or 'tokenizer' / 'au' with "
                                  "--checkpoint")
-    p.add_argument("-o", "--output", required=True, help="output .onnx file (a folder for 'tokenizer')")
+    p.add_argument("-o", "--output", required=True,
+                   help="output .onnx file (a folder for 'tokenizer' and for a feature-vector 'au' model)")
     p.add_argument("--checkpoint", help="Lightning checkpoint: for 'tokenizer' exported as config.json + "
-                                        "model.safetensors (loadable without Lightning); for 'au' as ONNX")
+                                        "model.safetensors (loadable without Lightning); for 'au' as ONNX (image "
+                                        "models) or as au_default.safetensors + config.json (feature-vector "
+                                        "models, -o DIR)")
     p.add_argument("--atol", type=float, default=1e-3, help="parity tolerance (default 1e-3)")
     p.set_defaults(func=run)
 
@@ -25,19 +28,17 @@ def run(args: argparse.Namespace) -> int:
         import os
 
         from mien.errors import InputError
-        from mien.tasks.au import export_au_onnx
+        from mien.export.au import export_au_checkpoint
 
         if not os.path.isfile(args.checkpoint):
             raise InputError(args.checkpoint, "no such checkpoint")
-        report = export_au_onnx(args.checkpoint, args.output)
-        print(f"mien: wrote {report.path} (opset {report.opset}); onnxruntime vs PyTorch max |diff| "
-              f"{report.max_abs_diff:.2e}")
+        print(f"mien: wrote {export_au_checkpoint(args.checkpoint, args.output)}")
         return 0
     if args.model == "tokenizer":
         if not args.checkpoint:
             raise ValueError("mien export tokenizer needs --checkpoint CKPT")
         from mien.errors import InputError
-        from mien.tasks.tokenizer import export_checkpoint
+        from mien.export.tokenizer import export_checkpoint
 
         try:
             out = export_checkpoint(args.checkpoint, args.output)

@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from mien._version import __version__
-from mien.errors import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,10 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except InputError as e:
-        print(f"mien: error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:
+    except ValueError as e:  # InputError is a ValueError: a bad input or option value, one line, status 2
         print(f"mien: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,24 +5,14 @@ from __future__ import annotations
 
 import argparse
 
+from mien.cli.tokens import add_tokenizer_video_args
+
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("video", help="input video file")
-    p.add_argument("--tokenizer", required=True, metavar="DIR",
-                   help="exported tokenizer folder (config.json + model.safetensors)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="output video (written atomically)")
-    p.add_argument("--subject", type=int, default=0, metavar="ID",
-                   help="subject-embedding index used to encode the input (default 0; ignored by "
-                        "subject-invariant tokenizers)")
-    p.add_argument("--start", type=float, default=None, metavar="SEC", help="first time to process (s)")
-    p.add_argument("--end", type=float, default=None, metavar="SEC", help="last time to process (s)")
-    p.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")
+    add_tokenizer_video_args(p, "OUT.mp4", "output video (written atomically)")
     p.add_argument("--size", type=int, default=None, metavar="PX",
                    help="side of each panel in px (default: the tokenizer's crop size)")
-    p.add_argument("--analysis", default=None, metavar="FILE.parquet",
-                   help="face boxes from an earlier `mien analyze` of this video (default: analyse it now)")
     p.add_argument("--batch-size", type=int, default=16, metavar="N", help="frames per forward pass")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
 
 def add_parser(sub) -> None:

@@ -2,52 +2,125 @@
 
 Everything after the task name goes to Lightning's CLI (``--trainer.devices``, ``--trainer.num_nodes``,
 ``--model.*``, ``--data.*``, ``--ckpt_path`` to resume). ``--config NAME`` also accepts the name of a config
-shipped in ``mien/configs/<task>/`` (e.g. ``tiny``).
+shipped in ``mien/configs/<task>/`` (e.g. ``tiny``); :func:`resolve_config` is the one place that resolves it.
+
+Tasks (:data:`TASKS`): ``au`` (the config's ``model.class_path`` chooses :class:`mien.tasks.au.AUImageTask` or
+:class:`mien.tasks.au.AUFeaturesTask`; data: :class:`mien.tasks.au.AUDataModule`), ``tokenizer``
+(:class:`mien.tasks.tokenizer.TokenizerTask`) and ``predictor`` (:class:`mien.tasks.tokenizer.PredictorTask`),
+whose data module is given by class path (``data.class_path``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
 
-TASKS = ("tokenizer", "predictor", "au")
+
+@dataclass(frozen=True)
+class TrainTask:
+    """How ``mien train <name>`` builds its LightningCLI.
+
+    Attributes:
+        model: ``"module:Class"`` of the LightningModule (the base class when ``subclass_model``).
+        data: ``"module:Class"`` of the DataModule (the base class when ``subclass_data``).
+        subclass_model, subclass_data: the config names the class (``class_path`` / ``init_args``).
+        links: ``"module:function"`` adding ``parser.link_arguments`` calls, or None.
+    """
+
+    model: str
+    data: str
+    subclass_model: bool = False
+    subclass_data: bool = False
+    links: str | None = None
+
+
+TASKS: dict[str, TrainTask] = {
+    "au": TrainTask("mien.tasks.au:AUTaskBase", "mien.tasks.au:AUDataModule", subclass_model=True,
+                    links="mien.tasks.au:add_cli_links"),
+    "tokenizer": TrainTask("mien.tasks.tokenizer:TokenizerTask", "lightning.pytorch:LightningDataModule",
+                           subclass_data=True),
+    "predictor": TrainTask("mien.tasks.tokenizer:PredictorTask", "lightning.pytorch:LightningDataModule",
+                           subclass_data=True),
+}
+"""The trainable tasks; adding one = a task package under ``mien/tasks``, an entry here and its configs in
+``mien/configs/<name>/``."""
+
+
+def _load(ref: str):
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def config_path(task: str, name: str) -> Path:
+    """Path of the shipped config ``mien/configs/<task>/<name>.yaml`` (may not exist)."""
+    return Path(str(files("mien").joinpath("configs", task, f"{name}.yaml")))
+
+
+def resolve_config(task: str, value: str) -> str:
+    """A ``--config`` value: itself when it is an existing file, else the shipped ``mien/configs/<task>/<value>.yaml``
+    when that exists, else unchanged (LightningCLI then reports it)."""
+    if os.path.exists(value):
+        return value
+    path = config_path(task, value)
+    return str(path) if path.is_file() else value
+
+
+def resolve_configs(task: str, args: list[str]) -> list[str]:
+    """``args`` with every ``--config NAME`` / ``--config=NAME`` resolved by :func:`resolve_config`."""
+    out = list(args)
+    for i, a in enumerate(out):
+        if a == "--config" and i + 1 < len(out):
+            out[i + 1] = resolve_config(task, out[i + 1])
+        elif a.startswith("--config="):
+            out[i] = "--config=" + resolve_config(task, a.split("=", 1)[1])
+    return out
+
+
+def build_cli(task: str, args: list[str] | None = None, run: bool = True):
+    """The LightningCLI of ``mien train <task>`` over ``args`` (shipped config names resolved).
+
+    Args:
+        task: a key of :data:`TASKS`.
+        args: arguments after the task name, e.g. ``["fit", "--config", "tiny", "--data.labels.csv", CSV]``
+            (without a subcommand when ``run`` is False); None: ``sys.argv[1:]`` as given (unresolved).
+        run: run the subcommand (False: only instantiate the model, data module and trainer).
+
+    Returns:
+        the ``LightningCLI`` (``model``, ``datamodule``, ``trainer``).
+
+    Raises:
+        ValueError: unknown task.
+    """
+    from lightning.pytorch.cli import LightningCLI
+
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
+    spec = TASKS[task]
+    links = _load(spec.links) if spec.links else None
+
+    class TaskCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser):
+            if links is not None:
+                links(parser)
+
+    return TaskCLI(_load(spec.model), _load(spec.data), subclass_mode_model=spec.subclass_model,
+                   subclass_mode_data=spec.subclass_data, args=None if args is None else resolve_configs(task, list(args)), run=run,
+                   save_config_kwargs={"overwrite": True})
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model (Lightning CLI)", add_help=True,
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("task", choices=TASKS, help="what to train")
+    p.add_argument("task", choices=tuple(TASKS), help="what to train")
     p.add_argument("args", nargs=argparse.REMAINDER, help="Lightning CLI arguments, e.g. fit --config tiny")
     p.set_defaults(func=run)
 
 
-def resolve_configs(task: str, args: list[str]) -> list[str]:
-    """Replace ``--config NAME`` by the shipped YAML when NAME is not an existing file."""
-    from mien.tasks.tokenizer import default_config
-
-    out = list(args)
-    for i, a in enumerate(out):
-        value, prefix = None, None
-        if a == "--config" and i + 1 < len(out):
-            value, idx = out[i + 1], i + 1
-        elif a.startswith("--config="):
-            value, idx, prefix = a.split("=", 1)[1], i, "--config="
-        if value is not None and not os.path.exists(value):
-            name = value if task == "tokenizer" else f"predictor_{value}"
-            path = default_config(name)
-            if path.is_file():
-                out[idx] = f"{prefix}{path}" if prefix else str(path)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     # sys.argv stays as it is: Lightning's DDP launcher re-runs it to start the other ranks
-    if args.task == "au":
-        from mien.tasks.au import cli_main as au_cli_main
-
-        au_cli_main(args.args)  # resolves --config NAME against mien/configs/au itself
-        return 0
-    from mien.tasks.tokenizer import cli_main
-
-    cli_main(resolve_configs(args.task, args.args), task=args.task)
+    build_cli(args.task, args.args)
     return 0

@@ -1,6 +1,7 @@
 """``ClipDataModule``: a Lightning DataModule over a prepared dataset, with a subject-disjoint validation split.
 
-Needs ``lightning`` (not part of the ``data`` extra). Shards hold one source video each and a video has one
+Needs ``lightning`` (not part of the ``data`` extra; training only — nothing in analysis imports this module).
+Shards are listed with :func:`mien.data.reader.shard_urls`. Shards hold one source video each and a video has one
 subject, so splitting shards by subject gives train/validation sets without shared identities.
 """
 
@@ -11,25 +12,21 @@ import math
 import lightning as L
 import torch
 
-from mien.data import store
-from mien.data.reader import ClipDataset, open_dataset
+from mien.data.reader import ClipDataset, open_dataset, shard_urls
 
 
 def subject_split(root: str, val_fraction: float = 0.1) -> tuple[list[str], list[str]]:
     """(train shard URLs, validation shard URLs): the last ``ceil(val_fraction · subjects)`` subject ids (by the
     manifest's stable integer ids) go to validation. With one subject, everything is training data."""
     info = open_dataset(root)
-    fs, path = store.get_fs(root)
     idx = info.index
     subjects = sorted(set(idx["subject_id"].tolist()))
     n_val = math.ceil(val_fraction * len(subjects)) if len(subjects) > 1 and val_fraction > 0 else 0
     val_subjects = set(subjects[len(subjects) - n_val:])
     val_shards = set(idx.loc[idx["subject_id"].isin(val_subjects), "shard"])
     train, val = [], []
-    for s in info.manifest["shards"]:
-        p = store.join(path, "shards", s["name"])
-        url = p if store.is_local(fs) else fs.unstrip_protocol(p)
-        (val if s["name"] in val_shards else train).append(url)
+    for url in shard_urls(root):  # manifest order
+        (val if url.rstrip("/").rsplit("/", 1)[-1] in val_shards else train).append(url)
     return train, val
 
 

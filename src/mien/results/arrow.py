@@ -54,6 +54,12 @@ def result_to_arrow(res: AnalysisResult) -> pa.Table:
 
 
 def result_from_arrow(table: pa.Table) -> AnalysisResult:
+    """Inverse of :func:`result_to_arrow` (exact). Core columns a file from an earlier schema minor version
+    lacks are derived when they can be (:meth:`AnalysisResult.derived_columns`).
+
+    Raises:
+        ValueError: no mien footer, another schema major version, or a core column missing.
+    """
     md = table.schema.metadata or {}
     if META_KEY not in md:
         raise ValueError("not a mien results table (no 'mien' schema metadata)")
@@ -66,5 +72,8 @@ def result_from_arrow(table: pa.Table) -> AnalysisResult:
     for name, info in footer["columns"].items():
         dtype = np.dtype(info["dtype"])
         cols[name] = _from_array(table.column(name), dtype, (None,) + tuple(info["shape"]))
-    core = {c.name: cols.pop(c.name) for c in COLUMNS}
+    missing = [c.name for c in COLUMNS if c.name not in cols and c.name not in AnalysisResult.derived_columns()]
+    if missing:
+        raise ValueError(f"not a complete mien results table (missing core columns {', '.join(missing)})")
+    core = {c.name: cols.pop(c.name) for c in COLUMNS if c.name in cols}
     return AnalysisResult(**core, meta=footer["meta"], extra=cols)

@@ -159,15 +159,22 @@ class AnalysisResult:
         return cls(**cols, meta=meta or {})
 
     @classmethod
+    def derived_columns(cls) -> frozenset[str]:
+        """Core columns with a default of None, derived from other columns when not given (in
+        ``__post_init__``); a file or column dict without them is still complete."""
+        return frozenset(f.name for f in dataclasses.fields(cls) if f.default is None and f.name in COLUMN_SPECS)
+
+    @classmethod
     def from_columns(cls, columns: dict[str, np.ndarray], meta: dict | None = None,
                      n_landmarks: int = 478) -> AnalysisResult:
-        """Build from a dict of columns; missing core columns are filled with NaN (False/-1 for non-floats)."""
+        """Build from a dict of columns; missing core columns are filled with NaN (False/-1 for non-floats),
+        except :meth:`derived_columns`, which are derived from the others."""
         n = len(columns["frame"])
         cols, extra = {}, {}
         for spec in COLUMNS:
             if spec.name in columns:
                 cols[spec.name] = columns[spec.name]
-            else:
+            elif spec.name not in cls.derived_columns():
                 shape = (n,) + tuple(n_landmarks if s is None else s for s in spec.shape)
                 fill = np.nan if np.dtype(spec.dtype).kind == "f" else (False if spec.dtype == "bool" else -1)
                 cols[spec.name] = np.full(shape, fill, spec.dtype)
@@ -281,19 +288,19 @@ class AnalysisResult:
         return df
 
     def to_parquet(self, path: str | os.PathLike) -> None:
-        """Write a Parquet file atomically (see :func:`mien.io.results.write_parquet`)."""
-        from mien.io.results import write_parquet
+        """Write a Parquet file atomically (see :func:`mien.results.files.write_parquet`)."""
+        from mien.results.files import write_parquet
 
         write_parquet(self, path)
 
     def to_csv(self, path: str | os.PathLike) -> None:
         """Write a flat CSV (landmarks as lm_x_0…, lm_y_0…, lm_z_0…), atomically."""
-        from mien.io.results import write_csv
+        from mien.results.files import write_csv
 
         write_csv(self, path)
 
     def to_openface(self, path: str | os.PathLike) -> None:
-        """Write an OpenFace 2.x style CSV (see :func:`mien.io.openface.write_openface`)."""
-        from mien.io.openface import write_openface
+        """Write an OpenFace 2.x style CSV (see :func:`mien.results.openface.write_openface`)."""
+        from mien.results.openface import write_openface
 
         write_openface(self, path)

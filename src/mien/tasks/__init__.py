@@ -1,10 +1,14 @@
 """LightningModules wrapping the pure models of :mod:`mien.models`: losses, schedules, metric logging.
 
-One module per family; importing a module imports Lightning (``pip install "mien[train]"``):
+Training only: importing a task imports Lightning (``pip install "mien[train]"``), and only ``mien.cli.train``
+and ``mien.export`` import this package (analysis never does).
 
-* :mod:`mien.tasks.tokenizer` — :class:`~mien.tasks.tokenizer.TokenizerTask` (expression tokenizer joint
-  training), its schedule and losses, a temporary in-memory video DataModule and ``cli_main``.
-* :mod:`mien.tasks.au` — :class:`~mien.tasks.au.AUTask` (FaceFlow-style AU estimation: timm or face-api
-  backbones, occurrence/intensity heads, BCE/focal/distribution-balanced losses, FixMatch/DeFixMatch, MIRO),
-  ONNX export and :func:`~mien.tasks.au.load_au_model` for ``mien analyze --au-model``.
+* :mod:`mien.tasks.au` — :class:`~mien.tasks.au.AUImageTask` (FaceFlow-style AU estimation from images) and
+  :class:`~mien.tasks.au.AUFeaturesTask` (AUHead on per-face features, the default model's recipe), their
+  DataModule, losses and augmentation;
+* :mod:`mien.tasks.tokenizer` — :class:`~mien.tasks.tokenizer.TokenizerTask`,
+  :class:`~mien.tasks.tokenizer.PredictorTask`, their losses and a small video DataModule;
+* :mod:`mien.tasks.schedules` — the one warm-up + decay schedule (LR and loss weights) of all tasks.
+
+Exports of trained checkpoints are in :mod:`mien.export` (``au``, ``tokenizer``).
 """

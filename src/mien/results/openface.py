@@ -23,7 +23,8 @@ _AU_COL = re.compile(r"^AU\d\d_[rc]$")
 
 
 def _angles_to_vectors(yaw_deg: np.ndarray, pitch_deg: np.ndarray) -> np.ndarray:
-    """mien gaze angles (degrees, + yaw toward image left, + pitch down) → unit vectors (N, 3)."""
+    """mien gaze angles (N,) in degrees (+ yaw toward the image's left, + pitch down) → camera-frame unit
+    vectors (N, 3) pointing from the eye (-z = toward the camera); a NaN angle gives a NaN vector."""
     v = np.stack([-np.tan(np.radians(yaw_deg)), np.tan(np.radians(pitch_deg)), -np.ones_like(yaw_deg)], -1)
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
@@ -40,7 +41,8 @@ def write_openface(result: AnalysisResult, path: str | os.PathLike) -> None:
     points, see :data:`mien.face.landmarks.IBUG68`), then any extra columns named ``AUxx_r`` / ``AUxx_c``,
     and ``AUxx_c`` (0/1 at the model's thresholds) for every AU probability column of ``--au``/``--au-model``,
     ``AUxx_r`` (0–5) for every ``AUxx_intensity`` column of an ``--au-model`` with an intensity head.
-    Separator ", " as OpenFace writes it.
+    Separator ", " as OpenFace writes it. NaN values (gaze while the eyes are closed, a missing AU) are
+    written as empty fields; :func:`read_openface` reads them back as NaN.
     """
     import pandas as pd
 

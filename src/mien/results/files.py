@@ -1,4 +1,8 @@
-"""Results files: Parquet with the schema in the footer (lossless), and flat CSV."""
+"""Results files of :class:`AnalysisResult`: Parquet with the schema in the footer (lossless), and flat CSV.
+
+NaN (gaze on closed eyes, columns an input format lacks) is kept as NaN in Parquet and written as an empty
+field in CSV.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ def write_parquet(result: AnalysisResult, path: str | os.PathLike) -> None:
 
 
 def read_results(path: str | os.PathLike) -> AnalysisResult:
-    """Read a Parquet file written by mien.
+    """Read a Parquet file written by :func:`write_parquet` (``mien analyze``); the exact same result.
 
     Raises:
         InputError: missing file, not Parquet, or not a mien results file.
@@ -68,7 +72,11 @@ def flat_columns(result: AnalysisResult) -> dict[str, np.ndarray]:
 
 
 def write_csv(result: AnalysisResult, path: str | os.PathLike) -> None:
-    """Write the flat columns of :func:`flat_columns` as CSV, atomically."""
+    """Write the flat columns of :func:`flat_columns` as CSV with a header row, atomically.
+
+    NaN values (e.g. gaze while the eyes are closed) are written as empty fields, which pandas reads back
+    as NaN; booleans as ``True``/``False``.
+    """
     import pandas as pd
 
     df = pd.DataFrame(flat_columns(result))

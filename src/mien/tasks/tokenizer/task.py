@@ -1,0 +1,291 @@
+"""Joint training of the expression tokenizer (expression transformer + reconstruction) with Lightning:
+:class:`TokenizerTask`, and :class:`ScheduledTask`, the base it shares with
+:class:`~mien.tasks.tokenizer.predictor.PredictorTask`.
+
+Losses (:mod:`mien.tasks.tokenizer.losses`; seed 1 ``ExpressionReconstructionLoss``, DIGEST §1.3), computed
+batched over clips (B, T):
+
+* reconstruction: ``mse`` | ``l1`` | ``mse+l1`` between reconstruction and input in [0, 1] RGB pixels, plus an
+  optional perceptual term (L1 between feature maps of a frozen timm net);
+* temporal = ``coherence_weight``·coherence + ``contrast_weight``·contrast, with coherence =
+  mean_t(1 − cos(z_t, z_{t+1})) and contrast = mean_t |cos(z_t, z_{t+s})| (s = ``contrast_stride``; 0 if T ≤ s);
+* diversity = clamp(mean off-diagonal cos of z[::``diversity_stride``], min 0) within each clip (seed), or
+  over the whole batch (``diversity_scope="batch"``).
+
+Every loss weight and the learning rate follow the same piecewise-linear
+:class:`~mien.tasks.schedules.WarmupDecaySchedule` (initial → peak over ``warmup_steps``, then peak → final until
+``total_steps``). Unlike the seed's joint run (initial LR = peak LR), the LR warm-up really warms up: it starts
+at ``lr_initial`` (default ``min_lr``).
+
+Batches: ``{"frames": (B, T, 3, H, W) float [0, 1] or uint8 RGB, "subject_id": (B,) long (optional)}``, or
+batches of mien shards (:class:`mien.data.datamodule.ClipDataModule`). Export:
+:func:`mien.export.tokenizer.export_checkpoint` (``mien export tokenizer``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from mien.models.registry import create_model
+from mien.models.tokenizer.nets import ExpressionTokenizer
+from mien.tasks.config import as_config, as_dict
+from mien.tasks.schedules import WarmupDecaySchedule, lambda_lr
+from mien.tasks.tokenizer.config import ScheduleConfig, TokenizerLoss, TokenizerWeights
+from mien.tasks.tokenizer.losses import (
+    PerceptualLoss,
+    diversity_loss,
+    motion_weights,
+    similarity_stats,
+    temporal_losses,
+    variance_loss,
+)
+
+__all__ = ["ScheduledTask", "TokenizerTask"]
+
+
+class ScheduledTask(pl.LightningModule):
+    """Shared LR + loss-weight schedule (:class:`~mien.tasks.schedules.WarmupDecaySchedule`) and AdamW set-up.
+
+    Subclasses call :meth:`_init_schedule` with their :class:`~mien.tasks.tokenizer.config.ScheduleConfig` and
+    loss-weight dataclass (one (initial, peak, final) field per loss term).
+    """
+
+    def _init_schedule(self, schedule, weights, weights_cls) -> None:
+        self.schedule_cfg = as_config(ScheduleConfig, schedule)
+        self.weights_cfg = as_config(weights_cls, weights)
+        self._total_steps = self.schedule_cfg.total_steps
+
+    @property
+    def loss_names(self) -> tuple[str, ...]:
+        """Names of the scheduled loss terms (the fields of the weights config)."""
+        return tuple(as_dict(self.weights_cfg))
+
+    # ---- schedules -----------------------------------------------------------------------------------------
+    def total_steps(self) -> int:
+        if self._total_steps is not None:
+            return int(self._total_steps)
+        est = getattr(self.trainer, "estimated_stepping_batches", None) if self._trainer is not None else None
+        if est is None or not np.isfinite(est):
+            raise ValueError("total_steps is not set and the trainer cannot estimate it")
+        self._total_steps = max(int(est), self.schedule_cfg.warmup_steps)
+        return self._total_steps
+
+    def lr_schedule(self) -> WarmupDecaySchedule:
+        h = self.schedule_cfg
+        init = h.min_lr if h.lr_initial is None else h.lr_initial
+        return WarmupDecaySchedule(init, h.lr, h.min_lr, h.warmup_steps, self.total_steps(), floor=h.min_lr)
+
+    def weight_schedules(self) -> dict[str, WarmupDecaySchedule]:
+        w, total = as_dict(self.weights_cfg), self.total_steps()
+        return {k: WarmupDecaySchedule(*v, self.schedule_cfg.warmup_steps, total) for k, v in w.items()}
+
+    def val_prefix(self, dataloader_idx: int = 0) -> str:
+        """Log prefix of a validation set: ``val`` with one set; ``val_<name>`` when the datamodule gives several
+        (``val_set_names``, e.g. :class:`mien.data.datamodule.ClipDataModule`: ``val_unseen_subjects/…`` and
+        ``val_heldout_time/…``)."""
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        names = list(getattr(dm, "val_set_names", None) or [])
+        return f"val_{names[dataloader_idx]}" if len(names) > 1 and dataloader_idx < len(names) else "val"
+
+    def loss_weights(self, step: int | None = None) -> dict[str, float]:
+        """Loss weights at ``step`` (default: the current global step)."""
+        step = self.global_step if step is None else step
+        return {k: s(step) for k, s in self.weight_schedules().items()}
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        h = self.schedule_cfg
+        opt = torch.optim.AdamW(params, lr=h.lr, weight_decay=h.weight_decay, betas=tuple(h.betas))
+        return {"optimizer": opt, "lr_scheduler": lambda_lr(opt, self.lr_schedule(), scale=h.lr)}
+
+    @staticmethod
+    def _unpack(batch, crop_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Frames (B, T, 3, S, S) float in [0, 1] and subject ids (B,) from a batch.
+
+        Accepts ``(frames, ids)`` tuples, ``{"frames", "subject_id"}`` dicts, and batches of mien shards
+        (:class:`mien.data.ClipDataModule`: ``video`` (B, T, 3, S, S) uint8, ``meta[i]["subject_id"]``), whose
+        crops are resized (antialiased bilinear) to ``crop_size`` when it differs.
+        """
+        if isinstance(batch, dict) and "video" in batch:
+            frames = batch["video"]
+            ids = torch.tensor([int(m["subject_id"]) for m in batch["meta"]], device=frames.device)
+        elif isinstance(batch, dict):
+            frames, ids = batch["frames"], batch.get("subject_id")
+        else:
+            frames, ids = batch[0], (batch[1] if len(batch) > 1 else None)
+        if frames.dtype == torch.uint8:
+            frames = frames.float() / 255.0
+        if frames.ndim == 4:
+            frames = frames.unsqueeze(1)
+        if frames.ndim != 5:
+            raise ValueError(f"expected frames (B, T, 3, H, W), got {tuple(frames.shape)}")
+        if crop_size is not None and frames.shape[-1] != crop_size:
+            b, t = frames.shape[:2]
+            frames = torch.nn.functional.interpolate(frames.flatten(0, 1), size=(crop_size, crop_size),
+                                                     mode="bilinear", antialias=True, align_corners=False)
+            frames = frames.clamp(0, 1).unflatten(0, (b, t))
+        return frames, ids
+
+
+class TokenizerTask(ScheduledTask):
+    """LightningModule training an :class:`~mien.models.tokenizer.nets.ExpressionTokenizer`.
+
+    Args:
+        model: registered tokenizer name (``mien.list_models("tokenizer")``).
+        model_overrides: keyword overrides of the registered config (e.g. ``{"pretrained": False}``).
+        schedule: AdamW and LR schedule (:class:`~mien.tasks.tokenizer.config.ScheduleConfig`; ``total_steps``
+            None: the trainer's estimated stepping batches).
+        weights: (initial, peak, final) loss weights scheduled like the LR
+            (:class:`~mien.tasks.tokenizer.config.TokenizerWeights`).
+        loss: definitions of the loss terms (:class:`~mien.tasks.tokenizer.config.TokenizerLoss`).
+        freeze_expression_transformer: freeze the whole expression transformer (subject embeddings and delta
+            positions included; kept in eval mode) and optimise only the rest, as the seed's fine-tuning run.
+        cache_backbone_tokens: keep the frozen timm backbone's patch tokens of every sample (by its shard key,
+            float16 in CPU memory) so later epochs skip the backbone; needs keyed batches (mien shards).
+
+    Logged every step (``train/``) and per epoch (``val/``, or ``val_<set>/`` per validation set, see
+    :meth:`val_prefix`): loss, loss_recon, loss_perceptual, loss_temporal, loss_coherence, loss_contrast,
+    loss_diversity, loss_variance, w_recon, w_temporal, w_diversity, w_perceptual, w_variance, lr,
+    sim_mean/std/min/max (within-clip token cosine).
+    """
+
+    def __init__(self, model: str = "tokenizer-tiny", model_overrides: dict | None = None,
+                 schedule: ScheduleConfig = ScheduleConfig(), weights: TokenizerWeights = TokenizerWeights(),  # noqa: B008
+                 loss: TokenizerLoss = TokenizerLoss(), freeze_expression_transformer: bool = False,  # noqa: B008
+                 cache_backbone_tokens: bool = False):
+        super().__init__()
+        self._init_schedule(schedule, weights, TokenizerWeights)
+        self.loss_cfg = as_config(TokenizerLoss, loss)
+        self.freeze_expression_transformer = bool(freeze_expression_transformer)
+        self.cache_backbone_tokens = bool(cache_backbone_tokens)
+        self.save_hyperparameters({"model": model, "model_overrides": model_overrides,
+                                   "schedule": as_dict(self.schedule_cfg), "weights": as_dict(self.weights_cfg),
+                                   "loss": as_dict(self.loss_cfg),
+                                   "freeze_expression_transformer": self.freeze_expression_transformer,
+                                   "cache_backbone_tokens": self.cache_backbone_tokens})
+        self.model: ExpressionTokenizer = create_model(model, **(model_overrides or {}))
+        if not isinstance(self.model, ExpressionTokenizer):
+            raise TypeError(f"{model!r} is not an expression tokenizer")
+        c = self.loss_cfg
+        self.perceptual = PerceptualLoss(c.perceptual_net, c.perceptual_pretrained) if c.perceptual_net else None
+        if freeze_expression_transformer:
+            self.model.expression.requires_grad_(False)
+            self.model.expression.eval()
+        self._backbone_cache: dict[str, torch.Tensor] = {}
+        if cache_backbone_tokens and not hasattr(self.model.tokenizer, "backbone_tokens"):
+            raise ValueError("cache_backbone_tokens needs a frozen timm backbone (e.g. tokenizer-dinov2-s14)")
+
+    def on_fit_start(self) -> None:
+        """Refuse data cut differently from the model's crop contract (``config.crop``): a tokenizer trained on
+        one crop and run on another at inference gives meaningless tokens."""
+        dm = getattr(self.trainer, "datamodule", None)
+        want = getattr(dm, "crop_contract", None)
+        if want is not None and want != self.model.config.crop:
+            raise ValueError(f"the data's crops are {want!r} but the model's crop contract is "
+                             f"{self.model.config.crop!r}: set model_overrides.crop (or the data's crop/margin)")
+
+    def backbone_tokens_for(self, batch, frames: torch.Tensor) -> torch.Tensor | None:
+        """Cached frozen-backbone tokens (B·T, P, C) of a keyed batch (mien shards: ``__key__``), computing and
+        storing (float16, CPU) those not seen yet; None when caching is off or the batch has no keys."""
+        if not self.cache_backbone_tokens or not isinstance(batch, dict) or "__key__" not in batch:
+            return None
+        keys = list(batch["__key__"])
+        missing = [i for i, k in enumerate(keys) if k not in self._backbone_cache]
+        if missing:
+            new = self.model.tokenizer.backbone_tokens(frames[missing].flatten(0, 1))
+            new = new.unflatten(0, (len(missing), frames.shape[1]))
+            for j, i in enumerate(missing):
+                self._backbone_cache[keys[i]] = new[j].to("cpu", torch.float16)
+        cached = torch.stack([self._backbone_cache[k] for k in keys]).to(frames.device, torch.float32)
+        return cached.flatten(0, 1)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze_expression_transformer:
+            self.model.expression.eval()
+        return self
+
+    # ---- steps ---------------------------------------------------------------------------------------------
+    def compute_losses(self, frames: torch.Tensor, subject_ids=None, weights: dict[str, float] | None = None,
+                       backbone_tokens: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """All loss components and the weighted total for a (B, T, 3, H, W) [0, 1] batch (``backbone_tokens``:
+        cached frozen-backbone tokens of its frames, see :meth:`backbone_tokens_for`)."""
+        h = self.loss_cfg
+        w = weights or self.loss_weights()
+        out = self.model(frames, subject_ids, backbone_tokens=backbone_tokens)
+        pred, target = out.recon.flatten(0, 1), frames.flatten(0, 1)
+        err = 0
+        if h.recon in ("mse", "mse+l1"):
+            err = err + (pred - target).square()
+        if h.recon in ("l1", "mse+l1"):
+            err = err + (pred - target).abs()
+        if h.motion_gain:
+            wm = motion_weights(frames, h.motion_gain).flatten(0, 1)
+            recon = (err * wm).mean() / wm.mean()
+        else:
+            recon = err.mean()
+        perc = self.perceptual(pred, target) if self.perceptual is not None else pred.new_zeros(())
+        coherence, contrast = temporal_losses(out.tokens, h.contrast_stride)
+        temporal = h.coherence_weight * coherence + h.contrast_weight * contrast
+        div = diversity_loss(out.tokens, h.diversity_stride, h.diversity_scope)
+        var = variance_loss(out.tokens, h.variance_target)
+        total = (w["recon"] * recon + w["perceptual"] * perc + w["temporal"] * temporal + w["diversity"] * div
+                 + w.get("variance", 0.0) * var)
+        logs = {"loss": total, "loss_recon": recon, "loss_perceptual": perc, "loss_temporal": temporal,
+                "loss_coherence": coherence, "loss_contrast": contrast, "loss_diversity": div, "loss_variance": var}
+        logs.update({f"w_{k}": torch.tensor(float(v), device=frames.device) for k, v in w.items()})
+        logs.update(similarity_stats(out.tokens))
+        return logs
+
+    def training_step(self, batch, batch_idx):
+        frames, ids = self._unpack(batch, self.model.config.crop_size)
+        logs = self.compute_losses(frames, ids, backbone_tokens=self.backbone_tokens_for(batch, frames))
+        logs["lr"] = torch.tensor(float(self.optimizers().param_groups[0]["lr"]), device=frames.device)
+        self.log_dict({f"train/{k}": v.detach() if torch.is_tensor(v) else v for k, v in logs.items()},
+                      on_step=True, on_epoch=False, prog_bar=False, batch_size=frames.shape[0])
+        self.log("loss", logs["loss"].detach(), prog_bar=True, on_step=True, batch_size=frames.shape[0])
+        return logs["loss"]
+
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        frames, ids = self._unpack(batch, self.model.config.crop_size)
+        logs = self.compute_losses(frames, ids, backbone_tokens=self.backbone_tokens_for(batch, frames))
+        prefix = self.val_prefix(dataloader_idx)
+        self.log_dict({f"{prefix}/{k}": v.detach() for k, v in logs.items()}, on_step=False, on_epoch=True,
+                      batch_size=frames.shape[0], add_dataloader_idx=False)
+        if batch_idx == 0:
+            self._log_visuals(frames, ids, prefix)
+        return logs["loss"]
+
+    def _log_visuals(self, frames: torch.Tensor, ids, prefix: str = "val") -> None:
+        """TensorBoard: histogram of within-clip token cosine similarities and a grid of inputs (top row) over
+        reconstructions (bottom row) of the first validation batch. No-op without a TensorBoard logger."""
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_histogram"):
+            return
+        with torch.no_grad():
+            out = self.model(frames, ids)
+            z = out.tokens  # (B, T, D), unit norm
+            sims = torch.einsum("btd,bsd->bts", z, z)
+            off_diag = ~torch.eye(z.shape[1], dtype=torch.bool, device=z.device)
+            experiment.add_histogram(f"{prefix}/token_cosine_within_clip", sims[:, off_diag].flatten().float().cpu(),
+                                     self.global_step)
+            n = min(8, frames.shape[1])
+            grid = torch.cat([frames[0, :n], out.recon[0, :n].clamp(0, 1)]).float().cpu()  # (2n, 3, H, W)
+            rows = [torch.cat(list(grid[:n]), dim=2), torch.cat(list(grid[n:]), dim=2)]  # 2 × (3, H, n·W)
+            experiment.add_image(f"{prefix}/input_vs_reconstruction", torch.cat(rows, dim=1), self.global_step)
+
+    def predict_step(self, batch, batch_idx):
+        frames, ids = self._unpack(batch, self.model.config.crop_size)
+        return self.model.encode(frames, ids)
+
+    def export(self, directory: str | os.PathLike) -> Path:
+        """Write the model as ``config.json`` + ``model.safetensors`` (see :func:`save_pretrained`)."""
+        from mien.models.tokenizer.export import save_pretrained
+
+        return save_pretrained(self.model, directory)
+
