@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mien.data import store
-from mien.data.facs import au_column_name
+from mien.data.labels.facs import au_column_name
 from mien.errors import InputError
 
 AU_NOT_CODED = 9.0
