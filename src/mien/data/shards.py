@@ -30,6 +30,7 @@ class DamagedShardWarning(UserWarning):
 
 # ------------------------------------------------------------------------------------------ encoding
 def npy_bytes(a: np.ndarray) -> bytes:
+    """``a`` as ``.npy`` file bytes (C order, no pickle)."""
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
     return buf.getvalue()
