@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from mien.cli.main import main as mien_main
+from mien.data.labels.au_csv import read_au_labels
 from mien.data.reader import iter_samples, open_dataset
-from mien.pipelines.prepare import PrepareOptions, prepare, read_au_labels
+from mien.pipelines.prepare import PrepareOptions, prepare
 
 pytest.importorskip("torch")
 pytest.importorskip("lightning")

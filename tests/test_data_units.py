@@ -156,7 +156,9 @@ def test_clip_audio_and_frame_features():
 def test_window_rejection_reasons():
     from types import SimpleNamespace
 
-    from mien.pipelines.prepare import PrepareOptions, _Track, _window_reason
+    from mien.pipelines.prepare import PrepareOptions
+    from mien.pipelines.prepare.select import Track as _Track
+    from mien.pipelines.prepare.select import window_reason as _window_reason
 
     n = 10
     # rows 0..9: one face per grid frame; row 10: a second face in grid frame 7
@@ -187,7 +189,9 @@ def test_window_rejection_reasons():
 def test_scored_selection_uses_expression_tokens_when_present():
     """With a tokenizer, scored mode ranks windows by token variation, not landmark motion."""
     from mien.face.geometry import canonical_face
-    from mien.pipelines.prepare import PrepareOptions, _select, _Track
+    from mien.pipelines.prepare import PrepareOptions
+    from mien.pipelines.prepare.select import Track as _Track
+    from mien.pipelines.prepare.select import select_windows as _select
     from mien.results import AnalysisResult
 
     n, fps = 30, 10.0
@@ -220,3 +224,38 @@ def test_to_tensors_skips_undecoded_audio():
 
     out = _to_tensors({"__key__": "k", "flac": b"fLaC\x00\x00", "json": {"a": 1}})
     assert "audio" not in out and out["meta"] == {"a": 1}
+
+
+def test_executor_runs_every_task_once_and_reraises():
+    """run_tasks: in-process and in a spawn pool (bounded in flight), every result once; a task's error is raised."""
+    import operator
+
+    from mien.pipelines.prepare.executor import run_tasks
+
+    tasks = [(i, i) for i in range(7)]
+    for workers, in_flight in ((1, None), (2, 1), (2, None)):
+        got: list[int] = []
+        run_tasks(operator.mul, tasks, got.append, workers=workers, max_in_flight=in_flight)
+        assert sorted(got) == [i * i for i in range(7)]
+    with pytest.raises(ZeroDivisionError):
+        run_tasks(operator.truediv, [(1, 1), (1, 0), (2, 1)], lambda r: None, workers=2)
+    with pytest.raises(ValueError, match="executor"):
+        run_tasks(operator.mul, tasks, print, executor="dask")
+
+
+def test_prepare_cli_options_generated_from_the_dataclass():
+    """Every PrepareOptions field is a `mien prepare` flag with the dataclass default (incl. the face-mesh ones)."""
+    from mien.cli.main import build_parser
+    from mien.cli.options import options_from_args
+    from mien.pipelines.prepare import PrepareOptions
+
+    parse = build_parser().parse_args
+    assert options_from_args(PrepareOptions, parse(["prepare", "x.mp4", "-o", "out"])) == PrepareOptions()
+    args = parse(["prepare", "x.mp4", "-o", "out", "--max-faces", "3", "--max-side", "640", "--detector", "full",
+                  "--stride", "0.5", "--mode", "scored", "--keywords", "smile, big laugh", "--no-audio",
+                  "--clip-seconds", "1.5", "--shard-samples", "8", "--au-labels", "labels.csv"])
+    opts = options_from_args(PrepareOptions, args)
+    assert (opts.max_faces, opts.max_side, opts.detector, opts.stride_seconds) == (3, 640, "full", 0.5)
+    assert opts.keywords == ("smile", "big laugh") and not opts.audio and opts.mode == "scored"
+    assert (opts.clip_seconds, opts.shard_samples, opts.au_labels) == (1.5, 8, "labels.csv")
+    assert args.workers == 1 and args.executor == "local" and not args.overwrite

@@ -19,6 +19,7 @@ import pytest
 from mien.cli.main import main as mien_main
 from mien.data import store
 from mien.data.reader import iter_samples, open_dataset, shard_urls
+from mien.data.schema import SCHEMA_VERSION
 from mien.pipelines.prepare import PrepareOptions, prepare
 
 FPS = 25.0
@@ -61,7 +62,7 @@ def _keys(root) -> list[str]:
 def test_round_trip_shapes_and_durations(batch, shared_data):
     out = batch["out"]
     info = open_dataset(str(out))
-    assert info.manifest["schema_version"] == store.SCHEMA_VERSION
+    assert info.manifest["schema_version"] == SCHEMA_VERSION
     assert info.manifest["num_samples"] == len(info.index) == 4  # 2 clips from each good video
     assert sum(s["samples"] for s in info.manifest["shards"]) == 4
     samples = list(iter_samples(str(out)))
@@ -342,7 +343,7 @@ def test_scored_and_all_modes(shared_data, tmp_path):
 
 
 def test_subject_mapping_file(shared_data, tmp_path):
-    from mien.pipelines.prepare import assign_subjects, read_subjects
+    from mien.pipelines.prepare.run import assign_subjects, read_subjects
 
     csv = tmp_path / "subjects.csv"
     csv.write_text("video,subject\ndriving_d0.mp4,alice\nInput__00010,bob\nother.mp4,alice\n")
@@ -387,3 +388,26 @@ def test_shard_crops_match_the_inference_crop(batch, shared_data):
         d_box.append(np.abs(box - s["mp4"][j]).mean())
     assert np.mean(d_aligned) < 8, d_aligned  # same framing (smoothing + compression only)
     assert np.mean(d_box) > 2 * np.mean(d_aligned), (d_aligned, d_box)  # a different crop is far off
+
+
+def test_second_decoding_pass_equals_frame_cache(batch, shared_data, tmp_path, monkeypatch):
+    """Pass 2 uses pass 1's decoded frames when they fit FRAME_CACHE_BYTES, else decodes again: same samples."""
+    from mien.data.shards import decode_mp4
+    from mien.pipelines.prepare import select
+
+    monkeypatch.setattr(select, "FRAME_CACHE_BYTES", 0)
+    out = tmp_path / "nocache"
+    prepare([str(shared_data / D0)], str(out), PrepareOptions(**OPTS))
+    ref = {s["__key__"]: s for s in iter_samples(str(batch["out"]), decode=False)
+           if s["__key__"].startswith("driving_d0")}
+    got = {s["__key__"]: s for s in iter_samples(str(out), decode=False)}
+    assert sorted(got) == sorted(ref) and len(got) == 2
+    for k, s in got.items():
+        for m, v in s.items():
+            if m == "mp4":  # x264 is not bit-reproducible run to run: compare decoded frames
+                a, b = decode_mp4(v).astype(np.int16), decode_mp4(ref[k][m]).astype(np.int16)
+                assert a.shape == b.shape and np.abs(a - b).mean() < 2.0
+            elif m == "json":  # subject ids enumerate the run's subjects: the batch has more
+                assert {**json.loads(v), "subject_id": 0} == {**json.loads(ref[k][m]), "subject_id": 0}
+            elif not m.startswith("__"):
+                assert v == ref[k][m], (k, m)

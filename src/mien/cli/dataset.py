@@ -1,9 +1,11 @@
-"""``mien dataset info|show``: summarise a prepared dataset, draw a contact sheet of sample clips."""
+"""``mien dataset info|show|verify``: summarise a prepared dataset, draw a contact sheet of sample clips, check
+its shards against the manifest (and repair damaged ones by re-preparing their videos)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def add_parser(sub) -> None:
@@ -20,15 +22,28 @@ def add_parser(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="which samples: seeded choice from the index")
     s.add_argument("-o", "--output", default="contact_sheet.png", help="PNG path (default contact_sheet.png)")
     s.set_defaults(func=run_show)
+    v = dsub.add_parser("verify", help="check shard sizes, sample counts and SHA-256 hashes against the manifest",
+                        description="Exit 0 when every shard matches the manifest, 1 with the bad shards listed.")
+    v.add_argument("root", help="dataset root (folder or fsspec URL)")
+    v.add_argument("--repair", action="store_true",
+                   help="re-prepare the videos of bad shards from their sources, with the dataset's settings")
+    v.add_argument("--workers", type=int, default=1, help="--repair: parallel processes (default 1)")
+    v.add_argument("--no-hash", action="store_true", help="skip the SHA-256 comparison (sizes and counts only)")
+    v.set_defaults(func=run_verify)
 
 
 def summary(root: str) -> dict:
     """Summary of a dataset: counts, subjects, duration, schema and per-shard sizes."""
+    from mien.data import store
     from mien.data.reader import open_dataset
 
     info = open_dataset(root)
     m, df = info.manifest, info.index
     dur = float((df["end_sec"] - df["start_sec"]).sum()) if len(df) else 0.0
+    fs, path = store.get_fs(root)
+    shard_dir = store.join(path, "shards")
+    on_disk = ({e["name"].rsplit("/", 1)[-1]: e["size"] for e in fs.ls(shard_dir, detail=True)}
+               if fs.exists(shard_dir) else {})
     return {
         "root": root, "schema_version": m["schema_version"], "mien_version": m.get("mien_version"),
         "samples": int(len(df)), "videos": int(df["video_key"].nunique()) if len(df) else 0,
@@ -36,7 +51,10 @@ def summary(root: str) -> dict:
         "with_audio": int(df["has_audio"].sum()) if len(df) else 0, "duration_sec": round(dur, 3),
         "settings": {k: m["settings"][k] for k in ("clip_seconds", "fps", "crop_size", "mode")},
         "members": m.get("members", {}),
-        "shards": [{"name": s["name"], "samples": s["samples"], "bytes": s["bytes"]} for s in m["shards"]],
+        "au_names": list(m.get("au_names") or []),
+        "au_samples": int(df["has_au"].sum()) if len(df) and "has_au" in df.columns else 0,
+        "shards": [{"name": s["name"], "samples": s["samples"], "bytes": s["bytes"],
+                    "bytes_on_disk": on_disk.get(s["name"])} for s in m["shards"]],
     }
 
 
@@ -51,10 +69,20 @@ def run_info(args: argparse.Namespace) -> int:
     st = s["settings"]
     print(f"  clips {st['clip_seconds']} s at {st['fps']} fps, crop {st['crop_size']} px, mode {st['mode']}")
     print("  members: " + ", ".join(s["members"]))
+    if s["au_names"]:
+        print(f"  AU labels ({s['au_samples']} samples): " + ", ".join(s["au_names"]))
     total = sum(x["bytes"] for x in s["shards"])
     print(f"  shards {len(s['shards'])}, {total / 1e6:.1f} MB:")
+    bad = 0
     for x in s["shards"]:
-        print(f"    {x['name']}  {x['samples']} samples  {x['bytes'] / 1e6:.2f} MB")
+        note = ""
+        if x["bytes_on_disk"] != x["bytes"]:
+            bad += 1
+            note = ("  MISSING" if x["bytes_on_disk"] is None
+                    else f"  DIFFERS: {x['bytes_on_disk'] / 1e6:.2f} MB on disk")
+        print(f"    {x['name']}  {x['samples']} samples  {x['bytes'] / 1e6:.2f} MB{note}")
+    if bad:
+        print(f"  {bad} shard(s) differ from the manifest: run `mien dataset verify {s['root']}`")
     return 0
 
 
@@ -76,4 +104,37 @@ def run_show(args: argparse.Namespace) -> int:
     samples.sort(key=lambda s: s["__key__"])
     path = save_contact_sheet(samples, args.output, frames_per_sample=args.frames)
     print(f"mien: contact sheet of {len(samples)} sample(s) written to {path}")
+    return 0
+
+
+def _print_bad(root: str, bad) -> None:
+    print(f"mien: {len(bad)} bad shard(s) in {root}:")
+    for c in bad:
+        print(f"  {c.name} (video {c.video}): {'; '.join(c.problems)}")
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from mien.data.verify import verify_dataset
+
+    checks = verify_dataset(args.root, hashes=not args.no_hash)
+    bad = [c for c in checks if not c.ok]
+    if not bad:
+        print(f"mien: {args.root}: all {len(checks)} shard(s) match the manifest")
+        return 0
+    _print_bad(args.root, bad)
+    if not args.repair:
+        print("mien: `mien dataset verify --repair` re-prepares their videos")
+        return 1
+    from mien.pipelines.prepare.run import repair
+
+    videos = sorted({c.video for c in bad})
+    print(f"mien: re-preparing {len(videos)} video(s): {', '.join(videos)}")
+    repair(args.root, [c.name for c in bad], workers=args.workers,
+           log=lambda line: print(f"mien: skipped {line}", file=sys.stderr))
+    checks = verify_dataset(args.root, hashes=not args.no_hash)
+    bad = [c for c in checks if not c.ok]
+    if bad:
+        _print_bad(args.root, bad)
+        return 1
+    print(f"mien: repaired; all {len(checks)} shard(s) match the manifest")
     return 0

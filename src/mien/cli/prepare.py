@@ -1,10 +1,17 @@
-"""``mien prepare``: videos (local, globs, fsspec URLs) → a WebDataset clip dataset (see mien.pipelines.prepare)."""
+"""``mien prepare``: videos (local, globs, fsspec URLs) → a WebDataset clip dataset (see mien.pipelines.prepare).
+
+Every dataset option is generated from :class:`~mien.pipelines.prepare.options.PrepareOptions`
+(:mod:`mien.cli.options`); only how to run (workers, executor, Ray address, overwrite, progress) is set here.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+
+from mien.cli.options import add_options, options_from_args
+from mien.pipelines.prepare.options import PrepareOptions
 
 
 def add_parser(sub) -> None:
@@ -15,35 +22,7 @@ def add_parser(sub) -> None:
                                    "the same command resumes.")
     p.add_argument("inputs", nargs="+", help="video files, folders, globs or fsspec URLs (s3://, gs://, memory://)")
     p.add_argument("-o", "--output", required=True, help="dataset root: folder or fsspec URL")
-    p.add_argument("--clip-seconds", type=float, default=2.0, help="clip length in seconds (default 2)")
-    p.add_argument("--fps", type=float, default=25.0, help="clip frame rate (default 25)")
-    p.add_argument("--crop-size", type=int, default=256, help="square crop side in pixels (default 256)")
-    p.add_argument("--margin", type=float, default=0.0, help="extra crop border, fraction of half size (default 0)")
-    p.add_argument("--smooth-frames", type=float, default=2.0, help="temporal smoothing σ of the crop (frames)")
-    p.add_argument("--mode", choices=["random", "all", "keywords", "scored"], default="random")
-    p.add_argument("--clips-per-video", type=int, default=4, help="random mode: clips per video (default 4)")
-    p.add_argument("--stride", dest="stride_seconds", type=float, default=None, metavar="SEC",
-                   help="all/scored modes: seconds between window starts")
-    p.add_argument("--top-k", type=int, default=4, help="scored mode: clips kept per video")
-    p.add_argument("--tokenizer", metavar="PATH", help="scored mode: measure expression variation with this exported "
-                                                       "expression tokenizer's tokens instead of landmarks")
-    p.add_argument("--w-expression", type=float, default=1.0, help="scored mode: expression variation weight")
-    p.add_argument("--w-stability", type=float, default=1.0, help="scored mode: head stability weight")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--transcripts", default=None, help="keywords mode: folder/URL with <stem>.json|.vtt|.srt")
-    p.add_argument("--keywords", default="", help="keywords mode: comma-separated words or phrases")
-    p.add_argument("--offset-seconds", type=float, default=1.0, help="keywords mode: window start after keyword")
-    p.add_argument("--track-policy", choices=["single", "largest"], default="single")
-    p.add_argument("--min-face", type=float, default=64.0, help="smallest face size in source px (default 64)")
-    p.add_argument("--min-confidence", type=float, default=0.5, help="smallest detector score (default 0.5)")
-    p.add_argument("--subjects", default=None, help="CSV video,subject (default: one subject per video)")
-    p.add_argument("--au-labels", default=None, metavar="PATH",
-                   help="per-frame FACS AU labels (DISFA style): a CSV with columns video, frame|time_sec, AU1, AU2, "
-                        "… or a folder of <video stem>.csv; clips of labelled videos get au.npy (T, A)")
-    p.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True, help="audio + features")
-    p.add_argument("--egemaps", action="store_true", help="eGeMAPS functionals (needs opensmile)")
-    p.add_argument("--crf", type=int, default=18, help="x264 quality of crop videos (default 18)")
-    p.add_argument("--shard-samples", type=int, default=256, help="most samples per shard (default 256)")
+    add_options(p, PrepareOptions)
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local processes (default) or Ray tasks (needs `pip install ray`)")
@@ -54,17 +33,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mien.pipelines.prepare import PrepareOptions, prepare
+    from mien.pipelines.prepare import prepare
 
-    opts = PrepareOptions(
-        clip_seconds=args.clip_seconds, fps=args.fps, crop_size=args.crop_size, margin=args.margin,
-        smooth_frames=args.smooth_frames, mode=args.mode, clips_per_video=args.clips_per_video,
-        stride_seconds=args.stride_seconds, top_k=args.top_k, w_expression=args.w_expression, tokenizer=args.tokenizer,
-        w_stability=args.w_stability, seed=args.seed, transcripts=args.transcripts,
-        keywords=tuple(k.strip() for k in args.keywords.split(",") if k.strip()),
-        offset_seconds=args.offset_seconds, track_policy=args.track_policy, min_face=args.min_face,
-        min_confidence=args.min_confidence, subjects=args.subjects, audio=args.audio, egemaps=args.egemaps,
-        crf=args.crf, shard_samples=args.shard_samples, au_labels=args.au_labels)
+    opts = options_from_args(PrepareOptions, args)
     report = prepare(args.inputs, args.output, opts, workers=args.workers, overwrite=args.overwrite,
                      executor=args.executor, ray_address=args.ray_address,
                      progress=not args.no_progress and sys.stderr.isatty(),

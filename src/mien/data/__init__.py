@@ -3,7 +3,7 @@
 ``ClipDataset`` (PyTorch, WebDataset pipeline) is imported lazily so that this package works without torch.
 """
 
-from mien.data.store import SCHEMA_VERSION
+from mien.data.schema import SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "ClipDataset", "iter_samples", "open_dataset"]
 

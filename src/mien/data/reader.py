@@ -1,17 +1,17 @@
 """Reading prepared datasets back: manifest/index, numpy samples, and :class:`ClipDataset` (PyTorch).
 
-Shards are read with WebDataset's tar expander and key grouping, opened through fsspec, so a dataset root may
-be a local folder or any fsspec URL (``s3://…``, ``gs://…``, ``memory://…``).
+Shards are read by the one reader pipeline of :mod:`mien.data.shards` (WebDataset's tar expander, key grouping
+and node/worker splitters, opened through fsspec), so a dataset root may be a local folder or any fsspec URL
+(``s3://…``, ``gs://…``, ``memory://…``); damaged shards are reported, never skipped silently.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
 
-from mien.data import store
+from mien.data import shards, store
 from mien.data.shards import decode_sample
 from mien.errors import InputError
 
@@ -44,45 +44,12 @@ def open_dataset(root: str) -> DatasetInfo:
 
 
 def shard_urls(root: str) -> list[str]:
-    """Full URLs (or local paths) of the shards listed in the manifest, in manifest order."""
-    info = open_dataset(root)
-    fs, path = store.get_fs(root)
-    return [_url(fs, store.join(path, "shards", s["name"])) for s in info.manifest["shards"]]
+    """Full URLs (or local paths) of the shards listed in the manifest, in manifest order.
 
-
-def _url(fs, path: str) -> str:
-    return path if store.is_local(fs) else fs.unstrip_protocol(path)
-
-
-def _fsspec_opener(src: Iterator[dict]) -> Iterator[dict]:
-    """WebDataset stage: {"url"} → {"url", "stream"} opened with fsspec."""
-    import fsspec
-
-    for sample in src:
-        url = sample["url"]
-        with fsspec.open(url, "rb") as stream:
-            yield dict(sample, stream=stream)
-
-
-def _split(rank: int | None, world: int | None) -> Callable:
-    def stage(src):
-        if rank is None or not world or world <= 1:
-            yield from src
-        else:
-            yield from islice(src, rank, None, world)
-
-    return stage
-
-
-def _raw_samples(urls: list[str], node: tuple[int, int] | None, worker: tuple[int, int] | None) -> Iterator[dict]:
-    from webdataset import tariterators as ti
-
-    shards = ({"url": u} for u in urls)
-    if node is not None:
-        shards = _split(*node)(shards)
-    if worker is not None:
-        shards = _split(*worker)(shards)
-    yield from ti.group_by_keys(ti.tar_file_expander(_fsspec_opener(shards)))
+    Raises:
+        InputError: ``root`` has no manifest.
+    """
+    return shards.shard_urls(root, open_dataset(root).manifest)
 
 
 def iter_samples(root_or_urls: str | list[str], decode: bool = True, video: bool = True, audio: bool = True,
@@ -94,13 +61,15 @@ def iter_samples(root_or_urls: str | list[str], decode: bool = True, video: bool
         decode: decode members (else raw bytes per member).
         video, audio: decode ``mp4`` to RGB uint8 (T, S, S, 3) and ``flac`` to float32 (N,) (else bytes).
         node, worker: (rank, count) — keep every count-th shard starting at rank (node split, then worker
-            split), so that all (node, worker) pairs together read every sample exactly once.
+            split), so that all (node, worker) pairs together read every sample exactly once. None: no split.
 
     Yields:
-        dict with ``__key__``, ``__url__`` and one entry per member (see :mod:`mien.data.shards`).
+        dict with ``__key__``, ``__url__`` and one entry per member (see :mod:`mien.data.schema`). Samples of
+        a damaged shard that cannot be read are skipped with a
+        :class:`~mien.data.shards.DamagedShardWarning` naming the shard and the count lost.
     """
     urls = shard_urls(root_or_urls) if isinstance(root_or_urls, str) else list(root_or_urls)
-    for raw in _raw_samples(urls, node, worker):
+    for raw in shards.raw_pipeline(urls, node=node, worker=worker):
         yield decode_sample(raw, video=video, audio=audio) if decode else raw
 
 
@@ -144,8 +113,10 @@ def ClipDataset(root_or_urls: str | list[str], shuffle_shards: bool = False, see
     float32 (T, 2, 3) source px → crop px; ``pose`` float32 (T, 6) (yaw, pitch, roll deg, tx, ty, tz mm);
     ``openness`` float32 (T, 3); ``times`` float64 (T, 2) s; when the clip has audio ``audio`` float32 (N,)
     16 kHz mono with N = round(T / fps · 16000), ``logmel`` float32 (T, 80), ``mfcc`` float32 (T, 13);
-    ``meta`` dict; ``__key__``. Shards are split across nodes (``torch.distributed`` rank / world size, or the
-    RANK/WORLD_SIZE environment) and DataLoader workers, so every sample is read once per epoch overall.
+    ``meta`` dict; ``__key__``; ``au`` float32 (T, A) for clips with AU labels. Shards are split across nodes
+    (``torch.distributed`` rank / world size, or the RANK/WORLD_SIZE environment) and DataLoader workers with
+    WebDataset's splitters, so every sample is read once per epoch overall; a damaged shard's unreadable samples
+    are skipped with one :class:`~mien.data.shards.DamagedShardWarning` per shard.
 
     Args:
         root_or_urls: dataset root (local folder or fsspec URL) or a list of shard URLs.
@@ -162,21 +133,16 @@ def ClipDataset(root_or_urls: str | list[str], shuffle_shards: bool = False, see
 
     import torch  # noqa: F401  (required: the pipeline is a torch IterableDataset)
     import webdataset as wds
-    from webdataset import tariterators as ti
 
     urls = shard_urls(root_or_urls) if isinstance(root_or_urls, str) else list(root_or_urls)
     if shuffle_shards:
         urls = list(urls)
         random.Random(seed).shuffle(urls)
-    stages = [wds.SimpleShardList(urls)]
-    if split_nodes:
-        stages.append(wds.split_by_node)
-    if split_workers:
-        stages.append(wds.split_by_worker)
-    stages += [_fsspec_opener, ti.tar_file_expander, ti.group_by_keys]
+    stages = []
     if only_keys is not None:
         stages.append(wds.select(functools.partial(_key_filter, keys=frozenset(only_keys), keep=True)))
     if exclude_keys:
         stages.append(wds.select(functools.partial(_key_filter, keys=frozenset(exclude_keys), keep=False)))
     stages.append(wds.map(functools.partial(_decode_to_tensors, audio=audio)))  # picklable: spawn workers
-    return wds.DataPipeline(*stages)
+    return shards.raw_pipeline(urls, node="auto" if split_nodes else None, worker="auto" if split_workers else None,
+                               stages=stages)

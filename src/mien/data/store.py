@@ -2,11 +2,13 @@
 
 Layout of a dataset root::
 
-    manifest.json          schema version, settings, feature extractor versions, shard list with counts
+    manifest.json          schema version, settings, feature extractor versions, shard list with counts/hashes
     index.parquet          one row per sample
     report.json            prepared, failed (with reasons) and rejected-window counts of the last run
     shards/<vid>-NNNN.tar  WebDataset shards, one group per source video
     done/<vid>.json        per-video completion marker (written after its shards): resumable runs
+
+What the files hold is defined in :mod:`mien.data.schema`.
 
 Every file is written to a temporary name and renamed when complete (``fs.mv`` for remote stores).
 """
@@ -25,7 +27,6 @@ from pathlib import Path
 
 import fsspec
 
-SCHEMA_VERSION = "1.0"
 TMP_TAG = ".tmp-"
 
 
