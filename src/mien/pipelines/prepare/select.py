@@ -200,7 +200,7 @@ def select_windows(tr: Track, opts: PrepareOptions, vkey: str, words) -> tuple[l
         cands = keyword_windows(words, list(opts.keywords), L, opts.fps, tr.n, opts.offset_seconds)
         chosen = valid(cands)
     else:  # scored
-        from mien.face.align import params_to_affine, similarity_params, transform_landmarks
+        from mien.face.geometry import frontal_landmarks
 
         stride = max(1, int(round((opts.stride_seconds or opts.clip_seconds / 2) * opts.fps)))
         cands = tile_windows(tr.n, L, stride)
@@ -211,10 +211,9 @@ def select_windows(tr: Track, opts: PrepareOptions, vkey: str, words) -> tuple[l
         has = tr.row >= 0
         if has.any():
             lm = res.landmarks[tr.row[has]]
-            # TODO(merge): lm_norm = mien.face.geometry.frontal_landmarks(lm) (3-D Umeyama, the one similarity
-            # estimator) replaces this 2-point similarity; the lead changes the scoring math at merge
-            A = params_to_affine(similarity_params(lm), 1)
-            lm_norm[has] = transform_landmarks(lm, A)[..., :2]
+            # landmarks in the canonical head frame (3-D Umeyama, the one similarity estimator): head turns
+            # out of the image plane no longer count as expression variation
+            lm_norm[has] = frontal_landmarks(lm)
             r = tr.row[has]
             ang[has] = np.stack([res.yaw_deg[r], res.pitch_deg[r], res.roll_deg[r]], -1)
         expression = lm_norm
