@@ -54,7 +54,7 @@ def _load(item, every: int):
     import mien
 
     if not isinstance(item, (str, os.PathLike)):
-        return getattr(item, "meta", {}).get("source", {}).get("path", "result"), item
+        return Path(str(getattr(item, "meta", {}).get("source", "result"))).stem, item
     p = Path(item)
     if p.suffix.lower() in RESULT_SUFFIXES:
         return p.stem, mien.read_results(p)
@@ -74,7 +74,7 @@ def collect(inputs: Sequence, every: int = 1, subjects: Sequence[str] | None = N
 
     Returns:
         dict: ``landmarks`` (N, 478, 3) float64 px, ``ear`` (N, 2) (subject's left, right), ``mouth_open`` (N,),
-        ``subject`` (N,) int, ``subject_names`` list, ``sources`` {name: frames}.
+        ``subject`` (N,) int, ``subject_names`` list, ``sources`` {name: frames}, ``excluded`` names.
 
     Raises:
         ValueError: no usable face.
@@ -108,7 +108,7 @@ def collect(inputs: Sequence, every: int = 1, subjects: Sequence[str] | None = N
         raise ValueError("no analysed face with 478 landmarks in the inputs")
     return {"landmarks": np.concatenate(lms), "ear": np.concatenate(ears).astype(np.float64),
             "mouth_open": np.concatenate(mouths).astype(np.float64), "subject": np.concatenate(subj),
-            "subject_names": names, "sources": sources}
+            "subject_names": names, "sources": sources, "excluded": sorted(set(exclude))}
 
 
 def _subject_means(x: np.ndarray, subject: np.ndarray, n: int) -> np.ndarray:
@@ -251,7 +251,7 @@ def build_face_model(inputs, n_shape: int = 50, n_expression: int = 50, *, every
     meta = {
         "format_note": "mien-face: cm, OpenCV axes (x image-right, y down, z away), MediaPipe 478-point topology",
         "template": template, "sources": data["sources"], "subjects": data["subject_names"],
-        "excluded": list(exclude), "n_frames": int(n), "n_subjects": n_subj,
+        "excluded": data.get("excluded", list(exclude)), "n_frames": int(n), "n_subjects": n_subj,
         "shape_explained": uexp.round(5).tolist(), "expression_explained": eexp.round(5).tolist(),
         "expression_share_of_within_subject_variance": round(explained_within, 4),
         "jaw": {"axis": axis.round(4).tolist(), "pivot_cm": pivot.round(3).tolist(),

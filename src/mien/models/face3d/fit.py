@@ -1,10 +1,12 @@
 """Per-frame fit of a face model to MediaPipe landmarks (no learning) and its landmark-error evaluation.
 
-:func:`fit_landmarks` alternates (a) a similarity pose — Umeyama on 3-D landmarks, a scaled-orthographic
-camera from an affine fit on 2-D ones — with (b) Gauss–Newton steps on the coefficients (shape, expression,
-jaw, eyelids) under a Gaussian prior (ridge): ``Σ w_k ‖r_k‖² / σ_noise² + Σ_p (θ_p / σ_p)²``, residuals in
-model units. For ``mien-face`` every coefficient is linear except the jaw, so a couple of steps converge.
-Jacobians are forward differences of :meth:`FaceModel.vertices`, so any :class:`FaceModel` (FLAME too) fits.
+:func:`fit_landmarks` starts from a similarity pose of the mean shape — Umeyama on 3-D landmarks, a
+scaled-orthographic camera from an affine fit on 2-D ones — then takes joint Gauss–Newton steps on the pose
+(rotation, log scale, translation) and the coefficients (shape, expression, jaw, eyelids) under a Gaussian
+prior on the coefficients (ridge): ``Σ w_k ‖r_k‖² / σ_noise² + Σ_p (θ_p / σ_p)²``, residuals in model units.
+For ``mien-face`` every coefficient is linear except the jaw, so a few steps converge. ``mien-face`` gives
+exact Jacobians (:meth:`MienFaceModel.jacobian`); for other models they are forward differences of
+:meth:`FaceModel.vertices`, so any :class:`FaceModel` (FLAME too) fits.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _model_landmarks(model: FaceModel, theta: torch.Tensor, sizes: tuple[int, in
     return model.landmarks(v)
 
 
-def fit_landmarks(landmarks, model: FaceModel, *, weights: np.ndarray | None = None, iterations: int = 3,
+def fit_landmarks(landmarks, model: FaceModel, *, weights: np.ndarray | None = None, iterations: int = 4,
                   n_shape: int | None = None, n_expression: int | None = None, shared_shape: bool = False,
                   noise_cm: float = 0.1, prior_scale: float = 1.0, chunk: int = 64) -> dict[str, np.ndarray]:
     """Fit pose and coefficients of ``model`` to MediaPipe landmarks, per frame.
@@ -53,7 +55,7 @@ def fit_landmarks(landmarks, model: FaceModel, *, weights: np.ndarray | None = N
             are ignored.
         weights: (478,) per-landmark weights (None: 1 for the 468 mesh points, 0 for the 10 iris points,
             whose gaze the models do not represent).
-        iterations: pose/coefficient alternations.
+        iterations: joint Gauss–Newton steps on pose and coefficients after the initial similarity.
         n_shape, n_expression: fit only the first components (None: all of the model's).
         shared_shape: one identity for the whole batch (frames of one person), per-frame everything else.
         noise_cm: landmark noise σ in model units of cm (converted for models in metres).
@@ -82,6 +84,8 @@ def fit_landmarks(landmarks, model: FaceModel, *, weights: np.ndarray | None = N
         if w_all.shape != (N_MEDIAPIPE,) or (w_all < 0).any():
             raise ValueError(f"weights must be (478,) non-negative, got shape {w_all.shape}")
     ids = model.embedding.landmark_ids
+    if len(ids) == 0:
+        raise ValueError(f"face model {model.name!r} has no MediaPipe landmark embedding to fit")
     y = y[:, ids]
     w = w_all[ids]
     S = model.n_shape if n_shape is None else min(n_shape, model.n_shape)
@@ -95,17 +99,11 @@ def fit_landmarks(landmarks, model: FaceModel, *, weights: np.ndarray | None = N
     prior = np.concatenate([s_std, e_std, np.full(3, JAW_STD_RAD), np.full(2, EYELID_STD)]) * prior_scale
     lam = 1.0 / np.maximum(prior, 1e-8) ** 2
     theta = np.zeros((b, P))
-    dd = d
-    for _ in range(iterations):
-        with torch.no_grad():
-            m = _model_landmarks(model, torch.as_tensor(theta), (S, E)).numpy()
-        if d == 3:
-            s, R, t = umeyama(m, y, w)
-        else:
-            s, R, t = _camera_2d(m, y, w)
-        # Residual in model units: observations brought back by the inverse similarity (image-plane rows).
-        target = (y - t[:, None, :dd]) / s[:, None, None]  # ≈ R[:D] · X(θ)
-        theta = _gauss_newton(model, theta, target, R[:, :dd], w, lam, sig_n, (S, E), shared_shape, chunk)
+    with torch.no_grad():
+        m = _model_landmarks(model, torch.as_tensor(theta), (S, E)).numpy()
+    s, R, t = umeyama(m, y, w) if d == 3 else _camera_2d(m, y, w)
+    theta, s, R, t = _gauss_newton(model, theta, y, s, R, t, w, lam, sig_n, (S, E), shared_shape, chunk,
+                                   iterations)
     with torch.no_grad():
         m = _model_landmarks(model, torch.as_tensor(theta), (S, E)).numpy()
     fitted = s[:, None, None] * np.einsum("bij,bkj->bki", R, m) + t[:, None]
@@ -118,14 +116,30 @@ def fit_landmarks(landmarks, model: FaceModel, *, weights: np.ndarray | None = N
             "residual": residual}
 
 
-def _gauss_newton(model, theta, target, Rp, w, lam, sig_n, sizes, shared, chunk, steps: int = 2):
-    """Gauss–Newton steps on θ with target (B, K, D) = projected model-frame points (R[:D] · X)."""
+def _rodrigues(aa: np.ndarray) -> np.ndarray:
+    theta = np.linalg.norm(aa, axis=-1, keepdims=True)
+    k = aa / np.maximum(theta, 1e-12)
+    K = np.zeros(aa.shape[:-1] + (3, 3))
+    K[..., 0, 1], K[..., 0, 2], K[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
+    K = K - np.swapaxes(K, -1, -2)
+    st, ct = np.sin(theta)[..., None], np.cos(theta)[..., None]
+    return np.eye(3) + st * K + (1 - ct) * (K @ K)
+
+
+def _gauss_newton(model, theta, y, s, R, t, w, lam, sig_n, sizes, shared, chunk, steps):
+    """Joint Gauss–Newton on coefficients θ and the similarity pose (rotation increment on the left, log
+    scale, translation), residuals in model units: ``(y − t)/s − R[:D] · X(θ)``."""
     b, P = theta.shape
+    d = y.shape[-1]
     S = sizes[0]
     eps = 1e-4
+    n_pose = 4 + d  # δω (3), δ log s (1), δt (D, in model units)
+    lam_all = np.concatenate([lam, np.full(n_pose, 1e-9)])
+    eye = np.eye(3)
     for _ in range(steps):
-        H = np.empty((b, P, P))
-        g = np.empty((b, P))
+        Q = P + n_pose
+        H = np.empty((b, Q, Q))
+        g = np.empty((b, Q))
         for i in range(0, b, chunk):
             th = theta[i:i + chunk]
             n = len(th)
@@ -137,30 +151,38 @@ def _gauss_newton(model, theta, target, Rp, w, lam, sig_n, sizes, shared, chunk,
                     out = _model_landmarks(model, torch.as_tensor(pert), sizes).numpy()
                 m0 = out[:n]
                 J = (out[n:].reshape(n, P, *m0.shape[1:]) - m0[:, None]) / eps  # (n, P, K, 3)
-            Rc = Rp[i:i + n]
-            Jp = (J.reshape(n, -1, 3) @ np.swapaxes(Rc, 1, 2)).reshape(n, P, -1)  # (n, P, K·D): R[:D]·∂X/∂θ
-            r = (target[i:i + n] - m0 @ np.swapaxes(Rc, 1, 2)).reshape(n, -1)
-            Jw = Jp * np.repeat(w, Rc.shape[1])[None, None]
-            H[i:i + n] = Jw @ np.swapaxes(Jp, 1, 2) / sig_n ** 2
-            g[i:i + n] = (Jw @ r[..., None])[..., 0] / sig_n ** 2 - lam * th
-        H = H + np.diag(lam)[None]
+            Rt = np.swapaxes(R[i:i + n], 1, 2)
+            rx = m0 @ Rt  # (n, K, 3) rotated model points
+            k = rx.shape[1]
+            j_theta = (J.reshape(n, -1, 3) @ Rt).reshape(n, P, k, 3)[..., :d]
+            j_rot = np.cross(eye[None, :, None, :], rx[:, None])[..., :d]  # δω_e × R X
+            j_scale = rx[:, None, :, :d]
+            j_t = np.broadcast_to(np.eye(d)[None, :, None, :], (n, d, k, d))
+            Jf = np.concatenate([j_theta, j_rot, j_scale, j_t], 1).reshape(n, Q, -1)
+            r = ((y[i:i + n] - t[i:i + n, None, :d]) / s[i:i + n, None, None] - rx[..., :d]).reshape(n, -1)
+            Jw = Jf * np.repeat(w, d)[None, None]
+            H[i:i + n] = Jw @ np.swapaxes(Jf, 1, 2) / sig_n ** 2
+            g[i:i + n] = (Jw @ r[..., None])[..., 0] / sig_n ** 2
+        g[:, :P] -= lam * theta
+        H = H + np.diag(lam_all)[None]
         if not shared:
-            theta = theta + np.linalg.solve(H, g[..., None])[..., 0]
-            continue
-        # One shape for the batch: eliminate per-frame parameters (Schur complement).
-        Hss, Hse, Hee = H[:, :S, :S], H[:, :S, S:], H[:, S:, S:]
-        lam_s = np.diag(lam[:S])
-        # the prior on shape is counted once, not per frame
-        Hss = Hss - (b - 1) / b * lam_s[None]
-        gs = g[:, :S] + (b - 1) / b * lam[:S] * theta[:, :S]
-        inv_ee_es = np.linalg.solve(Hee, np.swapaxes(Hse, 1, 2))
-        inv_ee_ge = np.linalg.solve(Hee, g[:, S:, None])[..., 0]
-        A = (Hss - Hse @ inv_ee_es).sum(0)
-        rhs = (gs - np.einsum("bse,be->bs", Hse, inv_ee_ge)).sum(0)
-        ds = np.linalg.solve(A, rhs)
-        de = inv_ee_ge - np.einsum("bes,s->be", inv_ee_es, ds)
-        theta = theta + np.concatenate([np.broadcast_to(ds, (b, S)), de], 1)
-    return theta
+            delta = np.linalg.solve(H, g[..., None])[..., 0]
+        else:  # one shape for the batch: eliminate the per-frame parameters (Schur complement)
+            lam_s = np.diag(lam[:S])
+            Hss = H[:, :S, :S] - (b - 1) / b * lam_s[None]  # the shape prior counts once, not per frame
+            gs = g[:, :S] + (b - 1) / b * lam[:S] * theta[:, :S]
+            Hse, Hee = H[:, :S, S:], H[:, S:, S:]
+            inv_ee_es = np.linalg.solve(Hee, np.swapaxes(Hse, 1, 2))
+            inv_ee_ge = np.linalg.solve(Hee, g[:, S:, None])[..., 0]
+            ds = np.linalg.solve((Hss - Hse @ inv_ee_es).sum(0), (gs - np.einsum("bse,be->bs", Hse, inv_ee_ge)).sum(0))
+            de = inv_ee_ge - np.einsum("bes,s->be", inv_ee_es, ds)
+            delta = np.concatenate([np.broadcast_to(ds, (b, S)), de], 1)
+        theta = theta + delta[:, :P]
+        R = _rodrigues(delta[:, P:P + 3]) @ R
+        t = t.copy()
+        t[:, :d] += s[:, None] * delta[:, P + 4:]
+        s = s * np.exp(delta[:, P + 3])
+    return theta, s, R, t
 
 
 def landmark_error(fitted: np.ndarray, reference_68: np.ndarray, *, jaw_contour: bool = True) -> dict[str, np.ndarray]:

@@ -138,12 +138,14 @@ class MienFaceModel(FaceModel):
         return x.numpy(), J.numpy()
 
     def save(self, path: str | os.PathLike, dtype=np.float32) -> Path:
-        """Write the model as one ``.npz`` atomically (float arrays in ``dtype``: float32 or float16).
+        """Write the model as one ``.npz`` atomically (bases in ``dtype``: float32 or float16; the rest float32).
 
         Returns:
             The path written.
         """
-        arrays = {k: (v.astype(dtype) if v.dtype.kind == "f" else v.astype(np.int32)) for k, v in self.arrays.items()}
+        # Only the bases take ``dtype``; the mean, statistics and jaw rig stay float32.
+        arrays = {k: (v.astype(dtype if k.endswith("_basis") else np.float32) if v.dtype.kind == "f"
+                      else v.astype(np.int32)) for k, v in self.arrays.items()}
         arrays["format"] = np.array(FORMAT)
         arrays["meta"] = np.array(json.dumps(self.meta, sort_keys=True))
         path = Path(path)
