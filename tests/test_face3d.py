@@ -20,6 +20,7 @@ from mien.models.face3d import (  # noqa: E402
     landmark_error,
     load_face_model,
     load_flame,
+    train_face_model,
 )
 from mien.models.face3d.build import collect  # noqa: E402
 
@@ -279,3 +280,12 @@ def test_build_on_real_frames(analyzed, tmp_path):
     assert np.isfinite(fit["residual"]).all() and fit["residual"].max() < 5.0
     with pytest.raises(ValueError, match="at least 2 subjects"):
         build_face_model(collect(results[:1]))
+    # the command entry point: a folder of mien results files → a saved model
+    (tmp_path / "in").mkdir()
+    for i, r in enumerate(results):
+        r.to_parquet(tmp_path / "in" / f"clip{i}.parquet")
+    out = tmp_path / "model.npz"
+    train_face_model([str(tmp_path / "in")], str(out), 5, 4, exclude=["clip2"], dtype="float16")
+    m2 = load_face_model(out)
+    assert m2.n_shape == 2 and m2.n_expression == 4 and m2.meta["excluded"] == ["clip2"]
+    assert set(m2.meta["sources"]) == {"clip0", "clip1"}
