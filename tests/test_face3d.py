@@ -175,16 +175,20 @@ def test_landmark_error():
 # --- FLAME -------------------------------------------------------------------------------------------------
 
 
-def _fake_flame(tmp_path, monkeypatch):
+def _fake_flame(tmp_path, monkeypatch, protocol=2):
     """A tiny model in FLAME 2020's pickle format, with chumpy and scipy.sparse objects inside."""
     import scipy.sparse
 
     chumpy = types.ModuleType("chumpy")
     ch_mod = types.ModuleType("chumpy.ch")
 
-    class Ch:  # what chumpy.ch.Ch pickles as: its __dict__ with the array under "x"
+    class Ch:  # what chumpy.ch.Ch pickles as: its __dict__ (minus caches) with the array under "x"
         def __init__(self, x):
             self.x = x
+            self._dirty_vars = {"x"}
+            self._itr = None
+            self._depends_on_deps = {}
+            self._make_dense = self._make_sparse = False
 
     Ch.__module__, Ch.__qualname__ = "chumpy.ch", "Ch"
     ch_mod.Ch = Ch
@@ -213,12 +217,13 @@ def _fake_flame(tmp_path, monkeypatch):
     }
     path = tmp_path / "generic_model.pkl"
     with open(path, "wb") as f:
-        pickle.dump(data, f, protocol=2)
+        pickle.dump(data, f, protocol=protocol)
     return path, data
 
 
-def test_flame_loader_without_chumpy(tmp_path, monkeypatch):
-    path, data = _fake_flame(tmp_path, monkeypatch)
+@pytest.mark.parametrize("protocol", [0, 2, 4])
+def test_flame_loader_without_chumpy(tmp_path, monkeypatch, protocol):
+    path, data = _fake_flame(tmp_path, monkeypatch, protocol)
     monkeypatch.delitem(sys.modules, "chumpy.ch")  # the loader must not need chumpy
     monkeypatch.delitem(sys.modules, "chumpy")
     emb = tmp_path / "mediapipe_landmark_embedding.npz"

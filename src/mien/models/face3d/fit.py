@@ -37,6 +37,12 @@ def _camera_2d(src: np.ndarray, dst: np.ndarray, w: np.ndarray):
     return s, R, np.concatenate([t, np.zeros((len(t), 1))], 1)
 
 
+def _prior_std(model: FaceModel, key: str, n: int) -> np.ndarray:
+    """The model's per-component std (mien-face), or 1 (FLAME's coefficients are unit-variance by design)."""
+    std = getattr(model, key, None)
+    return np.ones(n) if std is None else np.asarray(std, np.float64)[:n]
+
+
 def _model_landmarks(model: FaceModel, theta: torch.Tensor, sizes: tuple[int, int]) -> torch.Tensor:
     S, E = sizes
     v = model.vertices(theta[:, :S], theta[:, S:S + E], theta[:, S + E:S + E + 3], theta[:, S + E + 3:])
@@ -93,9 +99,8 @@ def fit_landmarks(landmarks, model: FaceModel, *, weights: np.ndarray | None = N
     P = S + E + 5
     unit = 100.0 if model.units == "m" else 1.0  # cm per model unit
     sig_n = noise_cm / unit
-    std = lambda k: np.asarray(getattr(model, k, None) if getattr(model, k, None) is not None else [])  # noqa: E731
-    s_std = std("shape_std")[:S] if len(std("shape_std")) else np.ones(S)
-    e_std = std("expression_std")[:E] if len(std("expression_std")) else np.ones(E)
+    s_std = _prior_std(model, "shape_std", S)
+    e_std = _prior_std(model, "expression_std", E)
     prior = np.concatenate([s_std, e_std, np.full(3, JAW_STD_RAD), np.full(2, EYELID_STD)]) * prior_scale
     lam = 1.0 / np.maximum(prior, 1e-8) ** 2
     theta = np.zeros((b, P))

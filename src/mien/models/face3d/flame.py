@@ -97,8 +97,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             import copyreg
 
             return copyreg._reconstructor
-        if module in ("__builtin__", "builtins") and name == "object":
-            return object
+        if module in ("__builtin__", "builtins") and name in ("object", "set", "frozenset"):
+            return {"object": object, "set": set, "frozenset": frozenset}[name]  # chumpy keeps sets of names
         if module == "_codecs" and name == "encode":
             import codecs
 
