@@ -294,3 +294,18 @@ def test_build_on_real_frames(analyzed, tmp_path):
     m2 = load_face_model(out)
     assert m2.n_shape == 2 and m2.n_expression == 4 and m2.meta["excluded"] == ["clip2"]
     assert set(m2.meta["sources"]) == {"clip0", "clip1"}
+
+
+def test_fit_works_on_flame(tmp_path, monkeypatch):
+    path, _ = _fake_flame(tmp_path, monkeypatch)
+    emb = tmp_path / "emb.npz"
+    ids = np.arange(12)
+    np.savez(emb, lmk_face_idx=ids // 3, lmk_b_coords=np.eye(3)[ids % 3], landmark_indices=ids)
+    m = load_flame(path, emb, n_shape=4)
+    truth = np.array([[0.5, -0.3, 0.2, 0.0]]), np.array([[0.4, 0.0]]), np.array([[0.15, 0.0, 0.0]])
+    x = m.landmarks(m.vertices(*truth)).astype(np.float64)  # (1, 12, 3) metres
+    y = np.zeros((1, 478, 3))
+    y[0, :12] = 2000.0 * x[0] @ _rotation(0.1, -0.2, 0.05).T + 300.0  # 2000 px per metre
+    fit = fit_landmarks(y, m, prior_scale=10.0, iterations=6)
+    assert fit["residual"][0] < 0.05 and abs(fit["scale"][0] / 2000.0 - 1) < 0.01
+    assert np.isnan(fit["landmarks"][0, 12:]).all()
