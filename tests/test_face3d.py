@@ -271,7 +271,7 @@ def test_flame_loader_rejects_bad_files(tmp_path, monkeypatch):
 # --- build on real frames ------------------------------------------------------------------------------------
 
 
-def test_build_on_real_frames(analyzed, tmp_path):
+def test_build_on_real_frames(analyzed, shared_data, tmp_path):
     results = [analyzed("samples/single_face.mp4"), analyzed("videos/talking/face_5.mp4", end=0.2),
                analyzed("videos/talking/WDA_KatieHill_000.mp4", end=1.0)]
     data = collect(results)
@@ -285,6 +285,8 @@ def test_build_on_real_frames(analyzed, tmp_path):
     assert np.isfinite(fit["residual"]).all() and fit["residual"].max() < 5.0
     with pytest.raises(ValueError, match="at least 2 subjects"):
         build_face_model(collect(results[:1]))
+    with pytest.raises(ValueError, match="analysed first"):  # models sit below the pipelines
+        collect([shared_data / "samples/single_face.mp4"])
     # the command entry point: a folder of mien results files → a saved model
     (tmp_path / "in").mkdir()
     for i, r in enumerate(results):

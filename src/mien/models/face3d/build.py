@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,26 +49,33 @@ def _expand(inputs: Sequence) -> list:
     return out
 
 
-def _load(item, every: int):
+def _load(item, analyze: Callable | None):
     """(name, AnalysisResult) of one input."""
-    import mien
-
     if not isinstance(item, (str, os.PathLike)):
         return Path(str(getattr(item, "meta", {}).get("source", "result"))).stem, item
     p = Path(item)
     if p.suffix.lower() in RESULT_SUFFIXES:
-        return p.stem, mien.read_results(p)
-    return p.stem, mien.analyze(p, every=every, identity=False)
+        try:
+            from mien.results import read_results  # after the layers merge
+        except ImportError:  # TODO(merge): drop this fallback (the reader moves from mien.io to mien.results)
+            from mien.io.results import read_results
+        return p.stem, read_results(p)
+    if analyze is None:
+        raise ValueError(f"{p}: a video or image must be analysed first — pass analyze= (e.g. "
+                         f"mien.analyze with identity=False) or give mien .parquet results")
+    return p.stem, analyze(p)
 
 
-def collect(inputs: Sequence, every: int = 1, subjects: Sequence[str] | None = None,
+def collect(inputs: Sequence, analyze: Callable | None = None, subjects: Sequence[str] | None = None,
             exclude: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Landmarks and per-frame measures of every face in ``inputs``.
 
     Args:
         inputs: analysis results (:class:`~mien.AnalysisResult`), mien results files (``.parquet``), videos or
-            images (analysed with ``every``), or folders of those.
-        every: frame step when a video has to be analysed.
+            images (given to ``analyze``), or folders of those.
+        analyze: ``path -> AnalysisResult`` for videos/images (the caller's ``mien.analyze``, e.g. with
+            ``every=N, identity=False``; models sit below the pipelines, so it is passed in). None: only
+            results are accepted.
         subjects: one subject label per input (after folder expansion); None: each input × face is a subject.
         exclude: input names (file stems) to leave out, e.g. held-out clips.
 
@@ -77,14 +84,14 @@ def collect(inputs: Sequence, every: int = 1, subjects: Sequence[str] | None = N
         ``subject`` (N,) int, ``subject_names`` list, ``sources`` {name: frames}, ``excluded`` names.
 
     Raises:
-        ValueError: no usable face.
+        ValueError: no usable face, or a video without ``analyze``.
     """
     items = _expand(inputs)
     if subjects is not None and len(subjects) != len(items):
         raise ValueError(f"subjects has {len(subjects)} labels for {len(items)} inputs")
     lms, ears, mouths, subj, names, sources = [], [], [], [], [], {}
     for i, item in enumerate(items):
-        name, res = _load(item, every)
+        name, res = _load(item, analyze)
         if name in exclude or len(res) == 0:
             continue
         cols = res.columns()
@@ -187,7 +194,7 @@ def _jaw(mean: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return pivot, axis, w, speed
 
 
-def build_face_model(inputs, n_shape: int = 50, n_expression: int = 50, *, every: int = 1,
+def build_face_model(inputs, n_shape: int = 50, n_expression: int = 50, *, analyze: Callable | None = None,
                      subjects: Sequence[str] | None = None, exclude: Sequence[str] = (),
                      template: str = "canonical") -> MienFaceModel:
     """Learn a ``mien-face`` model (see the module docstring for the recipe).
@@ -197,7 +204,7 @@ def build_face_model(inputs, n_shape: int = 50, n_expression: int = 50, *, every
             or the dict that :func:`collect` returns.
         n_shape: most identity components (capped at the number of subjects).
         n_expression: most expression components.
-        every: frame step for inputs that must be analysed.
+        analyze: ``path -> AnalysisResult`` for video/image inputs (see :func:`collect`).
         subjects: one identity label per input (None: each input × face_id is an identity).
         exclude: input names (file stems) to leave out (held-out clips).
         template: "canonical" (mean shape = MediaPipe's canonical face for vertices 0–467, the training mean
@@ -211,7 +218,7 @@ def build_face_model(inputs, n_shape: int = 50, n_expression: int = 50, *, every
     """
     if template not in ("canonical", "data"):
         raise ValueError(f"template must be 'canonical' or 'data', got {template!r}")
-    data = inputs if isinstance(inputs, dict) else collect(inputs, every=every, subjects=subjects, exclude=exclude)
+    data = inputs if isinstance(inputs, dict) else collect(inputs, analyze, subjects=subjects, exclude=exclude)
     subject = data["subject"]
     n_subj = int(subject.max()) + 1
     if n_subj < 2:
@@ -268,14 +275,15 @@ def build_face_model(inputs, n_shape: int = 50, n_expression: int = 50, *, every
 
 
 def train_face_model(inputs: list[str], output: str, n_shape: int = 50, n_expression: int = 50, *,
-                     every: int = 1, exclude: Sequence[str] = (), template: str = "canonical",
+                     analyze: Callable | None = None, exclude: Sequence[str] = (), template: str = "canonical",
                      dtype: str = "float32") -> MienFaceModel:
     """Entry point of ``mien train face-model DATASETS… -o model.npz``: build and save a ``mien-face`` model.
 
     Args:
         inputs: videos, images, mien ``.parquet`` results or folders of them.
         output: ``.npz`` path (written atomically).
-        n_shape, n_expression, every, exclude, template: see :func:`build_face_model`.
+        n_shape, n_expression, analyze, exclude, template: see :func:`build_face_model`; the command passes
+            ``analyze=functools.partial(mien.pipelines.analyze.analyze, every=N, identity=False)``.
         dtype: "float32" or "float16" storage of the float arrays.
 
     Returns:
@@ -283,6 +291,6 @@ def train_face_model(inputs: list[str], output: str, n_shape: int = 50, n_expres
     """
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
-    model = build_face_model(inputs, n_shape, n_expression, every=every, exclude=exclude, template=template)
+    model = build_face_model(inputs, n_shape, n_expression, analyze=analyze, exclude=exclude, template=template)
     model.save(output, dtype=np.dtype(dtype))
     return model
