@@ -161,11 +161,15 @@ def _similarity_modes(mean: np.ndarray) -> np.ndarray:
 
 
 def _pca(x: np.ndarray, k: int, n_obs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(basis (k, D) orthonormal rows, std (k,), explained fraction (k,)) of rows ``x`` (not re-centred)."""
+    """(basis (k, D) orthonormal rows, std (k,), explained fraction (k,)) of rows ``x`` (not re-centred).
+
+    Signs are fixed (each row's largest-magnitude entry is positive), so the basis does not depend on the
+    order of the inputs."""
     _, sv, vt = np.linalg.svd(x, full_matrices=False)
     var = sv ** 2
     k = min(k, int((sv > sv[0] * 1e-6).sum()))
-    return vt[:k], np.sqrt(var[:k] / n_obs), var[:k] / var.sum()
+    vt = vt[:k] * np.sign(vt[np.arange(k), np.abs(vt[:k]).argmax(1)])[:, None]  # sign: largest entry > 0
+    return vt, np.sqrt(var[:k] / n_obs), var[:k] / var.sum()
 
 
 def _jaw(mean: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
