@@ -311,3 +311,20 @@ def test_fit_works_on_flame(tmp_path, monkeypatch):
     fit = fit_landmarks(y, m, prior_scale=10.0, iterations=6)
     assert fit["residual"][0] < 0.05 and abs(fit["scale"][0] / 2000.0 - 1) < 0.01
     assert np.isnan(fit["landmarks"][0, 12:]).all()
+
+
+def test_flame_jacobian_matches_vertices(tmp_path, monkeypatch):
+    path, _ = _fake_flame(tmp_path, monkeypatch)
+    emb = tmp_path / "emb.npz"
+    np.savez(emb, lmk_face_idx=np.array([0, 2, 3]), lmk_b_coords=np.array([[1, 0, 0], [0.2, 0.3, 0.5], [0, 0, 1]]),
+             landmark_indices=np.array([1, 152, 10]))
+    m = load_flame(path, emb, n_shape=4)
+    theta = np.array([[0.3, -0.2, 0.0, 0.1, 0.5, -0.4, 0.2, 0.01, 0.0, 0.0, 0.0]])
+    x, J = m.jacobian(theta, 4, 2)
+    ref = m.landmarks(m.vertices(theta[:, :4], theta[:, 4:6], theta[:, 6:9], theta[:, 9:]))
+    np.testing.assert_allclose(x, ref, atol=1e-5)
+    d = 1e-3
+    bumped = theta.copy()
+    bumped[0, 6] += d  # jaw opening
+    ref2 = m.landmarks(m.vertices(bumped[:, :4], bumped[:, 4:6], bumped[:, 6:9], bumped[:, 9:]))
+    np.testing.assert_allclose(J[0, 6], (ref2 - ref)[0] / d, atol=2e-3)

@@ -138,18 +138,23 @@ class FlameModel(FaceModel):
         key = (like.device, like.dtype)
         if key not in self._cache:
             a = self.arrays
-            self._cache[key] = {k: as_tensor(a[k], like) for k in
-                                ("v_template", "shapedirs", "posedirs", "J_regressor", "weights")}
-            self._cache[key]["eyelid_basis"] = as_tensor(self.eyelid_basis, like)
+            t = {k: as_tensor(a[k], like) for k in ("v_template", "shapedirs", "posedirs", "weights")}
+            t["eyelid_basis"] = as_tensor(self.eyelid_basis, like)
+            jr = a["J_regressor"].astype(np.float64)  # joints are linear in the coefficients: precompute
+            t["J_template"] = as_tensor(jr @ a["v_template"], like)
+            t["J_dirs"] = as_tensor(np.einsum("jv,vck->jck", jr, a["shapedirs"]), like)
+            self._cache[key] = t
         return self._cache[key]
 
-    def _vertices(self, shape, expression, jaw, eyelids):
+    def _vertices(self, shape, expression, jaw, eyelids, idx: torch.Tensor | None = None):
+        """Vertices (all, or those in ``idx``): blendshapes, jaw pose correctives, LBS."""
         t = self._t(shape)
+        sel = (lambda x: x) if idx is None else (lambda x: x[idx])  # noqa: E731
         b = shape.shape[0]
         coeffs = torch.cat([shape, expression], 1)
-        v = t["v_template"] + torch.einsum("bk,vck->bvc", coeffs, t["shapedirs"])
-        v = v + torch.einsum("bk,kvc->bvc", eyelids, t["eyelid_basis"])
-        joints = torch.einsum("jv,bvc->bjc", t["J_regressor"], v)
+        v = sel(t["v_template"]) + torch.einsum("bk,vck->bvc", coeffs, sel(t["shapedirs"]))
+        joints = t["J_template"] + torch.einsum("bk,jck->bjc", coeffs, t["J_dirs"])  # = J_regressor · v_shaped
+        v = v + torch.einsum("bk,kvc->bvc", eyelids, t["eyelid_basis"] if idx is None else t["eyelid_basis"][:, idx])
         n_j = len(self.parents)
         pose = shape.new_zeros((b, n_j, 3))
         pose[:, 2] = jaw  # FLAME joints: 0 root, 1 neck, 2 jaw, 3 left eye, 4 right eye
@@ -158,8 +163,8 @@ class FlameModel(FaceModel):
         R_file = flip @ R @ flip  # the same rotations in FLAME's frame, for the correctives
         eye = torch.eye(3, dtype=shape.dtype, device=shape.device)
         feat = (R_file[:, 1:] - eye).reshape(b, -1)
-        flat_dirs = t["posedirs"].reshape(-1, t["posedirs"].shape[-1])
-        v = v + (feat @ flat_dirs.T).reshape(b, -1, 3) @ flip  # correctives are in FLAME's frame
+        dirs = sel(t["posedirs"])
+        v = v + (feat @ dirs.reshape(-1, dirs.shape[-1]).T).reshape(b, -1, 3) @ flip  # correctives: FLAME frame
         # Kinematic chain: world transforms of every joint, then remove the rest pose.
         rots, trans = [R[:, 0]], [joints[:, 0]]
         for j in range(1, n_j):
@@ -168,10 +173,30 @@ class FlameModel(FaceModel):
             trans.append(trans[p] + (rots[p] @ (joints[:, j] - joints[:, p])[..., None])[..., 0])
         G_R = torch.stack(rots, 1)
         G_t = torch.stack(trans, 1) - (G_R @ joints[..., None])[..., 0]
-        w = t["weights"]
+        w = sel(t["weights"])
         A_R = torch.einsum("vj,bjkl->bvkl", w, G_R)
         A_t = torch.einsum("vj,bjk->bvk", w, G_t)
         return (A_R @ v[..., None])[..., 0] + A_t
+
+    def jacobian(self, theta: np.ndarray, n_shape: int, n_expression: int) -> tuple[np.ndarray, np.ndarray]:
+        """Landmarks (B, L, 3) and forward-difference derivatives (B, P, L, 3), float64, computed on the
+        embedded vertices only (θ = [shape[:n_shape], expression[:n_expression], jaw, eyelids])."""
+        S, E = n_shape, n_expression
+        e = self.embedding
+        used, inv = np.unique(e.vertex_ids, return_inverse=True)
+        th = torch.as_tensor(theta, dtype=torch.float64)
+        b, P = th.shape
+        eps = 1e-5
+        pert = torch.cat([th, (th[:, None] + eps * torch.eye(P, dtype=th.dtype)).reshape(-1, P)])
+        zs = pert.new_zeros((len(pert), self.n_shape - S))
+        ze = pert.new_zeros((len(pert), self.n_expression - E))
+        with torch.no_grad():
+            v = self._vertices(torch.cat([pert[:, :S], zs], 1), torch.cat([pert[:, S:S + E], ze], 1),
+                               pert[:, S + E:S + E + 3], pert[:, S + E + 3:], torch.as_tensor(used))
+        v = v.numpy()[:, inv.reshape(e.vertex_ids.shape)]  # (N, L, 3, 3)
+        x = (v * e.barycentric[None, ..., None]).sum(-2)
+        x0 = x[:b]
+        return x0, (x[b:].reshape(b, P, *x0.shape[1:]) - x0[:, None]) / eps
 
 
 def _read_embedding(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
