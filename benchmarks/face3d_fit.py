@@ -58,7 +58,7 @@ def _dlib_points(clip: Path, frames: np.ndarray, predictor_path: str):
         if i in wanted:
             wanted.discard(i)
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            dets = detector(rgb, 1)
+            dets = detector(rgb, 1 if min(rgb.shape[:2]) < 400 else 0)  # upsample only small frames
             if len(dets) == 1:
                 shape = predictor(rgb, dets[0])
                 out[i] = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
