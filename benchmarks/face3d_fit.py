@@ -124,7 +124,8 @@ def main() -> None:
         r68 = np.stack([ref[int(cols["frame"][i])] for i in rows])
         raw = np.full((len(rows), N_MEDIAPIPE, 3), np.nan)
         raw[:] = lm[rows]
-        for name, pts in (("MediaPipe raw", raw), ("per-frame fit", fits["per frame"]["landmarks"][rows]),
+        for name, pts in (("MediaPipe raw", raw), ("pose-only fit", fits["pose only"]["landmarks"][rows]),
+                          ("per-frame fit", fits["per frame"]["landmarks"][rows]),
                           ("shared-shape fit", fits["shared shape"]["landmarks"][rows])):
             full = landmark_error(pts, r68)
             inner = landmark_error(pts, r68, jaw_contour=False)
