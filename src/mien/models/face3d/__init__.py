@@ -1,0 +1,33 @@
+"""Parametric 3-D faces: the built-in ``mien-face`` model, FLAME (user-supplied), landmark fitting.
+
+::
+
+    from mien.models.face3d import load_face_model, fit_landmarks
+    model = load_face_model()                       # shipped mien-face (cm, OpenCV axes, 478 vertices)
+    verts = model.vertices(shape, expression, jaw, eyelids)      # (B, 478, 3)
+    fit = fit_landmarks(result.columns()["landmarks"], model)   # pose + coefficients per frame
+
+See :mod:`mien.models.face3d.base` for the shared conventions (frame, units, jaw and eyelid meaning).
+"""
+
+from mien.models.face3d.au import au_directions
+from mien.models.face3d.base import FaceModel, LandmarkEmbedding
+from mien.models.face3d.build import build_face_model, train_face_model
+from mien.models.face3d.fit import fit_landmarks, landmark_error
+from mien.models.face3d.flame import FlameModel, load_flame
+from mien.models.face3d.mien_face import MienFaceModel, canonical_triangles, load_face_model
+
+__all__ = [
+    "FaceModel",
+    "FlameModel",
+    "LandmarkEmbedding",
+    "MienFaceModel",
+    "au_directions",
+    "build_face_model",
+    "canonical_triangles",
+    "fit_landmarks",
+    "landmark_error",
+    "load_face_model",
+    "load_flame",
+    "train_face_model",
+]
