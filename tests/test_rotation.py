@@ -116,6 +116,7 @@ def test_phone_clip_is_analysed_upright(phone_clips):
         assert next(c.decode(s)).rotation == -90
     a, b = mien.analyze(upright), mien.analyze(phone)
     assert (b.meta["width"], b.meta["height"]) == (640, 360)
+    assert (b.meta["rotation_deg"], a.meta["rotation_deg"], b.meta["mirrored"]) == (-90, 0, False)
     assert len(a) == len(b) == 72
     assert np.abs(b.roll_deg).max() < 15
     # same pixels up to the encoder: here 0.02 deg and 0.02 px mean (0.2 px max); stored sideways, roll is -94 deg

@@ -57,13 +57,16 @@ def umeyama(src: np.ndarray, dst: np.ndarray, scale: bool = True) -> tuple[float
     return float(s[0]), R[0], t[0]
 
 
-def umeyama_batch(src: np.ndarray, dst: np.ndarray, scale: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def umeyama_batch(src: np.ndarray, dst: np.ndarray, scale: bool = True,
+                  weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`umeyama` for B pairs of point sets at once (same result as a loop over the pairs).
 
     Args:
         src: (B, K, d) float points, d = 2 or 3.
         dst: (B, K, d) points in correspondence, or (K, d): one target for every item.
         scale: estimate the scale; if False, ``s = 1``.
+        weights: optional (K,) or (B, K) non-negative point weights (weighted least squares: weighted
+            centroids and covariance, as in Umeyama's derivation with a diagonal weight matrix); None: equal.
 
     Returns:
         ``(s, R, t)``: float64 (B,) scales, (B, d, d) rotations with det +1, (B, d) translations, with
@@ -78,7 +81,7 @@ def umeyama_batch(src: np.ndarray, dst: np.ndarray, scale: bool = True) -> tuple
         dst = np.broadcast_to(dst, src.shape)
     if src.ndim != 3 or dst.ndim != 3:
         raise ValueError(f"umeyama_batch: expected (B, K, 2|3) point sets, got {src.shape} and {dst.shape}")
-    return _umeyama(src, dst, scale, "umeyama_batch")
+    return _umeyama(src, dst, scale, "umeyama_batch", weights)
 
 
 def align_to_reference(points: np.ndarray, reference: np.ndarray, scale: bool = True) -> np.ndarray:
@@ -106,7 +109,7 @@ def align_to_reference(points: np.ndarray, reference: np.ndarray, scale: bool = 
     return out[0] if single else out
 
 
-def _umeyama(src: np.ndarray, dst: np.ndarray, scale: bool, name: str):
+def _umeyama(src: np.ndarray, dst: np.ndarray, scale: bool, name: str, weights: np.ndarray | None = None):
     if src.shape != dst.shape or src.shape[-1] not in (2, 3):
         raise ValueError(f"{name}: src and dst must have the same shape (..., K, 2|3), got {src.shape} and "
                          f"{dst.shape}")
@@ -117,13 +120,25 @@ def _umeyama(src: np.ndarray, dst: np.ndarray, scale: bool, name: str):
     dst = dst.astype(np.float64, copy=False)
     if not (np.isfinite(src).all() and np.isfinite(dst).all()):
         raise ValueError(f"{name}: points contain NaN or inf")
-    w = np.full((1, 1, K), 1.0 / K)
-    mu_s, mu_d = np.matmul(w, src), np.matmul(w, dst)  # (B, 1, d) centroids (a matmul: 10× faster than mean)
-    xs, xd = src - mu_s, dst - mu_d
-    mu_s, mu_d = mu_s[:, 0], mu_d[:, 0]
-    cov = np.matmul(xd.transpose(0, 2, 1), xs) / K  # Σ_xy of the paper (dst × src)
-    var_s = np.square(xs).sum((1, 2)) / K
-    var_d = np.square(xd).sum((1, 2)) / K
+    if weights is None:
+        w = np.full((1, 1, K), 1.0 / K)
+        mu_s, mu_d = np.matmul(w, src), np.matmul(w, dst)  # (B, 1, d) centroids (a matmul: 10× faster than mean)
+        xs, xd = src - mu_s, dst - mu_d
+        mu_s, mu_d = mu_s[:, 0], mu_d[:, 0]
+        cov = np.matmul(xd.transpose(0, 2, 1), xs) / K  # Σ_xy of the paper (dst × src)
+        var_s = np.square(xs).sum((1, 2)) / K
+        var_d = np.square(xd).sum((1, 2)) / K
+    else:
+        w = np.broadcast_to(np.asarray(weights, np.float64), (B, K))
+        if (w < 0).any() or not np.isfinite(w).all() or (w.sum(1) <= 0).any():
+            raise ValueError(f"{name}: weights must be finite, non-negative and not all zero")
+        w = (w / w.sum(1, keepdims=True))[:, None, :]  # (B, 1, K), rows sum to 1
+        mu_s, mu_d = np.matmul(w, src), np.matmul(w, dst)
+        xs, xd = src - mu_s, dst - mu_d
+        mu_s, mu_d = mu_s[:, 0], mu_d[:, 0]
+        cov = np.matmul(xd.transpose(0, 2, 1), xs * w.transpose(0, 2, 1))
+        var_s = (np.square(xs).sum(2) * w[:, 0]).sum(1)
+        var_d = (np.square(xd).sum(2) * w[:, 0]).sum(1)
     U, S, Vt = np.linalg.svd(cov)
     # A unique rotation needs rank(Σ_xy) >= d − 1 (Umeyama 1991, Lemma): reject coincident sets (spread below
     # 1e-6 of the coordinates' magnitude) and, in 3-D, sets on one line.

@@ -177,6 +177,7 @@ def analyze_source(src: VideoSource | ImageSource | WebcamSource, options: Analy
     meta = {
         "source": info.path, "source_kind": info.kind, "width": info.width, "height": info.height,
         "fps": info.fps, "duration_sec": info.duration_sec, "codec": info.codec,
+        "rotation_deg": info.rotation_deg, "mirrored": info.mirrored,
         "frames_processed": processed, "frames_decoded": src.frames_decoded,
         "corrupt_frames": src.corrupt_frames, "landmark_scheme": "mediapipe478",
         "camera": {"focal_px": float(fa.pose.K[0, 0]), "cx": float(fa.pose.K[0, 2]), "cy": float(fa.pose.K[1, 2])},

@@ -1,8 +1,8 @@
 """Action Unit (AU) occurrence models.
 
 The default model ships in ``mien/assets/au/`` (``au_default.safetensors``, ``config.json``,
-``PROVENANCE.md``). It was trained by mien's AU trainer (:class:`mien.tasks.au.AUTask` with
-``backbone="features"``, config ``mien/configs/au/default.yaml``, driven by ``scripts/train_default_au.py``) on the
+``PROVENANCE.md``). It was trained by mien's AU trainer (:class:`mien.tasks.au.AUFeaturesTask`, then
+``AUTask(backbone="features")``; config ``mien/configs/au/default.yaml``, driven by ``scripts/train_default_au.py``) on the
 FACS labels of CK+ — posed expressions of 85 subjects — so treat its outputs on spontaneous, in-the-wild video as
 indicative. Loading and running it needs torch and safetensors only (no Lightning). Typical use::
 

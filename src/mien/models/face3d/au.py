@@ -26,7 +26,7 @@ from importlib import resources
 import numpy as np
 
 from mien.face.geometry import canonical_face
-from mien.models.face3d._align import umeyama
+from mien.face.align import umeyama
 
 
 @lru_cache(maxsize=1)

@@ -27,7 +27,7 @@ import numpy as np
 
 from mien.face import landmarks as L
 from mien.face.geometry import canonical_face
-from mien.models.face3d._align import umeyama
+from mien.face.align import umeyama_batch
 from mien.models.face3d.mien_face import MienFaceModel, canonical_triangles
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".jpg", ".jpeg", ".png")
@@ -55,10 +55,7 @@ def _load(item, analyze: Callable | None):
         return Path(str(getattr(item, "meta", {}).get("source", "result"))).stem, item
     p = Path(item)
     if p.suffix.lower() in RESULT_SUFFIXES:
-        try:
-            from mien.results import read_results  # after the layers merge
-        except ImportError:  # TODO(merge): drop this fallback (the reader moves from mien.io to mien.results)
-            from mien.io.results import read_results
+        from mien.results import read_results
         return p.stem, read_results(p)
     if analyze is None:
         raise ValueError(f"{p}: a video or image must be analysed first — pass analyze= (e.g. "
@@ -128,13 +125,13 @@ def _subject_means(x: np.ndarray, subject: np.ndarray, n: int) -> np.ndarray:
 def align_meshes(landmarks: np.ndarray, subject: np.ndarray, template: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Similarity-align meshes to ``template`` (468, 3) cm; returns (aligned (N, 478, 3) cm, rigid vertex ids)."""
     lm = landmarks
-    s, R, t = umeyama(lm[:, :468], np.broadcast_to(template, (len(lm), 468, 3)))
+    s, R, t = umeyama_batch(lm[:, :468], template)
     x = s[:, None, None] * np.einsum("bij,bkj->bki", R, lm) + t[:, None]
     n = int(subject.max()) + 1
     dev = x - _subject_means(x, subject, n)[subject]
     spread = np.sqrt((dev[:, :468] ** 2).sum(-1).mean(0))
     rigid = np.sort(np.argsort(spread)[: int(RIGID_FRACTION * 468)])
-    s, R, t = umeyama(lm[:, rigid], np.broadcast_to(template[rigid], (len(lm), len(rigid), 3)))
+    s, R, t = umeyama_batch(lm[:, rigid], template[rigid])
     x = s[:, None, None] * np.einsum("bij,bkj->bki", R, lm) + t[:, None]
     return x, rigid
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from mien.face import landmarks as L
-from mien.models.face3d._align import umeyama
+from mien.face.align import umeyama_batch
 from mien.models.face3d.base import N_MEDIAPIPE, FaceModel
 
 JAW_STD_RAD = 0.2
@@ -106,7 +106,7 @@ def fit_landmarks(landmarks, model: FaceModel, *, weights: np.ndarray | None = N
     theta = np.zeros((b, P))
     with torch.no_grad():
         m = _model_landmarks(model, torch.as_tensor(theta), (S, E)).numpy()
-    s, R, t = umeyama(m, y, w) if d == 3 else _camera_2d(m, y, w)
+    s, R, t = umeyama_batch(m, y, weights=w) if d == 3 else _camera_2d(m, y, w)
     theta, s, R, t = _gauss_newton(model, theta, y, s, R, t, w, lam, sig_n, (S, E), shared_shape, chunk,
                                    iterations)
     with torch.no_grad():
