@@ -25,8 +25,8 @@ from importlib import resources
 
 import numpy as np
 
-from mien.face.geometry import canonical_face
 from mien.face.align import umeyama
+from mien.face.geometry import canonical_face
 
 
 @lru_cache(maxsize=1)

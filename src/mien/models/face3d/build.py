@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from mien.face import landmarks as L
-from mien.face.geometry import canonical_face
 from mien.face.align import umeyama_batch
+from mien.face.geometry import canonical_face
 from mien.models.face3d.mien_face import MienFaceModel, canonical_triangles
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".jpg", ".jpeg", ".png")
