@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mien.heads.base import Head, file_info
+from mien.models.au.images import prepare_image
 from mien.results.result import ColumnSpec
 
 ONNX_METADATA_KEY = "mien_au"
@@ -99,20 +100,6 @@ def _default_model(device: str):
     return load_default_au_model(device)
 
 
-def _prepare_image(rgb: np.ndarray, size: int, grayscale: bool) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (3, S, S) float32 in [0, 1] (area/linear resize; gray replicated if ``grayscale``);
-    the training images' preprocessing."""
-    import cv2
-
-    if grayscale:
-        g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        rgb = np.repeat(g[:, :, None], 3, axis=2)
-    if rgb.shape[0] != size or rgb.shape[1] != size:
-        interp = cv2.INTER_AREA if rgb.shape[0] > size else cv2.INTER_LINEAR
-        rgb = cv2.resize(rgb, (size, size), interpolation=interp)
-    return np.ascontiguousarray(rgb).transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
-
-
 class AURunner:
     """An image AU model from :func:`load_au_model`.
 
@@ -153,7 +140,7 @@ class AURunner:
         s, gray = int(self.contract["image_size"]), bool(self.contract.get("grayscale", False))
         if not len(crops):
             return np.zeros((0, 3, s, s), np.float32)
-        return np.stack([_prepare_image(c, s, gray) for c in crops])
+        return np.stack([prepare_image(c, s, gray) for c in crops])
 
     def crop_faces(self, images, landmarks) -> np.ndarray:
         """Cut (B, S, S, 3) uint8 crops from B RGB images and their (B, 478, 3) pixel landmarks as the contract

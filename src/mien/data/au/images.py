@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mien.models.au.images import prepare_image as _prepare
+
 __all__ = ["IMAGE_EXTS", "ImageFolderDataset", "prepare_image", "read_rgb"]
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -30,16 +32,9 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 
 
 def prepare_image(rgb: np.ndarray, size: int, grayscale: bool = False) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, size, size) float32 [0, 1] (area/linear resize; gray replicated if ``grayscale``)."""
-    import cv2
-
-    if grayscale:
-        g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        rgb = np.repeat(g[:, :, None], 3, axis=2)
-    if rgb.shape[0] != size or rgb.shape[1] != size:
-        interp = cv2.INTER_AREA if rgb.shape[0] > size else cv2.INTER_LINEAR
-        rgb = cv2.resize(rgb, (size, size), interpolation=interp)
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+    """(H, W, 3) uint8 RGB -> (3, size, size) float32 tensor in [0, 1]: :func:`mien.models.au.images.prepare_image`
+    (the preprocessing analysis uses too) as a tensor."""
+    return torch.from_numpy(_prepare(rgb, size, grayscale))
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):

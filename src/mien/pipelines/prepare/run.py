@@ -126,34 +126,6 @@ def assign_subjects(sources: list[str], mapping: dict[str, str] | None) -> dict[
     return {s: (n, ids[n]) for s, n in names.items()}
 
 
-def _run_ray(todo: list[tuple], workers: int, on_result, address: str | None) -> None:
-    """Run the per-video tasks as Ray tasks (local Ray with ``workers`` CPUs, or the cluster at ``address``).
-
-    Tasks are idempotent (a video is redone from scratch and its marker written last), so Ray's retries of
-    tasks on lost workers are safe.
-    """
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("--executor ray needs the ray package (pip install ray)") from None
-    started = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-        started = True
-    try:
-        remote = ray.remote(num_cpus=1)(process_video)
-        pending = [remote.remote(*t) for t in todo]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            on_result(ray.get(done[0]))
-    finally:
-        if started:
-            ray.shutdown()
-
-
 def prepare(inputs: list[str], output: str, options: PrepareOptions | None = None, workers: int = 1,
             overwrite: bool = False, progress: bool = False, log=None, executor: str = "local",
             ray_address: str | None = None, **kwargs) -> PrepareReport:
