@@ -1,7 +1,8 @@
 """Outputs of `mien analyze` and `mien prepare` on the shared samples stay identical across refactors.
 
-The reference fingerprints in ``tests/golden/outputs.json`` were made by ``tests/golden/make_golden.py`` at
-commit ad7d78b (before the architecture change of issue 8). Gaze is compared separately: its documented shift
+The reference fingerprints in ``tests/golden/outputs.json`` were made by ``tests/golden/make_golden.py`` run on
+the code of commit ad7d78b (before the architecture change of issue 8); prepare's inputs are linked under one
+fixed path, because its keys and random windows are seeded by the source path. Gaze is compared separately: its documented shift
 (the head frame now comes from the shared Umeyama estimator; closed eyes give NaN) is bounded, not hashed.
 """
 

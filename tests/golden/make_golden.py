@@ -37,7 +37,26 @@ ANALYZE_CASES = {
 PREPARE_INPUTS = ["videos/expressive/driving_d0.mp4", "videos/talking/Input__00010.mp4"]
 PREPARE_OPTS = dict(clip_seconds=1.0, fps=25.0, crop_size=128, clips_per_video=2, shard_samples=1)
 # meta fields that legitimately differ between runs (timing, paths)
-VOLATILE_META = {"elapsed_sec", "source", "created", "mien_version", "prepared_at"}
+VOLATILE_META = {"elapsed_sec", "source", "created", "mien_version", "prepared_at", "key", "video_key"}
+# prepare's sample keys and its random-mode windows are seeded by a hash of the source URI, so the inputs are
+# linked under one fixed path: the fingerprints must not depend on where the checkout and ../shared lie
+FIXED_INPUTS = Path(tempfile.gettempdir()) / "mien-golden-inputs"
+
+
+def fixed_inputs() -> list[str]:
+    """The prepare inputs as symbolic links under :data:`FIXED_INPUTS` (created when missing)."""
+    FIXED_INPUTS.mkdir(parents=True, exist_ok=True)
+    out = []
+    for rel in PREPARE_INPUTS:
+        link = FIXED_INPUTS / Path(rel).name
+        target = (SHARED / rel).resolve()
+        if not link.is_symlink() or link.resolve() != target:
+            tmp = link.with_name(f".{link.name}.{os.getpid()}")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(target)
+            os.replace(tmp, link)
+        out.append(str(link))
+    return out
 
 
 def digest(a) -> str:
@@ -77,7 +96,7 @@ def prepare_fingerprints() -> dict:
     from mien.pipelines.prepare import PrepareOptions, prepare
 
     with tempfile.TemporaryDirectory() as tmp:
-        prepare([str(SHARED / p) for p in PREPARE_INPUTS], os.path.join(tmp, "ds"), PrepareOptions(**PREPARE_OPTS))
+        prepare(fixed_inputs(), os.path.join(tmp, "ds"), PrepareOptions(**PREPARE_OPTS))
         samples = {}
         for s in iter_samples(os.path.join(tmp, "ds")):
             entry = {}
