@@ -121,6 +121,9 @@ class AnalyzeOptions:
             self.face3d_model = os.fspath(self.face3d_model)
             if not self.face3d:
                 raise ValueError("face3d_model needs face3d (--face3d)")
+            from mien.models.face3d.spec import check_face_model_spec
+
+            check_face_model_spec(self.face3d_model)
         if self.every < 1:
             raise ValueError(f"every must be >= 1, got {self.every}")
         if self.max_faces < 1:

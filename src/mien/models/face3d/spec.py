@@ -7,6 +7,8 @@ import os
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from mien.errors import InputError
 from mien.models.face3d.base import FaceModel
 
@@ -52,3 +54,32 @@ def open_face_model(spec: str | os.PathLike | None = None) -> tuple[FaceModel, l
         return load_flame(pkl_path, emb_path), [pkl_path, emb_path]
     path = Path(text)
     return load_face_model(path), [path]
+
+
+def check_face_model_spec(spec: str | os.PathLike) -> None:
+    """Cheap early check of a face-model spec (files exist; a ``.npz`` says it is a ``mien-face`` model), so
+    that a bad ``--face3d-model`` fails once, naming the model file, before any input is read.
+
+    Raises:
+        InputError: missing file, or not a ``mien-face`` ``.npz`` (the full load happens in :func:`open_face_model`).
+    """
+    from mien.models.face3d.mien_face import FORMAT
+
+    text = os.fspath(spec)
+    if text.startswith(FLAME_PREFIX):
+        pkl, _, emb = text[len(FLAME_PREFIX):].partition(",")
+        for p, what in ((Path(pkl), "FLAME model file"), (Path(emb) if emb else Path(pkl).with_name(FLAME_EMBEDDING),
+                                                         "FLAME landmark embedding")):
+            if not p.is_file():
+                raise InputError(p, f"{what} not found")
+        return
+    path = Path(text)
+    if not path.is_file():
+        raise InputError(path, "face model file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            fmt = str(z["format"]) if "format" in z.files else "missing"
+    except Exception as e:  # zipfile.BadZipFile, ValueError, OSError …
+        raise InputError(path, f"not a mien-face model (.npz): {type(e).__name__}: {e}") from None
+    if fmt != FORMAT:
+        raise InputError(path, f"not a mien-face model (format {fmt!r}, expected {FORMAT!r})")
