@@ -20,7 +20,7 @@ import numpy as np
 
 from mien.errors import InputError
 
-STILL_SPEED = 0.02
+STILL_SPEED = 0.1
 """Still-segment threshold: face speed below this many inter-ocular distances per second (of the
 low-passed landmarks, so jitter itself does not count as motion)."""
 STILL_WINDOW_S = 0.5
