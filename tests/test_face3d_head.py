@@ -148,8 +148,11 @@ def test_cli_render_face3d_and_export(shared_data, tmp_path, capsys, torch_one_t
 
     out = tmp_path / "out.mp4"
     mesh = tmp_path / "mesh"
+    import importlib.util
+
+    gltf = importlib.util.find_spec("pygltflib") is not None
     rc = main(["render", "face3d", str(shared_data / CLIP), "-o", str(out), "--export-mesh", str(mesh), "--obj",
-               "--smooth"])
+               "--smooth", *(["--gltf"] if gltf else [])])
     assert rc == 0, capsys.readouterr().err
     with av.open(str(out)) as c:
         s = c.streams.video[0]
@@ -164,6 +167,7 @@ def test_cli_render_face3d_and_export(shared_data, tmp_path, capsys, torch_one_t
     v, f = read_obj(objs[10])
     assert v.shape == (478, 3) and f.shape == (898, 3)
     np.testing.assert_allclose(v, z["vertices"][10], atol=1e-5)
+    assert (mesh / "face_0.glb").is_file() == gltf
 
 
 def test_cli_render_face3d_bad_model(shared_data, tmp_path, capsys):
@@ -189,3 +193,32 @@ def test_draw_mesh_shades_and_culls(model):
     assert 0.3 < lit.mean() < 0.9 and img[100, 100].max() > 100  # face drawn, nose lit
     inside_out = v * np.array([-1.0, 1.0, 1.0]) + np.array([200.0, 0.0, 0.0])  # mirrored: triangles face away
     assert (render_mesh((200, 200), inside_out, model.triangles).sum(-1) > 0).mean() < 0.05 * lit.mean()
+
+
+def test_gltf_morph_export_roundtrip(model, tmp_path):
+    g = pytest.importorskip("pygltflib")
+    from mien.models.face3d.export import write_gltf_morph
+
+    rng = np.random.default_rng(0)
+    T = 12
+    ex = np.zeros((T, model.n_expression))
+    ex[:, :5] = rng.normal(size=(T, 5)) * model.expression_std[:5]
+    jaw = np.zeros((T, 3))
+    jaw[:, 0] = np.linspace(0, 0.2, T)
+    v = model.vertices(expression=ex, jaw=jaw)
+    info = write_gltf_morph(tmp_path / "f.glb", v, model.triangles, np.arange(T) / 30.0, n_targets=8)
+    assert info["targets"] == 8 and info["explained"] > 0.999 and info["max_error"] < 0.01  # cm
+    m = g.GLTF2().load(str(tmp_path / "f.glb"))
+    blob = m.binary_blob()
+
+    def read(i, comp, shape):
+        a, bv = m.accessors[i], m.bufferViews[m.accessors[i].bufferView]
+        return np.frombuffer(blob, comp, a.count * int(np.prod(shape)), bv.byteOffset).reshape(a.count, *shape)
+
+    prim = m.meshes[0].primitives[0]
+    base = read(prim.attributes.POSITION, np.float32, (3,))
+    targets = np.stack([read(t["POSITION"], np.float32, (3,)) for t in prim.targets])
+    ch = m.animations[0].samplers[0]
+    w = read(ch.output, np.float32, ()).reshape(T, -1)
+    rebuilt = (base + np.einsum("tk,kvc->tvc", w, targets)) * np.array([1, -1, -1]) * 100  # back to cm, mien axes
+    assert base.shape == (478, 3) and np.abs(rebuilt - v).max() < 0.01

@@ -55,6 +55,9 @@ def _face3d_parser(kinds) -> None:
     f.add_argument("--export-mesh", default=None, metavar="DIR",
                    help="also write the mesh sequence: DIR/mesh.npz (vertices (T, V, 3), triangles, pose)")
     f.add_argument("--obj", action="store_true", help="with --export-mesh: also one .obj per frame in DIR/obj/")
+    f.add_argument("--gltf", action="store_true",
+                   help="with --export-mesh: also DIR/face_<id>.glb per track, glTF morph targets + weights "
+                        "animation (needs pygltflib)")
     f.set_defaults(func=run_face3d)
 
 
@@ -73,13 +76,14 @@ def run(args: argparse.Namespace) -> int:
 def run_face3d(args: argparse.Namespace) -> int:
     from mien.pipelines.face3d import render_face3d
 
-    if args.obj and not args.export_mesh:
-        raise ValueError("--obj needs --export-mesh DIR")
+    if (args.obj or args.gltf) and not args.export_mesh:
+        raise ValueError("--obj and --gltf need --export-mesh DIR")
     rep = render_face3d(args.video, args.output, model=args.model, smooth=args.smooth, start=args.start,
                         end=args.end, every=args.every, max_faces=args.max_faces, height=args.height,
-                        analysis=args.analysis, export_mesh=args.export_mesh, obj=args.obj)
+                        analysis=args.analysis, export_mesh=args.export_mesh, obj=args.obj,
+                        gltf=args.gltf)
     print(f"mien render face3d: {rep.frames} frames ({rep.faces} faces), {rep.width}x{rep.height} at "
           f"{rep.fps:.2f} fps, {rep.seconds:.1f} s -> {rep.output}")
     if rep.mesh_files:
-        print(f"mesh sequence: {rep.mesh_files[0]} ({len(rep.mesh_files) - 1} .obj files)")
+        print(f"mesh sequence: {rep.mesh_files[0]} (+ {len(rep.mesh_files) - 1} .obj/.glb files)")
     return 0

@@ -188,7 +188,7 @@ class Face3DRenderReport:
 def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model: str | None = None,
                   smooth: bool = False, start: float | None = None, end: float | None = None, every: int = 1,
                   max_faces: int = 1, height: int | None = None, analysis=None, export_mesh=None,
-                  obj: bool = False, alpha: float = 0.6, crf: int = 18) -> Face3DRenderReport:
+                  obj: bool = False, gltf: bool = False, alpha: float = 0.6, crf: int = 18) -> Face3DRenderReport:
     """Write ``[input | shaded mesh | mesh overlay]`` for every processed frame of a video.
 
     Args:
@@ -200,7 +200,8 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
         analysis: landmarks from an earlier ``mien analyze`` of this video (an :class:`~mien.AnalysisResult`
             or its Parquet path) instead of analysing it now.
         export_mesh: folder for the mesh sequence (:func:`mien.models.face3d.export.save_mesh_sequence`),
-            None: none. obj: also one ``.obj`` per row there.
+            None: none. obj: also one ``.obj`` per row there. gltf: also one ``.glb`` per track with morph
+            targets (needs ``pygltflib``).
         alpha: opacity of the overlaid mesh. crf: x264 quality.
 
     Returns:
@@ -216,6 +217,11 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
     from mien.viz.mesh import draw_mesh
 
     t0 = time.perf_counter()
+    if gltf:
+        import importlib.util
+
+        if importlib.util.find_spec("pygltflib") is None:
+            raise ValueError("--gltf needs pygltflib (pip install pygltflib)")
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
     if height is not None and height < 16:
@@ -244,7 +250,7 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
         c = fit.columns
         mesh_files = save_mesh_sequence(export_mesh, fit.vertices, fit.triangles, frame=fit.frame, t_sec=fit.t_sec,
                                         face_id=fit.face_id, rotation=c["face3d_rotation"], scale=c["face3d_scale"],
-                                        translation=c["face3d_translation"], units=fit.model.units, obj=obj,
+                                        translation=c["face3d_translation"], units=fit.model.units, obj=obj, gltf=gltf,
                                         meta={"source": os.path.basename(str(video)), **fit.meta})
     src = VideoSource(video, start=start, end=end, every=every)
     fps = (src.info.fps or 25.0) / every
