@@ -222,3 +222,28 @@ def test_gltf_morph_export_roundtrip(model, tmp_path):
     w = read(ch.output, np.float32, ()).reshape(T, -1)
     rebuilt = (base + np.einsum("tk,kvc->tvc", w, targets)) * np.array([1, -1, -1]) * 100  # back to cm, mien axes
     assert base.shape == (478, 3) and np.abs(rebuilt - v).max() < 0.01
+
+
+def test_head_on_a_flame_file(tmp_path, monkeypatch):
+    """``flame:MODEL.pkl,EMBEDDING.npz`` runs through the head (synthetic file in FLAME's format)."""
+    import functools
+
+    import mien.models.face3d.flame as flame
+    from test_face3d import _fake_flame, _rotation
+
+    path, _ = _fake_flame(tmp_path, monkeypatch)
+    monkeypatch.setattr(flame, "load_flame", functools.partial(flame.load_flame, n_shape=4))  # tiny file: 4 + 2
+    emb = tmp_path / "emb.npz"
+    ids = np.arange(12)
+    np.savez(emb, lmk_face_idx=ids // 3, lmk_b_coords=np.eye(3)[ids % 3], landmark_indices=ids)
+    head = Face3DHead(f"flame:{path},{emb}")
+    m = head.model
+    x = m.landmarks(m.vertices(np.array([[0.5, -0.3, 0.2, 0.0]]), np.array([[0.4, 0.0]]))).astype(np.float64)
+    lm = np.zeros((3, 478, 3))
+    for i in range(3):
+        lm[i, :12] = 2000.0 * x[0] @ _rotation(0.1 * i, -0.2, 0.05).T + 300.0 + i
+    cols = {"landmarks": lm, "t_sec": np.arange(3) / 25.0}
+    out = head.finish(cols, np.zeros(3, np.int32))
+    assert out["face3d_shape"].shape == (3, 4) and out["face3d_expression"].shape == (3, 2)
+    assert np.isfinite(out["face3d_residual"]).all() and head.columns()[0].unit == "m"
+    assert set(head.model_info()["files"]) == {"generic_model.pkl", "emb.npz"}

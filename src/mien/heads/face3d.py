@@ -91,8 +91,8 @@ class Face3DHead(Head):
                        "orthographic camera)"),
             ColumnSpec("face3d_translation", "float32", (3,), "px", "translation: x, y source pixels, z depth "
                        "offset on MediaPipe's pixel-scale z"),
-            ColumnSpec("face3d_residual", "float32", (), "px", "RMS image-plane distance of the fitted mesh to "
-                       "MediaPipe's 468 mesh landmarks (of the unsmoothed fit)"),
+            ColumnSpec("face3d_residual", "float32", (), "px", "RMS image-plane distance of the fitted model's "
+                       "landmarks to MediaPipe's (the 468 mesh points the model embeds; of the unsmoothed fit)"),
         ]
 
     def __call__(self, crops, landmarks, **inputs) -> dict[str, np.ndarray]:
