@@ -261,7 +261,7 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
             h0, w0 = img.shape[:2]
             ph = int(height or min(h0, 720))
             k = ph / h0
-            pw = max(2, int(round(w0 * k)))
+            pw = max(2, 2 * int(round(w0 * k / 2)))  # even: H.264 4:2:0
             if (pw, ph) != (w0, h0):
                 img = cv2.resize(img, (pw, ph), interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
             shaded = np.zeros_like(img)
