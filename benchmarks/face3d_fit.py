@@ -11,6 +11,12 @@ Default clips: the three held out from the shipped model (``talking/face_5``, ``
 - ``per frame``: pose, shape, expression, jaw and eyelids per frame (``fit_landmarks``);
 - ``shared shape``: one identity per clip (``shared_shape=True``), the rest per frame.
 
+Jitter (``mien analyze --face3d`` with and without ``--face3d-smooth``, :mod:`mien.heads.face3d`): mean
+frame-to-frame motion of the fitted mesh on still segments (:func:`mien.pipelines.face3d.still_frames`: the
+low-passed landmarks move less than 0.1 inter-ocular distances per second), in image px for the posed mesh
+(x, y) and in mm for the unposed mesh (expression, jaw and eyelid jitter only); MediaPipe's raw points for
+scale; with the head's time per frame (shared-shape fit per track + fixed-shape per-frame fits).
+
 Errors: RMS image-plane distance (px) between the fitted mesh and MediaPipe's 468 mesh points, and the same
 divided by the inter-ocular distance (outer eye corners 33/263). This measures the model's reach on unseen
 faces, not accuracy: the target is MediaPipe itself. With dlib (``pip install dlib`` and the
@@ -67,6 +73,23 @@ def _dlib_points(clip: Path, frames: np.ndarray, predictor_path: str):
     return out
 
 
+def _jitter(clip: Path, res) -> None:
+    from mien.heads.face3d import Face3DHead
+    from mien.pipelines.face3d import fit_result, jitter_report
+
+    cols = res.columns()
+    lm = cols["landmarks"][np.lexsort((cols["face_id"], cols["frame"]))]
+    for smooth in (False, True):
+        head = Face3DHead(smooth=smooth)
+        t0 = time.perf_counter()
+        fit = fit_result(res, head=head)
+        ms = (time.perf_counter() - t0) / max(len(res), 1) * 1e3
+        j = jitter_report(fit, lm)
+        print(f"{clip.stem:18s} jitter {'smoothed' if smooth else 'raw':8s} still pairs {j['still_pairs']:3d}  "
+              f"posed {j['posed_px']:.3f} px  unposed {j['shape_mm']:.3f} mm  (MediaPipe {j['landmarks_px']:.3f} px)"
+              f"  head {ms:5.1f} ms/frame")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("clips", nargs="*", type=Path, default=HELD_OUT)
@@ -113,6 +136,7 @@ def main() -> None:
             fits[name] = fit
             print(f"{clip.stem:18s} {name:12s} frames {len(lm):4d}  {ms:6.1f} ms/frame  RMS {err.mean():5.2f} px "
                   f"(median {np.median(err):5.2f})  /IOD {np.mean(err / iod):.4f}")
+        _jitter(clip, res)
         if predictor is None:
             continue
         frames = cols["frame"][:: args.dlib_every]

@@ -1,5 +1,7 @@
 """``mien render reconstruction|swap VIDEO --tokenizer DIR -o OUT.mp4``: side-by-side videos rendered by an
-exported expression tokenizer (see :mod:`mien.pipelines.render`)."""
+exported expression tokenizer (see :mod:`mien.pipelines.render`); ``mien render face3d VIDEO -o OUT.mp4``:
+input | shaded 3-D face mesh | mesh overlay, with optional mesh-sequence export (see
+:mod:`mien.pipelines.face3d`)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,36 @@ def add_parser(sub) -> None:
     swap.add_argument("--target-subject", type=int, required=True, metavar="ID",
                       help="subject-embedding index of the identity to render")
     swap.set_defaults(func=run)
+    _face3d_parser(kinds)
+
+
+def _face3d_parser(kinds) -> None:
+    f = kinds.add_parser(
+        "face3d", help="side by side: input | shaded 3-D face mesh | mesh overlay",
+        description="Fit a parametric 3-D face (mien-face, a `mien train face-model` .npz, or a FLAME file you "
+                    "supply) to every face's landmarks and write input | shaded mesh | mesh overlay side by side. "
+                    "(The neural-reconstruction panel of the learned renderer is not available yet.)")
+    f.add_argument("video", help="input video file")
+    f.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="output video (written atomically)")
+    f.add_argument("--model", default=None, metavar="SPEC",
+                   help="face model: a .npz from `mien train face-model`, or flame:/path/generic_model.pkl"
+                        "[,embedding.npz] (default: the shipped mien-face)")
+    f.add_argument("--smooth", action="store_true", help="One Euro-smooth coefficients and pose per track")
+    f.add_argument("--start", type=float, default=None, metavar="SEC", help="first time to process (s)")
+    f.add_argument("--end", type=float, default=None, metavar="SEC", help="last time to process (s)")
+    f.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")
+    f.add_argument("--max-faces", type=int, default=1, metavar="N", help="most faces per frame")
+    f.add_argument("--height", type=int, default=None, metavar="PX",
+                   help="panel height in px (default: the input's, at most 720)")
+    f.add_argument("--analysis", default=None, metavar="FILE.parquet",
+                   help="landmarks from an earlier `mien analyze` of this video (default: analyse it now)")
+    f.add_argument("--export-mesh", default=None, metavar="DIR",
+                   help="also write the mesh sequence: DIR/mesh.npz (vertices (T, V, 3), triangles, pose)")
+    f.add_argument("--obj", action="store_true", help="with --export-mesh: also one .obj per frame in DIR/obj/")
+    f.add_argument("--gltf", action="store_true",
+                   help="with --export-mesh: also DIR/face_<id>.glb per track, glTF morph targets + weights "
+                        "animation (needs pygltflib)")
+    f.set_defaults(func=run_face3d)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,4 +70,20 @@ def run(args: argparse.Namespace) -> int:
                        analysis=args.analysis)
     print(f"mien render {rep.kind}: {rep.frames} frames ({rep.faces} with a face), {rep.width}x{rep.height} "
           f"at {rep.fps:.2f} fps, {rep.seconds:.1f} s -> {rep.output}")
+    return 0
+
+
+def run_face3d(args: argparse.Namespace) -> int:
+    from mien.pipelines.face3d import render_face3d
+
+    if (args.obj or args.gltf) and not args.export_mesh:
+        raise ValueError("--obj and --gltf need --export-mesh DIR")
+    rep = render_face3d(args.video, args.output, model=args.model, smooth=args.smooth, start=args.start,
+                        end=args.end, every=args.every, max_faces=args.max_faces, height=args.height,
+                        analysis=args.analysis, export_mesh=args.export_mesh, obj=args.obj,
+                        gltf=args.gltf)
+    print(f"mien render face3d: {rep.frames} frames ({rep.faces} faces), {rep.width}x{rep.height} at "
+          f"{rep.fps:.2f} fps, {rep.seconds:.1f} s -> {rep.output}")
+    if rep.mesh_files:
+        print(f"mesh sequence: {rep.mesh_files[0]} (+ {len(rep.mesh_files) - 1} .obj/.glb files)")
     return 0

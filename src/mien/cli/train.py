@@ -8,6 +8,10 @@ Tasks (:data:`TASKS`): ``au`` (the config's ``model.class_path`` chooses :class:
 :class:`mien.tasks.au.AUFeaturesTask`; data: :class:`mien.tasks.au.AUDataModule`), ``tokenizer``
 (:class:`mien.tasks.tokenizer.TokenizerTask`) and ``predictor`` (:class:`mien.tasks.tokenizer.PredictorTask`),
 whose data module is given by class path (``data.class_path``).
+
+``mien train face-model DATASETS… -o model.npz`` is not a Lightning task (and does not import Lightning): it
+builds a ``mien-face`` 3-D face model from analysed faces (:func:`mien.models.face3d.train_face_model`), e.g.
+for ``mien analyze --face3d --face3d-model model.npz``.
 """
 
 from __future__ import annotations
@@ -112,15 +116,64 @@ def build_cli(task: str, args: list[str] | None = None, run: bool = True):
                    save_config_kwargs={"overwrite": True})
 
 
+FACE_MODEL = "face-model"
+"""The non-Lightning ``mien train`` task (:func:`face_model_parser`)."""
+
+
+def face_model_parser() -> argparse.ArgumentParser:
+    """Arguments of ``mien train face-model`` (parsed from the words after the task name)."""
+    p = argparse.ArgumentParser(
+        prog="mien train face-model",
+        description="Build a mien-face 3-D face model (identity and expression bases, eyelids, jaw) from the "
+                    "MediaPipe meshes of analysed faces; each input file x face track is one subject.")
+    p.add_argument("datasets", nargs="+", metavar="DATASET",
+                   help="videos, images, `mien analyze` .parquet results, or folders of them")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.npz", help="output model (written atomically)")
+    p.add_argument("--n-shape", type=int, default=50, metavar="S", help="identity components (default 50)")
+    p.add_argument("--n-expression", type=int, default=50, metavar="E",
+                   help="expression components (default 50)")
+    p.add_argument("--every", type=int, default=1, metavar="N", help="analyse every N-th frame of videos")
+    p.add_argument("--exclude", nargs="*", default=(), metavar="STEM",
+                   help="input names (file stems) to leave out, e.g. held-out clips")
+    p.add_argument("--template", choices=("canonical", "data"), default="canonical",
+                   help="mean shape: MediaPipe's canonical face (default) or the data's mean")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="storage of the bases")
+    return p
+
+
+def run_face_model(argv: list[str]) -> int:
+    """``mien train face-model``: build, save and summarise a model; bad values raise ValueError (exit 2)."""
+    import functools
+
+    args = face_model_parser().parse_args(argv)
+    if args.every < 1:
+        raise ValueError(f"--every must be >= 1, got {args.every}")
+    if args.n_shape < 0 or args.n_expression < 1:
+        raise ValueError(f"need --n-shape >= 0 and --n-expression >= 1, got {args.n_shape}, {args.n_expression}")
+    if not args.output.endswith(".npz"):
+        raise ValueError(f"{args.output}: the model file must end in .npz")
+    from mien.models.face3d import train_face_model
+    from mien.pipelines.analyze import analyze
+
+    model = train_face_model(args.datasets, args.output, args.n_shape, args.n_expression,
+                             analyze=functools.partial(analyze, every=args.every, identity=False),
+                             exclude=tuple(args.exclude), template=args.template, dtype=args.dtype)
+    print(f"mien train face-model: S={model.n_shape} E={model.n_expression} V={model.n_vertices} -> {args.output}")
+    return 0
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a model (Lightning CLI)", add_help=True,
+    p = sub.add_parser("train", help="train a model (Lightning CLI; face-model: a 3-D face model)", add_help=True,
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("task", choices=tuple(TASKS), help="what to train")
-    p.add_argument("args", nargs=argparse.REMAINDER, help="Lightning CLI arguments, e.g. fit --config tiny")
+    p.add_argument("task", choices=(*TASKS, FACE_MODEL), help="what to train")
+    p.add_argument("args", nargs=argparse.REMAINDER,
+                   help="Lightning CLI arguments, e.g. fit --config tiny (face-model: see its --help)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.task == FACE_MODEL:
+        return run_face_model(list(args.args))
     # sys.argv stays as it is: Lightning's DDP launcher re-runs it to start the other ranks
     build_cli(args.task, args.args)
     return 0

@@ -7,7 +7,8 @@ units), ``model_info()`` (files and hashes for ``meta["models"]``) and a batched
 Heads: :class:`~mien.heads.faceapi.ExpressionHead` (emotion + expression embedding),
 :class:`~mien.heads.faceapi.IdentityHead` (re-identification descriptors, with
 :class:`~mien.heads.faceapi.ReIdentifier`), :class:`~mien.heads.au.DefaultAUHead` /
-:class:`~mien.heads.au.CustomAUHead` (Action Units), :class:`~mien.heads.tokens.TokenHead` (expression tokens).
+:class:`~mien.heads.au.CustomAUHead` (Action Units), :class:`~mien.heads.tokens.TokenHead` (expression tokens),
+:class:`~mien.heads.face3d.Face3DHead` (3-D face model fit, no crop).
 
 Adding an output: write ``mien/heads/<name>.py`` with a :class:`~mien.heads.base.Head` subclass, and add one
 :class:`HeadSpec` to :data:`HEADS` saying which options switch it on and how to build it.
@@ -59,6 +60,12 @@ def _tokens(o, built) -> Head:
     return TokenHead(o.tokenizer, o.device)
 
 
+def _face3d(o, built) -> Head:
+    from mien.heads.face3d import Face3DHead
+
+    return Face3DHead(o.face3d_model, smooth=o.face3d_smooth)
+
+
 def _default_au(o) -> bool:
     import os
 
@@ -71,6 +78,7 @@ HEADS: tuple[HeadSpec, ...] = (
     HeadSpec("au", "--au/--au-model", lambda o: bool(o.au or o.au_model), _au,
              needs_torch=lambda o: not str(o.au_model or "").endswith(".onnx")),
     HeadSpec("tokenizer", "--tokenizer", lambda o: bool(o.tokenizer), _tokens),
+    HeadSpec("face3d", "--face3d", lambda o: bool(o.face3d), _face3d),
 )
 """The heads ``mien analyze`` can run, in run order (a head's ``requires`` come from heads before it)."""
 

@@ -55,6 +55,17 @@ class AnalyzeOptions:
             convert it with ``mien export au --checkpoint X.ckpt -o X.onnx``.
         tokenizer: folder of an exported expression tokenizer (``mien export tokenizer``): adds the
             per-face ``expression_token`` column (D,), unit norm, encoded with subject 0's embedding.
+        face3d: fit a parametric 3-D face to each face's landmarks (:mod:`mien.heads.face3d`, no network):
+            per-row ``face3d_shape`` (S,) identity (one per track), ``face3d_expression`` (E,), ``face3d_jaw``
+            (3,) rad, ``face3d_eyelids`` (2,), ``face3d_rotation`` (3, 3), ``face3d_scale`` px per model unit,
+            ``face3d_translation`` (3,) px and ``face3d_residual`` px. Needs the ``models`` extra (PyTorch).
+        face3d_model: the face model of ``face3d``: None (default) the shipped ``mien-face`` (MediaPipe
+            topology, 478 vertices, cm); a ``.npz`` made by ``mien train face-model``; or
+            ``flame:/path/generic_model.pkl`` for a FLAME 2020 file the user downloaded (never shipped; its
+            ``mediapipe_landmark_embedding.npz`` next to it, or ``flame:MODEL.pkl,EMBEDDING.npz``).
+        face3d_smooth: One Euro-filter the ``face3d`` expression, jaw, eyelid coefficients and pose over time
+            per track (:data:`mien.heads.face3d.FACE3D_SMOOTHING`, recorded in ``meta["face3d"]``); removes
+            frame-to-frame mesh jitter on still faces. Independent of ``smooth``.
         identity: re-identify a face that leaves and comes back with face-api FaceRecognitionNet descriptors
             (computed once per new track), so it keeps its ``face_id``; mean descriptors per id go in
             ``meta["identity"]``. None (default): on when PyTorch (the ``models`` extra) is installed.
@@ -87,6 +98,9 @@ class AnalyzeOptions:
     au_baseline: bool = False
     au_model: str | None = None
     tokenizer: str | None = None
+    face3d: bool = False
+    face3d_model: str | None = None
+    face3d_smooth: bool = False
     identity: bool | None = None
     smooth: bool = False
     backend: str = "auto"
@@ -103,6 +117,13 @@ class AnalyzeOptions:
             refuse_checkpoint(self.au_model)
             if self.au_baseline and not os.path.isdir(self.au_model):
                 raise ValueError("au_baseline works with the default AU model only, not with au_model")
+        if self.face3d_model is not None:
+            self.face3d_model = os.fspath(self.face3d_model)
+            if not self.face3d:
+                raise ValueError("face3d_model needs face3d (--face3d)")
+            from mien.models.face3d.spec import check_face_model_spec
+
+            check_face_model_spec(self.face3d_model)
         if self.every < 1:
             raise ValueError(f"every must be >= 1, got {self.every}")
         if self.max_faces < 1:

@@ -6,6 +6,8 @@
     model = load_face_model()                       # shipped mien-face (cm, OpenCV axes, 478 vertices)
     verts = model.vertices(shape, expression, jaw, eyelids)      # (B, 478, 3)
     fit = fit_landmarks(result.columns()["landmarks"], model)   # pose + coefficients per frame
+    model, files = open_face_model("flame:/path/generic_model.pkl")   # or a .npz path, None = shipped
+    save_mesh_sequence("out/", verts_T, model.triangles, frame=..., t_sec=..., obj=True, gltf=True)
 
 See :mod:`mien.models.face3d.base` for the shared conventions (frame, units, jaw and eyelid meaning).
 """
@@ -13,9 +15,11 @@ See :mod:`mien.models.face3d.base` for the shared conventions (frame, units, jaw
 from mien.models.face3d.au import au_directions
 from mien.models.face3d.base import FaceModel, LandmarkEmbedding
 from mien.models.face3d.build import build_face_model, train_face_model
+from mien.models.face3d.export import read_obj, save_mesh_sequence, write_gltf_morph, write_obj
 from mien.models.face3d.fit import fit_landmarks, landmark_error
 from mien.models.face3d.flame import FlameModel, load_flame
 from mien.models.face3d.mien_face import MienFaceModel, canonical_triangles, load_face_model
+from mien.models.face3d.spec import open_face_model
 
 __all__ = [
     "FaceModel",
@@ -29,5 +33,10 @@ __all__ = [
     "landmark_error",
     "load_face_model",
     "load_flame",
+    "open_face_model",
+    "read_obj",
+    "save_mesh_sequence",
     "train_face_model",
+    "write_gltf_morph",
+    "write_obj",
 ]

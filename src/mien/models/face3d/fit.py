@@ -51,7 +51,8 @@ def _model_landmarks(model: FaceModel, theta: torch.Tensor, sizes: tuple[int, in
 
 def fit_landmarks(landmarks, model: FaceModel, *, weights: np.ndarray | None = None, iterations: int = 4,
                   n_shape: int | None = None, n_expression: int | None = None, shared_shape: bool = False,
-                  noise_cm: float = 0.1, prior_scale: float = 1.0, chunk: int = 64) -> dict[str, np.ndarray]:
+                  noise_cm: float = 0.1, prior_scale: float = 1.0, chunk: int = 64,
+                  shape: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Fit pose and coefficients of ``model`` to MediaPipe landmarks, per frame.
 
     Args:
@@ -67,6 +68,8 @@ def fit_landmarks(landmarks, model: FaceModel, *, weights: np.ndarray | None = N
         noise_cm: landmark noise σ in model units of cm (converted for models in metres).
         prior_scale: multiplies the prior σ of every coefficient (larger = weaker regularisation).
         chunk: frames per Jacobian evaluation (memory ~ chunk × P × 3V floats).
+        shape: (S',) or (B, S') known identity coefficients, held fixed (not fitted; S = S', ``n_shape`` and
+            ``shared_shape`` are then ignored) — e.g. a track's shared shape fitted on a subset of its frames.
 
     Returns:
         dict of numpy arrays: ``rotation`` (B, 3, 3) model → camera axes; ``scale`` (B,) px per model unit;
@@ -95,6 +98,12 @@ def fit_landmarks(landmarks, model: FaceModel, *, weights: np.ndarray | None = N
     y = y[:, ids]
     w = w_all[ids]
     S = model.n_shape if n_shape is None else min(n_shape, model.n_shape)
+    fixed = None
+    if shape is not None:
+        fixed = np.broadcast_to(np.asarray(shape, np.float64), (b, np.shape(shape)[-1]))
+        if fixed.shape[1] > model.n_shape:
+            raise ValueError(f"shape has {fixed.shape[1]} coefficients, the model {model.n_shape}")
+        S, shared_shape = fixed.shape[1], False
     E = model.n_expression if n_expression is None else min(n_expression, model.n_expression)
     P = S + E + 5
     unit = 100.0 if model.units == "m" else 1.0  # cm per model unit
@@ -104,11 +113,13 @@ def fit_landmarks(landmarks, model: FaceModel, *, weights: np.ndarray | None = N
     prior = np.concatenate([s_std, e_std, np.full(3, JAW_STD_RAD), np.full(2, EYELID_STD)]) * prior_scale
     lam = 1.0 / np.maximum(prior, 1e-8) ** 2
     theta = np.zeros((b, P))
+    if fixed is not None:
+        theta[:, :S] = fixed
     with torch.no_grad():
         m = _model_landmarks(model, torch.as_tensor(theta), (S, E)).numpy()
     s, R, t = umeyama_batch(m, y, weights=w) if d == 3 else _camera_2d(m, y, w)
     theta, s, R, t = _gauss_newton(model, theta, y, s, R, t, w, lam, sig_n, (S, E), shared_shape, chunk,
-                                   iterations)
+                                   iterations, fixed_shape=fixed is not None)
     with torch.no_grad():
         m = _model_landmarks(model, torch.as_tensor(theta), (S, E)).numpy()
     fitted = s[:, None, None] * np.einsum("bij,bkj->bki", R, m) + t[:, None]
@@ -131,9 +142,10 @@ def _rodrigues(aa: np.ndarray) -> np.ndarray:
     return np.eye(3) + st * K + (1 - ct) * (K @ K)
 
 
-def _gauss_newton(model, theta, y, s, R, t, w, lam, sig_n, sizes, shared, chunk, steps):
+def _gauss_newton(model, theta, y, s, R, t, w, lam, sig_n, sizes, shared, chunk, steps, fixed_shape=False):
     """Joint Gauss–Newton on coefficients θ and the similarity pose (rotation increment on the left, log
-    scale, translation), residuals in model units: ``(y − t)/s − R[:D] · X(θ)``."""
+    scale, translation), residuals in model units: ``(y − t)/s − R[:D] · X(θ)``. ``fixed_shape``: the first S
+    coefficients stay as given (only the others and the pose are solved for)."""
     b, P = theta.shape
     d = y.shape[-1]
     S = sizes[0]
@@ -170,7 +182,10 @@ def _gauss_newton(model, theta, y, s, R, t, w, lam, sig_n, sizes, shared, chunk,
             g[i:i + n] = (Jw @ r[..., None])[..., 0] / sig_n ** 2
         g[:, :P] -= lam * theta
         H = H + np.diag(lam_all)[None]
-        if not shared:
+        if fixed_shape:
+            delta = np.zeros_like(g)
+            delta[:, S:] = np.linalg.solve(H[:, S:, S:], g[:, S:, None])[..., 0]
+        elif not shared:
             delta = np.linalg.solve(H, g[..., None])[..., 0]
         else:  # one shape for the batch: eliminate the per-frame parameters (Schur complement)
             lam_s = np.diag(lam[:S])
