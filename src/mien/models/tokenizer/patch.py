@@ -1,11 +1,13 @@
 """Patch tokenizers: RGB face crops -> patch tokens (B, N, D) + a positional table (N, D).
 
-Two implementations share one interface (:class:`PatchTokenizer`):
+Three implementations share one interface (:class:`PatchTokenizer`):
 
 * :class:`TimmPatchTokenizer` — any timm model by name. ViTs (DINOv2 ViT-S/14 at 518² gives 37×37 = 1369
   tokens × 384) return their patch tokens without the prefix (CLS/register) tokens; CNNs return their last
   feature map flattened row-major.
 * :class:`ConvPatchEncoder` — a small trainable convolutional encoder (no download, any crop size).
+* :class:`~mien.models.tokenizer.faceapi_patch.FaceApiPatchTokenizer` — frozen, pretrained face-api feature
+  maps (weights shipped with mien, offline; 112² or 150²).
 
 Positions are added exactly once. A ViT adds its own position table inside the network, so its tokens already
 carry positions (``positions_in_tokens = True``) and the table it returns is only used downstream for the
@@ -277,6 +279,10 @@ def build_patch_tokenizer(cfg) -> PatchTokenizer:
     """The patch tokenizer of a :class:`~mien.models.tokenizer.config.TokenizerConfig`."""
     if cfg.backbone == "conv":
         return ConvPatchEncoder(cfg.crop_size, cfg.dim, cfg.patch_size, cfg.conv_channels, cfg.mean, cfg.std)
+    if cfg.backbone.startswith("faceapi-"):
+        from mien.models.tokenizer.faceapi_patch import FaceApiPatchTokenizer
+
+        return FaceApiPatchTokenizer(cfg.backbone, cfg.dim)
     return TimmPatchTokenizer(cfg.timm_name, cfg.crop_size, cfg.dim, cfg.pretrained, cfg.freeze_backbone,
                               cfg.mean, cfg.std, cfg.timm_kwargs)
 
