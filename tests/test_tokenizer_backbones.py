@@ -146,3 +146,34 @@ def test_cached_backbone_tokens_match():
         a = model(x, torch.tensor([0]))
         b = model(x, torch.tensor([0]), backbone_tokens=cache)
     assert torch.allclose(a.tokens, b.tokens, atol=1e-6)
+
+
+def test_dinov2_offline_default_and_clear_download_error(monkeypatch):
+    """The registered DINOv2 configs build offline; a failing hub download gives one clear line."""
+    timm = pytest.importorskip("timm")
+    from mien.models.tokenizer.patch import DOWNLOAD_FAILED, PretrainedWeightsError, TimmPatchTokenizer
+
+    assert get_model_spec("tokenizer-dinov2-s14").defaults["pretrained"] is False
+    assert get_model_spec("tokenizer-dinov2-s14-inv").defaults["pretrained"] is False
+    real = timm.create_model
+
+    def offline(name, pretrained=False, **kw):
+        if pretrained:  # what huggingface_hub raises offline without a cache (an OSError subclass)
+            raise FileNotFoundError("An error happened while trying to locate the file on the Hub ...")
+        return real(name, pretrained=False, **kw)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    kw = dict(timm_kwargs=dict(img_size=56, patch_size=14, embed_dim=32, depth=1, num_heads=2))
+    with pytest.raises(PretrainedWeightsError) as err:
+        TimmPatchTokenizer("vit_small_patch14_dinov2.lvd142m", 56, 32, pretrained=True, **kw)
+    assert str(err.value) == DOWNLOAD_FAILED and err.value.__cause__ is None and "\n" not in str(err.value)
+    assert "pass pretrained=False" in DOWNLOAD_FAILED
+    tok = TimmPatchTokenizer("vit_small_patch14_dinov2.lvd142m", 56, 32, pretrained=False, **kw)
+    assert tok(torch.rand(1, 3, 56, 56))[0].shape == (1, 16, 32)
+
+    def unknown(name, pretrained=False, **kw):
+        raise RuntimeError(f"Unknown model ({name})")
+
+    monkeypatch.setattr(timm, "create_model", unknown)  # not a download problem: timm's own error
+    with pytest.raises(RuntimeError, match="Unknown model"):
+        TimmPatchTokenizer("nope", 56, 32, pretrained=True)

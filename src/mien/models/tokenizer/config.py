@@ -74,7 +74,8 @@ class TokenizerConfig(_JsonConfig):
         timm_name: timm model name when ``backbone == "timm"``, e.g. "vit_small_patch14_dinov2.lvd142m".
         timm_kwargs: extra keyword arguments for ``timm.create_model`` (e.g. a tiny ViT:
             ``img_size=56, patch_size=14, embed_dim=32, depth=1, num_heads=2``).
-        pretrained: load the timm model's pretrained weights (downloads through timm/Hugging Face Hub).
+        pretrained: load the timm model's pretrained weights (downloads through timm/Hugging Face Hub, or
+            the timm/HF cache); the registered DINOv2 configs default to False (offline).
         freeze_backbone: keep the backbone frozen (no gradients, eval mode), as the seed freezes DINOv2.
         crop_size: square input side in pixels (H = W = crop_size).
         crop: how faces are cut from frames (:func:`mien.face.crops.parse_crop_contract`):
@@ -186,7 +187,9 @@ VIT_TINY = dict(backbone="timm", timm_name="vit_small_patch14_dinov2.lvd142m",
                 recon_ff=64, decoder_channels=32, dropout=0.0)
 # The seed's joint run: DINOv2 ViT-S/14 at 518² (37×37 = 1369 patches × 384), ExpT heads 4 / layers 4 /
 # ff 768 / 501 subjects, reconstruction 2 cross + 2 self layers, heads 4, ff 768, CNN decoder from 256 ch.
-DINOV2_S14 = dict(backbone="timm", timm_name="vit_small_patch14_dinov2.lvd142m", pretrained=True,
+# pretrained=False is the offline default (random init); pass pretrained=True to load DINOv2's weights from the
+# Hugging Face Hub or the timm/HF cache (a one-line PretrainedWeightsError when neither has them).
+DINOV2_S14 = dict(backbone="timm", timm_name="vit_small_patch14_dinov2.lvd142m", pretrained=False,
                   freeze_backbone=True, crop_size=518, dim=384, expr_heads=4, expr_layers=4, expr_ff=768,
                   max_subjects=501, recon_heads=4, recon_cross_layers=2, recon_self_layers=2, recon_ff=768,
                   decoder_channels=256, dropout=0.1)
