@@ -1,8 +1,9 @@
-"""Pretrained offline patch backbones of the expression tokenizer (face-api feature maps) and the DINOv2
-offline default."""
+"""Pretrained offline patch backbones of the expression tokenizer (face-api feature maps), the DINOv2
+offline default, and the linear representation probe (issue 9)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -177,3 +178,50 @@ def test_dinov2_offline_default_and_clear_download_error(monkeypatch):
     monkeypatch.setattr(timm, "create_model", unknown)  # not a download problem: timm's own error
     with pytest.raises(RuntimeError, match="Unknown model"):
         TimmPatchTokenizer("nope", 56, 32, pretrained=True)
+
+
+# --- linear probe (mien.pipelines.probe), on synthetic sets where the answer is known ---------------------
+
+
+def _synthetic(n_subjects=12, per_subject=40, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_subjects * per_subject, d))
+    groups = np.repeat([f"S{i:03d}" for i in range(n_subjects)], per_subject)
+    return rng, x, groups
+
+
+def test_linear_probe_separable_and_random():
+    from mien.pipelines.probe import linear_probe
+
+    rng, x, groups = _synthetic()
+    w = rng.normal(size=(8, 2))
+    margin = x @ w
+    keep = (np.abs(margin) > 0.3).all(1)  # a margin: linearly separable
+    x, groups, margin = x[keep], groups[keep], margin[keep]
+    y = (margin > np.array([0.0, 1.0])).astype(float)  # AU 2 rarer (about 25 % positives)
+    res = linear_probe(x, y, groups, folds=4)
+    assert res.f1.shape == (2,) and res.scores.shape == y.shape
+    assert (res.f1 > 0.9).all() and (res.auc > 0.98).all()
+    assert res.mean_f1(min_positives=30) > 0.9
+    for s in np.unique(groups):  # subject-disjoint: every subject held out in exactly one fold
+        assert len(set(res.fold[groups == s])) == 1
+    assert set(res.fold) == {0, 1, 2, 3}
+
+    rand = (rng.random((len(x), 3)) < [0.5, 0.3, 0.1]).astype(float)  # labels unrelated to the features
+    res = linear_probe(x, rand, groups, folds=4)
+    assert np.all(np.abs(res.auc - 0.5) < 0.12), res.auc
+
+
+def test_linear_probe_nan_labels_and_errors():
+    from mien.pipelines.probe import linear_probe
+
+    rng, x, groups = _synthetic(n_subjects=6, per_subject=30, d=4, seed=1)
+    y = (x[:, :1] > 0).astype(float)
+    y_nan = y.copy()
+    y_nan[::7] = np.nan  # not coded: ignored
+    res = linear_probe(x, y_nan, groups, folds=3)
+    assert res.positives[0] == int(np.nansum(y_nan)) and res.f1[0] > 0.9
+    with pytest.raises(ValueError, match="n_splits"):
+        linear_probe(x, y, groups, folds=7)
+    with pytest.raises(ValueError, match="0, 1 or NaN"):
+        linear_probe(x, y * 2, groups, folds=3)
