@@ -225,3 +225,18 @@ def test_linear_probe_nan_labels_and_errors():
         linear_probe(x, y, groups, folds=7)
     with pytest.raises(ValueError, match="0, 1 or NaN"):
         linear_probe(x, y * 2, groups, folds=3)
+
+
+def test_linear_probe_classes():
+    from mien.pipelines.probe import linear_probe_classes
+
+    rng, x, groups = _synthetic(n_subjects=10, per_subject=30, d=6, seed=2)
+    y = np.argmax(x[:, :3] @ np.eye(3) * 3, 1)  # class = arg-max of the first 3 features: linear
+    res = linear_probe_classes(x, y, groups, folds=5)
+    assert res.probs.shape == (len(x), 3) and np.allclose(res.probs.sum(1), 1)
+    assert res.accuracy > 0.9 and res.balanced_accuracy > 0.9 and (res.f1 > 0.85).all()
+    rand = rng.integers(0, 4, len(x))
+    res = linear_probe_classes(x, rand, groups, folds=5)
+    assert abs(res.balanced_accuracy - 0.25) < 0.08, res.balanced_accuracy
+    with pytest.raises(ValueError, match="class indices"):
+        linear_probe_classes(x, rand - 1, groups)

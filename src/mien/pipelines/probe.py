@@ -4,7 +4,8 @@
 training subjects and scores the held-out subjects (subject-disjoint folds, :func:`mien.data.au.subject_kfold`),
 then reports per-AU F1 (threshold 0.5 on the balanced model's probability) and ROC AUC over the out-of-fold
 scores. It is the standard check that a representation (expression tokens, a backbone's pooled features,
-mien's AU features) encodes expression (issue 9).
+mien's AU features) encodes expression (issue 9). :func:`linear_probe_classes` is the multi-class
+counterpart (tokens → emotion, e.g. CK+48): accuracy, balanced accuracy and per-class F1.
 
 The regression is a small full-batch L-BFGS fit in torch (float64; all AUs at once, independent columns):
 features are standardised with the training fold's mean and std, and positives are weighted by
@@ -145,4 +146,95 @@ def linear_probe(features: Any, labels: Any, groups: Any, folds: int = 5, l2: fl
     return ProbeResult(au_f1(y, scores, 0.5), au_roc_auc(y, scores), positives, scores, fold)
 
 
-__all__ = ["ProbeResult", "fit_logistic", "linear_probe"]
+@dataclass
+class ClassProbeResult:
+    """Out-of-fold multi-class linear-probe scores (e.g. emotion).
+
+    Attributes:
+        accuracy: fraction of held-out samples whose arg-max class is right, in [0, 1].
+        balanced_accuracy: mean per-class recall in [0, 1] (chance = 1 / C).
+        f1: float64 (C,) per-class F1 in [0, 1] (NaN for a class without samples).
+        probs: float64 (N, C) out-of-fold probabilities (rows sum to 1).
+        fold: int64 (N,) the fold in which each sample was held out.
+    """
+
+    accuracy: float
+    balanced_accuracy: float
+    f1: np.ndarray
+    probs: np.ndarray
+    fold: np.ndarray
+
+
+def _fit_softmax(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float, max_iter: int = 200):
+    import torch
+
+    mu, sd = x.mean(0), x.std(0)
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    xt, yt = torch.from_numpy((x - mu) / sd), torch.from_numpy(y)
+    counts = torch.bincount(yt, minlength=n_classes).double()
+    weight = torch.where(counts > 0, counts.sum() / (n_classes * counts.clamp(min=1.0)), torch.zeros(()))
+    w = torch.zeros(x.shape[1], n_classes, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xt @ w + b, yt, weight=weight) + l2 * (w ** 2).sum(0).mean()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    w_np, b_np = w.detach().numpy(), b.detach().numpy()
+
+    def predict(x_new: np.ndarray) -> np.ndarray:
+        z = ((x_new - mu) / sd) @ w_np + b_np
+        z = np.exp(z - z.max(1, keepdims=True))
+        return z / z.sum(1, keepdims=True)
+
+    return predict
+
+
+def linear_probe_classes(features: Any, labels: Any, groups: Any, folds: int = 5, l2: float = 1e-2,
+                         seed: int | None = 0) -> ClassProbeResult:
+    """Subject-disjoint multinomial linear probe (e.g. tokens → emotion on CK+48), class-balanced.
+
+    Args:
+        features: float (N, D).
+        labels: int (N,) class index in [0, C).
+        groups: (N,) subject id per sample.
+        folds, l2, seed: as in :func:`linear_probe`.
+
+    Returns:
+        :class:`ClassProbeResult` (C = labels.max() + 1).
+
+    Raises:
+        ValueError: shapes do not match, negative labels, or more folds than subjects.
+    """
+    x = np.asarray(features, np.float64)
+    y = np.asarray(labels)
+    g = np.asarray(groups)
+    if x.ndim != 2 or y.ndim != 1 or len(y) != len(x) or len(g) != len(x):
+        raise ValueError(f"expected features (N, D), labels (N,), groups (N,); got {x.shape}, {y.shape}, "
+                         f"{g.shape}")
+    if not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
+        raise ValueError("labels must be non-negative class indices")
+    y = y.astype(np.int64)
+    c = int(y.max()) + 1
+    probs = np.zeros((len(x), c))
+    fold = np.full(len(x), -1, np.int64)
+    for k, (tr, va) in enumerate(subject_kfold(g, folds, seed)):
+        probs[va] = _fit_softmax(x[tr], y[tr], c, l2)(x[va])
+        fold[va] = k
+    pred = probs.argmax(1)
+    f1, recall = np.full(c, np.nan), []
+    for j in range(c):
+        tp = float(((pred == j) & (y == j)).sum())
+        n_true, n_pred = float((y == j).sum()), float((pred == j).sum())
+        if n_true:
+            f1[j] = 2 * tp / (n_true + n_pred)
+            recall.append(tp / n_true)
+    return ClassProbeResult(float((pred == y).mean()), float(np.mean(recall)), f1, probs, fold)
+
+
+__all__ = ["ClassProbeResult", "ProbeResult", "fit_logistic", "linear_probe", "linear_probe_classes"]
