@@ -9,6 +9,10 @@ Registered configurations (``mien.list_models("tokenizer")``):
 ``tokenizer-dinov2-s14``    the seed's model: frozen DINOv2 ViT-S/14 at 518² (1369 × 384 patch tokens), subject
                             embeddings (501), ExpT 4 heads × 4 layers, reconstruction 2 cross + 2 self layers
 ``tokenizer-dinov2-s14-inv`` the same, subject-invariant (no subject embedding; seed HEAD)
+``tokenizer-faceapi-expression`` frozen pretrained face-api FaceExpressionNet ``dense3`` map (112², 7×7 × 256,
+                            offline: weights ship with mien), D = 256
+``tokenizer-faceapi-recognition`` frozen pretrained face-api FaceRecognitionNet ``conv256_2`` map (150²,
+                            4×4 × 256, offline), D = 256
 ``tokenizer-timm``          any timm model by name (``timm_name=…``; default resnet18 at 224²)
 ``tokenizer-predictor-tiny`` next-token predictor, D = 32
 ``tokenizer-predictor-s``   next-token predictor, D = 384 (seed: 8 heads × 4 layers, ff 1536, 50 tokens)
@@ -59,6 +63,7 @@ _LAZY = {
     "TokenizerOutput": "mien.models.tokenizer.nets",
     "ConvPatchEncoder": "mien.models.tokenizer.patch",
     "TimmPatchTokenizer": "mien.models.tokenizer.patch",
+    "FaceApiPatchTokenizer": "mien.models.tokenizer.faceapi_patch",
     "save_pretrained": "mien.models.tokenizer.export",
     "load_pretrained": "mien.models.tokenizer.export",
 }
@@ -101,6 +106,11 @@ def _register() -> None:
          "seed-1 expression tokenizer on frozen DINOv2 ViT-S/14 at 518² (1369×384), 501 subject embeddings"),
         ("tokenizer-dinov2-s14-inv", _cfg.DINOV2_S14_INVARIANT,
          "subject-invariant DINOv2 ViT-S/14 expression tokenizer (no subject embedding)"),
+        ("tokenizer-faceapi-expression", _cfg.FACEAPI_EXPRESSION,
+         "expression tokenizer on frozen pretrained face-api FaceExpressionNet features (112², 7×7×256, offline)"),
+        ("tokenizer-faceapi-recognition", _cfg.FACEAPI_RECOGNITION,
+         "expression tokenizer on frozen pretrained face-api FaceRecognitionNet features (150², 4×4×256, "
+         "offline)"),
         ("tokenizer-timm", _cfg.TIMM_GENERIC, "expression tokenizer on any timm backbone (timm_name=...)"),
     ]
     for name, defaults, desc in tok:

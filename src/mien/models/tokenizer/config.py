@@ -14,6 +14,19 @@ from dataclasses import asdict, dataclass, field, fields
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# face-api normalises [0, 255] RGB as (x - MEAN_RGB) / 255, i.e. [0, 1] RGB as (x - MEAN_RGB / 255) / 1
+# (MEAN_RGB = mien.models.faceapi.nets.MEAN_RGB; repeated here to keep this module torch-free).
+FACEAPI_MEAN = (122.782 / 255.0, 117.001 / 255.0, 104.298 / 255.0)
+FACEAPI_STD = (1.0, 1.0, 1.0)
+# Frozen face-api patch backbones (mien.models.tokenizer.faceapi_patch): input contract and feature map.
+FACEAPI_BACKBONES: dict[str, dict] = {
+    "faceapi-expression": dict(net="expression", layer="dense3", crop_size=112, grid=(7, 7), channels=256,
+                               mean=FACEAPI_MEAN, std=FACEAPI_STD),
+    "faceapi-recognition": dict(net="recognition", layer="conv256_2", crop_size=150, grid=(4, 4),
+                                channels=256, mean=FACEAPI_MEAN, std=FACEAPI_STD),
+    "faceapi-recognition-s8": dict(net="recognition", layer="conv128_2", crop_size=150, grid=(8, 8),
+                                   channels=128, mean=FACEAPI_MEAN, std=FACEAPI_STD),
+}
 
 
 class _JsonConfig:
@@ -53,12 +66,16 @@ class TokenizerConfig(_JsonConfig):
     """Architecture of an :class:`~mien.models.tokenizer.nets.ExpressionTokenizer`.
 
     Attributes:
-        backbone: "conv" (small trainable convolutional patch encoder, offline, any crop size) or "timm"
-            (any timm model by name: ViTs give their patch tokens, CNNs their last feature map).
+        backbone: "conv" (small trainable convolutional patch encoder, offline, any crop size), "timm"
+            (any timm model by name: ViTs give their patch tokens, CNNs their last feature map) or a frozen,
+            pretrained, offline face-api feature map (a key of ``FACEAPI_BACKBONES``: "faceapi-expression"
+            112², "faceapi-recognition" / "faceapi-recognition-s8" 150²; crop_size, mean and std must be
+            that backbone's, see :mod:`mien.models.tokenizer.faceapi_patch`).
         timm_name: timm model name when ``backbone == "timm"``, e.g. "vit_small_patch14_dinov2.lvd142m".
         timm_kwargs: extra keyword arguments for ``timm.create_model`` (e.g. a tiny ViT:
             ``img_size=56, patch_size=14, embed_dim=32, depth=1, num_heads=2``).
-        pretrained: load the timm model's pretrained weights (downloads through timm/Hugging Face Hub).
+        pretrained: load the timm model's pretrained weights (downloads through timm/Hugging Face Hub, or
+            the timm/HF cache); the registered DINOv2 configs default to False (offline).
         freeze_backbone: keep the backbone frozen (no gradients, eval mode), as the seed freezes DINOv2.
         crop_size: square input side in pixels (H = W = crop_size).
         crop: how faces are cut from frames (:func:`mien.face.crops.parse_crop_contract`):
@@ -113,8 +130,18 @@ class TokenizerConfig(_JsonConfig):
         self.std = tuple(float(v) for v in self.std)
         self.conv_channels = tuple(int(v) for v in self.conv_channels)
         self.timm_kwargs = dict(self.timm_kwargs)
-        if self.backbone not in ("conv", "timm"):
-            raise ValueError(f"backbone must be 'conv' or 'timm', got {self.backbone!r}")
+        if self.backbone not in ("conv", "timm", *FACEAPI_BACKBONES):
+            raise ValueError(f"backbone must be 'conv', 'timm' or one of {sorted(FACEAPI_BACKBONES)}, "
+                             f"got {self.backbone!r}")
+        if self.backbone in FACEAPI_BACKBONES:
+            if not self.freeze_backbone:
+                raise ValueError(f"backbone {self.backbone!r} is always frozen: pass freeze_backbone=True")
+            spec = FACEAPI_BACKBONES[self.backbone]
+            want = (spec["crop_size"], tuple(spec["mean"]), tuple(spec["std"]))
+            if (self.crop_size, self.mean, self.std) != want:
+                raise ValueError(f"backbone {self.backbone!r} needs crop_size={want[0]}, mean={want[1]}, "
+                                 f"std={want[2]} (its input contract), got crop_size={self.crop_size}, "
+                                 f"mean={self.mean}, std={self.std}")
         if self.backbone == "timm" and not self.timm_name:
             raise ValueError("backbone='timm' needs timm_name")
         from mien.face.crops import parse_crop_contract
@@ -160,7 +187,9 @@ VIT_TINY = dict(backbone="timm", timm_name="vit_small_patch14_dinov2.lvd142m",
                 recon_ff=64, decoder_channels=32, dropout=0.0)
 # The seed's joint run: DINOv2 ViT-S/14 at 518² (37×37 = 1369 patches × 384), ExpT heads 4 / layers 4 /
 # ff 768 / 501 subjects, reconstruction 2 cross + 2 self layers, heads 4, ff 768, CNN decoder from 256 ch.
-DINOV2_S14 = dict(backbone="timm", timm_name="vit_small_patch14_dinov2.lvd142m", pretrained=True,
+# pretrained=False is the offline default (random init); pass pretrained=True to load DINOv2's weights from the
+# Hugging Face Hub or the timm/HF cache (a one-line PretrainedWeightsError when neither has them).
+DINOV2_S14 = dict(backbone="timm", timm_name="vit_small_patch14_dinov2.lvd142m", pretrained=False,
                   freeze_backbone=True, crop_size=518, dim=384, expr_heads=4, expr_layers=4, expr_ff=768,
                   max_subjects=501, recon_heads=4, recon_cross_layers=2, recon_self_layers=2, recon_ff=768,
                   decoder_channels=256, dropout=0.1)
@@ -171,6 +200,15 @@ TIMM_GENERIC = dict(backbone="timm", timm_name="resnet18", pretrained=True, free
                     crop_size=224, dim=256, expr_heads=4, expr_layers=2, expr_ff=512, max_subjects=0,
                     recon_heads=4, recon_cross_layers=2, recon_self_layers=2, recon_ff=512,
                     decoder_channels=128, dropout=0.1)
+# Frozen, pretrained, offline face-api feature maps (shipped weights), D = 256 = their channels (no projection);
+# the other sizes follow TIMM_GENERIC, with subject embeddings as in the seed's joint model.
+_FACEAPI_HEADS = dict(freeze_backbone=True, dim=256, expr_heads=4, expr_layers=2, expr_ff=512, max_subjects=501,
+                      recon_heads=4, recon_cross_layers=2, recon_self_layers=2, recon_ff=512,
+                      decoder_channels=128, dropout=0.1)
+FACEAPI_EXPRESSION = dict(_FACEAPI_HEADS, backbone="faceapi-expression", crop_size=112, mean=FACEAPI_MEAN,
+                          std=FACEAPI_STD)
+FACEAPI_RECOGNITION = dict(_FACEAPI_HEADS, backbone="faceapi-recognition", crop_size=150, mean=FACEAPI_MEAN,
+                           std=FACEAPI_STD)
 PREDICTOR_TINY = dict(dim=32, max_len=32, heads=2, layers=1, ff=64, dropout=0.0)
 # Seed's prediction run: heads 8, layers 4, ff 4·384, max_seq 50.
 PREDICTOR_S = dict(dim=384, max_len=50, heads=8, layers=4, ff=1536, dropout=0.1)

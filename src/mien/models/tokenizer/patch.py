@@ -1,11 +1,13 @@
 """Patch tokenizers: RGB face crops -> patch tokens (B, N, D) + a positional table (N, D).
 
-Two implementations share one interface (:class:`PatchTokenizer`):
+Three implementations share one interface (:class:`PatchTokenizer`):
 
 * :class:`TimmPatchTokenizer` — any timm model by name. ViTs (DINOv2 ViT-S/14 at 518² gives 37×37 = 1369
   tokens × 384) return their patch tokens without the prefix (CLS/register) tokens; CNNs return their last
   feature map flattened row-major.
 * :class:`ConvPatchEncoder` — a small trainable convolutional encoder (no download, any crop size).
+* :class:`~mien.models.tokenizer.faceapi_patch.FaceApiPatchTokenizer` — frozen, pretrained face-api feature
+  maps (weights shipped with mien, offline; 112² or 150²).
 
 Positions are added exactly once. A ViT adds its own position table inside the network, so its tokens already
 carry positions (``positions_in_tokens = True``) and the table it returns is only used downstream for the
@@ -21,6 +23,23 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from mien.errors import MienError
+
+DOWNLOAD_FAILED = ("DINOv2 weights could not be downloaded (no network?): pass pretrained=False or put the "
+                   "weights in the timm/HF cache")
+
+
+class PretrainedWeightsError(MienError, RuntimeError):
+    """``pretrained=True`` but timm could not fetch the weights (offline, no cache); one-line message."""
+
+
+def _is_download_error(e: BaseException) -> bool:
+    """Network / cache-miss errors of timm's Hugging Face Hub download (not e.g. an unknown model name)."""
+    if isinstance(e, (OSError, ConnectionError, TimeoutError)):  # requests/urllib errors are OSErrors
+        return True
+    return any(c.__module__.split(".")[0] in ("huggingface_hub", "requests", "urllib3", "httpx")
+               for c in type(e).__mro__)
 
 
 def sincos_2d(grid_h: int, grid_w: int, dim: int) -> torch.Tensor:
@@ -145,13 +164,15 @@ class TimmPatchTokenizer(PatchTokenizer):
         name: timm model name, e.g. "vit_small_patch14_dinov2.lvd142m".
         crop_size: input side in pixels.
         dim: output token size D.
-        pretrained: load timm's pretrained weights (network access to the Hugging Face Hub).
+        pretrained: load timm's pretrained weights (the Hugging Face Hub, or the timm/HF cache when offline).
         freeze: no gradients and eval mode for the backbone (the projection stays trainable).
         mean, std: RGB normalisation of [0, 1] input (from the config / input contract).
         timm_kwargs: passed to ``timm.create_model`` (e.g. ``img_size``, ``embed_dim``, ``depth``).
 
     Raises:
         ImportError: timm is not installed (``pip install timm``).
+        PretrainedWeightsError: ``pretrained`` and the weights can be neither downloaded nor found in the
+            cache (one line: :data:`DOWNLOAD_FAILED`).
         RuntimeError: unknown timm model name (timm's error).
     """
 
@@ -163,7 +184,13 @@ class TimmPatchTokenizer(PatchTokenizer):
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError("the timm patch tokenizer needs timm: pip install timm") from e
         kwargs = dict(timm_kwargs or {})
-        self.backbone = timm.create_model(name, pretrained=pretrained, **kwargs)
+        try:
+            self.backbone = timm.create_model(name, pretrained=pretrained, **kwargs)
+        except Exception as e:
+            if not (pretrained and _is_download_error(e)):
+                raise
+            msg = DOWNLOAD_FAILED if "dinov2" in name else DOWNLOAD_FAILED.replace("DINOv2", name, 1)
+            raise PretrainedWeightsError(msg) from None
         # ViT-like: a patch embedding and prefix tokens; positions inside (learned table or rotary)
         self.is_vit = hasattr(self.backbone, "patch_embed") and hasattr(self.backbone, "num_prefix_tokens")
         if self.is_vit:
@@ -277,8 +304,12 @@ def build_patch_tokenizer(cfg) -> PatchTokenizer:
     """The patch tokenizer of a :class:`~mien.models.tokenizer.config.TokenizerConfig`."""
     if cfg.backbone == "conv":
         return ConvPatchEncoder(cfg.crop_size, cfg.dim, cfg.patch_size, cfg.conv_channels, cfg.mean, cfg.std)
+    if cfg.backbone.startswith("faceapi-"):
+        from mien.models.tokenizer.faceapi_patch import FaceApiPatchTokenizer
+
+        return FaceApiPatchTokenizer(cfg.backbone, cfg.dim)
     return TimmPatchTokenizer(cfg.timm_name, cfg.crop_size, cfg.dim, cfg.pretrained, cfg.freeze_backbone,
                               cfg.mean, cfg.std, cfg.timm_kwargs)
 
 
-__all__ = ["ConvPatchEncoder", "PatchTokenizer", "TimmPatchTokenizer", "build_patch_tokenizer", "sincos_2d"]
+__all__ = ["ConvPatchEncoder", "PatchTokenizer", "PretrainedWeightsError", "TimmPatchTokenizer", "build_patch_tokenizer", "sincos_2d"]
