@@ -17,7 +17,7 @@ Per source video (one unit of work, run in a worker process):
    so a killed run ends with exactly the samples of an uninterrupted one.
 
 ``manifest.json``, ``index.parquet`` and ``report.json`` are rebuilt from the markers at the end
-(:mod:`mien.pipelines.prepare.finalize`). Videos run in parallel through :mod:`mien.pipelines.prepare.executor`.
+(:mod:`mien.pipelines.prepare.finalize`). Videos run in parallel through :mod:`mien.pipelines.executor`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from mien.data.selection import parse_transcript
 from mien.data.shards import ShardWriter
 from mien.errors import InputError
 from mien.pipelines.prepare.encode import write_clips
-from mien.pipelines.prepare.executor import EXECUTORS, run_tasks
+from mien.pipelines.executor import EXECUTORS, run_tasks
 from mien.pipelines.prepare.finalize import finalize
 from mien.pipelines.prepare.options import PrepareOptions, PrepareReport, VideoJob
 from mien.pipelines.prepare.select import analyse_grid, find_transcript, select_windows
@@ -124,34 +124,6 @@ def assign_subjects(sources: list[str], mapping: dict[str, str] | None) -> dict[
         names[s] = name if name is not None else Path(s.split("://")[-1]).stem
     ids = {n: i for i, n in enumerate(sorted(set(names.values())))}
     return {s: (n, ids[n]) for s, n in names.items()}
-
-
-def _run_ray(todo: list[tuple], workers: int, on_result, address: str | None) -> None:
-    """Run the per-video tasks as Ray tasks (local Ray with ``workers`` CPUs, or the cluster at ``address``).
-
-    Tasks are idempotent (a video is redone from scratch and its marker written last), so Ray's retries of
-    tasks on lost workers are safe.
-    """
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("--executor ray needs the ray package (pip install ray)") from None
-    started = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-        started = True
-    try:
-        remote = ray.remote(num_cpus=1)(process_video)
-        pending = [remote.remote(*t) for t in todo]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            on_result(ray.get(done[0]))
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def prepare(inputs: list[str], output: str, options: PrepareOptions | None = None, workers: int = 1,
