@@ -34,8 +34,8 @@ from mien.data.labels.au_csv import AULabels, match_au_labels, read_au_labels
 from mien.data.selection import parse_transcript
 from mien.data.shards import ShardWriter
 from mien.errors import InputError
-from mien.pipelines.prepare.encode import write_clips
 from mien.pipelines.executor import EXECUTORS, run_tasks
+from mien.pipelines.prepare.encode import write_clips
 from mien.pipelines.prepare.finalize import finalize
 from mien.pipelines.prepare.options import PrepareOptions, PrepareReport, VideoJob
 from mien.pipelines.prepare.select import analyse_grid, find_transcript, select_windows
