@@ -215,10 +215,11 @@ def analyze_files(inputs: list[str], out_dir: str | os.PathLike, options: Analyz
             if log is not None:
                 log(r["message"])
         if bar is not None:
-            bar.update(max(estimate.get(r["input"], 0) - seen[0], 0))
-            seen[0] = 0
             bar.set_postfix(videos=f"{len(report.ok) + len(report.failed) + len(report.skipped)}/{len(inputs)}",
                             failed=len(report.failed), refresh=False)
+            bar.update(max(estimate.get(r["input"], 0) - seen[0], 0))
+            bar.refresh()
+            seen[0] = 0
 
     hook = on_frame if bar is not None and report.workers == 1 else None
     tasks = ((src, key, outs, worker_opts, hook) for src, key, outs in todo)
