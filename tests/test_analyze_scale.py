@@ -130,6 +130,8 @@ def test_kill9_mid_batch_then_rerun_gives_the_same_dataset(analyzed, shared_data
     assert _group_gone(proc.pid)  # the workers died with it
     done_before = set(_partitions(out))
     assert 1 <= len(done_before) < len(clips)
+    status = {e["video"]: e["status"] for e in json.loads((out / "_manifest.json").read_text())["inputs"]}
+    assert status == dict.fromkeys("abcdef", "pending")  # written before the run: options and what was to do
     proc = _mien(*cmd)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
@@ -138,6 +140,8 @@ def test_kill9_mid_batch_then_rerun_gives_the_same_dataset(analyzed, shared_data
     assert {Path(r["input"]).stem for r in report["ok"]} == {c.stem for c in clips} - done_before
     parts = _partitions(out)
     assert sorted(parts) == list("abcdef")
+    status = {e["video"]: e["status"] for e in json.loads((out / "_manifest.json").read_text())["inputs"]}
+    assert status == dict.fromkeys("abcdef", "ok")
     want = analyzed("samples/single_face.mp4")
     for key, res in parts.items():
         res.meta["source"] = want.meta["source"]

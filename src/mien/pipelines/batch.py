@@ -221,6 +221,7 @@ def analyze_files(inputs: list[str], out_dir: str | os.PathLike, options: Analyz
             bar.refresh()
             seen[0] = 0
 
+    manifest = _write_manifest(out_dir, manifest, settings, {}, formats, report, pending=todo)
     hook = on_frame if bar is not None and report.workers == 1 else None
     tasks = ((src, key, outs, worker_opts, hook) for src, key, outs in todo)
     t0 = time.perf_counter()
@@ -270,14 +271,19 @@ def _settings(options: AnalyzeOptions) -> dict:
 
 
 def _write_manifest(out_dir: str, old: dict, settings: dict, models: dict, formats: tuple[str, ...],
-                    report: BatchReport) -> None:
-    """``_manifest.json``: the previous run's entries updated by this run's (keyed by video)."""
+                    report: BatchReport, pending: list[tuple] = ()) -> dict:
+    """``_manifest.json``: the previous run's entries updated by this run's (keyed by video); ``pending``
+    (input, key, outputs) entries get status "pending" (written before the run, so that a killed run's folder
+    names its options and what it was doing)."""
     from mien._version import __version__
     from mien.results import dataset
 
     entries = {e["video"]: e for e in old.get("inputs", []) if "video" in e}
-    for r in report.skipped:
-        entries.setdefault(r["video"], {"video": r["video"], "input": r["input"], "status": "ok"})
+    for src, key, _ in pending:
+        entries[key] = {"video": key, "input": src, "status": "pending"}
+    for r in report.skipped:  # done by an earlier run (perhaps one killed before it could say so)
+        if entries.get(r["video"], {}).get("status") != "ok":
+            entries[r["video"]] = {"video": r["video"], "input": r["input"], "status": "ok"}
     for r in report.ok:
         entries[r["video"]] = {"video": r["video"], "input": r["input"], "status": "ok", "rows": r["rows"],
                                "frames": r["frames"], "faces": r["faces"]}
@@ -292,6 +298,7 @@ def _write_manifest(out_dir: str, old: dict, settings: dict, models: dict, forma
         "inputs": [entries[k] for k in sorted(entries)],
     }
     dataset.write_manifest(out_dir, manifest)
+    return manifest
 
 
 def _progress_bar(estimate: dict[str, int], n_inputs: int, n_done: int):
