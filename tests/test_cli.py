@@ -62,7 +62,7 @@ def test_batch_with_a_corrupt_file_completes_the_others_and_resumes(tmp_path, sh
     report = json.loads((out / "report.json").read_text())
     assert [f["input"] for f in report["failed"]] == [str(bad)]
     assert len(report["ok"]) == 2
-    res = mien.read_results(out / "single_face.parquet")
+    res = mien.read_results(out / "video=single_face" / "part-0.parquet")
     assert len(res) == 72
     assert mien.read_openface(out / "single_face.openface.csv").frame.tolist() == res.frame.tolist()
     with av.open(str(out / "single_face.overlay.mp4")) as c:
@@ -72,12 +72,13 @@ def test_batch_with_a_corrupt_file_completes_the_others_and_resumes(tmp_path, sh
     assert (out / "single_face.plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "multi_face.overlay.png").exists()
     assert "analyzed 2 input(s)" in proc.stdout
-    assert not list(out.glob(".*tmp*"))  # no temporary files left behind
+    assert not list(out.rglob(".*tmp*"))  # no temporary files left behind
+    assert len(mien.read_results_dataset(out)) == len(res) + len(mien.read_results(out / "video=multi_face/part-0.parquet"))
     # resume: the same command skips what is done and does not rewrite it
-    mtime = (out / "single_face.parquet").stat().st_mtime_ns
+    mtime = (out / "video=single_face" / "part-0.parquet").stat().st_mtime_ns
     proc = run_mien("analyze", good1, bad, good2, "-o", out, "--format", "parquet,openface")
     assert proc.returncode == 1 and "2 already done" in proc.stdout
-    assert (out / "single_face.parquet").stat().st_mtime_ns == mtime
+    assert (out / "video=single_face" / "part-0.parquet").stat().st_mtime_ns == mtime
 
 
 def test_csv_format_and_no_overlay(tmp_path, shared_data):
@@ -85,13 +86,13 @@ def test_csv_format_and_no_overlay(tmp_path, shared_data):
     proc = run_mien("analyze", shared_data / "samples/single_face.jpg", "-o", out, "--format", "csv",
                     "--no-overlay", "--no-plot")
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "single_face.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["_manifest.json", "report.json", "single_face.csv"]
 
 
 def test_demo(tmp_path):
     proc = run_mien("demo", "-o", tmp_path / "demo")
     assert proc.returncode == 0, proc.stderr
-    res = mien.read_results(tmp_path / "demo" / "sample_wolfgang_langer_pexels.parquet")
+    res = mien.read_results(tmp_path / "demo" / "video=sample_wolfgang_langer_pexels" / "part-0.parquet")
     assert len(res) == 472
     assert "overlay" in proc.stdout and str(tmp_path / "demo") in proc.stdout
 
@@ -125,7 +126,7 @@ def test_webcam_source_runs_live_and_writes_results(tmp_path, shared_data, monke
     out = tmp_path / "live"
     assert main(["analyze", "--source", "webcam:0", "-o", str(out), "--no-progress"]) == 0
     assert opened == [0]
-    res = mien.read_results(out / "webcam0.parquet")
+    res = mien.read_results(out / "video=webcam0" / "part-0.parquet")
     assert res.meta["source_kind"] == "webcam"
     assert len(res) >= 70 and (res.face_id == 0).all()
     assert (out / "webcam0.plot.png").exists()
@@ -152,7 +153,7 @@ def test_webcam_preview_shows_reconstruction_with_tokenizer(tmp_path, shared_dat
     assert len(shown) == 10  # stopped by q
     assert shown[0].shape == (360, 640 + 360, 3)
     assert shown[-1][:, 640:].mean() > 5  # the reconstruction panel is not empty
-    res = mien.read_results(out / "webcam0.parquet")
+    res = mien.read_results(out / "video=webcam0" / "part-0.parquet")
     assert len(res) == 10 and res.extra["expression_token"].shape == (10, 32)
 
 

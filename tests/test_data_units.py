@@ -230,7 +230,7 @@ def test_executor_runs_every_task_once_and_reraises():
     """run_tasks: in-process and in a spawn pool (bounded in flight), every result once; a task's error is raised."""
     import operator
 
-    from mien.pipelines.prepare.executor import run_tasks
+    from mien.pipelines.executor import run_tasks
 
     tasks = [(i, i) for i in range(7)]
     for workers, in_flight in ((1, None), (2, 1), (2, None)):

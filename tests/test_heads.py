@@ -226,7 +226,7 @@ def test_cli_analyze_onnx_au_model_without_lightning(shared_data, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     from mien.results import read_results
 
-    res = read_results(tmp_path / "out" / "single_face.parquet")
+    res = read_results(tmp_path / "out" / "video=single_face" / "part-0.parquet")
     assert len(res) == 1 and {"AU01", "AU12"} <= set(res.extra)
     assert res.meta["au"]["model"] == "au.onnx"
 

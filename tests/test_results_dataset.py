@@ -64,3 +64,25 @@ def test_missing_folder_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no such results folder"):
         read_results_dataset(tmp_path / "nope")
     assert len(read_results_dataset(tmp_path)) == 0
+
+
+def test_dataset_on_an_fsspec_url(analyzed):
+    """Partitions and manifest on a URL (memory://) read back like a folder."""
+    pytest.importorskip("fsspec")
+    from mien.results.dataset import read_manifest
+
+    url = "memory://mien-results-dataset-test"
+    res = analyzed("samples/single_face.mp4")
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    with fs.open(partition_path(url, "a/b").split("://", 1)[1], "wb") as f:
+        import pyarrow.parquet as pq
+
+        pq.write_table(res.to_arrow(), f)
+    write_manifest(url, {"inputs": ["x"]})
+    assert read_manifest(url) == {"inputs": ["x"]}
+    both = read_results_dataset(url, filters=[("video", "=", "a/b")])
+    assert len(both) == len(res) and set(both.extra["video"]) == {"a/b"}
+    np.testing.assert_array_equal(both.landmarks, res.landmarks)
+    assert not [p for p in fs.ls("/mien-results-dataset-test", detail=False) if ".tmp-" in p]

@@ -7,6 +7,7 @@ Public API::
     res.to_parquet("out.parquet")
     res2 = mien.read_results("out.parquet")
     of = mien.read_openface("openface.csv")
+    ds = mien.read_results_dataset("out/", filters=[("yaw_deg", ">", 20)])   # `mien analyze … -o out/`
 """
 
 from mien._version import __version__
@@ -14,6 +15,7 @@ from mien.errors import InputError, MienError
 from mien.models.registry import create_model, list_models
 from mien.pipelines.analyze import AnalyzeOptions, analyze
 from mien.results import AnalysisResult, read_openface, read_results
+from mien.results.dataset import read_results_dataset
 
 __all__ = [
     "AnalysisResult",
@@ -26,4 +28,5 @@ __all__ = [
     "list_models",
     "read_openface",
     "read_results",
+    "read_results_dataset",
 ]

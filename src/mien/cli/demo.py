@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from mien.pipelines.analyze import AnalyzeOptions, analyze_files
+    from mien.pipelines.analyze import AnalyzeOptions
+    from mien.pipelines.batch import analyze_files
 
     with resources.as_file(resources.files("mien.assets").joinpath(SAMPLE)) as sample:
         print(f"mien demo: analysing the bundled sample {SAMPLE} (Pexels licence, see mien/assets/NOTICE.md)")

@@ -1,7 +1,8 @@
 """The main job: frames → faces → per-(frame, face) records (:class:`~mien.results.result.AnalysisResult`).
 
 :func:`analyze` opens a source and feeds its frames to a :class:`~mien.pipelines.frame_analyzer.FrameAnalyzer`
-(landmarks, tracking, pose, gaze, heads); :func:`analyze_files` runs it over many inputs and writes the outputs.
+(landmarks, tracking, pose, gaze, heads); :func:`mien.pipelines.batch.analyze_files` runs it over many inputs
+(in parallel) into a results dataset.
 """
 
 from __future__ import annotations
@@ -12,14 +13,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from mien.io.video import Frame, ImageSource, VideoSource, WebcamSource, open_source
 from mien.pipelines.frame_analyzer import FrameAnalyzer
 from mien.results.result import AnalysisResult
 
-__all__ = ["AnalyzeOptions", "BatchReport", "FrameAnalyzer", "analyze", "analyze_files", "analyze_source",
-           "output_paths", "write_outputs"]
+__all__ = ["AnalyzeOptions", "FrameAnalyzer", "analyze", "analyze_source"]
 
 
 @dataclass
@@ -207,140 +205,3 @@ def analyze_source(src: VideoSource | ImageSource | WebcamSource, options: Analy
         "elapsed_sec": round(elapsed, 3),
     }
     return fa.result(meta)
-
-
-# ---------------------------------------------------------------------------------------------- batches
-FORMAT_SUFFIX = {"parquet": ".parquet", "csv": ".csv", "openface": ".openface.csv"}
-
-
-@dataclass
-class BatchReport:
-    """Outcome of :func:`analyze_files`.
-
-    Attributes:
-        ok: one dict per analysed input: input, outputs (paths), rows, faces, frames, seconds.
-        skipped: inputs whose outputs already existed (resumed run), with their outputs.
-        failed: one dict per bad input: input, reason.
-        frames, seconds: totals over analysed inputs.
-    """
-
-    ok: list[dict] = dataclasses.field(default_factory=list)
-    skipped: list[dict] = dataclasses.field(default_factory=list)
-    failed: list[dict] = dataclasses.field(default_factory=list)
-    frames: int = 0
-    seconds: float = 0.0
-
-    def to_json(self) -> str:
-        import json
-
-        return json.dumps(dataclasses.asdict(self), indent=2)
-
-
-def output_paths(inputs: list[str], out_dir: str | os.PathLike, formats: tuple[str, ...], overlay: bool,
-                 plot: bool) -> list[dict[str, str]]:
-    """Output file paths per input: ``<out>/<stem><suffix>``; a stem shared by several inputs gets its
-    parent folder's name prepended (``<parent>_<stem>``)."""
-    from collections import Counter
-    from pathlib import Path
-
-    stems = [Path(s.replace(":", "")).stem for s in inputs]
-    dup = Counter(stems)
-    out = []
-    for s, stem in zip(inputs, stems, strict=True):
-        if dup[stem] > 1:
-            stem = f"{Path(s).parent.name}_{stem}"
-        d = {f: str(Path(out_dir) / f"{stem}{FORMAT_SUFFIX[f]}") for f in formats}
-        if overlay:
-            d["overlay"] = str(Path(out_dir) / f"{stem}.overlay.mp4")
-        if plot:
-            d["plot"] = str(Path(out_dir) / f"{stem}.plot.png")
-        out.append(d)
-    return out
-
-
-def write_outputs(result: AnalysisResult, source: str, outputs: dict[str, str]) -> None:
-    """Write each requested output of one analysed source (all atomically)."""
-    from mien.viz import plot_timeseries, render_overlay
-
-    for kind, path in outputs.items():
-        if kind == "parquet":
-            result.to_parquet(path)
-        elif kind == "csv":
-            result.to_csv(path)
-        elif kind == "openface":
-            result.to_openface(path)
-        elif kind == "plot":
-            plot_timeseries(result, path)
-        elif kind == "overlay" and result.meta.get("source_kind") == "video":
-            render_overlay(source, result, path)
-        elif kind == "overlay":  # images: the annotated image as PNG next to the video overlays
-            import PIL.Image
-
-            from mien.io.atomic import atomic_output
-            from mien.viz import draw_faces
-
-            img = next(iter(open_source(source))).image
-            with atomic_output(os.path.splitext(path)[0] + ".png") as tmp:
-                PIL.Image.fromarray(draw_faces(img, result, np.arange(len(result)))).save(tmp, format="PNG")
-
-
-def analyze_files(inputs: list[str], out_dir: str | os.PathLike, options: AnalyzeOptions | None = None,
-                  formats: tuple[str, ...] = ("parquet",), overlay: bool = True, plot: bool = True,
-                  overwrite: bool = False, log: Callable[[str], None] | None = None) -> BatchReport:
-    """Analyse many inputs into ``out_dir``; bad inputs are skipped and reported, never fatal.
-
-    Each input's outputs are written atomically once it is complete, so an interrupted batch restarted with
-    the same arguments skips the inputs already done (unless ``overwrite``). ``<out_dir>/report.json``
-    lists what was analysed, skipped and failed (with reasons).
-
-    Args:
-        inputs: media files (already expanded, see :func:`mien.io.video.expand_inputs`).
-        out_dir: output folder (created).
-        formats: any of "parquet", "csv", "openface".
-        overlay: write ``<stem>.overlay.mp4`` (``.overlay.png`` for images).
-        plot: write ``<stem>.plot.png``.
-        log: called with one line per failed input.
-
-    Returns:
-        :class:`BatchReport`.
-    """
-    from mien.errors import InputError
-    from mien.io.atomic import atomic_output
-
-    options = options or AnalyzeOptions()
-    unknown = set(formats) - set(FORMAT_SUFFIX)
-    if unknown:
-        raise ValueError(f"unknown output format(s) {sorted(unknown)}; choose from {sorted(FORMAT_SUFFIX)}")
-    os.makedirs(out_dir, exist_ok=True)
-    report = BatchReport()
-    for src, outs in zip(inputs, output_paths(inputs, out_dir, formats, overlay, plot), strict=True):
-        check = {k: (os.path.splitext(v)[0] + ".png" if k == "overlay" and _is_image(src) else v)
-                 for k, v in outs.items()}
-        if not overwrite and all(os.path.exists(p) for p in check.values()):
-            report.skipped.append({"input": src, "outputs": check})
-            continue
-        t0 = time.perf_counter()
-        try:
-            res = analyze(src, options)
-            write_outputs(res, src, outs)
-        except InputError as e:
-            report.failed.append({"input": src, "reason": e.reason})
-            if log:
-                log(str(e))
-            continue
-        dt = time.perf_counter() - t0
-        n = int(res.meta["frames_processed"])
-        report.ok.append({"input": src, "outputs": check, "rows": len(res),
-                          "faces": int(len(np.unique(res.face_id))), "frames": n,
-                          "corrupt_frames": int(res.meta["corrupt_frames"]), "seconds": round(dt, 3)})
-        report.frames += n
-        report.seconds += dt
-    with atomic_output(os.path.join(out_dir, "report.json")) as tmp:
-        tmp.write_text(report.to_json())
-    return report
-
-
-def _is_image(path: str) -> bool:
-    from mien.io.video import IMAGE_SUFFIXES
-
-    return os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES

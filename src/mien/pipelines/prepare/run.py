@@ -17,7 +17,7 @@ Per source video (one unit of work, run in a worker process):
    so a killed run ends with exactly the samples of an uninterrupted one.
 
 ``manifest.json``, ``index.parquet`` and ``report.json`` are rebuilt from the markers at the end
-(:mod:`mien.pipelines.prepare.finalize`). Videos run in parallel through :mod:`mien.pipelines.prepare.executor`.
+(:mod:`mien.pipelines.prepare.finalize`). Videos run in parallel through :mod:`mien.pipelines.executor`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from mien.data.labels.au_csv import AULabels, match_au_labels, read_au_labels
 from mien.data.selection import parse_transcript
 from mien.data.shards import ShardWriter
 from mien.errors import InputError
+from mien.pipelines.executor import EXECUTORS, run_tasks
 from mien.pipelines.prepare.encode import write_clips
-from mien.pipelines.prepare.executor import EXECUTORS, run_tasks
 from mien.pipelines.prepare.finalize import finalize
 from mien.pipelines.prepare.options import PrepareOptions, PrepareReport, VideoJob
 from mien.pipelines.prepare.select import analyse_grid, find_transcript, select_windows

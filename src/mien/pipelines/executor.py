@@ -5,7 +5,7 @@ result to ``on_result`` in this process as soon as it is ready (completion order
 tasks are submitted at a time (so millions of tasks, or tasks carrying data, do not pile up). Ctrl-C stops
 cleanly: workers ignore SIGINT, the parent terminates the pool (or cancels the Ray tasks) and re-raises
 ``KeyboardInterrupt``. ``fn`` must be a module-level function and tasks/results picklable (spawned workers).
-Used by ``mien prepare`` (one task per video); ``mien analyze --workers`` can use it the same way.
+Shared by ``mien prepare`` and ``mien analyze --workers`` (one task per video).
 """
 
 from __future__ import annotations
