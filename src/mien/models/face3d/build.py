@@ -55,8 +55,12 @@ def _load(item, analyze: Callable | None):
         return Path(str(getattr(item, "meta", {}).get("source", "result"))).stem, item
     p = Path(item)
     if p.suffix.lower() in RESULT_SUFFIXES:
+        from urllib.parse import unquote
+
         from mien.results import read_results
-        return p.stem, read_results(p)
+        # a partition of a `mien analyze` output folder (video=<key>/part-0.parquet) is named by its key
+        name = unquote(p.parent.name[len("video="):]) if p.parent.name.startswith("video=") else p.stem
+        return name, read_results(p)
     if analyze is None:
         raise ValueError(f"{p}: a video or image must be analysed first — pass analyze= (e.g. "
                          f"mien.analyze with identity=False) or give mien .parquet results")
