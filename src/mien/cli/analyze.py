@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
                    help="inputs analysed in parallel (default 1: in this process)")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local processes (default) or Ray tasks (needs `pip install ray`)")
-    p.add_argument("--ray-address", default=None, metavar="ADDR",
+    p.add_argument("--ray-address", "--address", dest="ray_address", default=None, metavar="ADDR",
                    help="join the Ray cluster at ADDR (default: a local Ray with --workers CPUs)")
     p.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs already exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

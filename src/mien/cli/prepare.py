@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local processes (default) or Ray tasks (needs `pip install ray`)")
-    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local Ray)")
+    p.add_argument("--ray-address", "--address", dest="ray_address", default=None, help="Ray cluster address (default: a local Ray)")
     p.add_argument("--overwrite", action="store_true", help="discard an existing dataset instead of resuming")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
