@@ -31,17 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from prepare_throughput import _duration  # one container-duration helper for the benchmarks (same folder)
+
 SHARED = Path(__file__).resolve().parents[2] / "shared/data/videos"
 
 
-def _duration(path: str) -> float:
-    import av
-
-    with av.open(path) as c:
-        s = c.streams.video[0]
-        if s.duration is not None:
-            return float(s.duration * s.time_base)
-        return c.duration / av.time_base
 
 
 def _run(videos: list[str], **kw) -> dict:
