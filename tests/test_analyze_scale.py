@@ -128,7 +128,9 @@ def test_kill9_mid_batch_then_rerun_gives_the_same_dataset(analyzed, shared_data
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert _group_gone(proc.pid)  # the workers died with it
-    done_before = set(_partitions(out))
+    # complete partitions only: the kill may have left a temporary file of a write in progress (the rerun
+    # removes it; the leftovers check comes after the rerun)
+    done_before = {p.parent.name.removeprefix("video=") for p in out.glob("video=*/part-0.parquet")}
     assert 1 <= len(done_before) < len(clips)
     status = {e["video"]: e["status"] for e in json.loads((out / "_manifest.json").read_text())["inputs"]}
     assert status == dict.fromkeys("abcdef", "pending")  # written before the run: options and what was to do
