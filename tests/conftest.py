@@ -65,3 +65,27 @@ def tiny_tokenizer_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     return save_pretrained(mien.create_model("tokenizer-tiny"), tmp_path_factory.mktemp("tok") / "tiny")
+
+
+@pytest.fixture
+def mien_without_lightning():
+    """Run ``mien ARGV…`` in a fresh interpreter where importing ``lightning`` fails (a core + models install) and
+    check that it exits 0 and never imported ``mien.tasks`` or Lightning. Call as ``run(argv, timeout=300)``."""
+    import subprocess
+    import sys
+
+    def run(argv: list[str], timeout: float = 300) -> None:
+        code = (
+            "import sys\n"
+            "sys.modules['lightning'] = None; sys.modules['pytorch_lightning'] = None\n"
+            "from mien.cli.main import main\n"
+            f"rc = main({[str(a) for a in argv]!r})\n"
+            "assert rc == 0, rc\n"
+            "bad = sorted(m for m in sys.modules if m.startswith(('mien.tasks', 'lightning')) and sys.modules[m])\n"
+            "assert not bad, bad\n"
+        )
+        env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
+        assert p.returncode == 0, p.stderr[-3000:]
+
+    return run

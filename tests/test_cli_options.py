@@ -61,11 +61,6 @@ def test_flags_types_and_metadata():
         p.parse_args(["--other", "5"])  # not in choices
 
 
-def test_overrides_from_the_command():
-    p, args = _parse(["--short", "2"], overrides={"a": {"flag": "--short"}, "b": {"cli": False}})
-    assert args.a == 2 and "--b" not in p.format_help()
-
-
 def test_unsupported_type_is_found_when_the_parser_is_built():
     @dataclass
     class Bad:

@@ -3,11 +3,6 @@ and mesh export, on real faces from ../shared/data."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -21,7 +16,6 @@ from mien.models.face3d.spec import open_face_model  # noqa: E402
 from mien.pipelines.analyze import AnalyzeOptions  # noqa: E402
 from mien.pipelines.face3d import fit_result, jitter_report  # noqa: E402
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 CLIP = "samples/single_face.mp4"
 
 
@@ -112,23 +106,12 @@ def test_model_spec_errors(tmp_path):
         open_face_model(f"flame:{pkl}")
 
 
-def test_cli_train_face_model_without_lightning(shared_data, tmp_path):
+def test_cli_train_face_model_without_lightning(shared_data, tmp_path, mien_without_lightning):
     """`mien train face-model` on 2 short clips writes a loadable model, where importing lightning fails."""
     out = tmp_path / "m.npz"
     clips = [str(shared_data / CLIP), str(shared_data / "videos/talking/face_5.mp4")]
-    code = (
-        "import sys\n"
-        "sys.modules['lightning'] = None; sys.modules['pytorch_lightning'] = None\n"
-        "from mien.cli.main import main\n"
-        f"rc = main(['train', 'face-model', *{clips!r}, '-o', {str(out)!r}, '--every', '5', '--n-shape', '1',\n"
-        "           '--n-expression', '4', '--dtype', 'float16'])\n"
-        "assert rc == 0, rc\n"
-        "bad = sorted(m for m in sys.modules if m.startswith(('mien.tasks', 'lightning')) and sys.modules[m])\n"
-        "assert not bad, bad\n"
-    )
-    env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
+    mien_without_lightning(["train", "face-model", *clips, "-o", out, "--every", "5", "--n-shape", "1",
+                            "--n-expression", "4", "--dtype", "float16"], timeout=600)
     m = load_face_model(out)
     assert (m.n_shape, m.n_expression, m.n_vertices) == (1, 4, 478)
 

@@ -10,15 +10,6 @@ import time
 from mien.cli.options import add_options, options_from_args
 from mien.pipelines.analyze import AnalyzeOptions
 
-# command-line spellings that differ from the AnalyzeOptions fields (everything else is generated from them)
-OPTION_FLAGS = {
-    "identity": {"flag": "--reid"},
-    "detector": {"choices": ["auto", "short", "full"]},
-    "every": {"metavar": "N"}, "max_faces": {"metavar": "N"}, "start": {"metavar": "SEC"},
-    "end": {"metavar": "SEC"}, "max_side": {"metavar": "PX"}, "au_model": {"metavar": "PATH"},
-    "tokenizer": {"metavar": "PATH"}, "progress": {"cli": False},
-}
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("analyze", help="analyse faces in videos, images or a webcam",
@@ -32,7 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument("--source", help="alternative input, e.g. webcam:0 (live until q or Ctrl-C)")
     p.add_argument("-o", "--output", default="mien_out",
                    help="output folder or fsspec URL (default: mien_out)")
-    add_options(p, AnalyzeOptions, overrides=OPTION_FLAGS)
+    add_options(p, AnalyzeOptions)
     p.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
                    help="write <stem>.overlay.mp4 (default: on)")
     p.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,

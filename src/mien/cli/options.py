@@ -84,29 +84,25 @@ def _comma_list(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
-def _fields(cls: type, exclude, overrides: dict[str, dict] | None) -> list[dataclasses.Field]:
-    over = overrides or {}
-    return [f for f in dataclasses.fields(cls) if f.init and f.name not in exclude
-            and {**f.metadata, **over.get(f.name, {})}.get("cli", True)]
+def _fields(cls: type, exclude) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.init and f.name not in exclude and f.metadata.get("cli", True)]
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, exclude: tuple[str, ...] = (),
-                overrides: dict[str, dict] | None = None) -> None:
+def add_options(parser: argparse.ArgumentParser, cls: type, exclude: tuple[str, ...] = ()) -> None:
     """Add one option per field of the dataclass ``cls`` to ``parser`` (dest = the field name).
 
     Args:
         parser: an ``argparse`` parser or argument group.
         cls: an options dataclass (fields with defaults).
         exclude: field names the command sets itself.
-        overrides: per-field metadata given by the command (same keys as the field metadata; they win).
 
     Raises:
         TypeError: a field type the generator does not handle.
     """
     hints = typing.get_type_hints(cls)
     docs = docstring_attributes(cls)
-    for f in _fields(cls, exclude, overrides):
-        md = {**f.metadata, **(overrides or {}).get(f.name, {})}
+    for f in _fields(cls, exclude):
+        md = f.metadata
         flag = md.get("flag", "--" + f.name.replace("_", "-"))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         text = md.get("help", docs.get(f.name, ""))

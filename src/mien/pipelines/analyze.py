@@ -11,7 +11,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mien.io.video import Frame, ImageSource, VideoSource, WebcamSource, open_source
 from mien.pipelines.frame_analyzer import FrameAnalyzer
@@ -82,30 +82,30 @@ class AnalyzeOptions:
         progress: show a progress bar.
     """
 
-    every: int = 1
-    start: float | None = None
-    end: float | None = None
-    max_faces: int = 1
-    detector: str = "auto"
+    every: int = field(default=1, metadata={"metavar": "N"})
+    start: float | None = field(default=None, metadata={"metavar": "SEC"})
+    end: float | None = field(default=None, metadata={"metavar": "SEC"})
+    max_faces: int = field(default=1, metadata={"metavar": "N"})
+    detector: str = field(default="auto", metadata={"choices": ("auto", "short", "full")})
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     focal_px: float | None = None
-    max_side: int = 800
+    max_side: int = field(default=800, metadata={"metavar": "PX"})
     emotion: bool = False
     au: bool = False
     au_baseline: bool = False
-    au_model: str | None = None
-    tokenizer: str | None = None
+    au_model: str | None = field(default=None, metadata={"metavar": "PATH"})
+    tokenizer: str | None = field(default=None, metadata={"metavar": "PATH"})
     face3d: bool = False
     face3d_model: str | None = None
     face3d_smooth: bool = False
-    identity: bool | None = None
+    identity: bool | None = field(default=None, metadata={"flag": "--reid"})
     smooth: bool = False
     backend: str = "auto"
     batch_size: int = 32
     threads: int | None = None
     device: str = "cpu"
-    progress: bool = False
+    progress: bool = field(default=False, metadata={"cli": False})  # set by the command from the terminal
 
     def __post_init__(self) -> None:
         if self.au_model is not None:
