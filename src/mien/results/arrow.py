@@ -30,6 +30,10 @@ def _from_array(col, dtype: np.dtype, shape: tuple) -> np.ndarray:
 
 
 def result_to_arrow(res: AnalysisResult) -> pa.Table:
+    """``res`` as a ``pyarrow.Table``: one non-nullable field per column (arrays as nested fixed-size lists),
+    each field's unit and description in its metadata, and the schema version, mien version, column
+    dtypes/shapes and ``res.meta`` as JSON under the schema metadata key ``mien``. Inverse of
+    :func:`result_from_arrow` (exact)."""
     arrays, fields = [], []
     shapes = {}
     for name, arr in res.columns().items():
@@ -54,6 +58,12 @@ def result_to_arrow(res: AnalysisResult) -> pa.Table:
 
 
 def result_from_arrow(table: pa.Table) -> AnalysisResult:
+    """The :class:`AnalysisResult` stored by :func:`result_to_arrow`.
+
+    Raises:
+        ValueError: no ``mien`` schema metadata, or a results schema of another major version.
+        KeyError: a column listed in the metadata is missing from the table.
+    """
     """Inverse of :func:`result_to_arrow` (exact). Core columns a file from an earlier schema minor version
     lacks are derived when they can be (:meth:`AnalysisResult.derived_columns`).
 
