@@ -73,6 +73,20 @@ def test_pairs_and_loss_helpers(batch):
     assert 0 <= float(good) < float(bad)  # minimising pulls towards the driver (the seed had the sign wrong)
 
 
+def test_every_loss_term_is_computed_and_logged(batch):
+    from mien.tasks.reenact.losses import d_hinge
+
+    torch.manual_seed(0)
+    w = dict(l1=1.0, perceptual=0.1, identity=0.1, expression=0.05, gan=0.1, feature_matching=1.0, cross=0.1)
+    task = ReenactTask(weights=w, z_reg=0.01)
+    logs: dict = {}
+    total, b, out, _ = task._step(batch, logs)
+    assert {"l1", "perceptual", "identity", "expression", "gan", "feature_matching", "cross", "cross_identity",
+            "z_reg"} <= set(logs)
+    assert all(torch.isfinite(v) for v in logs.values()) and float(total) > 0
+    assert 0 <= float(logs["identity"]) <= 2 and float(d_hinge(task.disc(b["drv"]), task.disc(out))) >= 0
+
+
 def test_base_stage_lowers_the_loss(batch):
     torch.manual_seed(0)
     task = ReenactTask(weights=LIGHT, perceptual_stages=1, color_jitter=0.0)
