@@ -51,7 +51,8 @@ class Face3DTask(pl.LightningModule):
         model: registered name (``mien.list_models("face3d")``). model_overrides: keyword overrides of its
             :class:`~mien.models.face3d.Face3DConfig` (e.g. ``{"face_model": "flame:/p/generic_model.pkl"}``).
         weights: :class:`~mien.tasks.face3d.config.Face3DWeights`. cycle: :class:`~.config.CycleConfig`.
-        optim: :class:`~.config.Face3DOptim`. total_steps: cosine-decay length (None: the trainer's estimate).
+        optim: :class:`~.config.Face3DOptim`. total_steps: cosine-decay length in batches (None: the trainer's
+            ``max_steps`` / 2 — Lightning counts one step per optimiser, two per batch — or its estimate).
         seed: seed of the cycle path's augmentation generator.
     """
 
@@ -228,7 +229,11 @@ class Face3DTask(pl.LightningModule):
     def total_steps(self) -> int:
         if self._total_steps is not None:
             return int(self._total_steps)
-        est = getattr(self.trainer, "estimated_stepping_batches", None) if self._trainer is not None else None
+        if self._trainer is None:
+            return 1000
+        if self.trainer.max_steps and self.trainer.max_steps > 0:
+            return max(self.trainer.max_steps // 2, 1)
+        est = getattr(self.trainer, "estimated_stepping_batches", None)
         return int(est) if est is not None and np.isfinite(est) else 1000
 
     def configure_optimizers(self):
