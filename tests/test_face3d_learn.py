@@ -296,10 +296,9 @@ def test_cli_train_teaser_tiny_then_export(face_images, tmp_path, monkeypatch):
 
 def test_encoder_on_a_flame_file(tmp_path, monkeypatch):
     """The same configs run on a user-supplied FLAME model (here the synthetic file in FLAME's format)."""
-    from test_face3d import _fake_flame
-
     from mien.models.face3d import Face3DConfig, Face3DNet, load_flame
     from mien.models.face3d.learned import CONFIGS
+    from test_face3d import _fake_flame
 
     path, _ = _fake_flame(tmp_path, monkeypatch)
     emb = tmp_path / "emb.npz"
