@@ -126,7 +126,7 @@ def test_soft_rasterize_bad_shapes():
 
 
 # ---- encoders and neural renderers --------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["smirk-tiny", "teaser-tiny"])
+@pytest.mark.parametrize("name", ["smirk-tiny", "teaser-tiny", "smirk-faceapi-tiny"])
 def test_encoder_renderer_shapes_and_batching(name):
     from mien.models.registry import create_model, get_model_spec
 
@@ -142,7 +142,7 @@ def test_encoder_renderer_shapes_and_batching(name):
     assert p.shape.shape == (3, min(300, fm.n_shape)) and p.expression.shape == (3, 50)
     assert p.jaw.shape == (3, 3) and p.eyelids.shape == (3, 2) and p.rotation.shape == (3, 3)
     assert p.camera.shape == (3, 3) and float(p.camera[:, 0].min()) > 0
-    assert (p.tokens is None) == (name == "smirk-tiny")
+    assert (p.tokens is None) == name.startswith("smirk")
     if p.tokens is not None:
         assert p.tokens.shape == (3, 4, 32)
     assert img.shape == (3, 3, 64, 64) and 0 <= float(img.min()) and float(img.max()) <= 1
@@ -151,6 +151,10 @@ def test_encoder_renderer_shapes_and_batching(name):
     assert torch.allclose(img1, img[1:2], atol=1e-5)  # deterministic hint pixels at eval
     with pytest.raises(ValueError, match="64"):
         net.encoder(torch.rand(1, 3, 32, 32))
+    if name == "smirk-faceapi-tiny":  # the shipped face-api features stay frozen and in eval mode
+        net.train()
+        bb = net.encoder.expression.encoder
+        assert not bb.net.training and not any(q.requires_grad for q in bb.parameters())
 
 
 def test_teaser_token_decoder_starts_at_zero():
@@ -309,3 +313,22 @@ def test_encoder_on_a_flame_file(tmp_path, monkeypatch):
     with torch.no_grad():
         p, img = net(torch.rand(2, 3, 64, 64))
     assert p.shape.shape == (2, 4) and p.expression.shape == (2, 2) and img.shape == (2, 3, 64, 64)
+
+
+def test_shipped_configs_state_every_weight():
+    """Every loss weight, cycle and optimiser option is written in each shipped config (none left to defaults)."""
+    from dataclasses import fields
+
+    import yaml
+
+    from mien.cli.train import TASKS, config_path
+    from mien.models.face3d.learned import CONFIGS
+    from mien.tasks.face3d import CycleConfig, Face3DOptim, Face3DWeights
+
+    assert "face3d" in TASKS
+    for name in ("smirk-tiny", "teaser-tiny", "smirk-faceapi-tiny", "smirk", "teaser"):
+        cfg = yaml.safe_load(config_path("face3d", name).read_text())
+        assert cfg["model"]["model"] == name and name in CONFIGS
+        for key, cls in (("weights", Face3DWeights), ("cycle", CycleConfig), ("optim", Face3DOptim)):
+            assert set(cfg["model"][key]) == {f.name for f in fields(cls)}, (name, key)
+        assert cfg["trainer"]["max_steps"] == 2 * cfg["model"]["total_steps"]

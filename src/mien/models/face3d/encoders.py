@@ -14,7 +14,9 @@ CVPR 2024) and TEASER's appearance-token encoder (Liu et al., ICLR 2025), on tim
 
 Backbones come from ``timm.create_model(name, pretrained=…, features_only=True)``: ``pretrained=True`` loads
 timm's ImageNet weights through its hub cache (needs network access once); mien's tiny configs are random-init.
-ImageNet normalisation is applied inside the encoders.
+ImageNet normalisation is applied inside the encoders. The backbone name ``faceapi-expression`` instead uses
+face-api's FaceExpressionNet features (shipped with mien, frozen; :class:`FaceApiBackbone`) — pretrained on
+facial expressions and available offline.
 """
 
 from __future__ import annotations
@@ -33,10 +35,60 @@ _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
 
+FACEAPI_BACKBONE = "faceapi-expression"
+"""Backbone name of the frozen, shipped face-api FaceExpressionNet feature extractor (:class:`FaceApiBackbone`)."""
+
+
+class _FeatureInfo:
+    """The part of timm's ``feature_info`` the encoders use."""
+
+    def __init__(self, channels):
+        self._channels = list(channels)
+
+    def channels(self) -> list[int]:
+        return list(self._channels)
+
+
+class FaceApiBackbone(nn.Module):
+    """face-api's FaceExpressionNet feature extractor (shipped with mien, MIT), frozen, as a ``features_only``
+    backbone: crop (B, 3, S, S) RGB [0, 1] → resized to 112² → 4 feature maps (32, 64, 128, 256 channels at 56²,
+    28², 14², 7²). Always in eval mode; its weights never train."""
+
+    def __init__(self):
+        super().__init__()
+        from mien.models.faceapi import load_expression_net
+
+        self.net = load_expression_net().features.requires_grad_(False)
+        self.feature_info = _FeatureInfo((32, 64, 128, 256))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.net.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        from mien.models.faceapi.nets import _normalize
+
+        x = F.interpolate(x, size=(112, 112), mode="bilinear", align_corners=False, antialias=x.shape[-1] > 112)
+        x = _normalize(x * 255.0)
+        out = []
+        for block in (self.net.dense0, self.net.dense1, self.net.dense2, self.net.dense3):
+            x = block(x)
+            out.append(x)
+        return out
+
+
 def _backbone(name: str, pretrained: bool) -> nn.Module:
+    """A ``features_only`` backbone: :data:`FACEAPI_BACKBONE` (frozen, shipped) or a timm model name."""
+    if name == FACEAPI_BACKBONE:
+        return FaceApiBackbone()
     import timm
 
     return timm.create_model(name, pretrained=pretrained, features_only=True)
+
+
+def _norm_for(name: str) -> nn.Module:
+    return nn.Identity() if name == FACEAPI_BACKBONE else _Normalise()
 
 
 class _Normalise(nn.Module):
@@ -54,7 +106,7 @@ class _Head(nn.Module):
 
     def __init__(self, backbone: str, out: int, pretrained: bool, init_scale: float):
         super().__init__()
-        self.norm = _Normalise()
+        self.norm = _norm_for(backbone)
         self.encoder = _backbone(backbone, pretrained)
         self.fc = nn.Linear(self.encoder.feature_info.channels()[-1], out)
         with torch.no_grad():
@@ -113,7 +165,7 @@ class TokenEncoder(nn.Module):
 
     def __init__(self, backbone: str, dim: int = 256, pretrained: bool = False):
         super().__init__()
-        self.norm = _Normalise()
+        self.norm = _norm_for(backbone)
         self.encoder = _backbone(backbone, pretrained)
         ch = self.encoder.feature_info.channels()[::-1][:4]  # coarsest first
         self.proj = nn.ModuleList(nn.Linear(c * g * g, dim) for c, g in zip(ch, self.GRIDS, strict=True))
