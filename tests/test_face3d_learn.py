@@ -332,3 +332,14 @@ def test_shipped_configs_state_every_weight():
         for key, cls in (("weights", Face3DWeights), ("cycle", CycleConfig), ("optim", Face3DOptim)):
             assert set(cfg["model"][key]) == {f.name for f in fields(cls)}, (name, key)
         assert cfg["trainer"]["max_steps"] == 2 * cfg["model"]["total_steps"]
+
+
+def test_build_cli_instantiates_tiny_configs(tmp_path):
+    from mien.cli.train import build_cli
+
+    for name in ("smirk-tiny", "teaser-tiny"):
+        cli = build_cli("face3d", ["--config", name, "--data.init_args.root", str(tmp_path),
+                                   f"--trainer.default_root_dir={tmp_path}"], run=False)
+        assert cli.model.net.cfg.size == 64 and cli.model.w.landmark == 100.0
+        sched = cli.model.configure_optimizers()[1][0]
+        assert sched.lr_lambdas[0](0) == 1.0 and abs(sched.lr_lambdas[0](200) - 0.01) < 1e-9

@@ -19,7 +19,6 @@ Logged (``train/``, ``val/``): loss, loss_<term> for every weight, lr. Export: :
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from mien.tasks.face3d.losses import (
     expression_templates,
     landmark_loss,
 )
+from mien.tasks.schedules import WarmupDecaySchedule, lambda_lr
 
 __all__ = ["Face3DTask"]
 
@@ -241,13 +241,8 @@ class Face3DTask(pl.LightningModule):
         enc = [q for q in self.net.encoder.parameters() if q.requires_grad]
         opt_e = torch.optim.Adam(enc, lr=o.lr * o.encoder_lr_scale)
         opt_g = torch.optim.Adam(self.net.renderer.generator.parameters(), lr=o.lr, betas=tuple(o.generator_betas))
-        n = max(self.total_steps(), 1)
-
-        def cosine(step):
-            return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(step, n) / n))
-
-        return [opt_e, opt_g], [torch.optim.lr_scheduler.LambdaLR(opt_e, cosine),
-                                torch.optim.lr_scheduler.LambdaLR(opt_g, cosine)]
+        sched = WarmupDecaySchedule(1.0, 1.0, o.min_lr_ratio, 0, max(self.total_steps(), 1), decay="cosine")
+        return [opt_e, opt_g], [lambda_lr(opt_e, sched)["scheduler"], lambda_lr(opt_g, sched)["scheduler"]]
 
     # ------------------------------------------------------------------------------------------ export
     def export(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
