@@ -11,6 +11,7 @@ pytest.importorskip("timm")
 
 from mien.models.face3d import (  # noqa: E402
     Face3DParams,
+    landmarks_px,
     load_face3d,
     load_face3d_encoder,
     load_face3d_renderer,
@@ -271,7 +272,10 @@ def test_train_tiny_loses_loss_and_exports(face_images, tmp_path):
         assert torch.allclose(p0.expression, p1.expression, atol=1e-5)
         assert torch.allclose(task.net.renderer.render(x, p0), ren.render(x, p1), atol=1e-5)
         geo = render_geometry(enc.face_model, p1, enc.size)
-    assert geo["mask"].shape == (4, 1, 64, 64)
+        lm = landmarks_px(enc.face_model, p1, enc.size)
+    assert geo["mask"].shape == (4, 1, 64, 64) and lm.shape == (4, 478, 3) and torch.isfinite(lm).all()
+    # after a few steps the reconstructed landmarks already sit on the face (crop px)
+    assert float((lm[:, :468, :2] - batch["landmarks"][:, :468, :2]).norm(dim=-1).median()) < 10
 
 
 def test_cli_train_teaser_tiny_then_export(face_images, tmp_path, monkeypatch):
