@@ -289,6 +289,7 @@ def test_cli_train_teaser_tiny_then_export(face_images, tmp_path, monkeypatch):
                f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"])
     assert rc == 0
     (ckpt,) = list(tmp_path.rglob("*.ckpt"))
+    assert ckpt.name == "last.ckpt"  # the config's ModelCheckpoint(save_last) writes one at the end of training
     assert main(["export", "face3d", str(ckpt), "-o", str(tmp_path / "exp")]) == 0
     net = load_face3d(tmp_path / "exp")
     assert net.encoder.has_tokens and net.cfg.token_backbone
