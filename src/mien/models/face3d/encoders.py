@@ -176,11 +176,23 @@ class TokenEncoder(nn.Module):
         return torch.stack(toks, 1)
 
 
-def default_camera(face_model: FaceModel, fill: float = 0.75) -> tuple[float, float, float]:
-    """The orthographic camera (s, tx, ty) that centres the model's mean face in the crop with its height spanning
-    ``fill`` of the crop (the starting point of :class:`PoseEncoder`)."""
-    v = np.asarray(face_model.vertices(batch=1)[0], np.float64)
-    lo, hi = v[:, :2].min(0), v[:, :2].max(0)
+def default_camera(face_model: FaceModel, crop: str | None = "aligned-ffhq-0.0",
+                   fill: float = 0.75) -> tuple[float, float, float]:
+    """The orthographic camera (s, tx, ty) under which the model's mean face lands where mien's ``crop`` puts a
+    frontal face (the starting point of :class:`PoseEncoder`).
+
+    For ``aligned-ffhq-<margin>`` crops and a model embedding all 478 MediaPipe landmarks, the crop's own rule
+    (:func:`mien.face.align.similarity_params`: eyes and mouth) applied to the mean face's landmarks; otherwise
+    the mean face centred with its height spanning ``fill`` of the crop."""
+    v = np.asarray(face_model.vertices(batch=1), np.float64)
+    if crop and crop.startswith("aligned-ffhq") and len(face_model.embedding) == 478:
+        from mien.face.align import similarity_params
+        from mien.face.crops import parse_crop_contract
+
+        margin = parse_crop_contract(crop)[1]
+        cx, cy, half, _ = similarity_params(np.asarray(face_model.landmarks(v), np.float64), margin)[0]
+        return (1.0 / half, -cx / half, -cy / half)
+    lo, hi = v[0, :, :2].min(0), v[0, :, :2].max(0)
     s = 2 * fill / max(float(hi[1] - lo[1]), 1e-9)
     c = (lo + hi) / 2
     return (s, float(-s * c[0]), float(-s * c[1]))
@@ -213,7 +225,7 @@ class Face3DEncoder(nn.Module):
         self.crop = crop
         self.n_shape = min(int(n_shape), face_model.n_shape)
         self.n_expression = min(int(n_expression), face_model.n_expression)
-        self.pose = PoseEncoder(pose_backbone, pretrained, default_camera(face_model))
+        self.pose = PoseEncoder(pose_backbone, pretrained, default_camera(face_model, crop))
         self.shape = ShapeEncoder(shape_backbone, self.n_shape, pretrained) if self.n_shape else None
         self.expression = ExpressionEncoder(expression_backbone, self.n_expression, pretrained)
         self.tokens = TokenEncoder(token_backbone, token_dim, pretrained) if token_backbone else None
