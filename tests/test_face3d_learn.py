@@ -244,7 +244,7 @@ def test_train_tiny_loses_loss_and_exports(face_images, tmp_path):
     dm.setup()
     assert len(dm.train_set) == 8
     batch = next(iter(torch.utils.data.DataLoader(dm.train_set, batch_size=4)))
-    task = Face3DTask("smirk-tiny", optim={"lr": 3e-3, "encoder_lr_scale": 1.0, "frames_per_clip": 1},
+    task = Face3DTask("smirk-tiny", optim={"lr": 5e-3, "encoder_lr_scale": 0.2, "frames_per_clip": 1},
                       total_steps=100)
 
     def path1_loss():  # the reconstruction path's weighted loss on the batch, same hint pixels each time
@@ -252,7 +252,7 @@ def test_train_tiny_loses_loss_and_exports(face_images, tmp_path):
         with torch.no_grad():
             img, lm = task.unpack(batch)
             terms = task.path1(img, lm)[0]
-            return float(task.weighted(terms)), float(terms["landmark"])
+            return float(task.weighted(terms)), float(terms["photometric"])
 
     before = path1_loss()
     trainer = pl.Trainer(max_steps=12, accelerator="cpu", logger=False, enable_checkpointing=False,
@@ -260,7 +260,7 @@ def test_train_tiny_loses_loss_and_exports(face_images, tmp_path):
     trainer.fit(task, train_dataloaders=torch.utils.data.DataLoader([batch] * 6, batch_size=None))
     assert task._batches == 5  # 6 batches, 12 optimiser steps (encoders + generator)
     after = path1_loss()
-    assert after[0] < 0.8 * before[0] and after[1] < before[1], (before, after)
+    assert after[0] < 0.97 * before[0] and after[1] < 0.85 * before[1], (before, after)
     out = task.export(tmp_path / "exp")
     enc, ren = load_face3d_encoder(out), load_face3d_renderer(out)
     assert not enc.training and enc.size == 64 and enc.face_model.name == "mien-face"

@@ -9,9 +9,9 @@ with betas (0.5, 0.999); cosine decay to ``min_lr_ratio``):
   coefficient regularisers;
 * path 2 (expression-augmentation cycle): new expressions/jaws/eyelids (random / permuted / template / zero,
   :func:`~mien.tasks.face3d.losses.augment_expressions`), render and reconstruct with the detached tokens,
-  re-encode, and penalise the difference to the augmented parameters; with ``alternate`` the encoders are frozen
-  in this path on even steps and the generator on odd steps (seed), the generator's gradient clipped to
-  ``generator_clip`` when it is trained by the cycle.
+  re-encode, and penalise the difference to the augmented parameters, as a second optimiser step; with
+  ``alternate`` the encoders are frozen in this path on even batches and the generator on odd ones (seed), the
+  generator's gradient clipped to ``generator_clip`` when the cycle trains it.
 
 Logged (``train/``, ``val/``): loss, loss_<term> for every weight, lr. Export: :meth:`Face3DTask.export`
 (``mien export face3d``).
@@ -176,37 +176,46 @@ class Face3DTask(pl.LightningModule):
 
     # ------------------------------------------------------------------------------------------ steps
     def training_step(self, batch, batch_idx):
+        """Path 1: one step of both optimisers. Path 2 (cycle): a second step of the side it trains (both without
+        ``alternate``); that step goes to the raw optimisers, so Lightning's ``global_step`` counts two per batch."""
         opt_e, opt_g = self.optimizers()
         self._batches += 1
         img, lm = self.unpack(batch)
         terms, p, _ = self.path1(img, lm)
-        if self.w.cycle > 0:
-            o = self.optim_cfg
-            freeze_encoder = o.alternate and self._batches % 2 == 0
-            freeze_generator = o.alternate and not freeze_encoder
-            enc, gen = self.net.encoder, self.net.renderer.generator
-            states = {q: q.requires_grad for q in enc.parameters()}
-            if freeze_encoder:
-                enc.requires_grad_(False)
-            if freeze_generator:
-                gen.requires_grad_(False)
-            try:
-                terms["cycle"] = self.path2(img, p, not freeze_generator)
-            finally:
-                for q, s in states.items():
-                    q.requires_grad_(s)
-                gen.requires_grad_(True)
-        else:
-            freeze_generator = True
-            terms["cycle"] = img.new_zeros(())
         loss = self.weighted(terms)
         opt_e.zero_grad(set_to_none=True)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        if not freeze_generator and self.optim_cfg.generator_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.net.renderer.generator.parameters(), self.optim_cfg.generator_clip)
         opt_e.step()
         opt_g.step()
+        if self.w.cycle > 0:
+            o = self.optim_cfg
+            train_encoder = not (o.alternate and self._batches % 2 == 0)
+            train_generator = not (o.alternate and train_encoder)
+            enc, gen = self.net.encoder, self.net.renderer.generator
+            states = {q: q.requires_grad for q in enc.parameters()}
+            if not train_encoder:
+                enc.requires_grad_(False)
+            gen.requires_grad_(train_generator)
+            try:
+                cycle = self.path2(img, p, train_generator)
+            finally:
+                for q, st in states.items():
+                    q.requires_grad_(st)
+                gen.requires_grad_(True)
+            opt_e.zero_grad(set_to_none=True)
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(self.w.cycle * cycle)
+            if train_generator:
+                if o.generator_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(gen.parameters(), o.generator_clip)
+                opt_g.optimizer.step()
+            if train_encoder:
+                opt_e.optimizer.step()
+            terms["cycle"] = cycle.detach()
+            loss = loss.detach() + self.w.cycle * terms["cycle"]
+        else:
+            terms["cycle"] = img.new_zeros(())
         for s in self.lr_schedulers():
             s.step()
         bs = len(img)
