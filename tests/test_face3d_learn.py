@@ -348,3 +348,20 @@ def test_build_cli_instantiates_tiny_configs(tmp_path):
         assert cli.model.net.cfg.size == 64 and cli.model.w.landmark == 100.0
         sched = cli.model.configure_optimizers()[1][0]
         assert sched.lr_lambdas[0](0) == 1.0 and abs(sched.lr_lambdas[0](200) - 0.01) < 1e-9
+
+
+def test_batchnorm_statistics_frozen_and_recalibrated():
+    """Generated images in the cycle terms must not move the encoders' BN statistics; recalibration on real crops
+    gives the plain average of their batch statistics."""
+    from mien.tasks.face3d import bn_statistics_frozen, recalibrate_batchnorm
+
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4)).train()
+    before = m[1].running_mean.clone()
+    with bn_statistics_frozen(m):
+        m(torch.randn(2, 3, 8, 8) + 5).sum().backward()
+    assert torch.equal(m[1].running_mean, before) and m[1].training and m[0].weight.grad is not None
+    xs = [torch.randn(4, 3, 8, 8) + i for i in range(3)]
+    assert recalibrate_batchnorm(m, xs) == 12 and m[1].momentum == 0.1
+    with torch.no_grad():
+        means = torch.stack([m[0](x).mean((0, 2, 3)) for x in xs]).mean(0)
+    assert torch.allclose(m[1].running_mean, means, atol=1e-5)

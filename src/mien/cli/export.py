@@ -20,6 +20,10 @@ def add_parser(sub) -> None:
                                         "models) or as au_default.safetensors + config.json (feature-vector "
                                         "models, -o DIR)")
     p.add_argument("--atol", type=float, default=1e-3, help="parity tolerance (default 1e-3)")
+    p.add_argument("--bn-data", metavar="DATASET", help="face3d: recompute the encoders' batch-norm statistics on "
+                                                        "the training subjects of this `mien prepare` dataset")
+    p.add_argument("--bn-val-fraction", type=float, default=0.1,
+                   help="face3d --bn-data: subject fraction held out (as in training; default 0.1)")
     p.set_defaults(func=run)
 
 
@@ -44,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         from mien.export.face3d import export_face3d_checkpoint
 
         try:
-            out = export_face3d_checkpoint(ckpt, args.output)
+            out = export_face3d_checkpoint(ckpt, args.output, bn_data=args.bn_data,
+                                           bn_val_fraction=args.bn_val_fraction)
         except FileNotFoundError:
             raise InputError(ckpt, "no such checkpoint") from None
         except ValueError as e:

@@ -123,7 +123,7 @@ class _Head(nn.Module):
 class PoseEncoder(_Head):
     """crop (B, 3, S, S) → (rotation (B, 3) axis-angle rad, camera (B, 3) = s, tx, ty).
 
-    ``s = s0 · exp(raw)`` and ``(tx, ty) = t0 + raw`` around ``camera0 = (s0, tx0, ty0)`` (the model's mean face
+    ``s = s0 · exp(b)`` and ``(tx, ty) = t0 + b`` with ``b = 2 tanh(raw / 2)`` (bounded) around ``camera0 = (s0, tx0, ty0)`` (the model's mean face
     centred in the crop, see :func:`default_camera`), so the initial output is that default camera."""
 
     def __init__(self, backbone: str, pretrained: bool = False, camera0=(1.0, 0.0, 0.0)):
@@ -132,7 +132,8 @@ class PoseEncoder(_Head):
 
     def forward(self, x):
         raw = super().forward(x)
-        cam = torch.cat([self.camera0[:1] * torch.exp(raw[:, 3:4]), self.camera0[1:] + raw[:, 4:6]], 1)
+        bounded = 2.0 * torch.tanh(raw[:, 3:6] / 2.0)  # ≈ raw near 0; scale within e^±2, shift within ±2 crop half-widths
+        cam = torch.cat([self.camera0[:1] * torch.exp(bounded[:, :1]), self.camera0[1:] + bounded[:, 1:]], 1)
         return raw[:, :3], cam
 
 

@@ -5,7 +5,8 @@ teaser``): :class:`Face3DTask`, its configuration (:mod:`.config`), losses (:mod
 from mien.tasks.face3d.config import CycleConfig, Face3DOptim, Face3DWeights
 from mien.tasks.face3d.data import Face3DImageDataModule, ImageFaceDataset, load_image_faces
 from mien.tasks.face3d.losses import FaceApiFeatures, augment_expressions, expression_templates, landmark_loss
-from mien.tasks.face3d.task import Face3DTask
+from mien.tasks.face3d.task import Face3DTask, bn_statistics_frozen, recalibrate_batchnorm
 
 __all__ = ["CycleConfig", "Face3DImageDataModule", "Face3DOptim", "Face3DTask", "Face3DWeights", "FaceApiFeatures",
-           "ImageFaceDataset", "augment_expressions", "expression_templates", "landmark_loss", "load_image_faces"]
+           "ImageFaceDataset", "augment_expressions", "bn_statistics_frozen", "expression_templates", "landmark_loss",
+           "load_image_faces", "recalibrate_batchnorm"]

@@ -20,6 +20,7 @@ Logged (``train/``, ``val/``): loss, loss_<term> for every weight, lr. Export: :
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -41,7 +42,44 @@ from mien.tasks.face3d.losses import (
 )
 from mien.tasks.schedules import WarmupDecaySchedule, lambda_lr
 
-__all__ = ["Face3DTask"]
+__all__ = ["Face3DTask", "bn_statistics_frozen", "recalibrate_batchnorm"]
+
+
+@contextmanager
+def bn_statistics_frozen(module: torch.nn.Module):
+    """Batch-norm layers of ``module`` in eval mode inside the block (running statistics used, not updated;
+    gradients still flow). The encoders see generated images in the cycle and token-cycle terms: updating the
+    statistics with them made the eval-mode encoder diverge from the training-mode one on real faces."""
+    bns = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
+    for m in bns:
+        m.eval()
+    try:
+        yield module
+    finally:
+        for m in bns:
+            m.train()
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(module: torch.nn.Module, images) -> int:
+    """Recompute the running statistics of every batch-norm layer of ``module`` as the plain average over
+    ``images`` (an iterable of (B, 3, S, S) real crops), as :func:`torch.optim.swa_utils.update_bn` does; the
+    module's mode and momenta are restored. Returns the number of images seen."""
+    bns = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = {m: m.momentum for m in bns}
+    was = module.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    module.train()
+    n = 0
+    for x in images:
+        module(x)
+        n += len(x)
+    for m in bns:
+        m.momentum = momenta[m]
+    module.train(was)
+    return n
 
 
 class Face3DTask(pl.LightningModule):
@@ -151,7 +189,8 @@ class Face3DTask(pl.LightningModule):
         out["perceptual"] = self.features.perceptual_loss(recon, img) if w.perceptual > 0 else zero
         out["emotion"] = self._emotion(x, p.tokens, img) if w.emotion > 0 else zero
         if p.tokens is not None and w.token_cycle > 0:
-            out["token_cycle"] = F.mse_loss(net.encoder.tokens(recon), p.tokens.detach()) * p.tokens.shape[1]
+            with bn_statistics_frozen(net.encoder.tokens):
+                out["token_cycle"] = F.mse_loss(net.encoder.tokens(recon), p.tokens.detach()) * p.tokens.shape[1]
         else:
             out["token_cycle"] = zero
         out.update(self._regularisers(p))
@@ -162,7 +201,8 @@ class Face3DTask(pl.LightningModule):
         net, w = self.net, self.w
         q = augment_expressions(p, self.cycle_cfg, self.expr_std, self.templates, self._gen)
         recon = net.renderer.render(img, q)
-        r = net.encoder(recon)
+        with bn_statistics_frozen(net.encoder):  # generated images must not move the BN statistics of real ones
+            r = net.encoder(recon)
         loss = F.mse_loss(r.expression / self.expr_std, q.expression / self.expr_std)
         loss = loss + w.cycle_jaw * F.mse_loss(r.jaw, q.jaw) + w.cycle_eyelids * F.mse_loss(r.eyelids, q.eyelids)
         if q.tokens is not None:
