@@ -26,7 +26,9 @@ from mien.models.face3d.raster import soft_rasterize  # noqa: E402
 pytestmark = [pytest.mark.usefixtures("torch_one_thread"),
               pytest.mark.filterwarnings("ignore:Found .* module\\(s\\) in eval mode"),
               pytest.mark.filterwarnings("ignore:LightningCLI's args parameter is intended"),
-              pytest.mark.filterwarnings("ignore:.*isinstance\\(treespec, LeafSpec\\)")]
+              pytest.mark.filterwarnings("ignore:.*isinstance\\(treespec, LeafSpec\\)"),
+              pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`"),
+              pytest.mark.filterwarnings("ignore:Using ModelCheckpoint with manual optimization")]
 VIDEO = "videos/talking/face_1.mp4"
 
 
