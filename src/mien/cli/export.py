@@ -9,8 +9,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a registered model to ONNX",
                        description="Export a registered image model (mien.list_models()) to ONNX; the file is "
                                    "validated with onnx.checker and compared with PyTorch through onnxruntime.")
-    p.add_argument("model", help="registered model name (e.g. faceapi-expression), or 'tokenizer' / 'au' / 'reenact' with "
-                                 "--checkpoint")
+    p.add_argument("model", help="registered model name (e.g. faceapi-expression), or 'tokenizer' / 'au' / 'reenact' / "
+                                 "'face3d' with a checkpoint (CKPT or --checkpoint)")
     p.add_argument("checkpoint_pos", nargs="?", metavar="CKPT", help="the checkpoint (same as --checkpoint)")
     p.add_argument("-o", "--output", required=True,
                    help="output .onnx file (a folder for 'tokenizer' and for a feature-vector 'au' model)")
@@ -21,6 +21,10 @@ def add_parser(sub) -> None:
     p.add_argument("--atol", type=float, default=1e-3, help="parity tolerance (default 1e-3)")
     p.add_argument("--au-data", metavar="DATASET", help="reenact: a prepared dataset to fit per-AU editing "
                                                         "directions of the expression latent on")
+    p.add_argument("--bn-data", metavar="DATASET", help="face3d: recompute the encoders' batch-norm statistics on "
+                                                        "the training subjects of this `mien prepare` dataset")
+    p.add_argument("--bn-val-fraction", type=float, default=0.1,
+                   help="face3d --bn-data: subject fraction held out (as in training; default 0.1)")
     p.set_defaults(func=run)
 
 
@@ -42,6 +46,22 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.isfile(args.checkpoint):
             raise InputError(args.checkpoint, "no such checkpoint")
         print(f"mien: wrote {export_au_checkpoint(args.checkpoint, args.output)}")
+        return 0
+    if args.model == "face3d":
+        ckpt = args.checkpoint
+        if not ckpt:
+            raise ValueError("mien export face3d needs a checkpoint: mien export face3d CKPT -o DIR")
+        from mien.errors import InputError
+        from mien.export.face3d import export_face3d_checkpoint
+
+        try:
+            out = export_face3d_checkpoint(ckpt, args.output, bn_data=args.bn_data,
+                                           bn_val_fraction=args.bn_val_fraction)
+        except FileNotFoundError:
+            raise InputError(ckpt, "no such checkpoint") from None
+        except ValueError as e:
+            raise InputError(ckpt, str(e).split(": ", 1)[-1]) from None
+        print(f"mien: wrote {out} (config.json + model.safetensors)")
         return 0
     if args.model == "tokenizer":
         if not args.checkpoint:
