@@ -9,14 +9,15 @@ def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a registered model to ONNX",
                        description="Export a registered image model (mien.list_models()) to ONNX; the file is "
                                    "validated with onnx.checker and compared with PyTorch through onnxruntime.")
-    p.add_argument("model", help="registered model name (e.g. faceapi-expression), or 'tokenizer' / 'au' with "
-                                 "--checkpoint")
+    p.add_argument("model", help="registered model name (e.g. faceapi-expression), or 'tokenizer' / 'au' / "
+                                 "'reaction' with --checkpoint")
     p.add_argument("-o", "--output", required=True,
                    help="output .onnx file (a folder for 'tokenizer' and for a feature-vector 'au' model)")
     p.add_argument("--checkpoint", help="Lightning checkpoint: for 'tokenizer' exported as config.json + "
                                         "model.safetensors (loadable without Lightning); for 'au' as ONNX (image "
                                         "models) or as au_default.safetensors + config.json (feature-vector "
-                                        "models, -o DIR)")
+                                        "models, -o DIR); for 'reaction' (a reaction or reaction-tokenizer "
+                                        "run) as config.json + model.safetensors")
     p.add_argument("--atol", type=float, default=1e-3, help="parity tolerance (default 1e-3)")
     p.set_defaults(func=run)
 
@@ -33,6 +34,18 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.isfile(args.checkpoint):
             raise InputError(args.checkpoint, "no such checkpoint")
         print(f"mien: wrote {export_au_checkpoint(args.checkpoint, args.output)}")
+        return 0
+    if args.model == "reaction":
+        if not args.checkpoint:
+            raise ValueError("mien export reaction needs --checkpoint CKPT")
+        from mien.errors import InputError
+        from mien.export.reaction import export_reaction_checkpoint
+
+        try:
+            kind, out = export_reaction_checkpoint(args.checkpoint, args.output)
+        except FileNotFoundError:
+            raise InputError(args.checkpoint, "no such checkpoint") from None
+        print(f"mien: wrote {out} (reaction {kind}: config.json + model.safetensors)")
         return 0
     if args.model == "tokenizer":
         if not args.checkpoint:

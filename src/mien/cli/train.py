@@ -7,7 +7,9 @@ shipped in ``mien/configs/<task>/`` (e.g. ``tiny``); :func:`resolve_config` is t
 Tasks (:data:`TASKS`): ``au`` (the config's ``model.class_path`` chooses :class:`mien.tasks.au.AUImageTask` or
 :class:`mien.tasks.au.AUFeaturesTask`; data: :class:`mien.tasks.au.AUDataModule`), ``tokenizer``
 (:class:`mien.tasks.tokenizer.TokenizerTask`) and ``predictor`` (:class:`mien.tasks.tokenizer.PredictorTask`),
-whose data module is given by class path (``data.class_path``).
+whose data module is given by class path (``data.class_path``), ``reaction-tokenizer``
+(:class:`mien.tasks.reaction.ReactionTokenizerTask`) and ``reaction`` (:class:`mien.tasks.reaction.ReactionTask`)
+on :class:`mien.tasks.reaction.ReactionDataModule` (dyadic shards).
 
 ``mien train face-model DATASETS… -o model.npz`` is not a Lightning task (and does not import Lightning): it
 builds a ``mien-face`` 3-D face model from analysed faces (:func:`mien.models.face3d.train_face_model`), e.g.
@@ -49,6 +51,10 @@ TASKS: dict[str, TrainTask] = {
                            subclass_data=True),
     "predictor": TrainTask("mien.tasks.tokenizer:PredictorTask", "lightning.pytorch:LightningDataModule",
                            subclass_data=True),
+    "reaction-tokenizer": TrainTask("mien.tasks.reaction:ReactionTokenizerTask",
+                                    "mien.tasks.reaction:ReactionDataModule"),
+    "reaction": TrainTask("mien.tasks.reaction:ReactionTask", "mien.tasks.reaction:ReactionDataModule",
+                          links="mien.tasks.reaction:add_cli_links"),
 }
 """The trainable tasks; adding one = a task package under ``mien/tasks``, an entry here and its configs in
 ``mien/configs/<name>/``."""
