@@ -109,8 +109,13 @@ class FSQTokenizer(nn.Module):
         b = self._bound(z)
         q = b + (b.round() - b).detach()
         half = torch.div(self._levels, 2, rounding_mode="floor")
-        idx = ((q.detach().round() + half).long() * self._basis).sum(-1)
-        return q / half, idx
+        codes = q / half
+        return codes, self.ids_from_codes(codes.detach())
+
+    def ids_from_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Normalised codes (…, d) → token ids (…) long in [0, ∏ levels) (mixed radix of the level digits)."""
+        half = torch.div(self._levels, 2, rounding_mode="floor")
+        return ((codes * half).round() + half).long().mul(self._basis).sum(-1)
 
     def codes_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids (…) → normalised codes (…, d)."""
