@@ -138,3 +138,94 @@ def test_react_conversion_shards_and_dataset(react_tree, tmp_path):
     np.save(out / "appropriateness.npy", np.eye(4, dtype=bool))
     with pytest.raises(InputError, match=r"expected \(6, 6\)"):
         load_appropriateness(out)
+
+
+def _frames(path: str) -> list[np.ndarray]:
+    import av
+
+    with av.open(path) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def test_prepare_dyadic_real_pair_and_bad_pair(shared_data, tmp_path):
+    """A pairs CSV of two real talking clips (first 1.2 s) plus a pair whose listener has no face: the good
+    pair is written with mien's attributes (NaN exactly where mien has no model), the bad one reported."""
+    from mien.data.react import (
+        ATTRIBUTES_FROM_MIEN,
+        DyadicDataset,
+        load_appropriateness,
+        speaker_feature_names,
+    )
+    from mien.pipelines.prepare import PrepareOptions, prepare
+
+    v = shared_data / "videos" / "talking"
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("session,speaker_video,listener_video\n"
+                     f"s1,{v / 'Input__00002.mp4'},{v / 'Input__00010.mp4'}\n"
+                     f"noface,{v / 'Input__00002.mp4'},{shared_data / 'samples' / 'no_face.mp4'}\n")
+    out = tmp_path / "dy"
+    logged: list[str] = []
+    opts = PrepareOptions(mode="dyadic", end=1.2, dyadic_features=("presence", "attrs", "au", "pose", "mfcc"))
+    rep = prepare([str(pairs)], str(out), opts, log=logged.append)
+    assert [o["input"] for o in rep.ok] == ["s1"] and [f["input"] for f in rep.failed] == ["noface"]
+    assert "no_face.mp4: no face found" in logged[0]
+    names = speaker_feature_names(out)
+    assert names[0] == "presence" and "au:AU05" in names and names[-1] == "mfcc:12"
+    items = list(DyadicDataset(out, window=750))
+    assert [it["index"] for it in items] == [0, 1] and items[0]["speaker"].shape == (30, len(names))
+    assert np.isfinite(items[0]["speaker"]).all()
+    la = items[0]["listener_attrs"]
+    filled = [a in ATTRIBUTES_FROM_MIEN for a in REACT_ATTRIBUTES]
+    assert np.isfinite(la[:, filled]).all() and np.isnan(la[:, [not f for f in filled]]).all()
+    np.testing.assert_allclose(la[:, 17:24].sum(1), 1.0, atol=1e-4)  # face-api's 7 classes; contempt NaN
+    np.testing.assert_array_equal(items[1]["speaker_attrs"], la)  # mirrored item: b speaks
+    assert load_appropriateness(out).shape == (2, 2)
+    report = json.loads((out / "report.json").read_text())
+    assert report["failed"][0]["input"] == "noface"
+
+
+def test_prepare_dyadic_two_face_video(shared_data, tmp_path):
+    """One video with two people side by side (a video-call layout made from two real clips): the two largest
+    tracks become the two people, person a on the left. (shared/data has no real two-person video.)"""
+    from mien.data.react import DyadicDataset
+    from mien.io.writer import VideoWriter
+    from mien.pipelines.prepare import PrepareOptions, prepare
+
+    v = shared_data / "videos" / "talking"
+    left, right = _frames(str(v / "Input__00002.mp4"))[:25], _frames(str(v / "Pose_Source__00473.mp4"))[:25]
+    call = tmp_path / "call.mp4"
+    with VideoWriter(call, 25) as w:
+        for a, b in zip(left, right, strict=True):
+            w.write(np.concatenate([a, b], 1))
+    out = tmp_path / "dy2"
+    rep = prepare([str(call)], str(out), PrepareOptions(mode="dyadic", dyadic_features=("presence", "attrs")))
+    assert len(rep.ok) == 1, rep.failed
+    a_speaks, b_speaks = list(DyadicDataset(out))
+    assert a_speaks["speaker"].shape == (25, 26) and a_speaks["speaker"][:, 0].mean() > 0.9
+    assert b_speaks["speaker"][:, 0].mean() > 0.9  # both people found in (nearly) every frame
+    np.testing.assert_array_equal(a_speaks["listener_attrs"], b_speaks["speaker_attrs"])
+    assert np.nanmean(np.abs(a_speaks["speaker_attrs"] - b_speaks["speaker_attrs"])) > 0.01  # two different faces
+    done = json.loads(next((out / "done").glob("*.json")).read_text())
+    assert done["source_a"] != done["source_b"] and done["source_a"].startswith(str(call) + "#face")
+
+
+def test_render_reaction_video_and_plot(shared_data, tmp_path):
+    from mien.viz.reaction import plot_reactions, reaction_meshes, render_reaction_video
+
+    t = 12
+    attrs = np.zeros((t, 25), np.float32)
+    attrs[6:, 7] = 1.0  # AU12 (lip corner puller) on from frame 6
+    attrs[:, 17:] = 1 / 8
+    attrs[:, 15:17] = np.nan
+    meshes = reaction_meshes(attrs)
+    assert meshes.shape == (t, 478, 3) and np.abs(meshes[6] - meshes[0]).max() > 1.0
+    np.testing.assert_array_equal(meshes[0], meshes[5])
+    p = render_reaction_video(attrs, 25.0, tmp_path / "r.mp4", size=64,
+                              speaker_video=str(shared_data / "videos" / "talking" / "Input__00002.mp4"))
+    frames = _frames(str(p))
+    assert len(frames) == t and frames[0].shape == (64, 128, 3)
+    assert np.abs(frames[8][:, 64:].astype(int) - frames[2][:, 64:]).mean() > 0.1  # the mouth moved
+    png = plot_reactions(attrs, np.stack([attrs, attrs[::-1]]), tmp_path / "r.png")
+    assert png.stat().st_size > 10_000
+    with pytest.raises(ValueError, match=r"\(T, 25\)"):
+        render_reaction_video(np.zeros((5, 24)), 25.0, tmp_path / "x.mp4")
