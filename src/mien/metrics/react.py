@@ -37,7 +37,13 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "AU_SLICE",
     "DTW_SLICES",
+    "EXPRESSION_SLICE",
+    "REACT_ATTRIBUTES",
+    "REACT_AUS",
+    "REACT_EXPRESSIONS",
+    "VA_SLICE",
     "SYN_MAX_LAG",
     "ccc",
     "dtw_slices",
@@ -51,9 +57,21 @@ __all__ = [
     "react_metrics",
 ]
 
-DIM = 25
+REACT_AUS = ("AU01", "AU02", "AU04", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15", "AU17", "AU23",
+             "AU24", "AU25", "AU26")
+"""The 15 AU occurrences of the REACT attributes (FACS names, the challenge's order)."""
+REACT_EXPRESSIONS = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
+"""The 8 expression probabilities of the REACT attributes, in the challenge's order."""
+REACT_ATTRIBUTES: tuple[str, ...] = (*REACT_AUS, "valence", "arousal", *REACT_EXPRESSIONS)
+"""The 25 per-frame facial attributes of REACT 2023/2024 (columns of the official ``Emotion/*.csv``), in the
+challenge's order: 15 AU occurrences [0:15], valence and arousal [15:17] in [−1, 1], 8 expression
+probabilities [17:25] (Song et al., REACT2023, ACM MM 2023, §3). The one definition of the layout: readers,
+writers, models and plots use these names and the slices below."""
+DIM = len(REACT_ATTRIBUTES)
+AU_SLICE, VA_SLICE, EXPRESSION_SLICE = slice(0, 15), slice(15, 17), slice(17, 25)
 #: (start, stop, weight) of the FRDist DTW terms: AUs, valence/arousal, expression probabilities
-DTW_SLICES = ((0, 15, 1 / 15), (15, 17, 1.0), (17, 25, 1 / 8))
+DTW_SLICES = ((AU_SLICE.start, AU_SLICE.stop, 1 / 15), (VA_SLICE.start, VA_SLICE.stop, 1.0),
+              (EXPRESSION_SLICE.start, EXPRESSION_SLICE.stop, 1 / 8))
 #: official FRSyn lag range: 2 s at 25 fps → lags −49…49
 SYN_MAX_LAG = 49
 _CHUNK = 256  # speakers (or reactions) per batched step: bounds temporaries to ~_CHUNK·R·T·25 float64
