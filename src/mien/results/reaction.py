@@ -1,8 +1,9 @@
 """``ReactionResult``: N generated listener reactions to one speaker clip, in the REACT 25-attribute layout.
 
 The 25 attributes per frame, in the order the REACT 2023/2024 challenges define (their ``Emotion/*.csv``):
-15 AU occurrences (:data:`REACT_AUS`, FACS names ``AU01`` … as elsewhere in mien; [0, 1]), valence and arousal
-([−1, 1]), 8 expression probabilities (:data:`REACT_EXPRESSIONS`, summing to 1). Parquet layout (one row per
+15 AU occurrences (:data:`mien.metrics.react.REACT_AUS`, FACS names ``AU01`` …; [0, 1]), valence and arousal
+([−1, 1]), 8 expression probabilities (:data:`~mien.metrics.react.REACT_EXPRESSIONS`, summing to 1) — the one
+definition is :data:`mien.metrics.react.REACT_ATTRIBUTES`. Parquet layout (one row per
 reaction × frame): ``reaction`` int32 (0 … n−1), ``frame`` int64, ``t_sec`` float64, then the 25 float32 columns
 of :data:`REACT_ATTRIBUTES`; the footer (schema metadata key ``mien``) holds ``meta`` as JSON.
 """
@@ -16,15 +17,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["REACT_ATTRIBUTES", "REACT_AUS", "REACT_EXPRESSIONS", "ReactionResult", "read_reactions"]
+from mien.metrics.react import REACT_ATTRIBUTES, REACT_AUS, REACT_EXPRESSIONS
 
-REACT_AUS: tuple[str, ...] = ("AU01", "AU02", "AU04", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15",
-                              "AU17", "AU23", "AU24", "AU25", "AU26")
-"""The 15 AUs of the REACT attributes [0:15], in order (the challenge's CSV names them ``AU1`` … ``AU26``)."""
-REACT_EXPRESSIONS: tuple[str, ...] = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
-"""The 8 expression probabilities [17:25], in order."""
-REACT_ATTRIBUTES: tuple[str, ...] = (*REACT_AUS, "valence", "arousal", *REACT_EXPRESSIONS)
-"""The 25 column names of the REACT per-frame attribute vector, in the challenge's order."""
+__all__ = ["REACT_ATTRIBUTES", "REACT_AUS", "REACT_EXPRESSIONS", "ReactionResult", "read_reactions"]
 
 _META_KEY = b"mien"
 FORMAT = "mien-reactions"

@@ -36,10 +36,15 @@ class ReactionModel(nn.Module):
         transformer: the :class:`ReactionTransformer` built for ``tokenizer`` and the speaker features.
         speaker_feature_names: the D_s names, in order (what ``mien.data.react.speaker_features`` computes).
         decoding: defaults of :meth:`generate` (``maskgit_steps``).
+        fps: frame rate of the training data (speaker features must be computed on this grid).
+
+    Buffers: ``speaker_mean``/``speaker_std`` (D_s,), and ``observed`` (25,) bool — the attributes the training
+    listeners ever had (mien-analysed data has no valence/arousal, AU10 or contempt): the others are generated
+    as NaN rather than as values no loss ever constrained.
     """
 
     def __init__(self, tokenizer: nn.Module, transformer: ReactionTransformer, speaker_feature_names: list[str],
-                 decoding: dict | None = None):
+                 decoding: dict | None = None, fps: float = 25.0):
         super().__init__()
         d = transformer.config.speaker_dim
         if len(speaker_feature_names) != d:
@@ -50,8 +55,10 @@ class ReactionModel(nn.Module):
         self.tokenizer, self.transformer = tokenizer, transformer
         self.speaker_feature_names = list(speaker_feature_names)
         self.decoding = {"maskgit_steps": 8, **(decoding or {})}
+        self.fps = float(fps)
         self.register_buffer("speaker_mean", torch.zeros(d))
         self.register_buffer("speaker_std", torch.ones(d))
+        self.register_buffer("observed", torch.ones(25, dtype=torch.bool))
 
     def normalise_speaker(self, speaker: torch.Tensor) -> torch.Tensor:
         """(B, T, D_s) raw features → z-scored with the training statistics; NaN (missing) → 0 (the mean)."""
@@ -75,7 +82,8 @@ class ReactionModel(nn.Module):
             steps: MaskGIT steps (default ``decoding["maskgit_steps"]``).
 
         Returns:
-            (B, n, T, 25) float32 in the REACT attribute layout (:data:`mien.results.reaction.REACT_ATTRIBUTES`).
+            (B, n, T, 25) float32 in the REACT attribute layout (:data:`mien.metrics.react.REACT_ATTRIBUTES`);
+            NaN in the attributes not :attr:`observed` in training.
 
         Raises:
             ValueError: bad shapes or values.
@@ -112,14 +120,14 @@ class ReactionModel(nn.Module):
             else:
                 tokens = maskgit_decode(self.transformer, x, steps or int(self.decoding["maskgit_steps"]),
                                         generator=gen, **kw)
-            out = self.tokenizer.decode(tokens)[:, :t]
+            out = self.tokenizer.decode(tokens)[:, :t].masked_fill(~self.observed, float("nan"))
         finally:
             self.train(was)
         return out.float().reshape(b, n, t, -1).cpu()
 
     def config_dict(self) -> dict:
         return {"tokenizer": self.tokenizer.config(), "transformer": self.transformer.config.to_dict(),
-                "speaker_feature_names": self.speaker_feature_names, "decoding": self.decoding}
+                "speaker_feature_names": self.speaker_feature_names, "decoding": self.decoding, "fps": self.fps}
 
 
 def _write(directory, meta: dict, module: nn.Module) -> Path:
@@ -206,6 +214,6 @@ def load_reaction_model(directory: str | os.PathLike, device: str | torch.device
     tcfg = dict(meta["transformer"])
     tcfg["vocab_sizes"] = tuple(tcfg["vocab_sizes"])
     model = ReactionModel(tok, ReactionTransformer(TransformerConfig(**tcfg)), meta["speaker_feature_names"],
-                          meta.get("decoding"))
+                          meta.get("decoding"), meta.get("fps", 25.0))
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()

@@ -12,6 +12,8 @@ __all__ = ["ReactionDataModule", "ReactionLoss", "ReactionSchedule", "ReactionTa
 
 
 def add_cli_links(parser) -> None:
-    """``mien train reaction``: ``model.speaker_feature_names`` from the data module's ``feature_names`` (the
-    stored speaker feature columns of the chosen groups), so model and data cannot disagree."""
+    """``mien train reaction``: ``model.speaker_feature_names`` and ``model.fps`` from the data module's
+    ``feature_names`` (the stored speaker feature columns of the chosen groups) and ``fps``, so model and data
+    cannot disagree."""
     parser.link_arguments("data.feature_names", "model.speaker_feature_names", apply_on="instantiate")
+    parser.link_arguments("data.fps", "model.fps", apply_on="instantiate")

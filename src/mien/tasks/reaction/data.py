@@ -8,20 +8,15 @@ dimension is unavailable), ``index`` (B,) long (row of the appropriateness matri
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from mien.pipelines.react_eval import held_out
+
 __all__ = ["ReactionDataModule", "collate", "held_out"]
-
-
-def held_out(session: str, fraction: float, seed: int = 0) -> bool:
-    """Stable session split: True for about ``fraction`` of sessions (hash of seed and name, not of order)."""
-    h = int(hashlib.sha1(f"{seed}:{session}".encode()).hexdigest()[:8], 16)
-    return h / 0xFFFFFFFF < fraction
 
 
 def collate(items: list[dict]) -> dict:
@@ -66,8 +61,8 @@ class ReactionDataModule(pl.LightningDataModule):
         in_memory: read the windows once into memory (small sets; shuffled each epoch) instead of streaming.
         seed: of the session hash.
 
-    Attributes (after construction): ``feature_names`` (the D_s speaker feature names), ``appropriateness``
-    ((2M, 2M) bool or None).
+    Attributes (after construction): ``feature_names`` (the D_s speaker feature names), ``fps`` (the manifest's),
+    ``appropriateness`` ((2M, 2M) bool or None).
     """
 
     def __init__(self, root: str, window: int = 750, stride: int | None = None,
@@ -79,11 +74,19 @@ class ReactionDataModule(pl.LightningDataModule):
 
         self.save_hyperparameters()
         self.feature_names = speaker_feature_names(root, list(features) if features else None)
+        self.fps = float(self._manifest(root).get("fps") or 25.0)
         try:
             self.appropriateness = load_appropriateness(root)
         except (ValueError, OSError):
             self.appropriateness = None
         self._train = self._val = None
+
+    @staticmethod
+    def _manifest(root: str) -> dict:
+        from mien.data import store
+
+        fs, path = store.get_fs(root)
+        return store.read_json(fs, store.join(path, "manifest.json"))
 
     def _is_val(self, session: str) -> bool:
         h = self.hparams

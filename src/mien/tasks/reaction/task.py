@@ -161,23 +161,24 @@ class ReactionTask(_Scheduled):
         model: registered transformer (``reaction-tiny``, ``reaction-base``); model_overrides: its overrides.
         online_chunk: token steps per online chunk (CRM training and online decoding).
         maskgit_steps: default MaskGIT steps of the exported model.
+        fps: frame rate of the data (linked from the data module by ``mien train``).
         schedule, loss: :class:`~mien.tasks.reaction.config.ReactionSchedule`, :class:`ReactionLoss`.
     """
 
     def __init__(self, tokenizer: str, speaker_feature_names: list[str], model: str = "reaction-tiny",
-                 model_overrides: dict | None = None, online_chunk: int = 1, maskgit_steps: int = 8,
+                 model_overrides: dict | None = None, online_chunk: int = 1, maskgit_steps: int = 8, fps: float = 25.0,
                  schedule: ReactionSchedule = ReactionSchedule(), loss: ReactionLoss = ReactionLoss()):  # noqa: B008
         super().__init__()
         self.schedule_cfg = as_config(ReactionSchedule, schedule)
         self.loss_cfg = as_config(ReactionLoss, loss)
         self.save_hyperparameters({"tokenizer": str(tokenizer), "speaker_feature_names": list(speaker_feature_names),
                                    "model": model, "model_overrides": model_overrides, "online_chunk": online_chunk,
-                                   "maskgit_steps": maskgit_steps, "schedule": as_dict(self.schedule_cfg),
+                                   "maskgit_steps": maskgit_steps, "fps": fps, "schedule": as_dict(self.schedule_cfg),
                                    "loss": as_dict(self.loss_cfg)})
         tok = load_reaction_tokenizer(tokenizer).requires_grad_(False)
         net = create_model(model, speaker_dim=len(speaker_feature_names), frames_per_token=tok.frames_per_token,
                            vocab_sizes=tuple(tok.vocab_sizes), online_chunk=online_chunk, **(model_overrides or {}))
-        self.model = ReactionModel(tok, net, list(speaker_feature_names), {"maskgit_steps": maskgit_steps})
+        self.model = ReactionModel(tok, net, list(speaker_feature_names), {"maskgit_steps": maskgit_steps}, fps)
         self.register_buffer("stats_ready", torch.tensor(False))
 
     def train(self, mode: bool = True):
@@ -186,7 +187,8 @@ class ReactionTask(_Scheduled):
         return self
 
     def on_fit_start(self) -> None:
-        """Speaker-feature normalisation from the training windows (once; restored from checkpoints)."""
+        """Speaker-feature normalisation and the observed listener attributes from the training windows (once;
+        restored from checkpoints)."""
         if bool(self.stats_ready):
             return
         items = self.trainer.datamodule.train_items()
@@ -194,6 +196,8 @@ class ReactionTask(_Scheduled):
         mean, std = np.nanmean(x, 0), np.nanstd(x, 0)
         self.model.speaker_mean.copy_(torch.from_numpy(np.nan_to_num(mean)).float())
         self.model.speaker_std.copy_(torch.from_numpy(np.where(np.nan_to_num(std) > 1e-6, np.nan_to_num(std), 1.0)).float())
+        seen = np.isfinite(np.stack([it["listener_attrs"] for it in items])).reshape(-1, 25).any(0)
+        self.model.observed.copy_(torch.from_numpy(seen))
         self.stats_ready.fill_(True)
 
     # ---- losses ----------------------------------------------------------------------------------------------
