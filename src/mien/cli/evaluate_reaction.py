@@ -18,6 +18,8 @@ def add_parser(kinds) -> None:
     p.add_argument("--val-fraction", type=float, default=0.25,
                    help="fraction of sessions held out (the training data module's split; default 0.25)")
     p.add_argument("--val-sessions", default="", metavar="A,B", help="held-out session names (comma-separated)")
+    p.add_argument("--exclude-sessions", default="", metavar="A,B",
+                   help="sessions in neither set (as excluded in training; comma-separated)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the session split (default 0)")
     p.add_argument("--window", type=int, default=100, help="frames per evaluated window (default 100, >= 51)")
     p.add_argument("-n", "--n", type=int, default=10, help="reactions per speaker R (default 10)")
@@ -34,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
 
     online = {"both": (False, True), "offline": (False,), "online": (True,)}[args.mode]
     sessions = [s.strip() for s in args.val_sessions.split(",") if s.strip()] or None
+    exclude = [s.strip() for s in args.exclude_sessions.split(",") if s.strip()] or None
     report = evaluate_reactions(args.model, args.data, val_root=args.val_root, val_fraction=args.val_fraction,
-                                val_sessions=sessions, split_seed=args.split_seed, window=args.window, n=args.n,
+                                val_sessions=sessions, exclude_sessions=exclude, split_seed=args.split_seed, window=args.window, n=args.n,
                                 online=online, seed=args.seed, temperature=args.temperature)
     table = markdown_table(report)
     print(table)

@@ -53,14 +53,16 @@ def _appropriate(items: list[dict], matrix: np.ndarray | None) -> np.ndarray:
 
 
 def evaluate_reactions(model, root: str, *, val_root: str | None = None, val_fraction: float = 0.25,
-                       val_sessions: list[str] | None = None, split_seed: int = 0, window: int = 100, n: int = 10,
+                       val_sessions: list[str] | None = None, exclude_sessions: list[str] | None = None,
+                       split_seed: int = 0, window: int = 100, n: int = 10,
                        online: tuple[bool, ...] = (False, True), seed: int = 0, temperature: float = 1.0,
                        top_k: int | None = None, top_p: float | None = None, workers: int | None = None) -> dict:
     """Score ``model`` and the baselines on held-out windows (module doc).
 
     Args:
         model: a ReactionModel or its folder. root: dyadic dataset (training windows; held-out ones too unless
-            ``val_root``). val_fraction / val_sessions / split_seed: the held-out sessions of ``root``.
+            ``val_root``). val_fraction / val_sessions / split_seed: the held-out sessions of ``root``;
+            exclude_sessions: sessions in neither set (as in training).
         window: frames per evaluated window (≥ 51 for FRSyn's ±49 lags). n: reactions per speaker (R).
         online: the decoding modes of the model to score.
 
@@ -83,7 +85,8 @@ def evaluate_reactions(model, root: str, *, val_root: str | None = None, val_fra
     for r in [root] + ([val_root] if val_root else []):
         if speaker_feature_names(r, groups) != m.speaker_feature_names:
             raise ValueError(f"{r}: its speaker features ({groups}) are not the model's columns")
-    items = _load(root, window, groups)
+    drop = set(exclude_sessions or ())
+    items = [it for it in _load(root, window, groups) if it["session"] not in drop]
     if val_root:
         train, test = items, _load(val_root, window, groups)
         matrix_root = val_root
@@ -126,6 +129,7 @@ def evaluate_reactions(model, root: str, *, val_root: str | None = None, val_fra
         rows[name] = {mode: react_metrics(p, fill(lst_attr), fill(spk_attr), a, corrected=(mode == "corrected"),
                                           workers=workers) for mode in ("official", "corrected")}
     return {"rows": rows, "n_heldout": len(test), "n_train": len(train), "window": window, "R": n,
+            "excluded": sorted(drop),
             "nan_filled": [REACT_ATTRIBUTES[i] for i in np.flatnonzero(nan_dims)],
             "sessions": sorted({it["session"] for it in test}), "appropriate_per_speaker": float(a.sum(1).mean())}
 
@@ -135,6 +139,8 @@ def markdown_table(report: dict) -> str:
     lines = [f"Held-out windows: {report['n_heldout']} ({report['window']} frames; sessions "
              f"{', '.join(report['sessions'])}), training windows: {report['n_train']}, R = {report['R']} reactions "
              f"per speaker, {report['appropriate_per_speaker']:.2f} appropriate listeners per speaker on average."]
+    if report.get("excluded"):
+        lines.append(f"Sessions in neither set: {', '.join(report['excluded'])}.")
     if report["nan_filled"]:
         lines.append(f"Attributes missing in the data, set to 0 everywhere: {', '.join(report['nan_filled'])}.")
     arrows = {"FRCorr": "↑", "FRDist": "↓", "FRDiv": "↑", "FRVar": "↑", "FRDvs": "↑", "FRSyn": "↓"}

@@ -57,6 +57,7 @@ class ReactionDataModule(pl.LightningDataModule):
         features: speaker feature groups (``mien.data.react.FEATURE_GROUPS``; None: all stored).
         val_root: a separate held-out dataset (e.g. the REACT val split); else held-out sessions of ``root``:
         val_sessions: session names held out; val_fraction: or a stable hashed fraction of the sessions.
+        exclude_sessions: sessions used by neither (e.g. dyads sharing a person with the held-out ones).
         batch_size, num_workers: DataLoader.
         in_memory: read the windows once into memory (small sets; shuffled each epoch) instead of streaming.
         seed: of the session hash.
@@ -67,7 +68,8 @@ class ReactionDataModule(pl.LightningDataModule):
 
     def __init__(self, root: str, window: int = 750, stride: int | None = None,
                  features: Sequence[str] | None = None, val_root: str | None = None,
-                 val_sessions: Sequence[str] | None = None, val_fraction: float = 0.0, batch_size: int = 4,
+                 val_sessions: Sequence[str] | None = None, val_fraction: float = 0.0,
+                 exclude_sessions: Sequence[str] | None = None, batch_size: int = 4,
                  num_workers: int = 0, in_memory: bool = True, seed: int = 0):
         super().__init__()
         from mien.data.react import load_appropriateness, speaker_feature_names
@@ -108,21 +110,29 @@ class ReactionDataModule(pl.LightningDataModule):
         h = self.hparams
         ds = self._dataset(h.root)
         if h.in_memory:
-            items = list(ds)
+            drop = set(h.exclude_sessions or ())
+            items = [it for it in ds if it["session"] not in drop]
             train = [it for it in items if not self._is_val(it["session"])]
             val = list(self._dataset(h.val_root)) if h.val_root else [it for it in items if self._is_val(it["session"])]
             if not train:
                 raise ValueError(f"{h.root}: no training window (dataset empty or every session held out)")
             self._train, self._val = _Items(train), _Items(val) if val else None
         else:
-            self._train = _Filtered(ds, lambda s: not self._is_val(s))
+            drop = set(h.exclude_sessions or ())
+            self._train = _Filtered(ds, lambda s: s not in drop and not self._is_val(s))
             self._val = (self._dataset(h.val_root) if h.val_root else
-                         _Filtered(ds, self._is_val) if (h.val_sessions or h.val_fraction > 0) else None)
+                         _Filtered(ds, lambda s: s not in drop and self._is_val(s))
+                         if (h.val_sessions or h.val_fraction > 0) else None)
 
     def train_items(self) -> list[dict]:
         """The training windows (in memory; streams the set once when ``in_memory`` is off)."""
         self.setup()
         return self._train.items if isinstance(self._train, _Items) else list(self._train)
+
+    def iter_train(self):
+        """Iterate the training windows once (streamed when ``in_memory`` is off)."""
+        self.setup()
+        return iter(self._train)
 
     def val_items(self) -> list[dict]:
         """The held-out windows."""

@@ -191,12 +191,22 @@ class ReactionTask(_Scheduled):
         restored from checkpoints)."""
         if bool(self.stats_ready):
             return
-        items = self.trainer.datamodule.train_items()
-        x = np.concatenate([it["speaker"] for it in items]).astype(np.float64)
-        mean, std = np.nanmean(x, 0), np.nanstd(x, 0)
-        self.model.speaker_mean.copy_(torch.from_numpy(np.nan_to_num(mean)).float())
-        self.model.speaker_std.copy_(torch.from_numpy(np.where(np.nan_to_num(std) > 1e-6, np.nan_to_num(std), 1.0)).float())
-        seen = np.isfinite(np.stack([it["listener_attrs"] for it in items])).reshape(-1, 25).any(0)
+        dm = self.trainer.datamodule
+        items = dm.train_items() if getattr(dm.hparams, "in_memory", True) else dm.iter_train()
+        d = self.model.speaker_mean.shape[0]
+        s1, s2, cnt, seen = np.zeros(d), np.zeros(d), np.zeros(d), np.zeros(25, bool)
+        for it in items:  # streaming sums: the full REACT set does not fit in memory at once
+            x = it["speaker"].astype(np.float64)
+            ok = np.isfinite(x)
+            x = np.where(ok, x, 0.0)
+            s1 += x.sum(0)
+            s2 += (x * x).sum(0)
+            cnt += ok.sum(0)
+            seen |= np.isfinite(it["listener_attrs"]).any(0)
+        mean = s1 / np.maximum(cnt, 1)
+        std = np.sqrt(np.maximum(s2 / np.maximum(cnt, 1) - mean ** 2, 0.0))
+        self.model.speaker_mean.copy_(torch.from_numpy(mean).float())
+        self.model.speaker_std.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0)).float())
         self.model.observed.copy_(torch.from_numpy(seen))
         self.stats_ready.fill_(True)
 
