@@ -135,7 +135,7 @@ def test_mien_react_end_to_end_on_a_real_clip(trained, shared_data, tmp_path, to
     clip = shared_data / "videos" / "talking" / "face_1.mp4"
     out = tmp_path / "reactions"
     assert main(["react", str(clip), "-o", str(out), "--model", str(trained["model"]), "--n", "3", "--end", "2.0",
-                 "--online", "--videos", "1", "--seed", "3"]) == 0
+                 "--online", "--videos", "1", "--seed", "3", "--temperature-step", "0.2"]) == 0
     res = mien.read_reactions(out / "face_1.reactions.parquet")
     assert res.reactions.shape == (3, 50, 25) and res.fps == 25.0
     assert np.isfinite(res.reactions).all() and len({r.tobytes() for r in res.reactions}) == 3
@@ -149,7 +149,8 @@ def test_mien_react_end_to_end_on_a_real_clip(trained, shared_data, tmp_path, to
     frames = list(src)
     assert len(frames) == 50 and frames[0].image.shape[1] == 2 * frames[0].image.shape[0]  # speaker | mesh
     # the Python API gives the same reactions for the same seed
-    again = mien.react(clip, model=trained["model"], n=3, online=True, end=2.0, seed=3)
+    again = mien.react(clip, model=trained["model"], n=3, online=True, end=2.0, seed=3, temperature_step=0.2)
+    assert again.meta["options"]["temperature_step"] == 0.2
     np.testing.assert_array_equal(again.reactions, res.reactions)
 
 

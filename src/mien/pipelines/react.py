@@ -33,6 +33,8 @@ class ReactOptions:
         temperature: sampling temperature (> 0).
         top_k: keep the k most likely tokens (0: all).
         top_p: nucleus sampling mass in (0, 1] (1: off).
+        temperature_step, top_p_step: per-reaction schedule (seed 4's ``schedule_step``): reaction i samples with
+            temperature + i·temperature_step and top_p + i·top_p_step (clipped to (0, 1]).
         steps: MaskGIT decoding steps (0: the model's default).
         seed: random seed of the sampling (reproducible reactions).
         start: speaker video start in seconds.
@@ -46,6 +48,8 @@ class ReactOptions:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
+    temperature_step: float = 0.0
+    top_p_step: float = 0.0
     steps: int = 0
     seed: int = 0
     start: float | None = None
@@ -58,6 +62,16 @@ class ReactOptions:
             raise ValueError(f"n must be >= 1, got {self.n}")
         if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0 or self.steps < 0 or self.videos < 0:
             raise ValueError("need temperature > 0, 0 < top_p <= 1, top_k >= 0, steps >= 0 and videos >= 0")
+        if self.temperature + (self.n - 1) * self.temperature_step <= 0:
+            raise ValueError(f"temperature_step {self.temperature_step} makes the last reaction's temperature <= 0")
+
+    def schedule(self) -> tuple[list[float], list[float] | None]:
+        """Per-reaction temperatures and top-p values (None: nucleus sampling off)."""
+        i = np.arange(self.n)
+        temps = (self.temperature + i * self.temperature_step).tolist()
+        if self.top_p >= 1 and self.top_p_step == 0:
+            return temps, None
+        return temps, np.clip(self.top_p + i * self.top_p_step, 1e-3, 1.0).tolist()
 
 
 def _groups(names: list[str]) -> list[str]:
@@ -135,9 +149,9 @@ def react(speaker: str | os.PathLike, model=None, n: int | None = None, options:
         raise ValueError("react needs model= (a ReactionModel or the folder of an exported one)")
     m = load_reaction_model(model) if isinstance(model, (str, os.PathLike)) else model
     feats, attrs, times, _ = speaker_inputs(speaker, m.speaker_feature_names, m.fps, opts.start, opts.end)
-    out = m.generate(torch.from_numpy(feats)[None], opts.n, online=opts.online, temperature=opts.temperature,
-                     top_k=opts.top_k or None, top_p=opts.top_p if opts.top_p < 1 else None, seed=opts.seed,
-                     steps=opts.steps or None)
+    temps, top_p = opts.schedule()
+    out = m.generate(torch.from_numpy(feats)[None], opts.n, online=opts.online, temperature=temps,
+                     top_k=opts.top_k or None, top_p=top_p, seed=opts.seed, steps=opts.steps or None)
     meta = {"source": str(speaker), "model": str(model) if isinstance(model, (str, os.PathLike)) else "in-memory",
             "start_sec": float(times[0]), "options": dataclasses.asdict(opts),
             "speaker_feature_names": m.speaker_feature_names}
