@@ -37,9 +37,17 @@ def held_out(session: str, fraction: float, seed: int = 0) -> bool:
 
 
 def _load(root: str, window: int, groups: list[str] | None):
+    """Whole windows of ``window`` frames (a dyad shorter than that is skipped, with a warning)."""
+    import warnings
+
     from mien.data.react import DyadicDataset
 
-    return list(DyadicDataset(root, window=window, stride=window, features=groups))
+    items = list(DyadicDataset(root, window=window, stride=window, features=groups))
+    short = sorted({it["session"] for it in items if len(it["speaker"]) != window})
+    if short:
+        warnings.warn(f"{root}: {len(short)} dyad(s) shorter than {window} frames skipped: {', '.join(short[:5])}",
+                      stacklevel=2)
+    return [it for it in items if len(it["speaker"]) == window]
 
 
 def _appropriate(items: list[dict], matrix: np.ndarray | None) -> np.ndarray:

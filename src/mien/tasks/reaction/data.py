@@ -8,6 +8,7 @@ dimension is unavailable), ``index`` (B,) long (row of the appropriateness matri
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
@@ -112,6 +113,11 @@ class ReactionDataModule(pl.LightningDataModule):
         if h.in_memory:
             drop = set(h.exclude_sessions or ())
             items = [it for it in ds if it["session"] not in drop]
+            short = [it for it in items if len(it["speaker"]) != h.window]
+            if short:  # a dyad shorter than the window gives one shorter item, which cannot be batched
+                warnings.warn(f"{h.root}: {len(short)} window(s) shorter than {h.window} frames skipped "
+                              f"(sessions {sorted({it['session'] for it in short})[:5]})", stacklevel=2)
+                items = [it for it in items if len(it["speaker"]) == h.window]
             train = [it for it in items if not self._is_val(it["session"])]
             val = list(self._dataset(h.val_root)) if h.val_root else [it for it in items if self._is_val(it["session"])]
             if not train:
