@@ -63,11 +63,18 @@ def read_pairs(path: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def _analyze(path: str, opts: PrepareOptions, faces: int):
+def _analyze(path: str, opts: PrepareOptions, faces: int, cache: dict | None = None):
+    """mien's analysis (AUs, emotion) of a video; memoised in ``cache`` (a video in several pairs of one run)."""
     from mien.pipelines.analyze import analyze
 
-    return analyze(path, au=True, emotion=True, end=opts.end, max_faces=faces, detector=opts.detector,
-                   min_detection_confidence=opts.min_confidence, max_side=opts.max_side)
+    key = (path, faces)
+    if cache is not None and key in cache:
+        return cache[key]
+    r = analyze(path, au=True, emotion=True, end=opts.end, max_faces=faces, detector=opts.detector,
+                min_detection_confidence=opts.min_confidence, max_side=opts.max_side)
+    if cache is not None:
+        cache[key] = r
+    return r
 
 
 def _largest_tracks(result, k: int, source: str) -> list[int]:
@@ -98,9 +105,10 @@ def _audio(path: str, times: np.ndarray, opts: PrepareOptions) -> dict | None:
     return F.audio_features(path, times, egemaps=opts.egemaps) if opts.audio else None
 
 
-def pair_arrays(speaker: str, listener: str, opts: PrepareOptions) -> tuple[dict, dict, np.ndarray]:
+def pair_arrays(speaker: str, listener: str, opts: PrepareOptions,
+                cache: dict | None = None) -> tuple[dict, dict, np.ndarray]:
     """Persons a (speaker video) and b (listener video) of one pair on their common frame grid."""
-    ra, rb = (_analyze(v, opts, opts.max_faces) for v in (speaker, listener))
+    ra, rb = (_analyze(v, opts, opts.max_faces, cache) for v in (speaker, listener))
     res = []
     for r, v in ((ra, speaker), (rb, listener)):
         if not len(r):
@@ -204,6 +212,7 @@ def prepare_dyadic(inputs: list[str], output: str, opts: PrepareOptions, *, over
         store.remove_temporaries(fs, store.join(root, sub))
     store.write_json(fs, settings_path, settings)
     report = PrepareReport()
+    cache: dict = {}
     t0 = time.perf_counter()
     bar = None
     if progress:
@@ -219,7 +228,7 @@ def prepare_dyadic(inputs: list[str], output: str, opts: PrepareOptions, *, over
             marker = {"session": session, "key": key, "status": "ok", "reason": "", "kind": kind}
             try:
                 a, b, times = (react_arrays(payload, opts) if kind == "react" else
-                               pair_arrays(*payload, opts) if kind == "pair" else two_face_arrays(payload, opts))
+                               pair_arrays(*payload, opts, cache) if kind == "pair" else two_face_arrays(payload, opts))
                 if a["names"] != b["names"]:
                     raise InputError(session, f"the two people have different feature columns ({len(a['names'])} "
                                               f"vs {len(b['names'])}): one video lacks audio?")
