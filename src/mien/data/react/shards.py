@@ -7,7 +7,7 @@ Layout of a dyadic dataset root (local folder or fsspec URL)::
     appropriateness.npy    bool (2M, 2M) over the mirrored items (see below)
     index.parquet          one row per dyad: dyad, session, key, shard, frames, sources
     report.json            prepared / failed (with reasons) / resumed dyads of the last run
-    shards/<key>-0000.tar  one WebDataset tar per dyad (members :data:`DYADIC_MEMBERS`)
+    shards/<key>-0000.tar  one WebDataset tar per dyad (members :data:`mien.data.schema.DYADIC_MEMBERS`)
     done/<key>.json        per-dyad completion marker (resumable runs)
 
 Roles are mirrored as in the official REACT loaders: with M dyads (manifest order), item ``i < M`` is dyad i
@@ -27,22 +27,9 @@ from mien.data import schema, shards, store
 from mien.errors import InputError
 from mien.metrics.react import REACT_ATTRIBUTES
 
-DYADIC_SCHEMA_VERSION = "1.0"
-DYADIC_MEMBERS: tuple[schema.Member, ...] = (
-    schema.Member("a.features.npy", "(T, D) float32 speaker features of person a (columns: feature_names)"),
-    schema.Member("b.features.npy", "(T, D) float32 speaker features of person b"),
-    schema.Member("a.attrs.npy", "(T, 25) float32 REACT attributes of person a (REACT_ATTRIBUTES; NaN = not "
-                                 "available)"),
-    schema.Member("b.attrs.npy", "(T, 25) float32 REACT attributes of person b"),
-    schema.Member("times.npy", "(T,) float64 frame time in s (both people are sampled at these times)"),
-    schema.Member("json", "dyad metadata: session, key, fps, frames, sources a/b, attrs_source, feature_names"),
-)
-"""Members of a dyadic sample (the ``dyadic`` dataset kind; :mod:`mien.data.schema` holds the clip kind)."""
-DYADIC_REQUIRED = frozenset(m.name for m in DYADIC_MEMBERS if m.required)
-DYADIC_META_FIELDS = ("schema_version", "session", "key", "fps", "frames", "source_a", "source_b",
-                      "attrs_source", "feature_names")
-"""Keys of a dyadic sample's ``json`` member. attrs_source: "react-csv" (official Emotion CSVs) or "mien"
-(:func:`mien.data.react.features.attributes_25`)."""
+DYADIC_MEMBERS = schema.DYADIC_MEMBERS
+DYADIC_REQUIRED = schema.required_members("dyadic")
+DYADIC_SCHEMA_VERSION = schema.DYADIC_SCHEMA_VERSION
 INDEX_COLUMNS = ("dyad", "session", "key", "shard", "frames", "source_a", "source_b")
 
 
