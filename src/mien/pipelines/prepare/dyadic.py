@@ -102,7 +102,8 @@ def _grid(duration: float, opts: PrepareOptions) -> np.ndarray:
 
 
 def _audio(path: str, times: np.ndarray, opts: PrepareOptions) -> dict | None:
-    return F.audio_features(path, times, egemaps=opts.egemaps) if opts.audio else None
+    want = opts.egemaps or "egemaps" in opts.dyadic_features
+    return F.audio_features(path, times, egemaps=want) if opts.audio else None
 
 
 def pair_arrays(speaker: str, listener: str, opts: PrepareOptions,
@@ -150,7 +151,8 @@ def react_arrays(dyad: layout.ReactDyad, opts: PrepareOptions) -> tuple[dict, di
         if any(g in F.AUDIO_GROUPS for g in opts.dyadic_features):
             if not clip.audio.is_file():
                 raise InputError(clip.audio, "missing audio file")
-            audio = F.audio_features(str(clip.audio), times, egemaps=opts.egemaps)
+            audio = F.audio_features(str(clip.audio), times,
+                                     egemaps=opts.egemaps or "egemaps" in opts.dyadic_features)
         blocks, names = [], []
         for g in opts.dyadic_features:
             if g == "presence":
