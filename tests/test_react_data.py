@@ -95,6 +95,23 @@ def test_layout_bad_inputs(react_tree, tmp_path):
         read_split(root, "test")
 
 
+def test_prepare_dyadic_cli_errors(react_tree, tmp_path, capsys):
+    from mien.cli.main import main
+    from mien.data.react import load_appropriateness
+
+    root, matrix = react_tree
+    assert main(["prepare", "--mode", "dyadic", "-o", str(tmp_path / "o")]) == 2
+    assert "no inputs given" in capsys.readouterr().err
+    (root / "val" / "Emotion" / f"{SPLIT_ROWS[0][0]}.csv").write_text("h\n" + ",".join(["0"] * 26) + "\n")
+    assert main(["prepare", "--mode", "dyadic", "--react-root", str(root), "--dyadic-features", "attrs",
+                 "-o", str(tmp_path / "o")]) == 1  # the bad dyad is skipped and reported, the others written
+    err = capsys.readouterr()
+    assert "Expert_video/1.csv: rows have [26] columns, expected 25" in err.err
+    assert "prepared 2 dyad(s)" in err.out
+    keep = [1, 2, 4, 5]  # dyad 0 dropped: the matrix keeps the other dyads' rows/columns in both roles
+    np.testing.assert_array_equal(load_appropriateness(tmp_path / "o"), matrix[np.ix_(keep, keep)])
+
+
 def test_react_conversion_shards_and_dataset(react_tree, tmp_path):
     from mien.data.react import (
         DyadicDataset,
