@@ -264,6 +264,7 @@ def prepare_dyadic(inputs: list[str], output: str, opts: PrepareOptions, *, over
             ok = _done_sessions(fs, root, [d.session for d in split.dyads])
             keep = np.array([d.session in ok for d in split.dyads])
             approp = full[np.ix_(np.tile(keep, 2), np.tile(keep, 2))]
+    report.samples = len(_done_sessions(fs, root, [s for s, _, _ in jobs]))
     manifest = dy.finalize(output, [s for s, _, _ in jobs], approp, settings,
                            {**dataclasses.asdict(report), "kind": "dyadic"})
     report.samples = len(manifest["dyads"])
