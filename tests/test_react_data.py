@@ -95,6 +95,23 @@ def test_layout_bad_inputs(react_tree, tmp_path):
         read_split(root, "test")
 
 
+def test_prepare_dyadic_cli_errors(react_tree, tmp_path, capsys):
+    from mien.cli.main import main
+    from mien.data.react import load_appropriateness
+
+    root, matrix = react_tree
+    assert main(["prepare", "--mode", "dyadic", "-o", str(tmp_path / "o")]) == 2
+    assert "no inputs given" in capsys.readouterr().err
+    (root / "val" / "Emotion" / f"{SPLIT_ROWS[0][0]}.csv").write_text("h\n" + ",".join(["0"] * 26) + "\n")
+    assert main(["prepare", "--mode", "dyadic", "--react-root", str(root), "--dyadic-features", "attrs",
+                 "-o", str(tmp_path / "o")]) == 1  # the bad dyad is skipped and reported, the others written
+    err = capsys.readouterr()
+    assert "Expert_video/1.csv: rows have [26] columns, expected 25" in err.err
+    assert "prepared 2 dyad(s)" in err.out
+    keep = [1, 2, 4, 5]  # dyad 0 dropped: the matrix keeps the other dyads' rows/columns in both roles
+    np.testing.assert_array_equal(load_appropriateness(tmp_path / "o"), matrix[np.ix_(keep, keep)])
+
+
 def test_react_conversion_shards_and_dataset(react_tree, tmp_path):
     from mien.data.react import (
         DyadicDataset,
@@ -130,6 +147,9 @@ def test_react_conversion_shards_and_dataset(react_tree, tmp_path):
         np.testing.assert_allclose(it["listener_attrs"], read_emotion_csv(li.emotion)[st:st + 40])
         np.testing.assert_allclose(it["speaker"][:, :25], it["speaker_attrs"])
     assert sorted({it["index"] for it in items}) == list(range(6))
+    from mien.data.verify import verify_dataset
+
+    assert [c.ok for c in verify_dataset(str(out))] == [True] * 3
     # resume: nothing redone; other settings refused
     assert prepare([], str(out), opts).resumed == 3
     with pytest.raises(ValueError, match="different settings"):
@@ -229,3 +249,23 @@ def test_render_reaction_video_and_plot(shared_data, tmp_path):
     assert png.stat().st_size > 10_000
     with pytest.raises(ValueError, match=r"\(T, 25\)"):
         render_reaction_video(np.zeros((5, 24)), 25.0, tmp_path / "x.mp4")
+
+
+def test_speaker_features_groups_and_errors(analyzed):
+    from mien.data.react import attributes_25, feature_columns, frame_grid, speaker_features
+
+    r = analyzed("samples/single_face.mp4", au=True, emotion=True)
+    times = frame_grid(r, fps=25.0)
+    assert len(times) == 60  # 2.4 s at 25 fps
+    x = speaker_features(r, None, ["presence", "pose", "emotion"], times=times)
+    assert x.shape == (60, 1 + 3 + 7) and x.dtype == np.float32 and np.isfinite(x).all()
+    assert feature_columns(r, None, ["presence", "pose"]) == ["presence", "pose:yaw", "pose:pitch", "pose:roll"]
+    np.testing.assert_allclose(x[x[:, 0] == 1, 1], np.interp(times, r.t_sec, r.yaw_deg)[x[:, 0] == 1] / 90, atol=0.05)
+    a = attributes_25(r, times)
+    assert a.shape == (60, 25) and np.isnan(a[:, REACT_ATTRIBUTES.index("AU10")]).all()
+    with pytest.raises(ValueError, match="unknown speaker feature 'smile'"):
+        speaker_features(r, None, ["smile"])
+    with pytest.raises(ValueError, match="'logmel' needs audio features"):
+        speaker_features(r, None, ["logmel"])
+    with pytest.raises(ValueError, match="'tokens' needs the expression_token column"):
+        speaker_features(r, None, ["tokens"])

@@ -65,7 +65,7 @@ REACT_EXPRESSIONS = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "
 REACT_ATTRIBUTES: tuple[str, ...] = (*REACT_AUS, "valence", "arousal", *REACT_EXPRESSIONS)
 """The 25 per-frame facial attributes of REACT 2023/2024 (columns of the official ``Emotion/*.csv``), in the
 challenge's order: 15 AU occurrences [0:15], valence and arousal [15:17] in [−1, 1], 8 expression
-probabilities [17:25] (Song et al., REACT2023, ACM MM 2023, §3). The one definition of the layout: readers,
+probabilities [17:25] (as listed in Song et al., REACT2023, ACM MM 2023). The one definition of the layout: readers,
 writers, models and plots use these names and the slices below."""
 DIM = len(REACT_ATTRIBUTES)
 AU_SLICE, VA_SLICE, EXPRESSION_SLICE = slice(0, 15), slice(15, 17), slice(17, 25)

@@ -3,8 +3,9 @@
 - :mod:`.layout`: the official REACT 2023/2024 ``data`` folder (split lists, ``Emotion`` CSVs of the 25
   attributes, appropriateness matrices), roles mirrored as the official loaders do.
 - :mod:`.features`: per-frame speaker features and the 25 REACT attributes from mien's analysis and audio.
-- :mod:`.shards`: the ``dyadic`` dataset kind (one shard per dyad through :mod:`mien.data.shards`), the
-  training dataset :class:`DyadicDataset` and :func:`load_appropriateness`.
+- :mod:`.shards`: the ``dyadic`` dataset kind (one shard per dyad through :mod:`mien.data.shards`),
+  :func:`load_appropriateness`, :func:`speaker_feature_names`; :mod:`.dataset`: the training dataset
+  :class:`DyadicDataset` (PyTorch; imported on first use, so the rest works without torch).
 
 ``mien prepare --mode dyadic`` (:mod:`mien.pipelines.prepare.dyadic`) writes these datasets from pairs of
 videos, two-face videos or the official layout.
@@ -30,7 +31,6 @@ from mien.data.react.layout import (
 )
 from mien.data.react.shards import (
     DYADIC_MEMBERS,
-    DyadicDataset,
     appropriateness_from_speakers,
     load_appropriateness,
     speaker_feature_names,
@@ -59,3 +59,11 @@ __all__ = [
     "speaker_feature_names",
     "speaker_features",
 ]
+
+
+def __getattr__(name):
+    if name == "DyadicDataset":
+        from mien.data.react.dataset import DyadicDataset
+
+        return DyadicDataset
+    raise AttributeError(name)

@@ -1,5 +1,5 @@
 """Dyadic datasets: one sample per dyad (two people, aligned frame by frame), written and read through
-:mod:`mien.data.shards`' one writer and reader, and the training dataset :class:`DyadicDataset`.
+:mod:`mien.data.shards`' one writer and reader, and the training dataset :class:`~mien.data.react.dataset.DyadicDataset`.
 
 Layout of a dyadic dataset root (local folder or fsspec URL)::
 
@@ -7,7 +7,7 @@ Layout of a dyadic dataset root (local folder or fsspec URL)::
     appropriateness.npy    bool (2M, 2M) over the mirrored items (see below)
     index.parquet          one row per dyad: dyad, session, key, shard, frames, sources
     report.json            prepared / failed (with reasons) / resumed dyads of the last run
-    shards/<key>-0000.tar  one WebDataset tar per dyad (members :data:`DYADIC_MEMBERS`)
+    shards/<key>-0000.tar  one WebDataset tar per dyad (members :data:`mien.data.schema.DYADIC_MEMBERS`)
     done/<key>.json        per-dyad completion marker (resumable runs)
 
 Roles are mirrored as in the official REACT loaders: with M dyads (manifest order), item ``i < M`` is dyad i
@@ -17,9 +17,8 @@ of ``appropriateness.npy`` is item i (``A[k, j]``: listener j's real reaction is
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -27,22 +26,9 @@ from mien.data import schema, shards, store
 from mien.errors import InputError
 from mien.metrics.react import REACT_ATTRIBUTES
 
-DYADIC_SCHEMA_VERSION = "1.0"
-DYADIC_MEMBERS: tuple[schema.Member, ...] = (
-    schema.Member("a.features.npy", "(T, D) float32 speaker features of person a (columns: feature_names)"),
-    schema.Member("b.features.npy", "(T, D) float32 speaker features of person b"),
-    schema.Member("a.attrs.npy", "(T, 25) float32 REACT attributes of person a (REACT_ATTRIBUTES; NaN = not "
-                                 "available)"),
-    schema.Member("b.attrs.npy", "(T, 25) float32 REACT attributes of person b"),
-    schema.Member("times.npy", "(T,) float64 frame time in s (both people are sampled at these times)"),
-    schema.Member("json", "dyad metadata: session, key, fps, frames, sources a/b, attrs_source, feature_names"),
-)
-"""Members of a dyadic sample (the ``dyadic`` dataset kind; :mod:`mien.data.schema` holds the clip kind)."""
-DYADIC_REQUIRED = frozenset(m.name for m in DYADIC_MEMBERS if m.required)
-DYADIC_META_FIELDS = ("schema_version", "session", "key", "fps", "frames", "source_a", "source_b",
-                      "attrs_source", "feature_names")
-"""Keys of a dyadic sample's ``json`` member. attrs_source: "react-csv" (official Emotion CSVs) or "mien"
-(:func:`mien.data.react.features.attributes_25`)."""
+DYADIC_MEMBERS = schema.DYADIC_MEMBERS
+DYADIC_REQUIRED = schema.required_members("dyadic")
+DYADIC_SCHEMA_VERSION = schema.DYADIC_SCHEMA_VERSION
 INDEX_COLUMNS = ("dyad", "session", "key", "shard", "frames", "source_a", "source_b")
 
 
@@ -234,58 +220,3 @@ def load_appropriateness(root: str) -> np.ndarray:
     if a.shape != (n, n):
         raise InputError(mp, f"appropriateness matrix is {a.shape}, expected ({n}, {n}) (2 × dyads)")
     return a.astype(bool)
-
-
-def _torch_base():
-    from torch.utils.data import IterableDataset
-
-    return IterableDataset
-
-
-class DyadicDataset(_torch_base()):
-    """Training windows of a dyadic dataset, both roles of every dyad (a ``torch`` IterableDataset).
-
-    Yields dicts: ``speaker`` float32 (T, D_s) speaker features (columns :func:`speaker_feature_names`),
-    ``speaker_attrs`` and ``listener_attrs`` float32 (T, 25) (:data:`~mien.metrics.react.REACT_ATTRIBUTES`,
-    NaN where a dimension is not available), ``session`` str, ``index`` int (row of
-    :func:`load_appropriateness`), ``start`` int (first frame of the window). T = ``window``; a dyad shorter than
-    ``window`` frames gives one item with all its frames. Shards are split across DataLoader workers and
-    distributed ranks by WebDataset; a damaged shard is skipped with a warning naming it.
-
-    Args:
-        root_or_urls: dataset root (folder or fsspec URL) or a list of its shard URLs.
-        window: frames per item (750 = a REACT clip). stride: frames between window starts (default ``window``).
-        features: speaker feature groups to keep (default all stored).
-    """
-
-    def __init__(self, root_or_urls, window: int = 750, stride: int | None = None,
-                 features: Sequence[str] | None = None):
-        super().__init__()
-        if window < 1 or (stride is not None and stride < 1):
-            raise ValueError(f"window and stride must be >= 1, got {window}, {stride}")
-        self.urls, self.manifest, self.root = _resolve(root_or_urls)
-        self.window, self.stride = window, stride or window
-        self.columns = _columns(self.manifest["feature_names"], features)
-        self.dyads = {s: i for i, s in enumerate(self.manifest["dyads"])}
-
-    def __iter__(self) -> Iterator[dict]:
-        m = len(self.dyads)
-        stage = functools.partial(shards.checked_samples, required=DYADIC_REQUIRED)
-        pipe = shards.raw_pipeline(self.urls, checker=stage)
-        for raw in pipe:
-            s = shards.decode_sample(raw, video=False, audio=False)
-            session = s["json"]["session"]
-            d = self.dyads.get(session)
-            if d is None:  # a shard not listed in the manifest (left over from an earlier run)
-                continue
-            for role, (sp, li) in enumerate((("a", "b"), ("b", "a"))):
-                feats = s[f"{sp}.features.npy"][:, self.columns]
-                s_attrs, l_attrs = s[f"{sp}.attrs.npy"], s[f"{li}.attrs.npy"]
-                t = len(feats)
-                starts = range(0, t - self.window + 1, self.stride) if t >= self.window else [0]
-                for st in starts:
-                    sl = slice(st, st + self.window)
-                    yield {"speaker": np.ascontiguousarray(feats[sl], np.float32),
-                           "speaker_attrs": np.ascontiguousarray(s_attrs[sl], np.float32),
-                           "listener_attrs": np.ascontiguousarray(l_attrs[sl], np.float32),
-                           "session": session, "index": d + role * m, "start": st}

@@ -63,11 +63,18 @@ def read_pairs(path: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def _analyze(path: str, opts: PrepareOptions, faces: int):
+def _analyze(path: str, opts: PrepareOptions, faces: int, cache: dict | None = None):
+    """mien's analysis (AUs, emotion) of a video; memoised in ``cache`` (a video in several pairs of one run)."""
     from mien.pipelines.analyze import analyze
 
-    return analyze(path, au=True, emotion=True, end=opts.end, max_faces=faces, detector=opts.detector,
-                   min_detection_confidence=opts.min_confidence, max_side=opts.max_side)
+    key = (path, faces)
+    if cache is not None and key in cache:
+        return cache[key]
+    r = analyze(path, au=True, emotion=True, end=opts.end, max_faces=faces, detector=opts.detector,
+                min_detection_confidence=opts.min_confidence, max_side=opts.max_side)
+    if cache is not None:
+        cache[key] = r
+    return r
 
 
 def _largest_tracks(result, k: int, source: str) -> list[int]:
@@ -95,12 +102,14 @@ def _grid(duration: float, opts: PrepareOptions) -> np.ndarray:
 
 
 def _audio(path: str, times: np.ndarray, opts: PrepareOptions) -> dict | None:
-    return F.audio_features(path, times, egemaps=opts.egemaps) if opts.audio else None
+    want = opts.egemaps or "egemaps" in opts.dyadic_features
+    return F.audio_features(path, times, egemaps=want) if opts.audio else None
 
 
-def pair_arrays(speaker: str, listener: str, opts: PrepareOptions) -> tuple[dict, dict, np.ndarray]:
+def pair_arrays(speaker: str, listener: str, opts: PrepareOptions,
+                cache: dict | None = None) -> tuple[dict, dict, np.ndarray]:
     """Persons a (speaker video) and b (listener video) of one pair on their common frame grid."""
-    ra, rb = (_analyze(v, opts, opts.max_faces) for v in (speaker, listener))
+    ra, rb = (_analyze(v, opts, opts.max_faces, cache) for v in (speaker, listener))
     res = []
     for r, v in ((ra, speaker), (rb, listener)):
         if not len(r):
@@ -142,7 +151,8 @@ def react_arrays(dyad: layout.ReactDyad, opts: PrepareOptions) -> tuple[dict, di
         if any(g in F.AUDIO_GROUPS for g in opts.dyadic_features):
             if not clip.audio.is_file():
                 raise InputError(clip.audio, "missing audio file")
-            audio = F.audio_features(str(clip.audio), times, egemaps=opts.egemaps)
+            audio = F.audio_features(str(clip.audio), times,
+                                     egemaps=opts.egemaps or "egemaps" in opts.dyadic_features)
         blocks, names = [], []
         for g in opts.dyadic_features:
             if g == "presence":
@@ -204,6 +214,7 @@ def prepare_dyadic(inputs: list[str], output: str, opts: PrepareOptions, *, over
         store.remove_temporaries(fs, store.join(root, sub))
     store.write_json(fs, settings_path, settings)
     report = PrepareReport()
+    cache: dict = {}
     t0 = time.perf_counter()
     bar = None
     if progress:
@@ -219,7 +230,7 @@ def prepare_dyadic(inputs: list[str], output: str, opts: PrepareOptions, *, over
             marker = {"session": session, "key": key, "status": "ok", "reason": "", "kind": kind}
             try:
                 a, b, times = (react_arrays(payload, opts) if kind == "react" else
-                               pair_arrays(*payload, opts) if kind == "pair" else two_face_arrays(payload, opts))
+                               pair_arrays(*payload, opts, cache) if kind == "pair" else two_face_arrays(payload, opts))
                 if a["names"] != b["names"]:
                     raise InputError(session, f"the two people have different feature columns ({len(a['names'])} "
                                               f"vs {len(b['names'])}): one video lacks audio?")
@@ -253,6 +264,7 @@ def prepare_dyadic(inputs: list[str], output: str, opts: PrepareOptions, *, over
             ok = _done_sessions(fs, root, [d.session for d in split.dyads])
             keep = np.array([d.session in ok for d in split.dyads])
             approp = full[np.ix_(np.tile(keep, 2), np.tile(keep, 2))]
+    report.samples = len(_done_sessions(fs, root, [s for s, _, _ in jobs]))
     manifest = dy.finalize(output, [s for s, _, _ in jobs], approp, settings,
                            {**dataclasses.asdict(report), "kind": "dyadic"})
     report.samples = len(manifest["dyads"])
