@@ -148,10 +148,9 @@ def test_mien_react_end_to_end_on_a_real_clip(trained, shared_data, tmp_path, to
     src = open_source(str(out / "face_1.reaction0.mp4"))
     frames = list(src)
     assert len(frames) == 50 and frames[0].image.shape[1] == 2 * frames[0].image.shape[0]  # speaker | mesh
-    # the Python API gives the same reactions for the same seed
-    again = mien.react(clip, model=trained["model"], n=3, online=True, end=2.0, seed=3, temperature_step=0.2)
-    assert again.meta["options"]["temperature_step"] == 0.2
-    np.testing.assert_array_equal(again.reactions, res.reactions)
+    # what the Python API (mien.react, which the command runs) recorded
+    assert res.meta["options"]["temperature_step"] == 0.2 and res.meta["options"]["online"] is True
+    assert res.meta["speaker_feature_names"][:2] == ["presence", "attrs:AU01"]
 
 
 def test_bad_inputs_give_one_line_errors(trained, shared_data, tmp_path, capsys):
