@@ -66,8 +66,9 @@ class _Scheduled(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": lambda_lr(opt, self._schedule(), scale=h.lr)}
 
     def _log_lr(self) -> None:
-        if self._trainer is not None and self.trainer.optimizers:
-            self.log("train/lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]), on_step=True)
+        groups = self.trainer.optimizers[0].param_groups if self._trainer is not None and self.trainer.optimizers else []
+        if groups:  # none when there is nothing to optimise (the seed tokenizer)
+            self.log("train/lr", float(groups[0]["lr"]), on_step=True)
 
 
 class ReactionTokenizerTask(_Scheduled):
