@@ -211,3 +211,17 @@ def test_bad_inputs(tmp_path, torch_one_thread):
         load_reaction_model(tmp_path / "tok")
     with pytest.raises(ValueError, match="levels"):
         FSQTokenizer(levels=(1, 5))
+
+
+def test_registered_configs(torch_one_thread):
+    import mien
+
+    assert {"reaction-fsq", "reaction-seed-tokenizer", "reaction-tiny", "reaction-base"} <= set(mien.list_models("reaction"))
+    assert mien.create_model("reaction-fsq").vocab_sizes == (1000,)
+    sizes = {}
+    for name in ("reaction-tiny", "reaction-base"):
+        net = mien.create_model(name, speaker_dim=D_S, frames_per_token=5, vocab_sizes=(1000,))
+        sizes[name] = sum(p.numel() for p in net.parameters())
+        out = net.forward_online(torch.randn(1, 20, D_S), torch.zeros(1, 4, 1, dtype=torch.long))
+        assert out[0].shape == (1, 4, 1000)
+    assert sizes["reaction-base"] > 20 * sizes["reaction-tiny"]

@@ -186,3 +186,23 @@ def test_evaluate_reaction_table(trained, dyadic_root, tmp_path, capsys):
         assert modes["official"]["FRCorr"] == pytest.approx(3 * modes["corrected"]["FRCorr"], abs=1e-9)
     assert rows["mirror"]["official"]["FRDiv"] == 0.0  # R identical copies
     assert "| model (offline) |" in (tmp_path / "report.md").read_text() and "FRCorr" in capsys.readouterr().out
+
+
+def test_datamodule_split_streaming_and_exclusion(dyadic_root):
+    from mien.tasks.reaction import ReactionDataModule
+
+    sessions = json.loads((dyadic_root / "manifest.json").read_text())["dyads"]
+    for in_memory in (True, False):
+        dm = ReactionDataModule(str(dyadic_root), window=40, stride=20, val_sessions=[sessions[0]],
+                                exclude_sessions=[sessions[1]], batch_size=4, in_memory=in_memory)
+        assert len(dm.feature_names) == 1 + 25 + 13 and dm.fps == 25.0 and dm.appropriateness.shape == (6, 6)
+        dm.setup("fit")
+        train = [b for b in dm.train_dataloader()]
+        val = [b for b in dm.val_dataloader()]
+        assert {s for b in train for s in b["session"]} == {sessions[2]}
+        assert {s for b in val for s in b["session"]} == {sessions[0]}
+        assert sum(len(b["index"]) for b in train) == 8 and train[0]["speaker"].shape[1:] == (40, 39)
+    with pytest.warns(UserWarning, match="shorter than 200 frames skipped"):
+        dm = ReactionDataModule(str(dyadic_root), window=200, val_fraction=0.0)
+        with pytest.raises(ValueError, match="no training window"):
+            dm.setup("fit")

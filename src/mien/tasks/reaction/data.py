@@ -46,7 +46,7 @@ class _Filtered(torch.utils.data.IterableDataset):
         self.ds, self.keep = ds, keep
 
     def __iter__(self):
-        return (it for it in self.ds if self.keep(it["session"]))
+        return (it for it in self.ds if self.keep(it))
 
 
 class ReactionDataModule(pl.LightningDataModule):
@@ -124,11 +124,15 @@ class ReactionDataModule(pl.LightningDataModule):
                 raise ValueError(f"{h.root}: no training window (dataset empty or every session held out)")
             self._train, self._val = _Items(train), _Items(val) if val else None
         else:
-            drop = set(h.exclude_sessions or ())
-            self._train = _Filtered(ds, lambda s: s not in drop and not self._is_val(s))
-            self._val = (self._dataset(h.val_root) if h.val_root else
-                         _Filtered(ds, lambda s: s not in drop and self._is_val(s))
-                         if (h.val_sessions or h.val_fraction > 0) else None)
+            drop, w = set(h.exclude_sessions or ()), h.window
+
+            def keep(val: bool):  # whole windows only (a short dyad's one shorter item cannot be batched)
+                return lambda it: (it["session"] not in drop and self._is_val(it["session"]) == val
+                                   and len(it["speaker"]) == w)
+
+            self._train = _Filtered(ds, keep(False))
+            self._val = (_Filtered(self._dataset(h.val_root), lambda it: len(it["speaker"]) == w) if h.val_root else
+                         _Filtered(ds, keep(True)) if (h.val_sessions or h.val_fraction > 0) else None)
 
     def train_items(self) -> list[dict]:
         """The training windows (in memory; streams the set once when ``in_memory`` is off)."""
