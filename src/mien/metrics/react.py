@@ -30,11 +30,11 @@ so FRDist, ~80 % of the time, is bounded by the 25 subtract-multiply-adds per ce
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+
+from mien.metrics.dtw import dtw_multi, nearest_weighted_dtw
 
 __all__ = [
     "AU_SLICE",
@@ -168,106 +168,33 @@ def _frcorr(p: np.ndarray, lst: np.ndarray, a: np.ndarray, corrected: bool) -> f
 
 
 # ----------------------------------------------------------------------------------------------- FRDist
-_KERNEL = None
-
-
-def _dtw_kernel():
-    """numba kernel ``k(X (Tx, 25, L), y (Ty, 25)) -> (3, L)``: the DTW (sqrt of the minimal summed squared
-    Euclidean distance, no band, as ``tslearn.metrics.dtw``) of each lane's X[:, s] against y[:, s] for the
-    three slices s. Row-by-row DP; per row, the costs of all lanes are computed in one vectorisable loop with
-    the dimensions unrolled (generated source), then the min-plus update (``left`` carries the row's last
-    cell so the loop reads and writes no overlapping memory and vectorises). Compiled on first use."""
-    global _KERNEL
-    if _KERNEL is None:
-        try:
-            import numba
-        except ImportError:
-            raise ImportError("FRDist needs numba: pip install 'mien[react]'") from None
-        cost = []
-        for s, (lo, hi, _) in enumerate(DTW_SLICES):
-            terms = " + ".join(f"(xa[{d}, l] - y{d}) * (xa[{d}, l] - y{d})" for d in range(lo, hi))
-            cost.append(f"                c[{s}, l] = {terms}")
-        src = "\n".join([
-            "def kernel(X, y):",
-            "    tx, ty, nl = X.shape[0], y.shape[0], X.shape[2]",
-            "    prev = np.full((ty + 1, 3, nl), np.inf)",
-            "    cur = np.full((ty + 1, 3, nl), np.inf)",
-            "    prev[0] = 0.0",
-            "    c = np.empty((3, nl))",
-            "    left = np.empty((3, nl))",
-            "    for a in range(tx):",
-            "        xa = X[a]",
-            "        cur[0] = np.inf",
-            "        left[:] = np.inf",
-            "        for b in range(ty):",
-            "            yb = y[b]",
-            *[f"            y{d} = yb[{d}]" for d in range(DIM)],
-            "            for l in range(nl):",
-            *cost,
-            "            for s in range(3):",
-            "                for l in range(nl):",
-            "                    v = c[s, l] + min(min(prev[b, s, l], prev[b + 1, s, l]), left[s, l])",
-            "                    left[s, l] = v",
-            "                    cur[b + 1, s, l] = v",
-            "        prev, cur = cur, prev",
-            "    return np.sqrt(prev[ty])",
-        ])
-        ns: dict[str, Any] = {"np": np}
-        exec(compile(src, "<mien.metrics.react dtw kernel>", "exec"), ns)  # noqa: S102 - generated above
-        _KERNEL = numba.njit(nogil=True, boundscheck=False)(ns["kernel"])
-    return _KERNEL
-
-
 def dtw_slices(x: Any, y: Any) -> np.ndarray:
     """DTW of one pair of (T, 25) sequences on the AU [0:15], VA [15:17] and expression [17:25] slices: (3,)
     float64, each ``sqrt(min over warping paths Σ ||x_a − y_b||²)`` (``tslearn.metrics.dtw``, no band)."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.ascontiguousarray(y, dtype=np.float64)
-    return _dtw_kernel()(np.ascontiguousarray(x[:, :, None]), y)[:, 0]
-
-
-def _workers(workers: int | None) -> int:
-    if workers is not None:
-        return max(1, int(workers))
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return dtw_multi(x, y, tuple((lo, hi) for lo, hi, _ in DTW_SLICES))
 
 
 def frdist(pred: Any, listener: Any, appropriate: Any, corrected: bool = False, workers: int | None = None,
-           lanes: int = 64) -> float:
+           lanes: int = 40) -> float:
     """FRDist (distance to the closest appropriate real reaction, lower is better): mean over speakers k of
     Σ_i min_{j: A[k,j]} Σ_s w_s DTW(P_{k,i}[:, s], L_j[:, s]) with the slices/weights of :data:`DTW_SLICES`
     (1/15, 1, 1/8) — a sum over the R reactions; ``corrected=True`` divides by R.
 
-    Only pairs with A[k, j] are computed; they are grouped by listener j and run ``lanes`` reactions at a
-    time in ``workers`` threads (default: the usable cores). Shapes as :func:`frcorr`; needs numba."""
+    Only pairs with A[k, j] are computed, by :func:`mien.metrics.dtw.nearest_weighted_dtw` (exact minimum;
+    candidates that cannot be the minimum are abandoned early; 0/1 AUs bit-packed), ``lanes`` reactions at a
+    time against one listener in ``workers`` threads (default: the usable cores). Shapes as :func:`frcorr`;
+    needs numba."""
     p = _pred(pred)
     return _frdist(p, _seqs(p, listener, "listener"), _appropriate(p, appropriate), corrected, workers, lanes)
 
 
 def _frdist(p: np.ndarray, lst: np.ndarray, a: np.ndarray, corrected: bool, workers: int | None,
-            lanes: int = 64) -> float:
+            lanes: int = 40) -> float:
     n, r, t, _ = p.shape
-    kernel = _dtw_kernel()
-    w = np.array([s[2] for s in DTW_SLICES])
-    ks, js = np.nonzero(a)  # pairs (k, j), lanes are (pair, reaction)
-    vals = np.empty((len(ks), r))
-    jobs = []
-    for j in np.unique(js):
-        pairs = np.flatnonzero(js == j)
-        lane_pairs, lane_r = np.repeat(pairs, r), np.tile(np.arange(r), len(pairs))
-        for s in range(0, len(lane_pairs), lanes):
-            jobs.append((j, lane_pairs[s:s + lanes], lane_r[s:s + lanes]))
-    y_c = np.ascontiguousarray(lst)
-
-    def run(job):
-        j, lp, lr = job
-        x = np.ascontiguousarray(p[ks[lp], lr].transpose(1, 2, 0))  # (T, 25, lanes)
-        vals[lp, lr] = w @ kernel(x, y_c[j])
-
-    with ThreadPoolExecutor(_workers(workers)) as ex:
-        list(ex.map(run, jobs))
-    best = np.full((n, r), np.inf)
-    np.minimum.at(best, ks, vals)
+    ks, js = np.nonzero(a)
+    cand_q = (np.repeat(ks * r, r) + np.tile(np.arange(r), len(ks)))  # query k·R + i, candidate listener j
+    best = nearest_weighted_dtw(p.reshape(n * r, t, DIM), lst, cand_q, np.repeat(js, r), DTW_SLICES, workers,
+                                lanes).reshape(n, r)
     per_k = best.mean(1) if corrected else best.sum(1)
     return float(per_k.mean())
 
