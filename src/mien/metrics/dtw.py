@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["dtw_multi", "nearest_weighted_dtw"]
+__all__ = ["dtw_multi", "nearest_weighted_dtw", "usable_workers"]
 
 _BIG = 1 << 30  # "infinity" of the int32 recursion: 15 × path length stays far below it
 _KERNELS: dict[tuple, Any] = {}
@@ -128,7 +128,8 @@ def _pack(z: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
     return codes
 
 
-def _workers(workers: int | None) -> int:
+def usable_workers(workers: int | None) -> int:
+    """``workers`` (at least 1), or the cores this process may use when None."""
     if workers is not None:
         return max(1, int(workers))
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -173,7 +174,7 @@ def nearest_weighted_dtw(queries: np.ndarray, refs: np.ndarray, cand_q: np.ndarr
     order = np.argsort(cand_r, kind="stable")
     groups = np.split(order, np.flatnonzero(np.diff(cand_r[order])) + 1) if len(order) else []
     chunks = sorted((g[s:s + lanes] for g in groups for s in range(0, len(g), lanes)), key=len, reverse=True)
-    with ThreadPoolExecutor(_workers(workers)) as ex:
+    with ThreadPoolExecutor(usable_workers(workers)) as ex:
         list(ex.map(run, chunks))
     out = np.full(len(queries), np.inf)
     np.minimum.at(out, cand_q, vals)

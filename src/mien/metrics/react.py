@@ -30,11 +30,12 @@ so FRDist, ~80 % of the time, is bounded by the 25 subtract-multiply-adds per ce
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from mien.metrics.dtw import dtw_multi, nearest_weighted_dtw
+from mien.metrics.dtw import dtw_multi, nearest_weighted_dtw, usable_workers
 
 __all__ = [
     "AU_SLICE",
@@ -74,7 +75,7 @@ DTW_SLICES = ((AU_SLICE.start, AU_SLICE.stop, 1 / 15), (VA_SLICE.start, VA_SLICE
               (EXPRESSION_SLICE.start, EXPRESSION_SLICE.stop, 1 / 8))
 #: official FRSyn lag range: 2 s at 25 fps → lags −49…49
 SYN_MAX_LAG = 49
-_CHUNK = 256  # speakers (or reactions) per batched step: bounds temporaries to ~_CHUNK·R·T·25 float64
+_CHUNK = 16  # speakers (or reactions) per batched step: temporaries of ~_CHUNK·R·T·25 float64 stay in cache
 
 
 def _arr(x: Any, name: str, ndim: int) -> np.ndarray:
@@ -142,28 +143,47 @@ def _ccc_from(sxy, sxx, syy, mx, my, t):
     return (2 * rho * np.sqrt(vx) * np.sqrt(vy) / (vx + vy + (mx - my) ** 2 + 1e-8)).mean(-1)
 
 
-def frcorr(pred: Any, listener: Any, appropriate: Any, corrected: bool = False) -> float:
+def frcorr(pred: Any, listener: Any, appropriate: Any, corrected: bool = False, workers: int | None = None) -> float:
     """FRCorr (appropriateness, higher is better): mean over speakers k of Σ_i max_{j: A[k,j]} CCC(L_j, P_{k,i})
     — a sum over the R reactions (range [−R, R]); ``corrected=True`` divides by R (range [−1, 1]).
-    Shapes: pred (N, R, T, 25), listener (N, T, 25), appropriate (N, N). Raises ValueError on bad shapes."""
+    Shapes: pred (N, R, T, 25), listener (N, T, 25), appropriate (N, N). Raises ValueError on bad shapes.
+    Speakers are split over ``workers`` threads (default: the usable cores)."""
     p = _pred(pred)
-    return _frcorr(p, _seqs(p, listener, "listener"), _appropriate(p, appropriate), corrected)
+    return _frcorr(p, _seqs(p, listener, "listener"), _appropriate(p, appropriate), corrected, workers)
 
 
-def _frcorr(p: np.ndarray, lst: np.ndarray, a: np.ndarray, corrected: bool) -> float:
+def _in_threads(fn, n: int, workers: int | None) -> list:
+    """fn(range) over ``workers`` contiguous parts of range(n), in threads (numpy releases the GIL); results in
+    order."""
+    w = max(1, min(usable_workers(workers), n))
+    parts = [range(n * i // w, n * (i + 1) // w) for i in range(w)]
+    if w == 1:
+        return [fn(parts[0])]
+    with ThreadPoolExecutor(w) as ex:
+        return list(ex.map(fn, parts))
+
+
+def _frcorr(p: np.ndarray, lst: np.ndarray, a: np.ndarray, corrected: bool, workers: int | None = None) -> float:
     t = p.shape[2]
     ml = lst.mean(1)  # (N, D)
     lc = lst - ml[:, None]
     sll = (lc * lc).sum(1)
+    per_k = np.empty(p.shape[0])
+
+    def part(ks: range) -> None:
+        for k in ks:
+            js = np.flatnonzero(a[k])
+            mp = p[k].mean(1)  # (R, D)
+            pc = p[k] - mp[:, None]
+            sxy = np.einsum("itc,jtc->ijc", pc, lc[js], optimize=True)  # (R, J, D)
+            c = _ccc_from(sxy, (pc * pc).sum(1)[:, None], sll[js][None], mp[:, None], ml[js][None], t)
+            best = c.max(1)
+            per_k[k] = best.mean() if corrected else best.sum()
+
+    _in_threads(part, p.shape[0], workers)
     total = 0.0
-    for k in range(p.shape[0]):
-        js = np.flatnonzero(a[k])
-        mp = p[k].mean(1)  # (R, D)
-        pc = p[k] - mp[:, None]
-        sxy = np.einsum("itc,jtc->ijc", pc, lc[js], optimize=True)  # (R, J, D)
-        c = _ccc_from(sxy, (pc * pc).sum(1)[:, None], sll[js][None], mp[:, None], ml[js][None], t)
-        best = c.max(1)
-        total += best.mean() if corrected else best.sum()
+    for v in per_k.tolist():  # summed in speaker order, as before the split
+        total += v
     return float(total / p.shape[0])
 
 
@@ -308,7 +328,8 @@ def _lag_pearson(x: np.ndarray, y: np.ndarray, max_lag: int) -> tuple[np.ndarray
     return np.where(nan, 0.0, r), nan, const
 
 
-def frsyn(pred: Any, speaker: Any, corrected: bool = False, max_lag: int = SYN_MAX_LAG) -> float:
+def frsyn(pred: Any, speaker: Any, corrected: bool = False, max_lag: int = SYN_MAX_LAG,
+          workers: int | None = None) -> float:
     """FRSyn (time-lagged cross-correlation synchrony with the speaker, in frames, lower is better): for each
     reaction, r(ℓ) = mean over the 25 dimensions of Pearson(prediction, speaker) at lag ℓ ∈ [−max_lag,
     max_lag]; the offset is |ℓ*| at the first maximum; FRSyn = its mean, in [0, max_lag].
@@ -316,27 +337,34 @@ def frsyn(pred: Any, speaker: Any, corrected: bool = False, max_lag: int = SYN_M
     Official (default): only the first reaction P_{k,0} is used, and a lag where any dimension's window is
     constant has r = NaN, which the official ``torch.argmax`` picks first (offset 49 for a constant
     dimension). ``corrected=True``: all R reactions, constant windows count as Pearson 0.
-    pred (N, R, T, 25), speaker (N, T, 25) with T > max_lag + 1."""
+    pred (N, R, T, 25), speaker (N, T, 25) with T > max_lag + 1; chunks of sequences run in ``workers`` threads
+    (default: the usable cores)."""
     p = _pred(pred)
-    return _frsyn(p, _seqs(p, speaker, "speaker"), corrected, max_lag)
+    return _frsyn(p, _seqs(p, speaker, "speaker"), corrected, max_lag, workers)
 
 
-def _frsyn(p: np.ndarray, s: np.ndarray, corrected: bool, max_lag: int) -> float:
+def _frsyn(p: np.ndarray, s: np.ndarray, corrected: bool, max_lag: int, workers: int | None = None) -> float:
     n, r, t, d = p.shape
     if t < max_lag + 2:
         raise ValueError(f"FRSyn with max_lag={max_lag} needs T >= {max_lag + 2} frames, got pred {p.shape}")
     x = p.reshape(n * r, t, d) if corrected else p[:, 0]
     spk_of = np.repeat(np.arange(n), r) if corrected else np.arange(n)
-    offsets = []
-    for c in range(0, len(x), _CHUNK):
-        rr, nan, const = _lag_pearson(x[c:c + _CHUNK], s[spk_of[c:c + _CHUNK]], max_lag)
-        if corrected:
-            rr = np.where(const, 0.0, rr)
-        idx = rr.mean(2).argmax(1)  # first maximum over lags
-        if not corrected:
-            nan_lag = nan.any(2)
-            idx = np.where(nan_lag.any(1), nan_lag.argmax(1), idx)
-        offsets.append(np.abs(max_lag - idx))
+
+    def part(chunks: range) -> list:
+        offsets = []
+        for i in chunks:
+            c = i * _CHUNK
+            rr, nan, const = _lag_pearson(x[c:c + _CHUNK], s[spk_of[c:c + _CHUNK]], max_lag)
+            if corrected:
+                rr = np.where(const, 0.0, rr)
+            idx = rr.mean(2).argmax(1)  # first maximum over lags
+            if not corrected:
+                nan_lag = nan.any(2)
+                idx = np.where(nan_lag.any(1), nan_lag.argmax(1), idx)
+            offsets.append(np.abs(max_lag - idx))
+        return offsets
+
+    offsets = [o for chunk in _in_threads(part, -(-len(x) // _CHUNK), workers) for o in chunk]
     return float(np.concatenate(offsets).mean())
 
 
@@ -355,12 +383,12 @@ def react_metrics(pred: Any, listener: Any, speaker: Any, appropriate: Any, corr
     if p.shape[2] < max_lag + 2:  # before the expensive metrics
         raise ValueError(f"FRSyn with max_lag={max_lag} needs T >= {max_lag + 2} frames, got pred {p.shape}")
     return {
-        "FRCorr": _frcorr(p, lst, a, corrected),
+        "FRCorr": _frcorr(p, lst, a, corrected, workers),
         "FRDist": _frdist(p, lst, a, corrected, workers),
         "FRDiv": _frdiv(p),
         "FRVar": _frvar(p),
         "FRDvs": _frdvs(p),
-        "FRSyn": _frsyn(p, spk, corrected, max_lag),
+        "FRSyn": _frsyn(p, spk, corrected, max_lag, workers),
     }
 
 
