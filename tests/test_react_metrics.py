@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mien.metrics import react
+from mien.metrics import dtw, react
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import react_official as official  # noqa: E402
@@ -89,6 +89,39 @@ def test_dtw_matches_tslearn_bitwise():
     a, b = rng.random((30, 25)), rng.random((27, 25))
     want = [tslearn.dtw(a[:, lo:hi], b[:, lo:hi]) for lo, hi, _ in react.DTW_SLICES]
     assert react.dtw_slices(a, b).tolist() == want
+
+
+def _weighted_pairwise(queries, refs, cand_q, cand_r):
+    """Reference for nearest_weighted_dtw: every candidate with dtw_multi, summed as the official code."""
+    out = np.full(len(queries), np.inf)
+    for q, j in zip(cand_q, cand_r, strict=True):
+        d = dtw.dtw_multi(queries[q], refs[j], [(lo, hi) for lo, hi, _ in react.DTW_SLICES])
+        res = 0.0
+        for (_, _, w), v in zip(react.DTW_SLICES, d, strict=True):
+            res += w * v
+        out[q] = min(out[q], res)
+    return out
+
+
+@pytest.mark.parametrize("binary_refs", [True, False])
+def test_nearest_weighted_dtw_packed_and_float_paths_equal_pairwise_bitwise(binary_refs):
+    rng = np.random.default_rng(9)
+    queries, refs = synth(rng, (13,), 23), synth(rng, (5,), 19)  # different lengths; AUs are 0/1
+    if not binary_refs:
+        refs[2, 4, 3] = 0.5  # one non-binary AU value anywhere: the float path for everything
+    assert (dtw._pack(refs, 0, 15) is not None) == binary_refs
+    refs[3] = queries[4, :19]  # an exact match → 0
+    cand_q = np.r_[np.arange(13), np.arange(13), [4, 4]]
+    cand_r = np.r_[rng.integers(0, 5, 13), rng.integers(0, 5, 13), [3, 1]]
+    want = _weighted_pairwise(queries, refs, cand_q, cand_r)
+    for lanes, workers in [(40, 2), (3, 1)]:  # lane groups of every size, threads
+        got = dtw.nearest_weighted_dtw(queries, refs, cand_q, cand_r, react.DTW_SLICES, workers, lanes)
+        assert got.tolist() == want.tolist()
+    assert dtw.nearest_weighted_dtw(queries[4:5, :19], refs, [0], [3], react.DTW_SLICES)[0] == 0
+    # the packed AU cost is the exact squared distance: a single frame differing in k AUs costs k
+    x, y = np.zeros((1, 1, 25)), np.zeros((1, 1, 25))
+    x[0, 0, [0, 3, 14]] = 1
+    assert dtw.nearest_weighted_dtw(x, y, [0], [0], react.DTW_SLICES)[0] == np.sqrt(3) / 15
 
 
 # ------------------------------------------------------------------------------------ hand-computed suite
@@ -234,7 +267,7 @@ def test_bad_inputs_raise_value_error():
 
 
 def test_missing_numba_gives_one_line_error(monkeypatch):
-    monkeypatch.setattr(react, "_KERNEL", None)
+    monkeypatch.setattr(dtw, "_KERNELS", {})
     monkeypatch.setitem(sys.modules, "numba", None)
     rng = np.random.default_rng(8)
     pred, lst = synth(rng, (2, 1), 10), synth(rng, (2,), 10)

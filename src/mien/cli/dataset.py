@@ -39,6 +39,8 @@ def summary(root: str) -> dict:
 
     info = open_dataset(root)
     m, df = info.manifest, info.index
+    if m.get("kind") == "dyadic":
+        return _dyadic_summary(root, m, df)
     dur = float((df["end_sec"] - df["start_sec"]).sum()) if len(df) else 0.0
     fs, path = store.get_fs(root)
     shard_dir = store.join(path, "shards")
@@ -58,10 +60,27 @@ def summary(root: str) -> dict:
     }
 
 
+def _dyadic_summary(root: str, m: dict, df) -> dict:
+    return {"root": root, "kind": "dyadic", "schema_version": m["schema_version"], "dyads": len(m["dyads"]),
+            "items": m["items"], "fps": m["fps"], "frames": int(df["frames"].sum()) if len(df) else 0,
+            "feature_columns": len(m["feature_names"]),
+            "feature_groups": list(dict.fromkeys(n.split(":", 1)[0] for n in m["feature_names"])),
+            "attrs_source": m["attrs_source"], "appropriateness": m["appropriateness"],
+            "members": m.get("members", {}), "shards": len(m["shards"])}
+
+
 def run_info(args: argparse.Namespace) -> int:
     s = summary(args.root)
     if args.json:
         print(json.dumps(s, indent=2))
+        return 0
+    if s.get("kind") == "dyadic":
+        print(f"{s['root']}: mien dyadic dataset schema {s['schema_version']}")
+        print(f"  dyads {s['dyads']} ({s['items']} items, both roles), {s['frames']} frames at {s['fps']} fps, "
+              f"{s['shards']} shards")
+        print(f"  speaker features {s['feature_columns']}: {', '.join(s['feature_groups'])}; attributes from "
+              f"{', '.join(s['attrs_source'])}; appropriateness: {s['appropriateness']['source']}")
+        print("  members: " + ", ".join(s["members"]))
         return 0
     print(f"{s['root']}: mien dataset schema {s['schema_version']}")
     print(f"  samples {s['samples']} ({s['with_audio']} with audio), videos {s['videos']}, subjects {s['subjects']}, "
@@ -125,6 +144,11 @@ def run_verify(args: argparse.Namespace) -> int:
     if not args.repair:
         print("mien: `mien dataset verify --repair` re-prepares their videos")
         return 1
+    from mien.data.reader import open_dataset
+
+    if open_dataset(args.root).manifest.get("kind") == "dyadic":
+        raise ValueError(f"{args.root}: --repair does not handle dyadic datasets; delete the bad dyads' done/*.json "
+                         "markers and re-run the same `mien prepare --mode dyadic` command")
     from mien.pipelines.prepare.run import repair
 
     videos = sorted({c.video for c in bad})

@@ -10,14 +10,15 @@ def add_parser(sub) -> None:
                        description="Export a registered image model (mien.list_models()) to ONNX; the file is "
                                    "validated with onnx.checker and compared with PyTorch through onnxruntime.")
     p.add_argument("model", help="registered model name (e.g. faceapi-expression), or 'tokenizer' / 'au' / 'reenact' / "
-                                 "'face3d' with a checkpoint (CKPT or --checkpoint)")
+                                 "'face3d' / 'reaction' with a checkpoint (CKPT or --checkpoint)")
     p.add_argument("checkpoint_pos", nargs="?", metavar="CKPT", help="the checkpoint (same as --checkpoint)")
     p.add_argument("-o", "--output", required=True,
                    help="output .onnx file (a folder for 'tokenizer' and for a feature-vector 'au' model)")
     p.add_argument("--checkpoint", help="Lightning checkpoint: for 'tokenizer' exported as config.json + "
                                         "model.safetensors (loadable without Lightning); for 'au' as ONNX (image "
                                         "models) or as au_default.safetensors + config.json (feature-vector "
-                                        "models, -o DIR)")
+                                        "models, -o DIR); for 'reaction' (a reaction or reaction-tokenizer "
+                                        "run) as config.json + model.safetensors")
     p.add_argument("--atol", type=float, default=1e-3, help="parity tolerance (default 1e-3)")
     p.add_argument("--au-data", metavar="DATASET", help="reenact: a prepared dataset to fit per-AU editing "
                                                         "directions of the expression latent on")
@@ -62,6 +63,18 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise InputError(ckpt, str(e).split(": ", 1)[-1]) from None
         print(f"mien: wrote {out} (config.json + model.safetensors)")
+        return 0
+    if args.model == "reaction":
+        if not args.checkpoint:
+            raise ValueError("mien export reaction needs --checkpoint CKPT")
+        from mien.errors import InputError
+        from mien.export.reaction import export_reaction_checkpoint
+
+        try:
+            kind, out = export_reaction_checkpoint(args.checkpoint, args.output)
+        except FileNotFoundError:
+            raise InputError(args.checkpoint, "no such checkpoint") from None
+        print(f"mien: wrote {out} (reaction {kind}: config.json + model.safetensors)")
         return 0
     if args.model == "tokenizer":
         if not args.checkpoint:

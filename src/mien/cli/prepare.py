@@ -20,7 +20,9 @@ def add_parser(sub) -> None:
                                    "extract landmarks, head pose, eye/mouth openness and audio features, and write "
                                    "WebDataset shards, manifest.json, index.parquet and report.json. A re-run with "
                                    "the same command resumes.")
-    p.add_argument("inputs", nargs="+", help="video files, folders, globs or fsspec URLs (s3://, gs://, memory://)")
+    p.add_argument("inputs", nargs="*", help="video files, folders, globs or fsspec URLs (s3://, gs://, memory://); "
+                                             "--mode dyadic: pairs CSVs (session,speaker_video,listener_video) or "
+                                             "two-face videos")
     p.add_argument("-o", "--output", required=True, help="dataset root: folder or fsspec URL")
     add_options(p, PrepareOptions)
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
@@ -36,13 +38,16 @@ def run(args: argparse.Namespace) -> int:
     from mien.pipelines.prepare import prepare
 
     opts = options_from_args(PrepareOptions, args)
+    if not args.inputs and not (opts.mode == "dyadic" and opts.react_root):
+        raise ValueError("no inputs given (videos; with --mode dyadic: pairs CSVs, two-face videos or --react-root)")
     report = prepare(args.inputs, args.output, opts, workers=args.workers, overwrite=args.overwrite,
                      executor=args.executor, ray_address=args.ray_address,
                      progress=not args.no_progress and sys.stderr.isatty(),
                      log=lambda line: print(f"mien: skipped {line}", file=sys.stderr))
     rej = ", ".join(f"{k} {v}" for k, v in report.rejected.items()) or "none"
     speed = report.source_seconds / report.wall_seconds if report.wall_seconds else 0.0
-    print(f"mien: prepared {len(report.ok)} video(s) into {report.samples} sample(s) in {args.output} "
+    what = "dyad(s)" if opts.mode == "dyadic" else "video(s)"
+    print(f"mien: prepared {len(report.ok)} {what} into {report.samples} sample(s) in {args.output} "
           f"({report.resumed} already done; {speed:.2f} s of video per s); rejected windows: {rej}")
     if report.no_au_labels:
         names = ", ".join(os.path.basename(s) for s in report.no_au_labels[:5])

@@ -8,7 +8,9 @@ Tasks (:data:`TASKS`): ``au`` (the config's ``model.class_path`` chooses :class:
 :class:`mien.tasks.au.AUFeaturesTask`; data: :class:`mien.tasks.au.AUDataModule`), ``tokenizer``
 (:class:`mien.tasks.tokenizer.TokenizerTask`), ``predictor`` (:class:`mien.tasks.tokenizer.PredictorTask`) and
 ``face3d`` (:class:`mien.tasks.face3d.Face3DTask`, SMIRK/TEASER), whose data module is given by class path
-(``data.class_path``).
+(``data.class_path``); ``reenact`` (:class:`mien.tasks.reenact.ReenactTask`, MegaPortraits) on shard pairs;
+``reaction-tokenizer`` (:class:`mien.tasks.reaction.ReactionTokenizerTask`) and ``reaction``
+(:class:`mien.tasks.reaction.ReactionTask`) on :class:`mien.tasks.reaction.ReactionDataModule` (dyadic shards).
 
 ``mien train face-model DATASETS… -o model.npz`` is not a Lightning task (and does not import Lightning): it
 builds a ``mien-face`` 3-D face model from analysed faces (:func:`mien.models.face3d.train_face_model`), e.g.
@@ -52,6 +54,10 @@ TASKS: dict[str, TrainTask] = {
                            subclass_data=True),
     "reenact": TrainTask("mien.tasks.reenact:ReenactTask", "mien.tasks.reenact:ReenactDataModule"),
     "face3d": TrainTask("mien.tasks.face3d:Face3DTask", "lightning.pytorch:LightningDataModule", subclass_data=True),
+    "reaction-tokenizer": TrainTask("mien.tasks.reaction:ReactionTokenizerTask",
+                                    "mien.tasks.reaction:ReactionDataModule"),
+    "reaction": TrainTask("mien.tasks.reaction:ReactionTask", "mien.tasks.reaction:ReactionDataModule",
+                          links="mien.tasks.reaction:add_cli_links"),
 }
 """The trainable tasks; adding one = a task package under ``mien/tasks``, an entry here and its configs in
 ``mien/configs/<name>/``."""

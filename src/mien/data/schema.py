@@ -6,6 +6,10 @@ The shard writer (:mod:`mien.data.shards`), the reader (:mod:`mien.data.reader`)
 restating them. One sample = one clip of one face, key ``<video key>_<start grid frame, 6 digits>``
 (T = clip frames, S = crop size in pixels, K = 478 landmarks, A = AU columns).
 
+A second dataset kind, ``dyadic`` (manifest ``"kind": "dyadic"``; the clip kind has no ``kind`` key), holds one
+sample per dyad of two people for listener-reaction models: :data:`DYADIC_MEMBERS`, written and read by
+:mod:`mien.data.react.shards`.
+
 Adding a member: add a :class:`Member` to :data:`MEMBERS` (``required=False`` unless every sample has it), write
 it in :func:`mien.pipelines.prepare.encode.write_clips`, bump :data:`SCHEMA_VERSION`'s minor number; readers
 decode it by its suffix (``.npy`` → array) and ``mien dataset info`` lists it from the manifest.
@@ -119,3 +123,28 @@ def new_marker(uri: str, vkey: str, subject: str, subject_id: int, au_names: lis
     return {"input": uri, "video_key": vkey, "subject": subject, "subject_id": subject_id, "status": "ok",
             "reason": "", "samples": [], "shards": [], "rejected": {}, "candidates": 0, "source_seconds": 0.0,
             "has_audio": False, "models": {}, "has_au": au_names is not None, "au_names": list(au_names or [])}
+
+
+# ------------------------------------------------------------------------------------------ dyadic kind
+DYADIC_SCHEMA_VERSION = "1.0"
+"""Version of the dyadic dataset layout (``manifest.json`` ``schema_version`` when ``kind`` is "dyadic")."""
+DYADIC_MEMBERS: tuple[Member, ...] = (
+    Member("a.features.npy", "(T, D) float32 speaker features of person a (columns: manifest feature_names)"),
+    Member("b.features.npy", "(T, D) float32 speaker features of person b"),
+    Member("a.attrs.npy", "(T, 25) float32 REACT attributes of person a (mien.metrics.react.REACT_ATTRIBUTES; "
+                          "NaN = not available)"),
+    Member("b.attrs.npy", "(T, 25) float32 REACT attributes of person b"),
+    Member("times.npy", "(T,) float64 frame time in s (both people are sampled at these times)"),
+    Member("json", "dyad metadata: DYADIC_META_FIELDS"),
+)
+"""Members of a dyadic sample (one dyad: persons a and b on one frame grid)."""
+DYADIC_META_FIELDS: tuple[str, ...] = ("schema_version", "session", "key", "fps", "frames", "source_a", "source_b",
+                                       "attrs_source", "feature_names")
+"""Keys of a dyadic sample's ``json`` member. attrs_source: "react-csv" (official Emotion CSVs) or "mien"
+(:func:`mien.data.react.features.attributes_25`)."""
+
+
+def required_members(kind: str | None) -> frozenset[str]:
+    """Members every sample of a dataset kind has ("dyadic", or None/"clips" for face clips)."""
+    members = DYADIC_MEMBERS if kind == "dyadic" else MEMBERS
+    return frozenset(m.name for m in members if m.required)

@@ -217,12 +217,12 @@ def _fsspec_open(url: str) -> Iterator[dict]:
         yield {"url": url, "stream": stream}
 
 
-def checked_samples(shards: Iterable[dict]) -> Iterator[dict]:
+def checked_samples(shards: Iterable[dict], required: frozenset[str] = schema.REQUIRED_MEMBERS) -> Iterator[dict]:
     """WebDataset stage: ``{"url"[, "expected"]}`` shard dicts → complete raw samples (``__key__``, ``__url__``,
     member bytes), shard by shard.
 
-    A read error ends that shard (WebDataset's ``handler`` records it); a sample lacking a required member
-    (:data:`mien.data.schema.REQUIRED_MEMBERS`) is skipped. Either way one :class:`DamagedShardWarning` per
+    A read error ends that shard (WebDataset's ``handler`` records it); a sample lacking a ``required`` member
+    (default the clip kind's :data:`mien.data.schema.REQUIRED_MEMBERS`) is skipped. Either way one :class:`DamagedShardWarning` per
     shard names it, the error, the samples read and — when the manifest's count is known — how many were lost.
     """
     from webdataset import tariterators as ti
@@ -238,7 +238,7 @@ def checked_samples(shards: Iterable[dict]) -> Iterator[dict]:
         good = incomplete = 0
         samples = ti.group_by_keys(ti.tar_file_expander(_fsspec_open(url), handler=handler), handler=handler)
         for s in samples:
-            if not schema.REQUIRED_MEMBERS.issubset(s):
+            if not required.issubset(s):
                 incomplete += 1
                 continue
             good += 1
@@ -263,7 +263,8 @@ def _rank_split(rank: int, count: int) -> Callable:
     return stage
 
 
-def raw_pipeline(urls: list[str], node="auto", worker="auto", stages: Iterable[Callable] = ()):
+def raw_pipeline(urls: list[str], node="auto", worker="auto", stages: Iterable[Callable] = (),
+                 checker: Callable = checked_samples):
     """WebDataset ``DataPipeline`` of complete raw samples of ``urls`` (see :func:`checked_samples`).
 
     Args:
@@ -273,6 +274,8 @@ def raw_pipeline(urls: list[str], node="auto", worker="auto", stages: Iterable[C
             (rank, count) — keep every count-th shard starting at rank. All (node, worker) pairs together read
             every shard exactly once.
         stages: further pipeline stages applied to the raw samples (filters, decoding).
+        checker: the stage that expands shards into complete samples (default :func:`checked_samples` with the
+            clip kind's required members; other dataset kinds pass theirs, e.g. mien.data.react.shards).
     """
     import webdataset as wds
 
@@ -285,7 +288,7 @@ def raw_pipeline(urls: list[str], node="auto", worker="auto", stages: Iterable[C
             pipe.append(_rank_split(*split))
     if expected:
         pipe.append(wds.map(functools.partial(_with_expected, expected=expected)))  # picklable: spawn workers
-    pipe.append(checked_samples)
+    pipe.append(checker)
     return wds.DataPipeline(*pipe, *stages)
 
 

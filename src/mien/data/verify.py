@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 
-from mien.data import shards, store
+from mien.data import schema, shards, store
 
 
 @dataclass
@@ -53,6 +54,7 @@ def verify_dataset(root: str, hashes: bool = True) -> list[ShardCheck]:
 
     manifest = open_dataset(root).manifest
     fs, path = store.get_fs(root)
+    checker = functools.partial(shards.checked_samples, required=schema.required_members(manifest.get("kind")))
     out = []
     for entry in manifest["shards"]:
         p = store.join(path, "shards", entry["name"])
@@ -68,7 +70,8 @@ def verify_dataset(root: str, hashes: bool = True) -> list[ShardCheck]:
             check.problems.append("SHA-256 differs from the manifest")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", shards.DamagedShardWarning)
-            n = sum(1 for _ in shards.raw_pipeline([shards.shard_url(fs, p)], node=None, worker=None))
+            n = sum(1 for _ in shards.raw_pipeline([shards.shard_url(fs, p)], node=None, worker=None,
+                                                   checker=checker))
         check.samples = n
         if n != entry["samples"]:
             check.problems.append(f"{n} of {entry['samples']} samples readable")

@@ -30,14 +30,21 @@ so FRDist, ~80 % of the time, is bounded by the 25 subtract-multiply-adds per ce
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from mien.metrics.dtw import dtw_multi, nearest_weighted_dtw, usable_workers
+
 __all__ = [
+    "AU_SLICE",
     "DTW_SLICES",
+    "EXPRESSION_SLICE",
+    "REACT_ATTRIBUTES",
+    "REACT_AUS",
+    "REACT_EXPRESSIONS",
+    "VA_SLICE",
     "SYN_MAX_LAG",
     "ccc",
     "dtw_slices",
@@ -51,12 +58,24 @@ __all__ = [
     "react_metrics",
 ]
 
-DIM = 25
+REACT_AUS = ("AU01", "AU02", "AU04", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15", "AU17", "AU23",
+             "AU24", "AU25", "AU26")
+"""The 15 AU occurrences of the REACT attributes (FACS names, the challenge's order)."""
+REACT_EXPRESSIONS = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
+"""The 8 expression probabilities of the REACT attributes, in the challenge's order."""
+REACT_ATTRIBUTES: tuple[str, ...] = (*REACT_AUS, "valence", "arousal", *REACT_EXPRESSIONS)
+"""The 25 per-frame facial attributes of REACT 2023/2024 (columns of the official ``Emotion/*.csv``), in the
+challenge's order: 15 AU occurrences [0:15], valence and arousal [15:17] in [−1, 1], 8 expression
+probabilities [17:25] (as listed in Song et al., REACT2023, ACM MM 2023). The one definition of the layout: readers,
+writers, models and plots use these names and the slices below."""
+DIM = len(REACT_ATTRIBUTES)
+AU_SLICE, VA_SLICE, EXPRESSION_SLICE = slice(0, 15), slice(15, 17), slice(17, 25)
 #: (start, stop, weight) of the FRDist DTW terms: AUs, valence/arousal, expression probabilities
-DTW_SLICES = ((0, 15, 1 / 15), (15, 17, 1.0), (17, 25, 1 / 8))
+DTW_SLICES = ((AU_SLICE.start, AU_SLICE.stop, 1 / 15), (VA_SLICE.start, VA_SLICE.stop, 1.0),
+              (EXPRESSION_SLICE.start, EXPRESSION_SLICE.stop, 1 / 8))
 #: official FRSyn lag range: 2 s at 25 fps → lags −49…49
 SYN_MAX_LAG = 49
-_CHUNK = 256  # speakers (or reactions) per batched step: bounds temporaries to ~_CHUNK·R·T·25 float64
+_CHUNK = 16  # speakers (or reactions) per batched step: temporaries of ~_CHUNK·R·T·25 float64 stay in cache
 
 
 def _arr(x: Any, name: str, ndim: int) -> np.ndarray:
@@ -124,132 +143,78 @@ def _ccc_from(sxy, sxx, syy, mx, my, t):
     return (2 * rho * np.sqrt(vx) * np.sqrt(vy) / (vx + vy + (mx - my) ** 2 + 1e-8)).mean(-1)
 
 
-def frcorr(pred: Any, listener: Any, appropriate: Any, corrected: bool = False) -> float:
+def frcorr(pred: Any, listener: Any, appropriate: Any, corrected: bool = False, workers: int | None = None) -> float:
     """FRCorr (appropriateness, higher is better): mean over speakers k of Σ_i max_{j: A[k,j]} CCC(L_j, P_{k,i})
     — a sum over the R reactions (range [−R, R]); ``corrected=True`` divides by R (range [−1, 1]).
-    Shapes: pred (N, R, T, 25), listener (N, T, 25), appropriate (N, N). Raises ValueError on bad shapes."""
+    Shapes: pred (N, R, T, 25), listener (N, T, 25), appropriate (N, N). Raises ValueError on bad shapes.
+    Speakers are split over ``workers`` threads (default: the usable cores)."""
     p = _pred(pred)
-    return _frcorr(p, _seqs(p, listener, "listener"), _appropriate(p, appropriate), corrected)
+    return _frcorr(p, _seqs(p, listener, "listener"), _appropriate(p, appropriate), corrected, workers)
 
 
-def _frcorr(p: np.ndarray, lst: np.ndarray, a: np.ndarray, corrected: bool) -> float:
+def _in_threads(fn, n: int, workers: int | None) -> list:
+    """fn(range) over ``workers`` contiguous parts of range(n), in threads (numpy releases the GIL); results in
+    order."""
+    w = max(1, min(usable_workers(workers), n))
+    parts = [range(n * i // w, n * (i + 1) // w) for i in range(w)]
+    if w == 1:
+        return [fn(parts[0])]
+    with ThreadPoolExecutor(w) as ex:
+        return list(ex.map(fn, parts))
+
+
+def _frcorr(p: np.ndarray, lst: np.ndarray, a: np.ndarray, corrected: bool, workers: int | None = None) -> float:
     t = p.shape[2]
     ml = lst.mean(1)  # (N, D)
     lc = lst - ml[:, None]
     sll = (lc * lc).sum(1)
+    per_k = np.empty(p.shape[0])
+
+    def part(ks: range) -> None:
+        for k in ks:
+            js = np.flatnonzero(a[k])
+            mp = p[k].mean(1)  # (R, D)
+            pc = p[k] - mp[:, None]
+            sxy = np.einsum("itc,jtc->ijc", pc, lc[js], optimize=True)  # (R, J, D)
+            c = _ccc_from(sxy, (pc * pc).sum(1)[:, None], sll[js][None], mp[:, None], ml[js][None], t)
+            best = c.max(1)
+            per_k[k] = best.mean() if corrected else best.sum()
+
+    _in_threads(part, p.shape[0], workers)
     total = 0.0
-    for k in range(p.shape[0]):
-        js = np.flatnonzero(a[k])
-        mp = p[k].mean(1)  # (R, D)
-        pc = p[k] - mp[:, None]
-        sxy = np.einsum("itc,jtc->ijc", pc, lc[js], optimize=True)  # (R, J, D)
-        c = _ccc_from(sxy, (pc * pc).sum(1)[:, None], sll[js][None], mp[:, None], ml[js][None], t)
-        best = c.max(1)
-        total += best.mean() if corrected else best.sum()
+    for v in per_k.tolist():  # summed in speaker order, as before the split
+        total += v
     return float(total / p.shape[0])
 
 
 # ----------------------------------------------------------------------------------------------- FRDist
-_KERNEL = None
-
-
-def _dtw_kernel():
-    """numba kernel ``k(X (Tx, 25, L), y (Ty, 25)) -> (3, L)``: the DTW (sqrt of the minimal summed squared
-    Euclidean distance, no band, as ``tslearn.metrics.dtw``) of each lane's X[:, s] against y[:, s] for the
-    three slices s. Row-by-row DP; per row, the costs of all lanes are computed in one vectorisable loop with
-    the dimensions unrolled (generated source), then the min-plus update (``left`` carries the row's last
-    cell so the loop reads and writes no overlapping memory and vectorises). Compiled on first use."""
-    global _KERNEL
-    if _KERNEL is None:
-        try:
-            import numba
-        except ImportError:
-            raise ImportError("FRDist needs numba: pip install 'mien[react]'") from None
-        cost = []
-        for s, (lo, hi, _) in enumerate(DTW_SLICES):
-            terms = " + ".join(f"(xa[{d}, l] - y{d}) * (xa[{d}, l] - y{d})" for d in range(lo, hi))
-            cost.append(f"                c[{s}, l] = {terms}")
-        src = "\n".join([
-            "def kernel(X, y):",
-            "    tx, ty, nl = X.shape[0], y.shape[0], X.shape[2]",
-            "    prev = np.full((ty + 1, 3, nl), np.inf)",
-            "    cur = np.full((ty + 1, 3, nl), np.inf)",
-            "    prev[0] = 0.0",
-            "    c = np.empty((3, nl))",
-            "    left = np.empty((3, nl))",
-            "    for a in range(tx):",
-            "        xa = X[a]",
-            "        cur[0] = np.inf",
-            "        left[:] = np.inf",
-            "        for b in range(ty):",
-            "            yb = y[b]",
-            *[f"            y{d} = yb[{d}]" for d in range(DIM)],
-            "            for l in range(nl):",
-            *cost,
-            "            for s in range(3):",
-            "                for l in range(nl):",
-            "                    v = c[s, l] + min(min(prev[b, s, l], prev[b + 1, s, l]), left[s, l])",
-            "                    left[s, l] = v",
-            "                    cur[b + 1, s, l] = v",
-            "        prev, cur = cur, prev",
-            "    return np.sqrt(prev[ty])",
-        ])
-        ns: dict[str, Any] = {"np": np}
-        exec(compile(src, "<mien.metrics.react dtw kernel>", "exec"), ns)  # noqa: S102 - generated above
-        _KERNEL = numba.njit(nogil=True, boundscheck=False)(ns["kernel"])
-    return _KERNEL
-
-
 def dtw_slices(x: Any, y: Any) -> np.ndarray:
     """DTW of one pair of (T, 25) sequences on the AU [0:15], VA [15:17] and expression [17:25] slices: (3,)
     float64, each ``sqrt(min over warping paths Σ ||x_a − y_b||²)`` (``tslearn.metrics.dtw``, no band)."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.ascontiguousarray(y, dtype=np.float64)
-    return _dtw_kernel()(np.ascontiguousarray(x[:, :, None]), y)[:, 0]
-
-
-def _workers(workers: int | None) -> int:
-    if workers is not None:
-        return max(1, int(workers))
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return dtw_multi(x, y, tuple((lo, hi) for lo, hi, _ in DTW_SLICES))
 
 
 def frdist(pred: Any, listener: Any, appropriate: Any, corrected: bool = False, workers: int | None = None,
-           lanes: int = 64) -> float:
+           lanes: int = 40) -> float:
     """FRDist (distance to the closest appropriate real reaction, lower is better): mean over speakers k of
     Σ_i min_{j: A[k,j]} Σ_s w_s DTW(P_{k,i}[:, s], L_j[:, s]) with the slices/weights of :data:`DTW_SLICES`
     (1/15, 1, 1/8) — a sum over the R reactions; ``corrected=True`` divides by R.
 
-    Only pairs with A[k, j] are computed; they are grouped by listener j and run ``lanes`` reactions at a
-    time in ``workers`` threads (default: the usable cores). Shapes as :func:`frcorr`; needs numba."""
+    Only pairs with A[k, j] are computed, by :func:`mien.metrics.dtw.nearest_weighted_dtw` (exact minimum;
+    candidates that cannot be the minimum are abandoned early; 0/1 AUs bit-packed), ``lanes`` reactions at a
+    time against one listener in ``workers`` threads (default: the usable cores). Shapes as :func:`frcorr`;
+    needs numba."""
     p = _pred(pred)
     return _frdist(p, _seqs(p, listener, "listener"), _appropriate(p, appropriate), corrected, workers, lanes)
 
 
 def _frdist(p: np.ndarray, lst: np.ndarray, a: np.ndarray, corrected: bool, workers: int | None,
-            lanes: int = 64) -> float:
+            lanes: int = 40) -> float:
     n, r, t, _ = p.shape
-    kernel = _dtw_kernel()
-    w = np.array([s[2] for s in DTW_SLICES])
-    ks, js = np.nonzero(a)  # pairs (k, j), lanes are (pair, reaction)
-    vals = np.empty((len(ks), r))
-    jobs = []
-    for j in np.unique(js):
-        pairs = np.flatnonzero(js == j)
-        lane_pairs, lane_r = np.repeat(pairs, r), np.tile(np.arange(r), len(pairs))
-        for s in range(0, len(lane_pairs), lanes):
-            jobs.append((j, lane_pairs[s:s + lanes], lane_r[s:s + lanes]))
-    y_c = np.ascontiguousarray(lst)
-
-    def run(job):
-        j, lp, lr = job
-        x = np.ascontiguousarray(p[ks[lp], lr].transpose(1, 2, 0))  # (T, 25, lanes)
-        vals[lp, lr] = w @ kernel(x, y_c[j])
-
-    with ThreadPoolExecutor(_workers(workers)) as ex:
-        list(ex.map(run, jobs))
-    best = np.full((n, r), np.inf)
-    np.minimum.at(best, ks, vals)
+    ks, js = np.nonzero(a)
+    cand_q = (np.repeat(ks * r, r) + np.tile(np.arange(r), len(ks)))  # query k·R + i, candidate listener j
+    best = nearest_weighted_dtw(p.reshape(n * r, t, DIM), lst, cand_q, np.repeat(js, r), DTW_SLICES, workers,
+                                lanes).reshape(n, r)
     per_k = best.mean(1) if corrected else best.sum(1)
     return float(per_k.mean())
 
@@ -363,7 +328,8 @@ def _lag_pearson(x: np.ndarray, y: np.ndarray, max_lag: int) -> tuple[np.ndarray
     return np.where(nan, 0.0, r), nan, const
 
 
-def frsyn(pred: Any, speaker: Any, corrected: bool = False, max_lag: int = SYN_MAX_LAG) -> float:
+def frsyn(pred: Any, speaker: Any, corrected: bool = False, max_lag: int = SYN_MAX_LAG,
+          workers: int | None = None) -> float:
     """FRSyn (time-lagged cross-correlation synchrony with the speaker, in frames, lower is better): for each
     reaction, r(ℓ) = mean over the 25 dimensions of Pearson(prediction, speaker) at lag ℓ ∈ [−max_lag,
     max_lag]; the offset is |ℓ*| at the first maximum; FRSyn = its mean, in [0, max_lag].
@@ -371,27 +337,34 @@ def frsyn(pred: Any, speaker: Any, corrected: bool = False, max_lag: int = SYN_M
     Official (default): only the first reaction P_{k,0} is used, and a lag where any dimension's window is
     constant has r = NaN, which the official ``torch.argmax`` picks first (offset 49 for a constant
     dimension). ``corrected=True``: all R reactions, constant windows count as Pearson 0.
-    pred (N, R, T, 25), speaker (N, T, 25) with T > max_lag + 1."""
+    pred (N, R, T, 25), speaker (N, T, 25) with T > max_lag + 1; chunks of sequences run in ``workers`` threads
+    (default: the usable cores)."""
     p = _pred(pred)
-    return _frsyn(p, _seqs(p, speaker, "speaker"), corrected, max_lag)
+    return _frsyn(p, _seqs(p, speaker, "speaker"), corrected, max_lag, workers)
 
 
-def _frsyn(p: np.ndarray, s: np.ndarray, corrected: bool, max_lag: int) -> float:
+def _frsyn(p: np.ndarray, s: np.ndarray, corrected: bool, max_lag: int, workers: int | None = None) -> float:
     n, r, t, d = p.shape
     if t < max_lag + 2:
         raise ValueError(f"FRSyn with max_lag={max_lag} needs T >= {max_lag + 2} frames, got pred {p.shape}")
     x = p.reshape(n * r, t, d) if corrected else p[:, 0]
     spk_of = np.repeat(np.arange(n), r) if corrected else np.arange(n)
-    offsets = []
-    for c in range(0, len(x), _CHUNK):
-        rr, nan, const = _lag_pearson(x[c:c + _CHUNK], s[spk_of[c:c + _CHUNK]], max_lag)
-        if corrected:
-            rr = np.where(const, 0.0, rr)
-        idx = rr.mean(2).argmax(1)  # first maximum over lags
-        if not corrected:
-            nan_lag = nan.any(2)
-            idx = np.where(nan_lag.any(1), nan_lag.argmax(1), idx)
-        offsets.append(np.abs(max_lag - idx))
+
+    def part(chunks: range) -> list:
+        offsets = []
+        for i in chunks:
+            c = i * _CHUNK
+            rr, nan, const = _lag_pearson(x[c:c + _CHUNK], s[spk_of[c:c + _CHUNK]], max_lag)
+            if corrected:
+                rr = np.where(const, 0.0, rr)
+            idx = rr.mean(2).argmax(1)  # first maximum over lags
+            if not corrected:
+                nan_lag = nan.any(2)
+                idx = np.where(nan_lag.any(1), nan_lag.argmax(1), idx)
+            offsets.append(np.abs(max_lag - idx))
+        return offsets
+
+    offsets = [o for chunk in _in_threads(part, -(-len(x) // _CHUNK), workers) for o in chunk]
     return float(np.concatenate(offsets).mean())
 
 
@@ -410,12 +383,12 @@ def react_metrics(pred: Any, listener: Any, speaker: Any, appropriate: Any, corr
     if p.shape[2] < max_lag + 2:  # before the expensive metrics
         raise ValueError(f"FRSyn with max_lag={max_lag} needs T >= {max_lag + 2} frames, got pred {p.shape}")
     return {
-        "FRCorr": _frcorr(p, lst, a, corrected),
+        "FRCorr": _frcorr(p, lst, a, corrected, workers),
         "FRDist": _frdist(p, lst, a, corrected, workers),
         "FRDiv": _frdiv(p),
         "FRVar": _frvar(p),
         "FRDvs": _frdvs(p),
-        "FRSyn": _frsyn(p, spk, corrected, max_lag),
+        "FRSyn": _frsyn(p, spk, corrected, max_lag, workers),
     }
 
 

@@ -54,3 +54,29 @@ def au_directions(include_pose: bool = False) -> dict[str, np.ndarray]:
     n_au = len(d["au_columns"])
     keep = range(len(names)) if include_pose else range(n_au)
     return {names[i]: dirs[i].astype(np.float32) for i in keep}
+
+
+def pls_mesh(inputs: np.ndarray) -> np.ndarray:
+    """Absolute 478-point meshes from the PLS model's inputs (module docstring).
+
+    Args:
+        inputs: (T, 23) float — AU intensities 0–1 in ``input_columns`` order (AU01 … AU43) then Pitch, Yaw,
+            Roll (radians, approximately).
+
+    Returns:
+        float32 (T, 478, 3) in the PLS frame (face ~175 units wide, y up, z toward the viewer).
+
+    Raises:
+        ValueError: ``inputs`` is not (T, 23).
+    """
+    d = _pls()
+    x = np.asarray(inputs, np.float64)
+    if x.ndim != 2 or x.shape[1] != d["coef"].shape[0]:
+        raise ValueError(f"inputs must be (T, {d['coef'].shape[0]}), got {x.shape}")
+    flat = d["intercept"].astype(np.float64) + x @ d["coef"].astype(np.float64)
+    return flat.reshape(len(x), 3, -1).transpose(0, 2, 1).astype(np.float32)
+
+
+def pls_input_columns() -> list[str]:
+    """The 23 input names of the PLS model: 20 FACS AUs (AU01 … AU43), then Pitch, Yaw, Roll."""
+    return [str(n) for n in _pls()["input_columns"]]

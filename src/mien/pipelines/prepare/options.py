@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-MODES = ("random", "all", "keywords", "scored")
+MODES = ("random", "all", "keywords", "scored", "dyadic")
+DYADIC_FIELDS = ("react_root", "react_split", "dyadic_features", "end")
+"""Options of the dyadic mode only (left out of other datasets' settings)."""
 TRACK_POLICIES = ("single", "largest")
 
 
@@ -21,7 +23,9 @@ class PrepareOptions:
         crop_size: side of the square face crop in pixels.
         margin: extra crop border as a fraction of the default half size (FFHQ-style crop when 0).
         smooth_frames: Gaussian σ (clip frames) for smoothing the crop transform over time (0: off).
-        mode: "random", "all", "keywords" or "scored".
+        mode: "random", "all", "keywords", "scored" (face clips), or "dyadic": conversations of two people into a
+            dyadic dataset for listener-reaction models (:mod:`mien.pipelines.prepare.dyadic`; inputs are CSVs of
+            pairs ``session,speaker_video,listener_video`` or videos with two faces, or ``react_root``).
         clips_per_video: random mode: clips per video.
         stride_seconds: all/scored modes: distance between window starts (default: clip_seconds for "all",
             clip_seconds / 2 for "scored").
@@ -50,6 +54,10 @@ class PrepareOptions:
         au_labels: per-frame FACS AU labels (DISFA style): a CSV with columns video, frame|time_sec, AU1, AU2, …
             or a folder of <video stem>.csv (mien.data.labels.au_csv.read_au_labels); clips of labelled videos
             get au.npy (T, A) float32.
+        react_root: dyadic mode: an official REACT ``data`` folder to convert (split ``react_split``).
+        react_split: dyadic mode: "train", "val" or "test".
+        dyadic_features: dyadic mode: speaker feature groups (mien.data.react.features.FEATURE_GROUPS).
+        end: dyadic mode: use only the first ``end`` seconds of each conversation.
     """
 
     clip_seconds: float = 2.0
@@ -80,9 +88,15 @@ class PrepareOptions:
     max_side: int = 800
     detector: str = field(default="short", metadata={"choices": ("short", "full")})
     au_labels: str | None = field(default=None, metadata={"metavar": "PATH"})
+    react_root: str | None = field(default=None, metadata={"metavar": "DIR"})
+    react_split: str = field(default="val", metadata={"choices": ("train", "val", "test")})
+    dyadic_features: tuple[str, ...] = ("presence", "attrs", "au", "emotion", "embedding", "pose", "gaze",
+                                        "openness", "logmel", "mfcc")
+    end: float | None = field(default=None, metadata={"metavar": "SEC"})
 
     def __post_init__(self) -> None:
         self.keywords = tuple(self.keywords)
+        self.dyadic_features = tuple(self.dyadic_features)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.track_policy not in TRACK_POLICIES:
@@ -106,6 +120,11 @@ class PrepareOptions:
         out = dataclasses.asdict(self) | {"keywords": list(self.keywords)}
         if out["au_labels"] is None:
             del out["au_labels"]
+        if self.mode != "dyadic":
+            for k in DYADIC_FIELDS:
+                del out[k]
+        else:
+            out["dyadic_features"] = list(self.dyadic_features)
         return out
 
 

@@ -151,6 +151,10 @@ def prepare(inputs: list[str], output: str, options: PrepareOptions | None = Non
         InputError: unreadable subjects file; unreadable or invalid AU labels (checked before anything is written).
     """
     options = dataclasses.replace(options or PrepareOptions(), **kwargs)
+    if options.mode == "dyadic":
+        from mien.pipelines.prepare.dyadic import prepare_dyadic
+
+        return prepare_dyadic(list(inputs), output, options, overwrite=overwrite, log=log, progress=progress)
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be local or ray, got {executor!r}")
     if options.egemaps:

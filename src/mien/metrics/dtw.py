@@ -1,0 +1,181 @@
+"""Exact multivariate dynamic time warping and nearest-reference search under a weighted sum of per-slice DTWs
+(the distance of REACT's FRDist, :func:`mien.metrics.react.frdist`).
+
+DTW here is ``tslearn.metrics.dtw``: ``sqrt(min over warping paths π of Σ_{(a,b)∈π} ||x_a − y_b||²)``, no band,
+each slice of the feature axis warped on its own. The kernels are generated numba code, compiled on first use
+(``numba``, the ``react`` extra), bit-identical to tslearn: the same per-cell sums of squared differences in the
+same order and the same min-plus recursion.
+
+:func:`nearest_weighted_dtw` computes, for many query sequences, the minimum over each query's candidate
+references of ``Σ_s w_s DTW(x[:, s], y[:, s])``. Many queries against one reference advance together in SIMD
+lanes, in ``workers`` threads (the kernels release the GIL). A slice whose values are all 0/1 (REACT's AU
+occurrences) is packed into integer bit codes: its cell cost is the popcount of an XOR — exact, the squared
+differences are 0 or 1 and their sums are small integers.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+__all__ = ["dtw_multi", "nearest_weighted_dtw", "usable_workers"]
+
+_BIG = 1 << 30  # "infinity" of the int32 recursion: 15 × path length stays far below it
+_KERNELS: dict[tuple, Any] = {}
+
+
+def _numba():
+    try:
+        import numba
+    except ImportError:
+        raise ImportError("FRDist needs numba: pip install 'mien[react]'") from None
+    return numba
+
+
+def _kernel(slices: tuple[tuple[int, int], ...], packed: bool):
+    """numba ``advance(Xf (Tx, Df, L), Xb (Tx, L) int32, yf (Ty, Df), yb (Ty,) int32, pf (Ty+1, S, L), a0, a1)
+    -> pf``: rows a0…a1−1 of the DTW recursions of L lanes against one reference. Slices: when ``packed``,
+    first the bit-code slice Xb/yb (cost popcount(x ^ y), an exact integer), then the float slices ``slices``
+    of Xf. pf holds the accumulated costs of the row before a0 (before row 0: 0 at column 0, inf elsewhere) and
+    comes back holding row a1−1. Per cell: one vectorised loop over the lanes computes each slice's cost with
+    the dimensions unrolled (tslearn's order of summation), then one loop over all (slice, lane) pairs of the
+    row does the min-plus step on flat views (``left`` carries the row's last cell, so no loop reads what it
+    writes; the views are made once per row: a view per cell costs more than the cell). Generated source,
+    compiled on first use."""
+    key = (slices, packed)
+    if key not in _KERNELS:
+        numba = _numba()
+        dims = sorted({d for lo, hi in slices for d in range(lo, hi)})
+        cost = []
+        for s, (lo, hi) in enumerate(slices, start=int(packed)):
+            terms = " + ".join(f"(xa[{d}, l] - y{d}) * (xa[{d}, l] - y{d})" for d in range(lo, hi))
+            cost.append(f"                c[{s}, l] = {terms}")
+        popcount = ["            yv = yb[b]",
+                    "            for l in range(nl):",  # SWAR popcount of a code of at most 30 bits
+                    "                u = xb[l] ^ yv",
+                    "                u = u - ((u >> 1) & 0x55555555)",
+                    "                u = (u & 0x33333333) + ((u >> 2) & 0x33333333)",
+                    "                u = (u + (u >> 4)) & 0x0F0F0F0F",
+                    "                u = u + (u >> 8)",
+                    "                c[0, l] = (u + (u >> 16)) & 0x3F"]
+        src = [
+            "def advance(Xf, Xb, yf, yb, pf, a0, a1):",
+            "    ty, nl, ns = yf.shape[0], Xf.shape[2], pf.shape[1]",
+            "    m = ns * nl",
+            "    qf = np.empty_like(pf)",
+            "    c = np.empty((ns, nl))",
+            "    c1 = c.reshape(-1)",
+            "    lf = np.empty(m)",
+            "    for a in range(a0, a1):",
+            "        xa = Xf[a]",
+            *(["        xb = Xb[a]"] if packed else []),
+            "        qf[0] = np.inf",
+            "        lf[:] = np.inf",
+            "        p1 = pf.reshape(-1)",
+            "        q1 = qf.reshape(-1)",
+            "        for b in range(ty):",
+            "            yr = yf[b]",
+            *[f"            y{d} = yr[{d}]" for d in dims],
+            *(popcount if packed else []),
+            "            for l in range(nl):",
+            *cost,
+            "            o = b * m",
+            "            for i in range(m):",
+            "                v = c1[i] + min(min(p1[o + i], p1[o + m + i]), lf[i])",
+            "                lf[i] = v",
+            "                q1[o + m + i] = v",
+            "        pf, qf = qf, pf",
+            "    return pf",
+        ]
+        ns: dict[str, Any] = {"np": np}
+        exec(compile("\n".join(src), "<mien.metrics.dtw kernel>", "exec"), ns)  # noqa: S102 - generated above
+        _KERNELS[key] = numba.njit(nogil=True, boundscheck=False)(ns["advance"])
+    return _KERNELS[key]
+
+
+def _start(ty: int, ns: int, nl: int) -> np.ndarray:
+    pf = np.full((ty + 1, ns, nl), np.inf)
+    pf[0] = 0.0
+    return pf
+
+
+_NO_CODES = np.zeros((1, 1), np.int32)
+
+
+def dtw_multi(x: Any, y: Any, slices: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """DTW of two (T, D) sequences on each slice ``(lo, hi)`` of the feature axis: (S,) float64, each
+    ``sqrt(min over warping paths Σ ||x_a[lo:hi] − y_b[lo:hi]||²)`` (``tslearn.metrics.dtw``, bit-identical).
+    Lengths may differ. Needs numba."""
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float64)[:, :, None])
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    slices = tuple((int(lo), int(hi)) for lo, hi in slices)
+    pf = _kernel(slices, False)(x, _NO_CODES, y, _NO_CODES[0], _start(len(y), len(slices), 1), 0, len(x))
+    return np.sqrt(pf[-1, :, 0])
+
+
+def _pack(z: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
+    """(M, T, D) → (M, T) int32 bit codes of z[..., lo:hi] when all those values are 0 or 1, else None."""
+    codes = np.zeros(z.shape[:2], np.int32)
+    for c in range(0, len(z), 64):  # chunks bound the temporaries
+        part = z[c:c + 64, :, lo:hi]
+        one = part == 1
+        if not (one | (part == 0)).all():
+            return None
+        codes[c:c + 64] = one.astype(np.int32) @ (np.int32(1) << np.arange(hi - lo, dtype=np.int32))
+    return codes
+
+
+def usable_workers(workers: int | None) -> int:
+    """``workers`` (at least 1), or the cores this process may use when None."""
+    if workers is not None:
+        return max(1, int(workers))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def nearest_weighted_dtw(queries: np.ndarray, refs: np.ndarray, cand_q: np.ndarray, cand_r: np.ndarray,
+                         slices: tuple[tuple[int, int, float], ...], workers: int | None = None,
+                         lanes: int = 40) -> np.ndarray:
+    """For each query q: ``min over candidates (q, r) of Σ_s w_s DTW(queries[q][:, lo:hi], refs[r][:, lo:hi])``,
+    the terms added in the order of ``slices`` ((lo, hi, w)) as ``res += w * dtw(...)`` from 0.
+
+    queries (Q, Tq, D), refs (M, Tr, D) float64; cand_q, cand_r: int arrays listing the candidate pairs (a
+    query without one gets inf). Returns (Q,) float64. The first slice is bit-packed when all its values, in
+    queries and refs, are 0/1 and it spans ≤ 30 dims. Candidates are grouped by reference, ``lanes`` queries
+    at a time, run in ``workers`` threads (default: the usable cores)."""
+    queries = np.asarray(queries, dtype=np.float64)
+    refs = np.asarray(refs, dtype=np.float64)
+    cand_q, cand_r = np.asarray(cand_q, dtype=np.int64), np.asarray(cand_r, dtype=np.int64)
+    weights = [float(w) for _, _, w in slices]
+    lo0, hi0 = slices[0][0], slices[0][1]
+    qcodes = _pack(queries, lo0, hi0) if hi0 - lo0 <= 30 else None
+    rcodes = _pack(refs, lo0, hi0) if qcodes is not None else None
+    packed = rcodes is not None
+    rest = slices[1:] if packed else slices
+    fdims = np.array([d for lo, hi, _ in rest for d in range(lo, hi)])
+    bounds = np.cumsum([0] + [hi - lo for lo, hi, _ in rest])
+    kernel = _kernel(tuple(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)), packed)
+    vals = np.empty(len(cand_q))
+
+    def run(cs: np.ndarray) -> None:
+        r, qs = int(cand_r[cs[0]]), cand_q[cs]
+        xf = np.ascontiguousarray(queries[qs][:, :, fdims].transpose(1, 2, 0))  # (T, Df, L)
+        xb = np.ascontiguousarray(qcodes[qs].T) if packed else _NO_CODES
+        yf = np.ascontiguousarray(refs[r][:, fdims])
+        yb = rcodes[r] if packed else _NO_CODES[0]
+        dist = np.sqrt(kernel(xf, xb, yf, yb, _start(len(yf), len(slices), len(cs)), 0, len(xf))[-1])
+        total = 0.0
+        for w, d in zip(weights, dist, strict=True):
+            total = total + w * d
+        vals[cs] = total
+
+    order = np.argsort(cand_r, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(cand_r[order])) + 1) if len(order) else []
+    chunks = sorted((g[s:s + lanes] for g in groups for s in range(0, len(g), lanes)), key=len, reverse=True)
+    with ThreadPoolExecutor(usable_workers(workers)) as ex:
+        list(ex.map(run, chunks))
+    out = np.full(len(queries), np.inf)
+    np.minimum.at(out, cand_q, vals)
+    return out
