@@ -131,7 +131,13 @@ def mesh_jitter(points: np.ndarray, still: np.ndarray) -> float:
     pairs = s[1:] & s[:-1]
     if not pairs.any():
         return float("nan")
-    return float(np.linalg.norm(np.diff(p, axis=0)[pairs], axis=-1).mean())
+    return float(frame_motion(p)[pairs].mean())
+
+
+def frame_motion(points: np.ndarray) -> np.ndarray:
+    """Mean displacement of the points between consecutive frames: (T, V, D) → (T − 1,) (points' units)."""
+    p = np.asarray(points, np.float64)
+    return np.linalg.norm(np.diff(p, axis=0), axis=-1).mean(1) if len(p) > 1 else np.zeros(0)
 
 
 def jitter_report(fit: Face3DFit, landmarks: np.ndarray) -> dict:
