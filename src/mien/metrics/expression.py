@@ -38,7 +38,7 @@ def expression_consistency(emotion_a: Any, emotion_b: Any, au_a: Any = None, au_
     a, b = np.asarray(emotion_a, np.float64), np.asarray(emotion_b, np.float64)
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"emotion probabilities must be two (N, C) arrays of one shape, got {a.shape}, {b.shape}")
-    out: dict[str, float] = {"n": float(len(a))}
+    out: dict[str, float] = {"n": len(a)}
     if len(a) == 0:
         return {**out, "emotion_top1": float("nan"), "emotion_tv": float("nan"), "emotion_corr": float("nan")}
     out["emotion_top1"] = float((a.argmax(1) == b.argmax(1)).mean())

@@ -169,6 +169,8 @@ def expression_transfer(source: str | os.PathLike, target: str | os.PathLike, ou
         raise InputError(str(target), "no face found in the processed frames")
     fs, ft = fit_result(s_an, head=head), fit_result(t_an, head=head)
     s_rows, t_rows = _rows_by_frame(fs.frame), _rows_by_frame(ft.frame)
+    s_box, s_lm = _boxes(s_an)
+    t_box, t_lm = _boxes(t_an)
     med = {k: np.median(fs.columns[k], 0) for k in TRANSFERRED} if relative else None
     t_med = {k: np.median(ft.columns[k], 0) for k in TRANSFERRED} if relative else None
     m = head.model
@@ -202,7 +204,7 @@ def expression_transfer(source: str | os.PathLike, target: str | os.PathLike, ou
                 draw_mesh(shaded, pts, tri)
                 draw_mesh(over, pts, tri, alpha=alpha)
                 if neural is not None:
-                    neural_img = _panel(neural.transfer(fr.image, _mesh_box(fs, i), tf.image, _mesh_box(ft, j),
+                    neural_img = _panel(neural.transfer((fr.image, s_box[i], s_lm[i]), (tf.image, t_box[j], t_lm[j]),
                                                         swap=swap), H)
                 done += 1
             row = [s_img, t_img, shaded, over] + ([neural_img] if neural_img is not None else [])
@@ -217,7 +219,8 @@ def expression_transfer(source: str | os.PathLike, target: str | os.PathLike, ou
                                 "source_faces": len(fs.frame), "target_faces": len(ft.frame)})
 
 
-def _mesh_box(fit, row: int) -> np.ndarray:
-    """Face box (x0, y0, x1, y1 px) of a fitted row: the bounds of its posed mesh."""
-    p = fit.posed[row][:, :2]
-    return np.concatenate([p.min(0), p.max(0)]).astype(np.float32)
+def _boxes(analysis) -> tuple[np.ndarray, np.ndarray]:
+    """Face boxes and landmarks of an analysis in the row order of its fit (by frame, then face)."""
+    c = analysis.columns()
+    order = np.lexsort((c["face_id"], c["frame"]))
+    return c["bbox"][order], c["landmarks"][order]

@@ -1,0 +1,268 @@
+"""A learned 3-D face encoder (+ neural renderer) exported by face3d-learn, used on real frames: crops by its
+input contract, parameters mapped between the crop's orthographic camera and image pixels, neural renders,
+and the per-face evaluation of ``mien evaluate face3d --encoder DIR``.
+
+The export interface (:mod:`mien.models.face3d`)::
+
+    enc = load_face3d_encoder(dir)       # enc.size (S), enc.face_model, enc.contract (crop), enc(crop) -> params
+    ren = load_face3d_renderer(dir)      # ren.render(crop (B, 3, S, S) [0, 1], params) -> (B, 3, S, S) [0, 1]
+
+Camera (:mod:`mien.models.face3d.params`): crop-normalised ``n = s · R · X + (tx, ty, 0)``, ``n ∈ [−1, 1]``
+over the crop. A crop is an affine ``A`` (2 × 3, image px → crop px, a similarity); so for image points
+``p = scale · R_img · X + t`` of the per-frame fit the same face in the crop has ``R = Rz(A) · R_img``,
+``s = 2 k scale / S`` and ``(tx, ty) = 2 (k Q t + b + ½) / S − 1`` (``A = [k Q | b]``) — which lets the
+neural renderer draw the per-frame fit's geometry too (the comparison the issue asks for).
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from mien.errors import InputError
+
+CONSISTENCY_FRAMES = 48
+"""Most frames per input for the expression-consistency renders (evenly spaced)."""
+
+
+def crop_affine(image: np.ndarray, crop: str, size: int, bbox: np.ndarray, landmarks: np.ndarray):
+    """The crop of one face and its image→crop affine.
+
+    Args:
+        image: (H, W, 3) uint8 RGB. crop: crop contract (:func:`mien.face.crops.parse_crop_contract`).
+        size: S px. bbox: (4,) landmark box px. landmarks: (478, 2|3) px.
+
+    Returns:
+        ((S, S, 3) uint8 crop, float64 (2, 3) affine image px → crop px).
+    """
+    from mien.face.align import params_to_affine, similarity_params, warp_crop
+    from mien.face.crops import crop_square, parse_crop_contract, square_box
+
+    kind, value = parse_crop_contract(crop)
+    if kind == "box":
+        box = square_box(np.asarray(bbox), value).astype(np.float64)
+        k = size / max(box[2] - box[0], 1e-6)
+        return crop_square(image, box, size), np.array([[k, 0, -k * box[0]], [0, k, -k * box[1]]])
+    A = params_to_affine(similarity_params(np.asarray(landmarks)[None], value), size)[0]
+    return warp_crop(image, A, size), A
+
+
+def fit_to_params(columns: dict, rows: np.ndarray, affines: np.ndarray, size: int, enc) -> object:
+    """Per-frame-fit rows as the encoder's :class:`~mien.models.face3d.params.Face3DParams` in each row's crop.
+
+    Args:
+        columns: face3d columns (:class:`~mien.heads.face3d.Face3DHead`), rows ``rows``; same face model as
+            ``enc.face_model`` (coefficients beyond the encoder's counts are dropped).
+        affines: (n, 2, 3) image → crop. size: S.
+
+    Raises:
+        ValueError: the fit's face model is not the encoder's.
+    """
+    import torch
+
+    from mien.models.face3d.params import Face3DParams
+
+    A = np.asarray(affines, np.float64)
+    k = np.sqrt(np.abs(np.linalg.det(A[:, :, :2])))
+    Q = A[:, :, :2] / k[:, None, None]
+    Rz = np.zeros((len(A), 3, 3))
+    Rz[:, :2, :2], Rz[:, 2, 2] = Q, 1.0
+    R = Rz @ columns["face3d_rotation"][rows].astype(np.float64)
+    rot = np.stack([cv2.Rodrigues(r)[0][:, 0] for r in R]) if len(R) else np.zeros((0, 3))
+    s = 2 * k * columns["face3d_scale"][rows] / size
+    t = columns["face3d_translation"][rows][:, :2].astype(np.float64)
+    txy = 2 * (k[:, None] * np.einsum("nij,nj->ni", Q, t) + A[:, :, 2] + 0.5) / size - 1
+    ref = enc(torch.zeros(1, 3, size, size))  # coefficient counts of the encoder
+    S, E = ref.shape.shape[1], ref.expression.shape[1]
+
+    def f(a):
+        return torch.as_tensor(np.asarray(a, np.float32))
+
+    return Face3DParams(shape=f(columns["face3d_shape"][rows][:, :S]),
+                        expression=f(columns["face3d_expression"][rows][:, :E]),
+                        jaw=f(columns["face3d_jaw"][rows]), eyelids=f(columns["face3d_eyelids"][rows]),
+                        rotation=f(rot), camera=f(np.concatenate([s[:, None], txy], 1)), tokens=None)
+
+
+class EncoderRunner:
+    """A face3d-learn export on real frames.
+
+    Args:
+        path: the export folder.
+
+    Raises:
+        InputError: not a loadable export (message names the folder and the reason).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        import torch
+
+        from mien.models import face3d
+
+        self.path = os.fspath(path)
+        if not os.path.isdir(self.path):
+            raise InputError(self.path, "not a face3d encoder export folder")
+        if not hasattr(face3d, "load_face3d_encoder"):
+            raise InputError(self.path, "this mien has no learned 3-D face encoder (mien.models.face3d."
+                                        "load_face3d_encoder) to load it with")
+        try:
+            self.enc = face3d.load_face3d_encoder(self.path)
+        except (OSError, KeyError, ValueError, RuntimeError) as e:
+            raise InputError(self.path, f"not a face3d encoder export ({str(e).splitlines()[0]})") from None
+        try:
+            self.ren = face3d.load_face3d_renderer(self.path)
+        except (OSError, KeyError, ValueError, RuntimeError):
+            self.ren = None  # an encoder without a neural renderer: geometry only
+        self.size = int(self.enc.size)
+        contract = getattr(self.enc, "contract", None)
+        self.crop = getattr(contract, "crop", None) or getattr(self.enc, "crop", None)
+        if not self.crop:
+            raise InputError(self.path, "the export does not say how its crops are made (no crop contract)")
+        self.face_model = self.enc.face_model
+        with torch.no_grad():
+            self.has_tokens = self.enc(torch.zeros(1, 3, self.size, self.size)).tokens is not None
+        self._torch = torch
+
+    def _tensor(self, crops: list[np.ndarray]):
+        t = self._torch.as_tensor(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+        return t
+
+    def encode(self, crops: list[np.ndarray]):
+        """:class:`Face3DParams` of (S, S, 3) uint8 crops (no gradients)."""
+        with self._torch.no_grad():
+            return self.enc(self._tensor(crops))
+
+    def render(self, crops: list[np.ndarray], params) -> np.ndarray:
+        """Neural renders (n, S, S, 3) uint8 of ``params`` with ``crops`` as the renderer's image input.
+
+        Raises:
+            InputError: the export has no neural renderer.
+        """
+        if self.ren is None:
+            raise InputError(self.path, "the export has no neural renderer")
+        with self._torch.no_grad():
+            out = self.ren.render(self._tensor(crops), params)
+        return (out.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+
+    def image_landmarks(self, params, affines: np.ndarray) -> np.ndarray:
+        """MediaPipe landmarks (n, 478, 3) in image px of encoder params (NaN where the model embeds none)."""
+        from mien.models.face3d.base import N_MEDIAPIPE
+        from mien.models.face3d.params import project, to_pixels
+
+        with self._torch.no_grad():
+            n, _ = project(self.face_model, params)
+            lm = self.face_model.landmarks(n)
+            px = to_pixels(lm, self.size).numpy().astype(np.float64)
+        A = np.asarray(affines, np.float64)
+        inv = np.stack([cv2.invertAffineTransform(a) for a in A])
+        img = np.einsum("nij,nkj->nki", inv[:, :, :2], px) + inv[:, None, :, 2]
+        out = np.full((len(A), N_MEDIAPIPE, 3), np.nan)
+        out[:, self.face_model.embedding.landmark_ids, :2] = img
+        out[:, self.face_model.embedding.landmark_ids, 2] = 0.0
+        return out
+
+    def _crops(self, path: str, frames: np.ndarray, bbox: np.ndarray, lm: np.ndarray, options: dict):
+        from mien.io.video import open_source
+
+        want = {int(f): i for i, f in enumerate(frames)}
+        crops: list = [None] * len(frames)
+        affines = np.zeros((len(frames), 2, 3))
+        src = open_source(path, start=options.get("start"), end=options.get("end"), every=options.get("every", 1))
+        last = max(want) if want else -1
+        for fr in src:
+            i = want.get(fr.index)
+            if i is not None:
+                crops[i], affines[i] = crop_affine(fr.image, self.crop, self.size, bbox[i], lm[i])
+            if fr.index >= last:
+                break
+        return crops, affines
+
+    def posed_landmarks(self, path: str, frames: np.ndarray, bbox: np.ndarray, lm: np.ndarray,
+                        options: dict) -> np.ndarray:
+        """The encoder's MediaPipe landmarks (n, 478, 3) px on the frames ``frames`` of ``path``."""
+        crops, affines = self._crops(path, frames, bbox, lm, options)
+        return self.image_landmarks(self.encode(crops), affines)
+
+    def consistency(self, path: str, fit, bbox: np.ndarray, lm: np.ndarray, options: dict) -> list[dict]:
+        """Expression consistency (and PSNR/SSIM) of neural renders vs the input crops on up to
+        :data:`CONSISTENCY_FRAMES` frames: the encoder's parameters, the per-frame fit's (same renderer), and
+        the mean-expression baseline (the encoder's with zero expression, jaw and eyelids)."""
+        from pathlib import Path
+
+        from mien.metrics.expression import expression_consistency
+        from mien.metrics.reconstruction import image_quality
+
+        if self.ren is None:
+            return []
+        rows = np.unique(np.linspace(0, len(fit.frame) - 1, min(len(fit.frame), CONSISTENCY_FRAMES)).astype(int))
+        crops, affines = self._crops(path, fit.frame[rows], bbox[rows], lm[rows], options)
+        p_enc = self.encode(crops)
+        variants = {"learned encoder → neural renderer": p_enc,
+                    "per-frame fit → neural renderer": fit_to_params(fit.columns, rows, affines, self.size, self.enc)
+                    .replace(tokens=p_enc.tokens),
+                    "baseline: mean expression → neural renderer": p_enc.replace(
+                        expression=p_enc.expression * 0, jaw=p_enc.jaw * 0, eyelids=p_enc.eyelids * 0)}
+        ref = read_expression(crops)
+        out = []
+        for name, p in variants.items():
+            renders = self.render(crops, p)
+            got = read_expression(list(renders))
+            ok = ref["found"] & got["found"]
+            m = expression_consistency(ref["emotion"][ok], got["emotion"][ok], ref["au"][ok], got["au"][ok])
+            q = image_quality(self._tensor(list(renders)), self._tensor(crops))
+            out.append({"input": Path(path).name, "method": name, **m, "n": int(ok.sum()), **q})
+        return out
+
+    def transfer(self, source: tuple, target: tuple, swap: str | None = None) -> np.ndarray:
+        """Neural render (S, S, 3) uint8 of the target crop with the source's expression, jaw and eyelids;
+        ``swap="tokens"``: the source's geometry with the target's appearance tokens (TEASER).
+
+        Args:
+            source, target: (image (H, W, 3) uint8, bbox (4,) px, landmarks (478, 3) px) of one face each.
+        """
+        s_crop, _ = crop_affine(source[0], self.crop, self.size, source[1], source[2])
+        t_crop, _ = crop_affine(target[0], self.crop, self.size, target[1], target[2])
+        ps, pt = self.encode([s_crop]), self.encode([t_crop])
+        if swap == "tokens":
+            return self.render([t_crop], ps.replace(tokens=pt.tokens))[0]
+        p = pt.replace(expression=ps.expression, jaw=ps.jaw, eyelids=ps.eyelids)
+        return self.render([t_crop], p)[0]
+
+
+def read_expression(images: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """face-api emotion (n, 7) and mien AU probabilities (n, A) of the face in each image (MediaPipe finds it;
+    ``found`` (n,) bool says where it did — rows without a face are zeros)."""
+    from mien.heads.faceapi import EMOTIONS
+    from mien.io.video import Frame
+    from mien.pipelines.analyze import AnalyzeOptions
+    from mien.pipelines.frame_analyzer import FrameAnalyzer
+
+    n = len(images)
+    if n == 0:
+        return {"emotion": np.zeros((0, 7)), "au": np.zeros((0, 0)), "found": np.zeros(0, bool)}
+    h, w = images[0].shape[:2]
+    fa = FrameAnalyzer(w, h, AnalyzeOptions(emotion=True, au=True, identity=False), static=True)
+    try:
+        for i, im in enumerate(images):
+            fa.process(Frame(i, float(i), np.ascontiguousarray(im)))
+        res = fa.result({})
+    finally:
+        fa.close()
+    cols = res.columns()
+    aus = sorted(k for k in cols if k.startswith("AU") and cols[k].ndim == 1)
+    emo = np.zeros((n, len(EMOTIONS)))
+    au = np.zeros((n, len(aus)))
+    found = np.zeros(n, bool)
+    for r, f in enumerate(cols["frame"]):
+        if not found[f]:
+            found[f] = True
+            emo[f] = [cols[f"emotion_{e}"][r] for e in EMOTIONS]
+            au[f] = [cols[a][r] for a in aus]
+    return {"emotion": emo, "au": au, "found": found, "au_names": aus}
+
+
+def open_encoder(path: str | os.PathLike) -> EncoderRunner:
+    """:class:`EncoderRunner` of a face3d-learn export folder (raises :class:`InputError` when not one)."""
+    return EncoderRunner(path)
