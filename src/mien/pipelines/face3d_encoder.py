@@ -23,6 +23,15 @@ import numpy as np
 
 from mien.errors import InputError
 
+
+def _params_module():
+    """:mod:`mien.models.face3d.params` (face3d-learn's encoder parameters and camera), imported by name: it
+    comes with the learned encoders."""
+    import importlib
+
+    return importlib.import_module("mien.models.face3d.params")
+
+
 CONSISTENCY_FRAMES = 48
 """Most frames per input for the expression-consistency renders (evenly spaced)."""
 
@@ -62,7 +71,7 @@ def fit_to_params(columns: dict, rows: np.ndarray, affines: np.ndarray, size: in
     """
     import torch
 
-    from mien.models.face3d.params import Face3DParams
+    Face3DParams = _params_module().Face3DParams
 
     A = np.asarray(affines, np.float64)
     k = np.sqrt(np.abs(np.linalg.det(A[:, :, :2])))
@@ -149,7 +158,7 @@ class EncoderRunner:
     def image_landmarks(self, params, affines: np.ndarray) -> np.ndarray:
         """MediaPipe landmarks (n, 478, 3) in image px of encoder params (NaN where the model embeds none)."""
         from mien.models.face3d.base import N_MEDIAPIPE
-        from mien.models.face3d.params import project, to_pixels
+        project, to_pixels = _params_module().project, _params_module().to_pixels
 
         with self._torch.no_grad():
             n, _ = project(self.face_model, params)
