@@ -88,20 +88,20 @@ def test_evaluate_real_frames(shared_data, tmp_path, torch_one_thread):
     why = _dlib_ready()
     out = tmp_path / "eval"
     rep = evaluate_face3d([shared_data / CLIP, shared_data / IMAGE, shared_data / "samples/no_face.mp4"], out,
-                          end=1.0, landmark_every=10, landmarks=why is None)
+                          end=0.6, landmark_every=6, landmarks=why is None)
     assert any("no_face.mp4" in n and "no face" in n for n in rep.notes)  # skipped and reported
     assert any("expression consistency: not measured" in n for n in rep.notes)
     (j,) = rep.jitter
-    assert j["input"] == "single_face.mp4" and j["frames"] == 31
+    assert j["input"] == "single_face.mp4" and j["frames"] == 19
     names = {p.split("/")[-1] for p in rep.files}
     assert {"face3d_eval.json", "report.md", "jitter.csv", "jitter.png"} <= names
     saved = json.loads((out / "face3d_eval.json").read_text())
-    assert saved["jitter"][0]["frames"] == 31
+    assert saved["jitter"][0]["frames"] == 19
     if why is not None:
         pytest.skip(f"landmark error vs dlib not checked: {why}")
     rows = {(r["input"], r["method"]): r for r in rep.landmarks}
     fit = rows[("ALL", "per-frame fit")]
-    assert fit["n"] == 5  # frames 0, 10, 20, 30 of the clip + the image
+    assert fit["n"] == 5  # frames 0, 6, 12, 18 of the clip + the image
     assert 0 < fit["nme"] < 0.10 and fit["nme_inner"] < fit["nme"] + 0.02
     # the fit follows MediaPipe closely; the image's expression (a smile) is not the mean one
     assert abs(fit["nme"] - rows[("ALL", "reference: MediaPipe landmarks")]["nme"]) < 0.01
@@ -152,3 +152,66 @@ def test_cli_expression_transfer(shared_data, tmp_path, capsys, torch_one_thread
     rc = main(["render", "expression-transfer", str(shared_data / CLIP), str(shared_data / IMAGE), "-o",
                str(tmp_path / "y.mp4"), "--swap", "tokens"])
     assert rc == 2 and "--encoder" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    """A random-init ``teaser-tiny`` face3d export (64² crops, tokens): plumbing of the learned path only."""
+    pytest.importorskip("timm")
+    from mien.models.face3d.learned import CONFIGS, Face3DConfig, Face3DNet, save_face3d
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("face3d") / "teaser-tiny"
+    save_face3d(Face3DNet(Face3DConfig(**CONFIGS["teaser-tiny"])).eval(), d)
+    return d
+
+
+def test_encoder_camera_mapping_and_analyze(shared_data, analyzed, tiny_export, torch_one_thread):
+    from mien.pipelines.face3d import fit_result
+    from mien.pipelines.face3d_encoder import fit_to_params, open_encoder
+    from mien.pipelines.face3d_eval import posed_landmarks
+
+    runner = open_encoder(tiny_export)
+    assert runner.has_tokens and runner.size == 64
+    res = analyzed(CLIP, identity=False, end=0.1)
+    fit = fit_result(res)
+    c = res.columns()
+    crops, aff = runner._crops(str(shared_data / CLIP), fit.frame, c["bbox"], c["landmarks"], {"end": 0.1})
+    assert crops[0].shape == (64, 64, 3)
+    # the per-frame fit expressed in the encoder's crop camera lands on the same image points
+    p = fit_to_params(fit.columns, np.arange(len(fit.frame)), aff, runner.size, runner.enc)
+    np.testing.assert_allclose(runner.image_landmarks(p, aff)[:, :468, :2], posed_landmarks(fit)[:, :468, :2],
+                               atol=1e-3)
+    # `mien analyze --face3d --face3d-encoder DIR --face3d-smooth`: the head's columns plus the crop camera
+    import mien
+
+    r = mien.analyze(shared_data / CLIP, end=0.2, identity=False, face3d=True, face3d_encoder=tiny_export,
+                     face3d_smooth=True)
+    n = len(r)
+    assert n == 7 and r.extra["face3d_camera"].shape == (n, 3) and r.extra["face3d_expression"].shape == (n, 50)
+    assert r.extra["face3d_rotation"].shape == (n, 3, 3) and np.isfinite(r.extra["face3d_residual"]).all()
+    assert r.meta["face3d"]["fit"]["method"].startswith("learned encoder") and "smoothing" in r.meta["face3d"]
+    with pytest.raises(ValueError, match="face3d_encoder needs face3d"):
+        mien.analyze(shared_data / IMAGE, face3d_encoder=tiny_export)
+
+
+def test_encoder_evaluate_and_transfer(shared_data, tmp_path, tiny_export, capsys, torch_one_thread):
+    import av
+
+    from mien.cli.main import main
+
+    rep = evaluate_face3d([shared_data / IMAGE], tmp_path / "e", encoder=tiny_export,
+                          landmarks=_dlib_ready() is None)
+    methods = [r["method"] for r in rep.consistency]
+    assert len(methods) == 3 and "per-frame fit → neural renderer" in methods
+    assert all(0 <= r["ssim"] <= 1 or r["ssim"] < 0 for r in rep.consistency)  # computed, untrained model
+    if _dlib_ready() is None:
+        assert any(r["method"] == "learned encoder" for r in rep.landmarks)
+    out = tmp_path / "swap.mp4"
+    rc = main(["render", "expression-transfer", str(shared_data / CLIP), str(shared_data / IMAGE), "-o", str(out),
+               "--end", "0.1", "--height", "64", "--encoder", str(tiny_export), "--swap", "tokens"])
+    assert rc == 0, capsys.readouterr().err
+    assert "token swap" in capsys.readouterr().out
+    with av.open(str(out)) as cont:
+        frames = [f.to_ndarray(format="rgb24") for f in cont.decode(video=0)]
+    assert len(frames) == 4 and frames[0].shape[1] == 2 * round(640 * 64 / 360 / 2) + 3 * 2 * round(572 * 64 / 562 / 2) + 64

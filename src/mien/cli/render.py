@@ -37,14 +37,16 @@ def _face3d_parser(kinds) -> None:
     f = kinds.add_parser(
         "face3d", help="side by side: input | shaded 3-D face mesh | mesh overlay",
         description="Fit a parametric 3-D face (mien-face, a `mien train face-model` .npz, or a FLAME file you "
-                    "supply) to every face's landmarks and write input | shaded mesh | mesh overlay side by side. "
-                    "(The neural-reconstruction panel of the learned renderer is not available yet.)")
+                    "supply) to every face's landmarks and write input | shaded mesh | mesh overlay side by side; with "
+                    "--encoder DIR also the neural renderer's reconstruction of each face.")
     f.add_argument("video", help="input video file")
     f.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="output video (written atomically)")
     f.add_argument("--model", default=None, metavar="SPEC",
                    help="face model: a .npz from `mien train face-model`, or flame:/path/generic_model.pkl"
                         "[,embedding.npz] (default: the shipped mien-face)")
     f.add_argument("--smooth", action="store_true", help="One Euro-smooth coefficients and pose per track")
+    f.add_argument("--encoder", default=None, metavar="DIR",
+                   help="a face3d export (`mien export face3d`): adds the neural-reconstruction panel")
     f.add_argument("--start", type=float, default=None, metavar="SEC", help="first time to process (s)")
     f.add_argument("--end", type=float, default=None, metavar="SEC", help="last time to process (s)")
     f.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")
@@ -112,7 +114,7 @@ def run_face3d(args: argparse.Namespace) -> int:
     rep = render_face3d(args.video, args.output, model=args.model, smooth=args.smooth, start=args.start,
                         end=args.end, every=args.every, max_faces=args.max_faces, height=args.height,
                         analysis=args.analysis, export_mesh=args.export_mesh, obj=args.obj,
-                        gltf=args.gltf)
+                        gltf=args.gltf, encoder=args.encoder)
     print(f"mien render face3d: {rep.frames} frames ({rep.faces} faces), {rep.width}x{rep.height} at "
           f"{rep.fps:.2f} fps, {rep.seconds:.1f} s -> {rep.output}")
     if rep.mesh_files:

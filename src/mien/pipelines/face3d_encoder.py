@@ -33,66 +33,37 @@ def _params_module():
 
 
 CONSISTENCY_FRAMES = 48
+READ_SIZE = 224
+"""Crops smaller than this are upscaled to it before emotion/AU read-out."""
 """Most frames per input for the expression-consistency renders (evenly spaced)."""
 
 
-def crop_affine(image: np.ndarray, crop: str, size: int, bbox: np.ndarray, landmarks: np.ndarray):
-    """The crop of one face and its image→crop affine.
-
-    Args:
-        image: (H, W, 3) uint8 RGB. crop: crop contract (:func:`mien.face.crops.parse_crop_contract`).
-        size: S px. bbox: (4,) landmark box px. landmarks: (478, 2|3) px.
-
-    Returns:
-        ((S, S, 3) uint8 crop, float64 (2, 3) affine image px → crop px).
-    """
-    from mien.face.align import params_to_affine, similarity_params, warp_crop
-    from mien.face.crops import crop_square, parse_crop_contract, square_box
-
-    kind, value = parse_crop_contract(crop)
-    if kind == "box":
-        box = square_box(np.asarray(bbox), value).astype(np.float64)
-        k = size / max(box[2] - box[0], 1e-6)
-        return crop_square(image, box, size), np.array([[k, 0, -k * box[0]], [0, k, -k * box[1]]])
-    A = params_to_affine(similarity_params(np.asarray(landmarks)[None], value), size)[0]
-    return warp_crop(image, A, size), A
-
-
 def fit_to_params(columns: dict, rows: np.ndarray, affines: np.ndarray, size: int, enc) -> object:
-    """Per-frame-fit rows as the encoder's :class:`~mien.models.face3d.params.Face3DParams` in each row's crop.
+    """Per-frame-fit rows as the encoder's ``Face3DParams`` in each row's crop
+    (:func:`mien.models.face3d.crop_camera.image_to_camera`).
 
     Args:
-        columns: face3d columns (:class:`~mien.heads.face3d.Face3DHead`), rows ``rows``; same face model as
-            ``enc.face_model`` (coefficients beyond the encoder's counts are dropped).
-        affines: (n, 2, 3) image → crop. size: S.
-
-    Raises:
-        ValueError: the fit's face model is not the encoder's.
+        columns: face3d columns (:class:`~mien.heads.face3d.Face3DHead`) of the encoder's face model
+            (coefficients beyond the encoder's counts are dropped); ``rows`` of them.
+        affines: (n, 2, 3) image → crop. size: S. enc: the encoder (for its coefficient counts).
     """
     import torch
 
-    Face3DParams = _params_module().Face3DParams
+    from mien.models.face3d.crop_camera import image_to_camera
 
-    A = np.asarray(affines, np.float64)
-    k = np.sqrt(np.abs(np.linalg.det(A[:, :, :2])))
-    Q = A[:, :, :2] / k[:, None, None]
-    Rz = np.zeros((len(A), 3, 3))
-    Rz[:, :2, :2], Rz[:, 2, 2] = Q, 1.0
-    R = Rz @ columns["face3d_rotation"][rows].astype(np.float64)
-    rot = np.stack([cv2.Rodrigues(r)[0][:, 0] for r in R]) if len(R) else np.zeros((0, 3))
-    s = 2 * k * columns["face3d_scale"][rows] / size
-    t = columns["face3d_translation"][rows][:, :2].astype(np.float64)
-    txy = 2 * (k[:, None] * np.einsum("nij,nj->ni", Q, t) + A[:, :, 2] + 0.5) / size - 1
-    ref = enc(torch.zeros(1, 3, size, size))  # coefficient counts of the encoder
+    rot, cam = image_to_camera(columns["face3d_rotation"][rows], columns["face3d_scale"][rows],
+                               columns["face3d_translation"][rows], affines, size)
+    with torch.no_grad():
+        ref = enc(torch.zeros(1, 3, size, size))
     S, E = ref.shape.shape[1], ref.expression.shape[1]
 
     def f(a):
         return torch.as_tensor(np.asarray(a, np.float32))
 
-    return Face3DParams(shape=f(columns["face3d_shape"][rows][:, :S]),
-                        expression=f(columns["face3d_expression"][rows][:, :E]),
-                        jaw=f(columns["face3d_jaw"][rows]), eyelids=f(columns["face3d_eyelids"][rows]),
-                        rotation=f(rot), camera=f(np.concatenate([s[:, None], txy], 1)), tokens=None)
+    return _params_module().Face3DParams(
+        shape=f(columns["face3d_shape"][rows][:, :S]), expression=f(columns["face3d_expression"][rows][:, :E]),
+        jaw=f(columns["face3d_jaw"][rows]), eyelids=f(columns["face3d_eyelids"][rows]), rotation=f(rot),
+        camera=f(cam), tokens=None)
 
 
 class EncoderRunner:
@@ -118,12 +89,9 @@ class EncoderRunner:
                                         "load_face3d_encoder) to load it with")
         try:
             self.enc = face3d.load_face3d_encoder(self.path)
+            self.ren = face3d.load_face3d_renderer(self.path)
         except (OSError, KeyError, ValueError, RuntimeError) as e:
             raise InputError(self.path, f"not a face3d encoder export ({str(e).splitlines()[0]})") from None
-        try:
-            self.ren = face3d.load_face3d_renderer(self.path)
-        except (OSError, KeyError, ValueError, RuntimeError):
-            self.ren = None  # an encoder without a neural renderer: geometry only
         self.size = int(self.enc.size)
         contract = getattr(self.enc, "contract", None)
         self.crop = getattr(contract, "crop", None) or getattr(self.enc, "crop", None)
@@ -156,24 +124,23 @@ class EncoderRunner:
         return (out.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
 
     def image_landmarks(self, params, affines: np.ndarray) -> np.ndarray:
-        """MediaPipe landmarks (n, 478, 3) in image px of encoder params (NaN where the model embeds none)."""
+        """MediaPipe landmarks (n, 478, 3) in image px (z: depth px) of encoder params (NaN where the model
+        embeds none)."""
         from mien.models.face3d.base import N_MEDIAPIPE
-        project, to_pixels = _params_module().project, _params_module().to_pixels
+        from mien.models.face3d.crop_camera import camera_to_image
 
+        pose = camera_to_image(params.rotation.numpy(), params.camera.numpy(), affines, self.size)
         with self._torch.no_grad():
-            n, _ = project(self.face_model, params)
-            lm = self.face_model.landmarks(n)
-            px = to_pixels(lm, self.size).numpy().astype(np.float64)
-        A = np.asarray(affines, np.float64)
-        inv = np.stack([cv2.invertAffineTransform(a) for a in A])
-        img = np.einsum("nij,nkj->nki", inv[:, :, :2], px) + inv[:, None, :, 2]
-        out = np.full((len(A), N_MEDIAPIPE, 3), np.nan)
-        out[:, self.face_model.embedding.landmark_ids, :2] = img
-        out[:, self.face_model.embedding.landmark_ids, 2] = 0.0
+            X = self.face_model.vertices(params.shape, params.expression, params.jaw, params.eyelids)
+            lm = self.face_model.landmarks(X).numpy().astype(np.float64)
+        out = np.full((len(lm), N_MEDIAPIPE, 3), np.nan)
+        out[:, self.face_model.embedding.landmark_ids] = (pose["scale"][:, None, None] * np.einsum(
+            "nij,nkj->nki", pose["rotation"], lm) + pose["translation"][:, None])
         return out
 
     def _crops(self, path: str, frames: np.ndarray, bbox: np.ndarray, lm: np.ndarray, options: dict):
         from mien.io.video import open_source
+        from mien.models.face3d.crop_camera import crop_affine
 
         want = {int(f): i for i, f in enumerate(frames)}
         crops: list = [None] * len(frames)
@@ -224,6 +191,27 @@ class EncoderRunner:
             out.append({"input": Path(path).name, "method": name, **m, "n": int(ok.sum()), **q})
         return out
 
+    def paste_reconstruction(self, canvas: np.ndarray, image: np.ndarray, bbox: np.ndarray, landmarks: np.ndarray,
+                             k: float = 1.0) -> np.ndarray:
+        """Replace one face of ``canvas`` (``image`` scaled by ``k``) by the neural reconstruction of its crop,
+        in place (the crop warped back into the frame).
+
+        Args:
+            canvas: (h, w, 3) uint8 RGB, ``image`` resized by ``k``. image: (H, W, 3) uint8 RGB source frame.
+            bbox: (4,) px. landmarks: (478, 3) px (source frame).
+        """
+        from mien.models.face3d.crop_camera import crop_affine
+
+        crop, A = crop_affine(image, self.crop, self.size, bbox, landmarks)
+        out = self.render([crop], self.encode([crop]))[0]
+        inv = cv2.invertAffineTransform(A) * k  # crop px → canvas px
+        h, w = canvas.shape[:2]
+        warped = cv2.warpAffine(out, inv, (w, h), flags=cv2.INTER_LINEAR)
+        mask = cv2.warpAffine(np.full(out.shape[:2], 255, np.uint8), inv, (w, h), flags=cv2.INTER_LINEAR)
+        a = mask[..., None].astype(np.float32) / 255.0
+        canvas[:] = (canvas * (1 - a) + warped * a + 0.5).astype(np.uint8)
+        return canvas
+
     def transfer(self, source: tuple, target: tuple, swap: str | None = None) -> np.ndarray:
         """Neural render (S, S, 3) uint8 of the target crop with the source's expression, jaw and eyelids;
         ``swap="tokens"``: the source's geometry with the target's appearance tokens (TEASER).
@@ -231,6 +219,8 @@ class EncoderRunner:
         Args:
             source, target: (image (H, W, 3) uint8, bbox (4,) px, landmarks (478, 3) px) of one face each.
         """
+        from mien.models.face3d.crop_camera import crop_affine
+
         s_crop, _ = crop_affine(source[0], self.crop, self.size, source[1], source[2])
         t_crop, _ = crop_affine(target[0], self.crop, self.size, target[1], target[2])
         ps, pt = self.encode([s_crop]), self.encode([t_crop])
@@ -251,6 +241,8 @@ def read_expression(images: list[np.ndarray]) -> dict[str, np.ndarray]:
     n = len(images)
     if n == 0:
         return {"emotion": np.zeros((0, 7)), "au": np.zeros((0, 0)), "found": np.zeros(0, bool)}
+    if images[0].shape[0] < READ_SIZE:  # small crops (64 px tiny models): MediaPipe and face-api want more
+        images = [cv2.resize(im, (READ_SIZE, READ_SIZE), interpolation=cv2.INTER_LINEAR) for im in images]
     h, w = images[0].shape[:2]
     fa = FrameAnalyzer(w, h, AnalyzeOptions(emotion=True, au=True, identity=False), static=True)
     try:
