@@ -207,6 +207,13 @@ def test_encoder_evaluate_and_transfer(shared_data, tmp_path, tiny_export, capsy
     assert all(0 <= r["ssim"] <= 1 or r["ssim"] < 0 for r in rep.consistency)  # computed, untrained model
     if _dlib_ready() is None:
         assert any(r["method"] == "learned encoder" for r in rep.landmarks)
+    tr = evaluate_face3d([], tmp_path / "t", encoder=tiny_export, transfer=(shared_data / CLIP, shared_data / IMAGE),
+                         end=0.2, landmarks=False).transfer
+    assert [r["method"] for r in tr] == ["neural expression transfer", "baseline: copy the target",
+                                         "token swap (source geometry, target tokens)"]
+    assert tr[1]["n"] == 7 and 0 <= tr[1]["emotion_tv"] <= 1
+    with pytest.raises(ValueError, match="--encoder"):
+        evaluate_face3d([], tmp_path / "t", transfer=(shared_data / CLIP, shared_data / IMAGE))
     out = tmp_path / "swap.mp4"
     rc = main(["render", "expression-transfer", str(shared_data / CLIP), str(shared_data / IMAGE), "-o", str(out),
                "--end", "0.1", "--height", "64", "--encoder", str(tiny_export), "--swap", "tokens"])

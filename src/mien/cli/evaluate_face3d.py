@@ -17,7 +17,7 @@ import argparse
 def add_parser(kinds) -> None:
     p = kinds.add_parser("face3d", help="3-D face reconstruction: landmark error vs dlib, jitter, expression "
                          "consistency", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="held-out videos or images (one face each)")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="held-out videos or images (one face each)")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="folder for report.md, face3d_eval.json, landmarks.csv, jitter.csv, jitter.png")
     p.add_argument("--model", default=None, metavar="SPEC",
@@ -26,6 +26,9 @@ def add_parser(kinds) -> None:
     p.add_argument("--encoder", default=None, metavar="DIR",
                    help="a face3d-learn export (encoder + neural renderer): also evaluate the learned encoder "
                         "and the expression consistency of its renders")
+    p.add_argument("--transfer", nargs=2, default=None, metavar=("SOURCE", "TARGET"),
+                   help="with --encoder: expression consistency between SOURCE and the neural expression transfer "
+                        "of SOURCE onto TARGET (baseline: the target unchanged)")
     p.add_argument("--every", type=int, default=1, metavar="N", help="analyse every N-th frame (jitter: keep 1)")
     p.add_argument("--start", type=float, default=None, metavar="SEC", help="first time to analyse (s)")
     p.add_argument("--end", type=float, default=None, metavar="SEC", help="last time to analyse (s)")
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
     rep = evaluate_face3d(args.inputs, args.output, model=args.model, every=args.every, start=args.start,
                           end=args.end, landmark_every=args.landmark_every, dlib_model=args.dlib_model,
-                          landmarks=not args.no_landmarks, encoder=args.encoder)
+                          landmarks=not args.no_landmarks, encoder=args.encoder,
+                          transfer=args.transfer)
     print(report_markdown(rep), end="")
     print(f"mien evaluate face3d: wrote {', '.join(rep.files)}")
     return 0

@@ -88,8 +88,12 @@ class EncoderRunner:
             raise InputError(self.path, "this mien has no learned 3-D face encoder (mien.models.face3d."
                                         "load_face3d_encoder) to load it with")
         try:
-            self.enc = face3d.load_face3d_encoder(self.path)
-            self.ren = face3d.load_face3d_renderer(self.path)
+            if hasattr(face3d, "load_face3d"):  # one load for both halves
+                net = face3d.load_face3d(self.path)
+                self.enc, self.ren = net.encoder, net.renderer
+            else:
+                self.enc = face3d.load_face3d_encoder(self.path)
+                self.ren = face3d.load_face3d_renderer(self.path)
         except (OSError, KeyError, ValueError, RuntimeError) as e:
             raise InputError(self.path, f"not a face3d encoder export ({str(e).splitlines()[0]})") from None
         self.size = int(self.enc.size)
@@ -180,16 +184,58 @@ class EncoderRunner:
                     .replace(tokens=p_enc.tokens),
                     "baseline: mean expression → neural renderer": p_enc.replace(
                         expression=p_enc.expression * 0, jaw=p_enc.jaw * 0, eyelids=p_enc.eyelids * 0)}
-        ref = read_expression(crops)
+        renders = {name: list(self.render(crops, p)) for name, p in variants.items()}
+        ref, *reads = _read_groups([crops, *renders.values()])  # one analyser for all images
         out = []
-        for name, p in variants.items():
-            renders = self.render(crops, p)
-            got = read_expression(list(renders))
+        for (name, imgs), got in zip(renders.items(), reads, strict=True):
             ok = ref["found"] & got["found"]
             m = expression_consistency(ref["emotion"][ok], got["emotion"][ok], ref["au"][ok], got["au"][ok])
-            q = image_quality(self._tensor(list(renders)), self._tensor(crops))
+            q = image_quality(self._tensor(imgs), self._tensor(crops))
             out.append({"input": Path(path).name, "method": name, **m, "n": int(ok.sum()), **q})
         return out
+
+    def transfer_consistency(self, source: str, target: str, options: dict) -> list[dict]:
+        """Expression consistency between source faces and the expression-transfer outputs (target crop, target
+        identity and pose, source expression/jaw/eyelids through the neural renderer; with tokens also the token
+        swap), on up to :data:`CONSISTENCY_FRAMES` source frames, and the baseline *copy the target* (the
+        target crop unchanged, i.e. its own expression).
+
+        Args:
+            source, target: video or image files (one face each). options: ``every``, ``start``, ``end`` of the
+                source.
+        """
+        from pathlib import Path
+
+        from mien.metrics.expression import expression_consistency
+        from mien.pipelines.analyze import analyze
+
+        def faces(path, opts):
+            an = analyze(path, every=opts.get("every", 1), start=opts.get("start"), end=opts.get("end"),
+                         max_faces=1, identity=False)
+            if len(an) == 0:
+                raise InputError(path, "no face found in the processed frames")
+            c = an.columns()
+            o = np.lexsort((c["face_id"], c["frame"]))
+            rows = np.unique(np.linspace(0, len(o) - 1, min(len(o), CONSISTENCY_FRAMES)).astype(int))
+            return self._crops(path, c["frame"][o][rows], c["bbox"][o][rows], c["landmarks"][o][rows], opts)[0]
+
+        s_crops = faces(source, options)
+        t_all = faces(target, {"every": options.get("every", 1)})
+        t_crops = [t_all[i % len(t_all)] for i in range(len(s_crops))]
+        ps, pt = self.encode(s_crops), self.encode(t_crops)
+        outs = {"neural expression transfer": self.render(t_crops, pt.replace(
+                    expression=ps.expression, jaw=ps.jaw, eyelids=ps.eyelids)),
+                "baseline: copy the target": np.stack(t_crops)}
+        if self.has_tokens:
+            outs["token swap (source geometry, target tokens)"] = self.render(t_crops, ps.replace(tokens=pt.tokens))
+        ref, *reads = _read_groups([s_crops, *(list(v) for v in outs.values())])
+        name = f"{Path(source).name} → {Path(target).name}"
+        rows = []
+        for method, got in zip(outs, reads, strict=True):
+            ok = ref["found"] & got["found"]
+            m = expression_consistency(ref["emotion"][ok], got["emotion"][ok], ref["au"][ok], got["au"][ok])
+            rows.append({"input": name, "method": method, **m, "n": int(ok.sum())})
+        return rows
 
     def paste_reconstruction(self, canvas: np.ndarray, image: np.ndarray, bbox: np.ndarray, landmarks: np.ndarray,
                              k: float = 1.0) -> np.ndarray:
@@ -262,6 +308,16 @@ def read_expression(images: list[np.ndarray]) -> dict[str, np.ndarray]:
             emo[f] = [cols[f"emotion_{e}"][r] for e in EMOTIONS]
             au[f] = [cols[a][r] for a in aus]
     return {"emotion": emo, "au": au, "found": found, "au_names": aus}
+
+
+def _read_groups(groups: list[list[np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """:func:`read_expression` of several equal-size image lists in one analyser run, split back per list."""
+    r = read_expression([im for g in groups for im in g])
+    out, i = [], 0
+    for g in groups:
+        out.append({k: (v[i:i + len(g)] if k != "au_names" else v) for k, v in r.items()})
+        i += len(g)
+    return out
 
 
 def open_encoder(path: str | os.PathLike) -> EncoderRunner:

@@ -50,8 +50,9 @@ class Face3DEvalReport:
             distance; ``input`` "ALL" = pooled over frames of every input).
         jitter: rows {input, frames, still_pairs, landmarks_px, posed_px, posed_px_smoothed, shape_mm,
             shape_mm_smoothed}.
-        consistency: rows {input, method, n, emotion_top1, emotion_tv, emotion_corr, au_mae, au_corr} (empty
-            when not measured).
+        consistency: rows {input, method, n, emotion_top1, emotion_tv, emotion_corr, au_mae, au_corr, psnr,
+            ssim} (empty when not measured).
+        transfer: rows {input "SOURCE → TARGET", method, n, emotion_* , au_*}: source vs transfer output.
         notes: what was skipped or not measured, and why.
         files: output files. seconds: wall time. meta: model, options, dlib model.
     """
@@ -59,6 +60,7 @@ class Face3DEvalReport:
     landmarks: list = field(default_factory=list)
     jitter: list = field(default_factory=list)
     consistency: list = field(default_factory=list)
+    transfer: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     files: list = field(default_factory=list)
     seconds: float = 0.0
@@ -143,7 +145,8 @@ def _error_rows(name: str, methods: dict, ref: np.ndarray) -> list[dict]:
 def evaluate_face3d(inputs, output_dir: str | os.PathLike, *, model: str | None = None, every: int = 1,
                     start: float | None = None, end: float | None = None, landmark_every: int = 5,
                     dlib_model: str | os.PathLike | None = None, landmarks: bool = True,
-                    encoder: str | os.PathLike | None = None, figure: bool = True) -> Face3DEvalReport:
+                    encoder: str | os.PathLike | None = None, transfer: tuple | None = None,
+                    figure: bool = True) -> Face3DEvalReport:
     """Evaluate the per-frame fit (and a learned encoder) on held-out inputs; write the report files.
 
     Args:
@@ -157,6 +160,8 @@ def evaluate_face3d(inputs, output_dir: str | os.PathLike, *, model: str | None 
         dlib_model: a dlib 68-point ``.dat`` file (None: the one in ``face-recognition-models``).
         landmarks: measure the landmark error (needs the ``eval3d`` extra); False: jitter only.
         encoder: a face3d-learn export folder (encoder + neural renderer).
+        transfer: (SOURCE, TARGET) files: also the expression consistency between the source and the neural
+            expression-transfer output (needs ``encoder``), against the copy-the-target baseline.
         figure: write ``jitter.png``.
 
     Returns:
@@ -174,8 +179,10 @@ def evaluate_face3d(inputs, output_dir: str | os.PathLike, *, model: str | None 
     if every < 1 or landmark_every < 1:
         raise ValueError("every and landmark_every must be >= 1")
     inputs = [os.fspath(p) for p in inputs]
-    if not inputs:
+    if not inputs and transfer is None:
         raise ValueError("no inputs to evaluate")
+    if transfer is not None and encoder is None:
+        raise ValueError("--transfer needs --encoder DIR (the neural renderer draws the transfer)")
     head = Face3DHead(model)
     dlib = None
     if landmarks:
@@ -239,7 +246,10 @@ def evaluate_face3d(inputs, output_dir: str | os.PathLike, *, model: str | None 
                 lm_rows += _error_rows(name, methods, ref)
         if enc is not None:
             rep.consistency += enc.consistency(path, fit, bbox, raw_lm, {"every": every, "start": start, "end": end})
-    if not rep.jitter and not lm_rows:
+    if transfer is not None:
+        rep.transfer = enc.transfer_consistency(os.fspath(transfer[0]), os.fspath(transfer[1]),
+                                                {"every": every, "start": start, "end": end})
+    if inputs and not rep.jitter and not lm_rows:
         raise InputError(", ".join(inputs), "no input could be evaluated: " + "; ".join(rep.notes))
     rep.landmarks = _pooled(lm_rows)
     if enc is None:
@@ -298,6 +308,12 @@ def report_markdown(rep: Face3DEvalReport) -> str:
                                           ("emotion_tv", "emotion TV ↓", ".3f"), ("emotion_corr", "emotion r", ".3f"),
                                           ("au_mae", "AU MAE ↓", ".3f"), ("au_corr", "AU r", ".3f"),
                                           ("psnr", "PSNR dB", ".2f"), ("ssim", "SSIM", ".3f")]) + [""]
+    if rep.transfer:
+        md += ["## Expression consistency (source vs expression-transfer output)", ""]
+        md += _md_table(rep.transfer, [("input", "source → target", "s"), ("method", "method", "s"),
+                                       ("n", "pairs", "d"), ("emotion_top1", "emotion top-1 agree", ".3f"),
+                                       ("emotion_tv", "emotion TV ↓", ".3f"), ("emotion_corr", "emotion r", ".3f"),
+                                       ("au_mae", "AU MAE ↓", ".3f"), ("au_corr", "AU r", ".3f")]) + [""]
     if rep.notes:
         md += ["## Notes", ""] + [f"- {n}" for n in rep.notes] + [""]
     md.append(f"{rep.seconds:.1f} s wall time.")
@@ -322,7 +338,7 @@ def write_report(rep: Face3DEvalReport, output_dir: str | os.PathLike, curves: d
     d = asdict(rep)
     d.pop("files")
     put("face3d_eval.json", json.dumps(d, indent=1, default=float))
-    for key in ("landmarks", "jitter", "consistency"):
+    for key in ("landmarks", "jitter", "consistency", "transfer"):
         if getattr(rep, key):
             put(f"{key}.csv", pd.DataFrame(getattr(rep, key)).to_csv(index=False))
     put("report.md", report_markdown(rep))
