@@ -159,12 +159,6 @@ class EncoderRunner:
                 break
         return crops, affines
 
-    def posed_landmarks(self, path: str, frames: np.ndarray, bbox: np.ndarray, lm: np.ndarray,
-                        options: dict) -> np.ndarray:
-        """The encoder's MediaPipe landmarks (n, 478, 3) px on the frames ``frames`` of ``path``."""
-        crops, affines = self._crops(path, frames, bbox, lm, options)
-        return self.image_landmarks(self.encode(crops), affines)
-
     def consistency(self, path: str, fit, bbox: np.ndarray, lm: np.ndarray, options: dict) -> list[dict]:
         """Expression consistency (and PSNR/SSIM) of neural renders vs the input crops on up to
         :data:`CONSISTENCY_FRAMES` frames: the encoder's parameters, the per-frame fit's (same renderer), and

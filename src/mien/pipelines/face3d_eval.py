@@ -49,7 +49,7 @@ class Face3DEvalReport:
         landmarks: rows {input, method, n, nme, nme_inner, px} (NME = mean point error / inter-ocular
             distance; ``input`` "ALL" = pooled over frames of every input).
         jitter: rows {input, frames, still_pairs, landmarks_px, posed_px, posed_px_smoothed, shape_mm,
-            shape_mm_smoothed}.
+            shape_mm_smoothed; with an encoder encoder_posed_px, encoder_posed_px_smoothed}.
         consistency: rows {input, method, n, emotion_top1, emotion_tv, emotion_corr, au_mae, au_corr, psnr,
             ssim} (empty when not measured).
         transfer: rows {input "SOURCE → TARGET", method, n, emotion_* , au_*}: source vs transfer output.
@@ -191,9 +191,11 @@ def evaluate_face3d(inputs, output_dir: str | os.PathLike, *, model: str | None 
         dlib = Dlib68(dlib_model)
     enc = None
     if encoder is not None:
+        from mien.heads.face3d_learned import Face3DEncoderHead
         from mien.pipelines.face3d_encoder import open_encoder
 
         enc = open_encoder(encoder)
+        enc_head = Face3DEncoderHead(encoder)
     rep = Face3DEvalReport(meta={
         "model": head.model.name, "face_model_files": [str(f) for f in head.files],
         "options": {"every": every, "start": start, "end": end, "landmark_every": landmark_every},
@@ -221,12 +223,21 @@ def evaluate_face3d(inputs, output_dir: str | os.PathLike, *, model: str | None 
         bbox = cols["bbox"][order]
         fit_s = smoothed(fit)
         video = len(fit.frame) > 1
+        opts = {"every": every, "start": start, "end": end}
+        enc_fit = None
+        if enc is not None:  # the encoder on every analysed face, as `mien analyze --face3d-encoder` does
+            crops, _ = enc._crops(path, fit.frame, bbox, raw_lm, opts)
+            cols_e = enc_head(np.stack(crops), raw_lm.astype(np.float32))
+            enc_fit = _meshes(cols_e, fit.frame, fit.face_id, fit.t_sec, enc_head.model, {})
         if video:
             jr, js = jitter_report(fit, raw_lm), jitter_report(fit_s, raw_lm)
-            rep.jitter.append({"input": name, "frames": len(fit.frame), "still_pairs": jr["still_pairs"],
-                               "landmarks_px": jr["landmarks_px"], "posed_px": jr["posed_px"],
-                               "posed_px_smoothed": js["posed_px"], "shape_mm": jr["shape_mm"],
-                               "shape_mm_smoothed": js["shape_mm"]})
+            row = {"input": name, "frames": len(fit.frame), "still_pairs": jr["still_pairs"],
+                   "landmarks_px": jr["landmarks_px"], "posed_px": jr["posed_px"], "posed_px_smoothed": js["posed_px"],
+                   "shape_mm": jr["shape_mm"], "shape_mm_smoothed": js["shape_mm"]}
+            if enc_fit is not None:
+                row["encoder_posed_px"] = jitter_report(enc_fit, raw_lm)["posed_px"]
+                row["encoder_posed_px_smoothed"] = jitter_report(smoothed(enc_fit), raw_lm)["posed_px"]
+            rep.jitter.append(row)
             curves[name] = {"t": fit.t_sec, "landmarks": frame_motion(raw_lm[:, :468, :2]),
                             "raw": frame_motion(fit.posed[..., :2]), "smooth": frame_motion(fit_s.posed[..., :2]),
                             "still": still_frames(raw_lm, fit.t_sec)}
@@ -240,12 +251,11 @@ def evaluate_face3d(inputs, output_dir: str | os.PathLike, *, model: str | None 
                 methods = {METHOD_FIT: posed_landmarks(fit)[kept], METHOD_SMOOTH: posed_landmarks(fit_s)[kept],
                            METHOD_MEAN_EXPR: posed_landmarks(mean_expression(fit))[kept],
                            METHOD_MEDIAPIPE: raw_lm[kept]}
-                if enc is not None:
-                    methods[METHOD_ENCODER] = enc.posed_landmarks(path, fit.frame[kept], bbox[kept], raw_lm[kept],
-                                                                  {"every": every, "start": start, "end": end})
+                if enc_fit is not None:
+                    methods[METHOD_ENCODER] = posed_landmarks(enc_fit)[kept]
                 lm_rows += _error_rows(name, methods, ref)
         if enc is not None:
-            rep.consistency += enc.consistency(path, fit, bbox, raw_lm, {"every": every, "start": start, "end": end})
+            rep.consistency += enc.consistency(path, fit, bbox, raw_lm, opts)
     if transfer is not None:
         rep.transfer = enc.transfer_consistency(os.fspath(transfer[0]), os.fspath(transfer[1]),
                                                 {"every": every, "start": start, "end": end})
@@ -300,7 +310,10 @@ def report_markdown(rep: Face3DEvalReport) -> str:
                                      ("still_pairs", "still pairs", "d"), ("landmarks_px", "MediaPipe px", ".3f"),
                                      ("posed_px", "mesh px", ".3f"), ("posed_px_smoothed", "mesh px, One Euro", ".3f"),
                                      ("shape_mm", "shape mm", ".3f"),
-                                     ("shape_mm_smoothed", "shape mm, One Euro", ".3f")]) + [""]
+                                     ("shape_mm_smoothed", "shape mm, One Euro", ".3f")]
+                       + ([("encoder_posed_px", "encoder mesh px", ".3f"),
+                           ("encoder_posed_px_smoothed", "encoder mesh px, One Euro", ".3f")]
+                          if "encoder_posed_px" in rep.jitter[0] else [])) + [""]
     if rep.consistency:
         md += ["## Expression consistency (input vs neural render)", ""]
         md += _md_table(rep.consistency, [("input", "input", "s"), ("method", "method", "s"), ("n", "pairs", "d"),
