@@ -253,7 +253,7 @@ def evaluate_face3d(inputs, output_dir: str | os.PathLike, *, model: str | None 
                            METHOD_MEDIAPIPE: raw_lm[kept]}
                 if enc_fit is not None:
                     methods[METHOD_ENCODER] = posed_landmarks(enc_fit)[kept]
-                lm_rows += _error_rows(name, methods, ref)
+                lm_rows += [{**r, "_video": video} for r in _error_rows(name, methods, ref)]
         if enc is not None:
             rep.consistency += enc.consistency(path, fit, bbox, raw_lm, opts)
     if transfer is not None:
@@ -273,14 +273,20 @@ def evaluate_face3d(inputs, output_dir: str | os.PathLike, *, model: str | None 
 
 
 def _pooled(rows: list[dict]) -> list[dict]:
-    """Per-input rows plus one ``ALL`` row per method pooled over every frame; private arrays dropped."""
+    """Per-input rows plus, per method, rows pooled over every frame of the videos (``ALL videos``), of the
+    images (``ALL images``), when both occur, and of both (``ALL``); private arrays dropped."""
     out = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-    for method in dict.fromkeys(r["method"] for r in rows):
-        sel = [r for r in rows if r["method"] == method]
-        cat = {k: np.concatenate([r[k] for r in sel]) for k in ("_nme", "_inner", "_px")}
-        out.append({"input": "ALL", "method": method, "n": int(len(cat["_nme"])),
-                    "nme": float(np.nanmean(cat["_nme"])), "nme_inner": float(np.nanmean(cat["_inner"])),
-                    "px": float(np.nanmean(cat["_px"]))})
+    groups = {"ALL videos": lambda r: r["_video"], "ALL images": lambda r: not r["_video"]}
+    if len({r["_video"] for r in rows}) < 2:
+        groups = {}
+    groups["ALL"] = lambda r: True
+    for group, keep in groups.items():
+        for method in dict.fromkeys(r["method"] for r in rows):
+            sel = [r for r in rows if r["method"] == method and keep(r)]
+            cat = {k: np.concatenate([r[k] for r in sel]) for k in ("_nme", "_inner", "_px")}
+            out.append({"input": group, "method": method, "n": int(len(cat["_nme"])),
+                        "nme": float(np.nanmean(cat["_nme"])), "nme_inner": float(np.nanmean(cat["_inner"])),
+                        "px": float(np.nanmean(cat["_px"]))})
     return out
 
 
