@@ -33,9 +33,9 @@ def plot_jitter(curves: dict[str, dict[str, np.ndarray]], path: str | os.PathLik
         pair = still[1:] & still[:-1]
         for x0, x1 in _runs(t, pair):
             ax.axvspan(x0, x1, color="green", alpha=0.12, lw=0)
-        ax.plot(t, c["landmarks"], lw=0.8, color="0.6", label="MediaPipe landmarks")
         ax.plot(t, c["raw"], lw=1.0, label="mesh, per-frame fit")
         ax.plot(t, c["smooth"], lw=1.0, label="mesh, One Euro")
+        ax.plot(t, c["landmarks"], lw=0.8, color="0.2", ls=":", label="MediaPipe landmarks", zorder=3)
         ax.set_ylabel("motion (px/frame)")
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
