@@ -222,3 +222,38 @@ def test_encoder_evaluate_and_transfer(shared_data, tmp_path, tiny_export, capsy
     with av.open(str(out)) as cont:
         frames = [f.to_ndarray(format="rgb24") for f in cont.decode(video=0)]
     assert len(frames) == 4 and frames[0].shape[1] == 2 * round(640 * 64 / 360 / 2) + 3 * 2 * round(572 * 64 / 562 / 2) + 64
+
+
+@pytest.mark.parametrize("crop", ["landmark-box-square-1.4", "aligned-ffhq-0.1"])
+def test_crop_camera_round_trip(crop):
+    from mien.models.face3d.crop_camera import camera_to_image, crop_affine, image_to_camera
+    from mien.pipelines.face3d_encoder import _params_module
+
+    rng = np.random.default_rng(1)
+    m = load_face_model()
+    lm = m.vertices(batch=1)[0] * 12 + np.array([300.0, 200.0, 0.0])  # a face of ~170 px in a frame
+    lm[:, :2] = lm[:, :2] @ np.array([[np.cos(0.2), -np.sin(0.2)], [np.sin(0.2), np.cos(0.2)]]).T  # rolled
+    box = np.r_[lm[:, :2].min(0), lm[:, :2].max(0)]
+    A = crop_affine(None, crop, 96, box, lm)[1][None]
+    R = cv2_rot(rng.normal(0, 0.3, 3))[None]
+    scale, t = np.array([11.0]), np.array([[310.0, 190.0, 0.0]])
+    rot, cam = image_to_camera(R, scale, t, A, 96)
+    back = camera_to_image(rot, cam, A, 96)
+    np.testing.assert_allclose(back["rotation"], R, atol=1e-6)
+    np.testing.assert_allclose(back["scale"], scale, rtol=1e-6)
+    np.testing.assert_allclose(back["translation"], t, atol=1e-6)
+    # the crop camera projects a model point where the affine maps its image point (face3d-learn's projection)
+    P = _params_module()
+    X = m.vertices(batch=1)
+    p = P.Face3DParams(shape=torch.zeros(1, 0), expression=torch.zeros(1, 0), jaw=torch.zeros(1, 3),
+                       eyelids=torch.zeros(1, 2), rotation=torch.as_tensor(rot, dtype=torch.float32),
+                       camera=torch.as_tensor(cam, dtype=torch.float32))
+    crop_px = P.to_pixels(P.project(m, p)[0], 96)[0].numpy()
+    img = scale[0] * X[0] @ R[0].T + t[0]
+    np.testing.assert_allclose(crop_px, img[:, :2] @ A[0, :, :2].T + A[0, :, 2], atol=1e-3)
+
+
+def cv2_rot(aa):
+    import cv2
+
+    return cv2.Rodrigues(np.asarray(aa, np.float64))[0]
