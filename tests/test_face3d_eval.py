@@ -211,7 +211,7 @@ def test_encoder_evaluate_and_transfer(shared_data, tmp_path, tiny_export, capsy
                          end=0.2, landmarks=False).transfer
     assert [r["method"] for r in tr] == ["neural expression transfer", "baseline: copy the target",
                                          "token swap (source geometry, target tokens)"]
-    assert tr[1]["n"] == 7 and 0 <= tr[1]["emotion_tv"] <= 1
+    assert tr[1]["n"] == 7 and 0 <= tr[1]["emotion_tv"] <= 1 and tr[1]["n_au"] <= 7
     with pytest.raises(ValueError, match="--encoder"):
         evaluate_face3d([], tmp_path / "t", transfer=(shared_data / CLIP, shared_data / IMAGE))
     out = tmp_path / "swap.mp4"

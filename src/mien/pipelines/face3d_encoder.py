@@ -165,7 +165,6 @@ class EncoderRunner:
         the mean-expression baseline (the encoder's with zero expression, jaw and eyelids)."""
         from pathlib import Path
 
-        from mien.metrics.expression import expression_consistency
         from mien.metrics.reconstruction import image_quality
 
         if self.ren is None:
@@ -182,10 +181,8 @@ class EncoderRunner:
         ref, *reads = _read_groups([crops, *renders.values()])  # one analyser for all images
         out = []
         for (name, imgs), got in zip(renders.items(), reads, strict=True):
-            ok = ref["found"] & got["found"]
-            m = expression_consistency(ref["emotion"][ok], got["emotion"][ok], ref["au"][ok], got["au"][ok])
             q = image_quality(self._tensor(imgs), self._tensor(crops))
-            out.append({"input": Path(path).name, "method": name, **m, "n": int(ok.sum()), **q})
+            out.append({"input": Path(path).name, "method": name, **_agreement(ref, got), **q})
         return out
 
     def transfer_consistency(self, source: str, target: str, options: dict) -> list[dict]:
@@ -200,7 +197,6 @@ class EncoderRunner:
         """
         from pathlib import Path
 
-        from mien.metrics.expression import expression_consistency
         from mien.pipelines.analyze import analyze
 
         def faces(path, opts):
@@ -226,9 +222,7 @@ class EncoderRunner:
         name = f"{Path(source).name} → {Path(target).name}"
         rows = []
         for method, got in zip(outs, reads, strict=True):
-            ok = ref["found"] & got["found"]
-            m = expression_consistency(ref["emotion"][ok], got["emotion"][ok], ref["au"][ok], got["au"][ok])
-            rows.append({"input": name, "method": method, **m, "n": int(ok.sum())})
+            rows.append({"input": name, "method": method, **_agreement(ref, got)})
         return rows
 
     def paste_reconstruction(self, canvas: np.ndarray, image: np.ndarray, bbox: np.ndarray, landmarks: np.ndarray,
@@ -271,16 +265,15 @@ class EncoderRunner:
 
 
 def read_expression(images: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """face-api emotion (n, 7) and mien AU probabilities (n, A) of the face in each image (MediaPipe finds it;
-    ``found`` (n,) bool says where it did — rows without a face are zeros)."""
-    from mien.heads.faceapi import EMOTIONS
+    """face-api emotion (n, 7) of each whole image (a face crop) and mien AU probabilities (n, A) of the face
+    MediaPipe finds in it (``found`` (n,) bool says where it did — AU rows without a face are zeros)."""
     from mien.io.video import Frame
     from mien.pipelines.analyze import AnalyzeOptions
     from mien.pipelines.frame_analyzer import FrameAnalyzer
 
     n = len(images)
     if n == 0:
-        return {"emotion": np.zeros((0, 7)), "au": np.zeros((0, 0)), "found": np.zeros(0, bool)}
+        return {"emotion": np.zeros((0, 7)), "au": np.zeros((0, 0)), "found": np.zeros(0, bool), "au_names": []}
     if images[0].shape[0] < READ_SIZE:  # small crops (64 px tiny models): MediaPipe and face-api want more
         images = [cv2.resize(im, (READ_SIZE, READ_SIZE), interpolation=cv2.INTER_LINEAR) for im in images]
     h, w = images[0].shape[:2]
@@ -293,15 +286,40 @@ def read_expression(images: list[np.ndarray]) -> dict[str, np.ndarray]:
         fa.close()
     cols = res.columns()
     aus = sorted(k for k in cols if k.startswith("AU") and cols[k].ndim == 1)
-    emo = np.zeros((n, len(EMOTIONS)))
     au = np.zeros((n, len(aus)))
     found = np.zeros(n, bool)
     for r, f in enumerate(cols["frame"]):
         if not found[f]:
             found[f] = True
-            emo[f] = [cols[f"emotion_{e}"][r] for e in EMOTIONS]
             au[f] = [cols[a][r] for a in aus]
-    return {"emotion": emo, "au": au, "found": found, "au_names": aus}
+    return {"emotion": _emotion(images), "au": au, "found": found, "au_names": aus}
+
+
+def _emotion(images: list[np.ndarray]) -> np.ndarray:
+    """face-api FaceExpressionNet probabilities (n, 7) (:data:`mien.heads.faceapi.EMOTIONS` order) of whole
+    face crops resized to its 112-px input — no detector, so every crop and render gets one."""
+    import torch
+
+    from mien.heads.faceapi import _expression_net
+
+    net = _expression_net("cpu")
+    size = net.input_size
+    x = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])
+    with torch.inference_mode():
+        p = net.predict_proba(torch.as_tensor(x).permute(0, 3, 1, 2).float().contiguous())
+    return p.numpy().astype(np.float64)
+
+
+def _agreement(ref: dict, got: dict) -> dict:
+    """Emotion agreement over all pairs, AU agreement over the pairs where MediaPipe found both faces
+    (``n``, ``n_au`` pairs)."""
+    from mien.metrics.expression import expression_consistency
+
+    m = expression_consistency(ref["emotion"], got["emotion"])
+    ok = ref["found"] & got["found"]
+    a = expression_consistency(ref["emotion"][ok], got["emotion"][ok], ref["au"][ok], got["au"][ok])
+    return {**m, "au_mae": a.get("au_mae", float("nan")), "au_corr": a.get("au_corr", float("nan")),
+            "n_au": int(ok.sum())}
 
 
 def _read_groups(groups: list[list[np.ndarray]]) -> list[dict[str, np.ndarray]]:

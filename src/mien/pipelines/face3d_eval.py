@@ -50,8 +50,9 @@ class Face3DEvalReport:
             distance; ``input`` "ALL" = pooled over frames of every input).
         jitter: rows {input, frames, still_pairs, landmarks_px, posed_px, posed_px_smoothed, shape_mm,
             shape_mm_smoothed; with an encoder encoder_posed_px, encoder_posed_px_smoothed}.
-        consistency: rows {input, method, n, emotion_top1, emotion_tv, emotion_corr, au_mae, au_corr, psnr,
-            ssim} (empty when not measured).
+        consistency: rows {input, method, n, emotion_top1, emotion_tv, emotion_corr, n_au, au_mae, au_corr,
+            psnr, ssim} (empty when not measured): emotion over all n pairs (face-api on the whole crop), AUs
+            over the n_au pairs where MediaPipe finds both faces.
         transfer: rows {input "SOURCE → TARGET", method, n, emotion_* , au_*}: source vs transfer output.
         notes: what was skipped or not measured, and why.
         files: output files. seconds: wall time. meta: model, options, dlib model.
@@ -325,14 +326,14 @@ def report_markdown(rep: Face3DEvalReport) -> str:
         md += _md_table(rep.consistency, [("input", "input", "s"), ("method", "method", "s"), ("n", "pairs", "d"),
                                           ("emotion_top1", "emotion top-1 agree", ".3f"),
                                           ("emotion_tv", "emotion TV ↓", ".3f"), ("emotion_corr", "emotion r", ".3f"),
-                                          ("au_mae", "AU MAE ↓", ".3f"), ("au_corr", "AU r", ".3f"),
+                                          ("n_au", "AU pairs", "d"), ("au_mae", "AU MAE ↓", ".3f"), ("au_corr", "AU r", ".3f"),
                                           ("psnr", "PSNR dB", ".2f"), ("ssim", "SSIM", ".3f")]) + [""]
     if rep.transfer:
         md += ["## Expression consistency (source vs expression-transfer output)", ""]
         md += _md_table(rep.transfer, [("input", "source → target", "s"), ("method", "method", "s"),
                                        ("n", "pairs", "d"), ("emotion_top1", "emotion top-1 agree", ".3f"),
                                        ("emotion_tv", "emotion TV ↓", ".3f"), ("emotion_corr", "emotion r", ".3f"),
-                                       ("au_mae", "AU MAE ↓", ".3f"), ("au_corr", "AU r", ".3f")]) + [""]
+                                       ("n_au", "AU pairs", "d"), ("au_mae", "AU MAE ↓", ".3f"), ("au_corr", "AU r", ".3f")]) + [""]
     if rep.notes:
         md += ["## Notes", ""] + [f"- {n}" for n in rep.notes] + [""]
     md.append(f"{rep.seconds:.1f} s wall time.")
