@@ -10,7 +10,9 @@ def add_parser(sub) -> None:
                        description="Export a registered image model (mien.list_models()) to ONNX; the file is "
                                    "validated with onnx.checker and compared with PyTorch through onnxruntime.")
     p.add_argument("model", help="registered model name (e.g. faceapi-expression), or 'tokenizer' / 'au' with "
-                                 "--checkpoint")
+                                 "--checkpoint, or 'face3d' (then CHECKPOINT follows)")
+    p.add_argument("ckpt", nargs="?", help="for 'face3d': the Lightning checkpoint of `mien train face3d` (same as "
+                                           "--checkpoint)")
     p.add_argument("-o", "--output", required=True,
                    help="output .onnx file (a folder for 'tokenizer' and for a feature-vector 'au' model)")
     p.add_argument("--checkpoint", help="Lightning checkpoint: for 'tokenizer' exported as config.json + "
@@ -33,6 +35,21 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.isfile(args.checkpoint):
             raise InputError(args.checkpoint, "no such checkpoint")
         print(f"mien: wrote {export_au_checkpoint(args.checkpoint, args.output)}")
+        return 0
+    if args.model == "face3d":
+        ckpt = args.checkpoint or args.ckpt
+        if not ckpt:
+            raise ValueError("mien export face3d needs a checkpoint: mien export face3d CKPT -o DIR")
+        from mien.errors import InputError
+        from mien.export.face3d import export_face3d_checkpoint
+
+        try:
+            out = export_face3d_checkpoint(ckpt, args.output)
+        except FileNotFoundError:
+            raise InputError(ckpt, "no such checkpoint") from None
+        except ValueError as e:
+            raise InputError(ckpt, str(e).split(": ", 1)[-1]) from None
+        print(f"mien: wrote {out} (config.json + model.safetensors)")
         return 0
     if args.model == "tokenizer":
         if not args.checkpoint:

@@ -6,8 +6,9 @@ shipped in ``mien/configs/<task>/`` (e.g. ``tiny``); :func:`resolve_config` is t
 
 Tasks (:data:`TASKS`): ``au`` (the config's ``model.class_path`` chooses :class:`mien.tasks.au.AUImageTask` or
 :class:`mien.tasks.au.AUFeaturesTask`; data: :class:`mien.tasks.au.AUDataModule`), ``tokenizer``
-(:class:`mien.tasks.tokenizer.TokenizerTask`) and ``predictor`` (:class:`mien.tasks.tokenizer.PredictorTask`),
-whose data module is given by class path (``data.class_path``).
+(:class:`mien.tasks.tokenizer.TokenizerTask`), ``predictor`` (:class:`mien.tasks.tokenizer.PredictorTask`) and
+``face3d`` (:class:`mien.tasks.face3d.Face3DTask`, SMIRK/TEASER), whose data module is given by class path
+(``data.class_path``).
 
 ``mien train face-model DATASETS… -o model.npz`` is not a Lightning task (and does not import Lightning): it
 builds a ``mien-face`` 3-D face model from analysed faces (:func:`mien.models.face3d.train_face_model`), e.g.
@@ -49,6 +50,7 @@ TASKS: dict[str, TrainTask] = {
                            subclass_data=True),
     "predictor": TrainTask("mien.tasks.tokenizer:PredictorTask", "lightning.pytorch:LightningDataModule",
                            subclass_data=True),
+    "face3d": TrainTask("mien.tasks.face3d:Face3DTask", "lightning.pytorch:LightningDataModule", subclass_data=True),
 }
 """The trainable tasks; adding one = a task package under ``mien/tasks``, an entry here and its configs in
 ``mien/configs/<name>/``."""

@@ -34,7 +34,7 @@ from mien.models.face3d.learned import (
     save_face3d,
 )
 from mien.models.face3d.mien_face import MienFaceModel, canonical_triangles, load_face_model
-from mien.models.face3d.params import Face3DParams, project, render_geometry
+from mien.models.face3d.params import Face3DParams, landmarks_px, project, render_geometry
 from mien.models.face3d.spec import open_face_model
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "load_face3d",
     "load_face3d_encoder",
     "load_face3d_renderer",
+    "landmarks_px",
     "project",
     "render_geometry",
     "save_face3d",

@@ -14,7 +14,9 @@ CVPR 2024) and TEASER's appearance-token encoder (Liu et al., ICLR 2025), on tim
 
 Backbones come from ``timm.create_model(name, pretrained=…, features_only=True)``: ``pretrained=True`` loads
 timm's ImageNet weights through its hub cache (needs network access once); mien's tiny configs are random-init.
-ImageNet normalisation is applied inside the encoders.
+ImageNet normalisation is applied inside the encoders. The backbone name ``faceapi-expression`` instead uses
+face-api's FaceExpressionNet features (shipped with mien, frozen; :class:`FaceApiBackbone`) — pretrained on
+facial expressions and available offline.
 """
 
 from __future__ import annotations
@@ -33,10 +35,60 @@ _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
 
+FACEAPI_BACKBONE = "faceapi-expression"
+"""Backbone name of the frozen, shipped face-api FaceExpressionNet feature extractor (:class:`FaceApiBackbone`)."""
+
+
+class _FeatureInfo:
+    """The part of timm's ``feature_info`` the encoders use."""
+
+    def __init__(self, channels):
+        self._channels = list(channels)
+
+    def channels(self) -> list[int]:
+        return list(self._channels)
+
+
+class FaceApiBackbone(nn.Module):
+    """face-api's FaceExpressionNet feature extractor (shipped with mien, MIT), frozen, as a ``features_only``
+    backbone: crop (B, 3, S, S) RGB [0, 1] → resized to 112² → 4 feature maps (32, 64, 128, 256 channels at 56²,
+    28², 14², 7²). Always in eval mode; its weights never train."""
+
+    def __init__(self):
+        super().__init__()
+        from mien.models.faceapi import load_expression_net
+
+        self.net = load_expression_net().features.requires_grad_(False)
+        self.feature_info = _FeatureInfo((32, 64, 128, 256))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.net.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        from mien.models.faceapi.nets import _normalize
+
+        x = F.interpolate(x, size=(112, 112), mode="bilinear", align_corners=False, antialias=x.shape[-1] > 112)
+        x = _normalize(x * 255.0)
+        out = []
+        for block in (self.net.dense0, self.net.dense1, self.net.dense2, self.net.dense3):
+            x = block(x)
+            out.append(x)
+        return out
+
+
 def _backbone(name: str, pretrained: bool) -> nn.Module:
+    """A ``features_only`` backbone: :data:`FACEAPI_BACKBONE` (frozen, shipped) or a timm model name."""
+    if name == FACEAPI_BACKBONE:
+        return FaceApiBackbone()
     import timm
 
     return timm.create_model(name, pretrained=pretrained, features_only=True)
+
+
+def _norm_for(name: str) -> nn.Module:
+    return nn.Identity() if name == FACEAPI_BACKBONE else _Normalise()
 
 
 class _Normalise(nn.Module):
@@ -54,7 +106,7 @@ class _Head(nn.Module):
 
     def __init__(self, backbone: str, out: int, pretrained: bool, init_scale: float):
         super().__init__()
-        self.norm = _Normalise()
+        self.norm = _norm_for(backbone)
         self.encoder = _backbone(backbone, pretrained)
         self.fc = nn.Linear(self.encoder.feature_info.channels()[-1], out)
         with torch.no_grad():
@@ -113,7 +165,7 @@ class TokenEncoder(nn.Module):
 
     def __init__(self, backbone: str, dim: int = 256, pretrained: bool = False):
         super().__init__()
-        self.norm = _Normalise()
+        self.norm = _norm_for(backbone)
         self.encoder = _backbone(backbone, pretrained)
         ch = self.encoder.feature_info.channels()[::-1][:4]  # coarsest first
         self.proj = nn.ModuleList(nn.Linear(c * g * g, dim) for c, g in zip(ch, self.GRIDS, strict=True))
@@ -124,11 +176,23 @@ class TokenEncoder(nn.Module):
         return torch.stack(toks, 1)
 
 
-def default_camera(face_model: FaceModel, fill: float = 0.75) -> tuple[float, float, float]:
-    """The orthographic camera (s, tx, ty) that centres the model's mean face in the crop with its height spanning
-    ``fill`` of the crop (the starting point of :class:`PoseEncoder`)."""
-    v = np.asarray(face_model.vertices(batch=1)[0], np.float64)
-    lo, hi = v[:, :2].min(0), v[:, :2].max(0)
+def default_camera(face_model: FaceModel, crop: str | None = "aligned-ffhq-0.0",
+                   fill: float = 0.75) -> tuple[float, float, float]:
+    """The orthographic camera (s, tx, ty) under which the model's mean face lands where mien's ``crop`` puts a
+    frontal face (the starting point of :class:`PoseEncoder`).
+
+    For ``aligned-ffhq-<margin>`` crops and a model embedding all 478 MediaPipe landmarks, the crop's own rule
+    (:func:`mien.face.align.similarity_params`: eyes and mouth) applied to the mean face's landmarks; otherwise
+    the mean face centred with its height spanning ``fill`` of the crop."""
+    v = np.asarray(face_model.vertices(batch=1), np.float64)
+    if crop and crop.startswith("aligned-ffhq") and len(face_model.embedding) == 478:
+        from mien.face.align import similarity_params
+        from mien.face.crops import parse_crop_contract
+
+        margin = parse_crop_contract(crop)[1]
+        cx, cy, half, _ = similarity_params(np.asarray(face_model.landmarks(v), np.float64), margin)[0]
+        return (1.0 / half, -cx / half, -cy / half)
+    lo, hi = v[0, :, :2].min(0), v[0, :, :2].max(0)
     s = 2 * fill / max(float(hi[1] - lo[1]), 1e-9)
     c = (lo + hi) / 2
     return (s, float(-s * c[0]), float(-s * c[1]))
@@ -161,7 +225,7 @@ class Face3DEncoder(nn.Module):
         self.crop = crop
         self.n_shape = min(int(n_shape), face_model.n_shape)
         self.n_expression = min(int(n_expression), face_model.n_expression)
-        self.pose = PoseEncoder(pose_backbone, pretrained, default_camera(face_model))
+        self.pose = PoseEncoder(pose_backbone, pretrained, default_camera(face_model, crop))
         self.shape = ShapeEncoder(shape_backbone, self.n_shape, pretrained) if self.n_shape else None
         self.expression = ExpressionEncoder(expression_backbone, self.n_expression, pretrained)
         self.tokens = TokenEncoder(token_backbone, token_dim, pretrained) if token_backbone else None

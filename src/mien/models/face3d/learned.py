@@ -84,11 +84,13 @@ _TINY = dict(size=64, n_shape=300, n_expression=50, pose_backbone="mobilenetv3_s
 CONFIGS: dict[str, dict] = {
     "smirk-tiny": _TINY,
     "teaser-tiny": {**_TINY, "token_backbone": "mobilenetv3_small_050", "token_dim": 32, "mask_ratio": 0.0},
+    "smirk-faceapi-tiny": {**_TINY, "expression_backbone": "faceapi-expression"},
     "smirk": {},
     "teaser": {"token_backbone": "tf_mobilenetv3_small_minimal_100", "mask_ratio": 0.0},
 }
 """Registered configurations: ``*-tiny`` (64² crops, MobileNetV3-small-0.5 backbones, 8-feature 3-level U-Net;
-CPU-trainable) and the seed's full ones (224², SMIRK's backbones, 32-feature 4-level U-Net with 5 residual
+CPU-trainable; ``smirk-faceapi-tiny``: the expression encoder on the frozen, shipped face-api FaceExpressionNet
+features) and the seed's full ones (224², SMIRK's backbones, 32-feature 4-level U-Net with 5 residual
 blocks; TEASER: 4 × 256 tokens, no hint pixels)."""
 
 
@@ -161,6 +163,8 @@ def _register() -> None:
     from mien.models.registry import InputContract, register_model
 
     desc = {"smirk-tiny": "tiny SMIRK (64², MobileNetV3-small-0.5 encoders, sparse-hint U-Net renderer), CPU",
+            "smirk-faceapi-tiny": "tiny SMIRK whose expression encoder reads frozen face-api FaceExpressionNet "
+                                  "features (shipped, pretrained on expressions), CPU",
             "teaser-tiny": "tiny TEASER (64², + 4 × 32 appearance tokens, token-guided AdaIN U-Net), CPU",
             "smirk": "SMIRK (CVPR 2024) at 224²: MobileNetV3 pose/shape/expression encoders, masked-image U-Net",
             "teaser": "TEASER (ICLR 2025) at 224²: SMIRK + 4 × 256 multi-scale tokens, token-guided U-Net"}

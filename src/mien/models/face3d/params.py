@@ -20,7 +20,7 @@ import torch
 from mien.models.face3d.base import FaceModel, axis_angle_to_matrix
 from mien.models.face3d.raster import soft_rasterize, vertex_normals_torch
 
-__all__ = ["Face3DParams", "LIGHT", "project", "render_geometry", "to_pixels"]
+__all__ = ["Face3DParams", "LIGHT", "landmarks_px", "project", "render_geometry", "to_pixels"]
 
 LIGHT = (0.3, 0.4, 1.0)
 """Direction the light travels for :func:`render_geometry` (from the camera, slightly from the upper left),
@@ -97,6 +97,21 @@ def project(face_model: FaceModel, params: Face3DParams) -> tuple[torch.Tensor, 
 def to_pixels(normalised: torch.Tensor, size: int) -> torch.Tensor:
     """Crop-normalised x, y (…, 2) → pixel coordinates of an S-pixel crop (centres at integers)."""
     return (normalised[..., :2] + 1) * (size / 2) - 0.5
+
+
+def landmarks_px(face_model: FaceModel, params: Face3DParams, size: int) -> torch.Tensor:
+    """MediaPipe landmarks of the reconstructed faces in crop pixels.
+
+    Returns:
+        (B, 478, 3) float: x, y crop px (centres at integers), z crop-normalised depth (larger = farther); rows of
+        landmarks the model does not embed are NaN (FLAME embeds 105).
+    """
+    n, _ = project(face_model, params)
+    lm = face_model.landmarks(n)
+    out = n.new_full((len(n), 478, 3), float("nan"))
+    ids = torch.as_tensor(face_model.embedding.landmark_ids, device=n.device)
+    out[:, ids] = torch.cat([to_pixels(lm, size), lm[..., 2:]], -1)
+    return out
 
 
 def render_geometry(face_model: FaceModel, params: Face3DParams, size: int, *, sigma: float = 0.5,
