@@ -226,8 +226,8 @@ def test_encoder_evaluate_and_transfer(shared_data, tmp_path, tiny_export, capsy
 
 @pytest.mark.parametrize("crop", ["landmark-box-square-1.4", "aligned-ffhq-0.1"])
 def test_crop_camera_round_trip(crop):
+    from mien.models.face3d import params as P
     from mien.models.face3d.crop_camera import camera_to_image, crop_affine, image_to_camera
-    from mien.pipelines.face3d_encoder import _params_module
 
     rng = np.random.default_rng(1)
     m = load_face_model()
@@ -243,7 +243,6 @@ def test_crop_camera_round_trip(crop):
     np.testing.assert_allclose(back["scale"], scale, rtol=1e-6)
     np.testing.assert_allclose(back["translation"], t, atol=1e-6)
     # the crop camera projects a model point where the affine maps its image point (face3d-learn's projection)
-    P = _params_module()
     X = m.vertices(batch=1)
     p = P.Face3DParams(shape=torch.zeros(1, 0), expression=torch.zeros(1, 0), jaw=torch.zeros(1, 3),
                        eyelids=torch.zeros(1, 2), rotation=torch.as_tensor(rot, dtype=torch.float32),

@@ -4,7 +4,7 @@ and the per-face evaluation of ``mien evaluate face3d --encoder DIR``.
 
 The export interface (:mod:`mien.models.face3d`)::
 
-    enc = load_face3d_encoder(dir)       # enc.size (S), enc.face_model, enc.contract (crop), enc(crop) -> params
+    enc = load_face3d_encoder(dir)       # enc.size (S), enc.face_model, enc.crop (contract), enc(crop) -> params
     ren = load_face3d_renderer(dir)      # ren.render(crop (B, 3, S, S) [0, 1], params) -> (B, 3, S, S) [0, 1]
 
 Camera (:mod:`mien.models.face3d.params`): crop-normalised ``n = s · R · X + (tx, ty, 0)``, ``n ∈ [−1, 1]``
@@ -22,15 +22,6 @@ import cv2
 import numpy as np
 
 from mien.errors import InputError
-
-
-def _params_module():
-    """:mod:`mien.models.face3d.params` (face3d-learn's encoder parameters and camera), imported by name: it
-    comes with the learned encoders."""
-    import importlib
-
-    return importlib.import_module("mien.models.face3d.params")
-
 
 CONSISTENCY_FRAMES = 48
 READ_SIZE = 224
@@ -60,7 +51,9 @@ def fit_to_params(columns: dict, rows: np.ndarray, affines: np.ndarray, size: in
     def f(a):
         return torch.as_tensor(np.asarray(a, np.float32))
 
-    return _params_module().Face3DParams(
+    from mien.models.face3d.params import Face3DParams
+
+    return Face3DParams(
         shape=f(columns["face3d_shape"][rows][:, :S]), expression=f(columns["face3d_expression"][rows][:, :E]),
         jaw=f(columns["face3d_jaw"][rows]), eyelids=f(columns["face3d_eyelids"][rows]), rotation=f(rot),
         camera=f(cam), tokens=None)
@@ -84,23 +77,13 @@ class EncoderRunner:
         self.path = os.fspath(path)
         if not os.path.isdir(self.path):
             raise InputError(self.path, "not a face3d encoder export folder")
-        if not hasattr(face3d, "load_face3d_encoder"):
-            raise InputError(self.path, "this mien has no learned 3-D face encoder (mien.models.face3d."
-                                        "load_face3d_encoder) to load it with")
         try:
-            if hasattr(face3d, "load_face3d"):  # one load for both halves
-                net = face3d.load_face3d(self.path)
-                self.enc, self.ren = net.encoder, net.renderer
-            else:
-                self.enc = face3d.load_face3d_encoder(self.path)
-                self.ren = face3d.load_face3d_renderer(self.path)
+            net = face3d.load_face3d(self.path)  # one load for both halves
+            self.enc, self.ren = net.encoder, net.renderer
         except (OSError, KeyError, ValueError, RuntimeError) as e:
             raise InputError(self.path, f"not a face3d encoder export ({str(e).splitlines()[0]})") from None
         self.size = int(self.enc.size)
-        contract = getattr(self.enc, "contract", None)
-        self.crop = getattr(contract, "crop", None) or getattr(self.enc, "crop", None)
-        if not self.crop:
-            raise InputError(self.path, "the export does not say how its crops are made (no crop contract)")
+        self.crop = self.enc.crop  # crop contract string (mien.face.crops.parse_crop_contract)
         self.face_model = self.enc.face_model
         with torch.no_grad():
             self.has_tokens = self.enc(torch.zeros(1, 3, self.size, self.size)).tokens is not None
@@ -116,13 +99,7 @@ class EncoderRunner:
             return self.enc(self._tensor(crops))
 
     def render(self, crops: list[np.ndarray], params) -> np.ndarray:
-        """Neural renders (n, S, S, 3) uint8 of ``params`` with ``crops`` as the renderer's image input.
-
-        Raises:
-            InputError: the export has no neural renderer.
-        """
-        if self.ren is None:
-            raise InputError(self.path, "the export has no neural renderer")
+        """Neural renders (n, S, S, 3) uint8 of ``params`` with ``crops`` as the renderer's image input."""
         with self._torch.no_grad():
             out = self.ren.render(self._tensor(crops), params)
         return (out.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
@@ -167,8 +144,6 @@ class EncoderRunner:
 
         from mien.metrics.reconstruction import image_quality
 
-        if self.ren is None:
-            return []
         rows = np.unique(np.linspace(0, len(fit.frame) - 1, min(len(fit.frame), CONSISTENCY_FRAMES)).astype(int))
         crops, affines = self._crops(path, fit.frame[rows], bbox[rows], lm[rows], options)
         p_enc = self.encode(crops)
