@@ -82,6 +82,15 @@ def test_expression_consistency_metric():
     assert other["emotion_top1"] == 0 and other["emotion_tv"] > 0.5 and other["au_corr"] < 0.5
     with pytest.raises(ValueError):
         expression_consistency(p, p[:2])
+    from mien.pipelines.face3d_eval import _pooled_consistency
+
+    rows = [{"input": "a", "method": "m", "n": 3, "n_au": 1, "emotion_top1": 1.0, "emotion_tv": 0.1, "au_mae": 0.2,
+             "psnr": 20.0, "ssim": 0.5},
+            {"input": "b", "method": "m", "n": 1, "n_au": 0, "emotion_top1": 0.0, "emotion_tv": 0.5,
+             "au_mae": float("nan"), "psnr": 10.0, "ssim": 0.1}]
+    (pooled,) = _pooled_consistency(rows)
+    assert pooled["n"] == 4 and pooled["emotion_top1"] == 0.75 and pooled["emotion_tv"] == pytest.approx(0.2)
+    assert pooled["au_mae"] == pytest.approx(0.2) and pooled["psnr"] == pytest.approx(17.5)
 
 
 def test_evaluate_real_frames(shared_data, tmp_path, torch_one_thread):

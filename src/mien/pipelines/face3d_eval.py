@@ -263,6 +263,7 @@ def evaluate_face3d(inputs, output_dir: str | os.PathLike, *, model: str | None 
     if inputs and not rep.jitter and not lm_rows:
         raise InputError(", ".join(inputs), "no input could be evaluated: " + "; ".join(rep.notes))
     rep.landmarks = _pooled(lm_rows)
+    rep.consistency += _pooled_consistency(rep.consistency)
     if enc is None:
         rep.notes.append("expression consistency: not measured (needs a neural renderer: --encoder DIR of a "
                          "face3d-learn export)")
@@ -288,6 +289,23 @@ def _pooled(rows: list[dict]) -> list[dict]:
             out.append({"input": group, "method": method, "n": int(len(cat["_nme"])),
                         "nme": float(np.nanmean(cat["_nme"])), "nme_inner": float(np.nanmean(cat["_inner"])),
                         "px": float(np.nanmean(cat["_px"]))})
+    return out
+
+
+def _pooled_consistency(rows: list[dict]) -> list[dict]:
+    """One ``ALL`` row per method over every pair of every input (pair-weighted means; correlations are not
+    poolable from per-input rows and are left out)."""
+    if len({r["input"] for r in rows}) < 2:
+        return []
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        sel = [r for r in rows if r["method"] == method]
+        row = {"input": "ALL", "method": method, "n": sum(r["n"] for r in sel), "n_au": sum(r["n_au"] for r in sel)}
+        for k, w in (("emotion_top1", "n"), ("emotion_tv", "n"), ("psnr", "n"), ("ssim", "n"), ("au_mae", "n_au")):
+            pairs = [(r[k], r[w]) for r in sel if r[w] and np.isfinite(r.get(k, np.nan))]
+            tot = sum(n for _, n in pairs)
+            row[k] = float(sum(v * n for v, n in pairs) / tot) if tot else float("nan")
+        out.append(row)
     return out
 
 
