@@ -177,7 +177,7 @@ class Face3DRenderReport:
 
     Attributes:
         output: the MP4 path. frames: frames written; faces: rows (faces) drawn.
-        width, height: output size, px (3 panels side by side). fps: frames/s. seconds: wall time.
+        width, height: output size, px (3 panels side by side, 4 with an encoder). fps: frames/s. seconds: wall time.
         mesh_files: files written by ``export_mesh`` (the ``.npz`` first). meta: model and fit metadata.
     """
 
