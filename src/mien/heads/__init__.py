@@ -61,6 +61,10 @@ def _tokens(o, built) -> Head:
 
 
 def _face3d(o, built) -> Head:
+    if o.face3d_encoder:
+        from mien.heads.face3d_learned import Face3DEncoderHead
+
+        return Face3DEncoderHead(o.face3d_encoder, smooth=o.face3d_smooth, device=o.device)
     from mien.heads.face3d import Face3DHead
 
     return Face3DHead(o.face3d_model, smooth=o.face3d_smooth)

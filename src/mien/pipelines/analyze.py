@@ -61,6 +61,10 @@ class AnalyzeOptions:
             topology, 478 vertices, cm); a ``.npz`` made by ``mien train face-model``; or
             ``flame:/path/generic_model.pkl`` for a FLAME 2020 file the user downloaded (never shipped; its
             ``mediapipe_landmark_embedding.npz`` next to it, or ``flame:MODEL.pkl,EMBEDDING.npz``).
+        face3d_encoder: regress the ``face3d`` columns from each face's crop with a learned SMIRK/TEASER encoder
+            (a ``mien export face3d`` folder; :mod:`mien.heads.face3d_learned`) instead of fitting them to the
+            landmarks: the same columns (``face3d_shape`` per frame) plus ``face3d_camera`` (3,), the encoder's
+            crop camera. Needs ``face3d``; not with ``face3d_model`` (the export names its face model).
         face3d_smooth: One Euro-filter the ``face3d`` expression, jaw, eyelid coefficients and pose over time
             per track (:data:`mien.heads.face3d.FACE3D_SMOOTHING`, recorded in ``meta["face3d"]``); removes
             frame-to-frame mesh jitter on still faces. Independent of ``smooth``.
@@ -98,6 +102,7 @@ class AnalyzeOptions:
     tokenizer: str | None = field(default=None, metadata={"metavar": "PATH"})
     face3d: bool = False
     face3d_model: str | None = None
+    face3d_encoder: str | None = field(default=None, metadata={"metavar": "DIR"})
     face3d_smooth: bool = False
     identity: bool | None = field(default=None, metadata={"flag": "--reid"})
     smooth: bool = False
@@ -122,6 +127,12 @@ class AnalyzeOptions:
             from mien.models.face3d.spec import check_face_model_spec
 
             check_face_model_spec(self.face3d_model)
+        if self.face3d_encoder is not None:
+            self.face3d_encoder = os.fspath(self.face3d_encoder)
+            if not self.face3d:
+                raise ValueError("face3d_encoder needs face3d (--face3d)")
+            if self.face3d_model is not None:
+                raise ValueError("face3d_encoder and face3d_model exclude each other (the export names its model)")
         if self.every < 1:
             raise ValueError(f"every must be >= 1, got {self.every}")
         if self.max_faces < 1:

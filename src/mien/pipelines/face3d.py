@@ -5,7 +5,8 @@ and the jitter figure.
 overlay]`` side by side (each panel the input frame, scaled to ``height``); the meshes come from the
 :class:`~mien.heads.face3d.Face3DHead` fit of the landmarks of a first pass (:func:`mien.analyze`, or an
 earlier ``mien analyze`` Parquet file), the frames are decoded again and streamed to the writer (one frame in
-memory). The neural-reconstruction panel of issue 11 needs the learned renderer, which does not exist yet.
+memory). With ``encoder`` (a ``mien export face3d`` folder) a fourth panel shows each face replaced by the
+neural renderer's reconstruction of its crop from the learned encoder's parameters.
 """
 
 from __future__ import annotations
@@ -131,7 +132,13 @@ def mesh_jitter(points: np.ndarray, still: np.ndarray) -> float:
     pairs = s[1:] & s[:-1]
     if not pairs.any():
         return float("nan")
-    return float(np.linalg.norm(np.diff(p, axis=0)[pairs], axis=-1).mean())
+    return float(frame_motion(p)[pairs].mean())
+
+
+def frame_motion(points: np.ndarray) -> np.ndarray:
+    """Mean displacement of the points between consecutive frames: (T, V, D) → (T − 1,) (points' units)."""
+    p = np.asarray(points, np.float64)
+    return np.linalg.norm(np.diff(p, axis=0), axis=-1).mean(1) if len(p) > 1 else np.zeros(0)
 
 
 def jitter_report(fit: Face3DFit, landmarks: np.ndarray) -> dict:
@@ -170,7 +177,7 @@ class Face3DRenderReport:
 
     Attributes:
         output: the MP4 path. frames: frames written; faces: rows (faces) drawn.
-        width, height: output size, px (3 panels side by side). fps: frames/s. seconds: wall time.
+        width, height: output size, px (3 panels side by side, 4 with an encoder). fps: frames/s. seconds: wall time.
         mesh_files: files written by ``export_mesh`` (the ``.npz`` first). meta: model and fit metadata.
     """
 
@@ -188,8 +195,10 @@ class Face3DRenderReport:
 def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model: str | None = None,
                   smooth: bool = False, start: float | None = None, end: float | None = None, every: int = 1,
                   max_faces: int = 1, height: int | None = None, analysis=None, export_mesh=None,
-                  obj: bool = False, gltf: bool = False, alpha: float = 0.6, crf: int = 18) -> Face3DRenderReport:
-    """Write ``[input | shaded mesh | mesh overlay]`` for every processed frame of a video.
+                  obj: bool = False, gltf: bool = False, alpha: float = 0.6, crf: int = 18,
+                  encoder: str | os.PathLike | None = None) -> Face3DRenderReport:
+    """Write ``[input | shaded mesh | mesh overlay (| neural reconstruction)]`` for every processed frame of a
+    video.
 
     Args:
         video: input video file. output: .mp4 path (written atomically; parent folders created).
@@ -203,6 +212,9 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
             None: none. obj: also one ``.obj`` per row there. gltf: also one ``.glb`` per track with morph
             targets (needs ``pygltflib``).
         alpha: opacity of the overlaid mesh. crf: x264 quality.
+        encoder: a face3d export folder (``mien export face3d``): adds a fourth panel, the input frame with each
+            face crop replaced by the neural renderer's reconstruction of it from the encoder's parameters
+            (:class:`mien.pipelines.face3d_encoder.EncoderRunner`).
 
     Returns:
         :class:`Face3DRenderReport`.
@@ -229,6 +241,11 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
     from mien.heads.face3d import Face3DHead
 
     head = Face3DHead(model, smooth=smooth)  # bad model files fail before the slow analysis
+    neural = None
+    if encoder is not None:
+        from mien.pipelines.face3d_encoder import open_encoder
+
+        neural = open_encoder(encoder)
     if analysis is None:
         from mien.pipelines.analyze import analyze
 
@@ -240,6 +257,9 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
     if len(analysis) == 0:
         raise InputError(str(video), "no face found in the processed frames")
     fit = fit_result(analysis, head=head)
+    cols = analysis.columns()
+    order = np.lexsort((cols["face_id"], cols["frame"]))
+    boxes, lms = cols["bbox"][order], cols["landmarks"][order]
     rows: dict[int, list[int]] = {}
     for i, f in enumerate(fit.frame):
         rows.setdefault(int(f), []).append(i)
@@ -266,14 +286,17 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
                 img = cv2.resize(img, (pw, ph), interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
             shaded = np.zeros_like(img)
             overlay = img.copy()
+            recon = img.copy() if neural is not None else None
             for i in rows.get(fr.index, ()):
                 pts = fit.posed[i].astype(np.float64) * k
                 draw_mesh(shaded, pts, fit.triangles)
                 draw_mesh(overlay, pts, fit.triangles, alpha=alpha)
+                if neural is not None:
+                    neural.paste_reconstruction(recon, fr.image, boxes[i], lms[i], k)
                 faces += 1
-            writer.write(np.concatenate([img, shaded, overlay], axis=1))
+            writer.write(np.concatenate([img, shaded, overlay] + ([recon] if recon is not None else []), axis=1))
             frames += 1
-    return Face3DRenderReport(str(Path(output)), frames, faces, 3 * pw, ph,
+    return Face3DRenderReport(str(Path(output)), frames, faces, (3 + (neural is not None)) * pw, ph,
                               float(fps), time.perf_counter() - t0, [str(p) for p in mesh_files],
                               meta={"face3d": fit.meta, "frames_decoded": src.frames_decoded,
                                     "corrupt_frames": src.corrupt_frames})
