@@ -8,12 +8,15 @@ Public API::
     res2 = mien.read_results("out.parquet")
     of = mien.read_openface("openface.csv")
     ds = mien.read_results_dataset("out/", filters=[("yaw_deg", ">", 20)])   # `mien analyze … -o out/`
+    for frame in mien.reenact("portrait.jpg", "driving.mp4", model="warp"):  # (H, W, 3) uint8 RGB frames
+        ...
 """
 
 from mien._version import __version__
 from mien.errors import InputError, MienError
 from mien.models.registry import create_model, list_models
 from mien.pipelines.analyze import AnalyzeOptions, analyze
+from mien.pipelines.reenact_video import ReenactOptions, reenact
 from mien.results import AnalysisResult, read_openface, read_results
 from mien.results.dataset import read_results_dataset
 
@@ -29,4 +32,6 @@ __all__ = [
     "read_openface",
     "read_results",
     "read_results_dataset",
+    "reenact",
+    "ReenactOptions",
 ]
