@@ -9,7 +9,19 @@ from mien._version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mien.cli import analyze, dataset, demo, evaluate, export, models, prepare, reenact, render, tokens, train
+    from mien.cli import (
+        analyze,
+        dataset,
+        demo,
+        evaluate,
+        export,
+        models,
+        prepare,
+        reenact,
+        render,
+        tokens,
+        train,
+    )
 
     parser = argparse.ArgumentParser(prog="mien", description="Facial expression analysis and synthesis.")
     parser.add_argument("--version", action="version", version=f"mien {__version__}")
