@@ -332,8 +332,12 @@ def reenact_video(source, driving, output: str | os.PathLike, options: ReenactOp
             silent = tmp.with_name(tmp.stem + ".silent.mp4")
             try:
                 with VideoWriter(silent, run.report.fps, crf=o.crf) as w:
-                    for img in frames:
-                        w.write(img)
+                    try:
+                        for img in frames:
+                            w.write(img)
+                    except KeyboardInterrupt:  # a webcam runs until stopped: keep what was recorded
+                        if not str(driving).startswith("webcam:"):
+                            raise
                 if run.report.frames == 0:
                     raise InputError(str(driving), "no driving frame in the given time window")
                 audio = driving is not None and not str(driving).startswith("webcam:") and mux_audio(
