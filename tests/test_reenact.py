@@ -238,9 +238,29 @@ def test_reenact_bad_inputs(shared_data, tmp_path, capsys):
     n, *_ = _info(out)
     gaps = int(captured.err.split("mien reenact: ")[1].split(" of ")[0])
     assert 0 < gaps < n and f"{gaps} of {n} driving frames had no face" in captured.err
-    rc = cli(["reenact", str(shared_data / SOURCE), "-o", str(tmp_path / "e.png"), "--edit", "AU12=0.5"])
+    rc = cli(["reenact", str(shared_data / SOURCE), "-o", str(tmp_path / "e.png"), "--edit", "AU12=0.5",
+              "--model", "copy"])
     err = capsys.readouterr().err
-    assert rc == 2 and "AU directions" in err
+    assert rc == 2 and "AU directions" in err and not (tmp_path / "e.png").exists()
+
+
+def test_warp_still_portrait_edit(shared_data, source_crop, tmp_path, capsys):
+    from PIL import Image
+
+    from mien.pipelines.reenact import WarpReenactor
+
+    w = WarpReenactor()
+    st = w.encode_source(source_crop)
+    corners = [61, 291]  # mouth corners: AU12 (lip corner puller) raises them, AU15 (depressor) lowers them
+    assert (st["au"]["AU12"][corners, 1] < -1).all() and (st["au"]["AU15"][corners, 1] > 0).all()
+    with pytest.raises(ValueError, match="AU99"):
+        w.animate(st, [source_crop], source_crop, {"AU99": 1.0})
+    out = tmp_path / "smile.png"
+    rc = cli(["reenact", str(shared_data / SOURCE), "--edit", "AU12=+0.8", "--no-paste-back", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    img = np.asarray(Image.open(out))
+    plain = w.animate(st, [source_crop], source_crop)[0]
+    assert img.shape == (256, 256, 3) and np.abs(img.astype(int) - plain).max() > 50
 
 
 def test_evaluate_reenact_cli(shared_data, tmp_path, capsys, monkeypatch):

@@ -18,8 +18,9 @@ audio is kept. Driving frames without a face keep the last good motion and are c
 
 --model: a folder from `mien export reenact`, or the baselines `warp` (classical piecewise-affine warp of the
 source along MediaPipe's face mesh, OpenCV; the default, because no trained weights ship with mien yet) and
-`copy` (the unchanged source). --edit AU12=+0.8 moves a trained model's expression latent along learned AU
-directions; with no DRIVING it edits the still portrait (OUT.png, or OUT.mp4 ramping the edit in)."""
+`copy` (the unchanged source). --edit AU12=+0.8,AU04=-0.5 adds AU changes: along a trained model's learned AU
+directions of its expression latent, or, with `warp`, as mesh displacements of py-feat's linear AU -> mesh model;
+with no DRIVING it edits the still portrait (OUT.png, or OUT.mp4 ramping the edit in)."""
 
 
 def add_parser(sub) -> None:

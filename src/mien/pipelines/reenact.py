@@ -154,6 +154,10 @@ class CopySourceReenactor:
 class WarpReenactor:
     """Baseline (b): piecewise-affine warp of the source crop that moves its 468 mesh points to target points.
 
+    ``edit`` ({AU: intensity change}) adds the mesh displacement of those AUs from py-feat's linear AU → mesh
+    model (:func:`mien.models.face3d.au.au_directions`, 20 AUs), mapped into the source crop by the similarity
+    from MediaPipe's canonical face to the source's landmarks.
+
     Target points: relative (``reference`` given) ``src + (drv − ref) · s`` with ``s`` = √(source face area /
     reference face area) (FOMM's movement-scale adaptation); absolute: the driver's points. Triangles: MediaPipe's
     canonical tessellation (898 triangles, :func:`mien.models.face3d.mien_face.canonical_triangles`) plus a
@@ -162,19 +166,27 @@ class WarpReenactor:
     """
 
     name = "warp"
-    au_directions: tuple[str, ...] = ()
 
     def __init__(self, size: int = DEFAULT_SIZE, margin: float = 0.0):
+        from mien.models.face3d.au import au_directions
+
         self.size, self.margin = int(size), float(margin)
+        self._au = au_directions()
+        self.au_directions = tuple(self._au)
 
     def encode_source(self, source: FaceCrop) -> dict:
+        from mien.face.align import umeyama
+        from mien.face.geometry import canonical_face
         from mien.face.warp import extend_to_border
         from mien.models.face3d.mien_face import canonical_triangles
 
         pts = np.asarray(source.landmarks[:468, :2], np.float64)
         border, tri = extend_to_border(pts, canonical_triangles(), self.size, self.size)
+        # the AU directions (cm, canonical face frame) in this face's crop pixels: similarity canonical → face
+        s, R, _ = umeyama(canonical_face().astype(np.float64), source.landmarks[:468].astype(np.float64))
+        au = {k: (s * d[:468].astype(np.float64) @ R.T)[:, :2] for k, d in self._au.items()}
         return {"image": source.image, "points": pts, "border": border, "triangles": tri,
-                "area": _hull_area(pts)}
+                "area": _hull_area(pts), "au": au}
 
     def targets(self, state: dict, driver: FaceCrop, reference: FaceCrop | None) -> np.ndarray:
         """Target positions (468, 2) crop px of the source mesh points for one driver."""
@@ -190,9 +202,10 @@ class WarpReenactor:
 
         _check_edit(self, edit)
         src = np.concatenate([state["points"], state["border"]])
+        shift = sum((w * state["au"][k] for k, w in (edit or {}).items()), np.zeros_like(state["points"]))
         out = []
         for d in drivers:
-            dst = np.concatenate([self.targets(state, d, reference), state["border"]])
+            dst = np.concatenate([self.targets(state, d, reference) + shift, state["border"]])
             out.append(piecewise_affine_warp(state["image"], src, dst, state["triangles"]))
         return np.stack(out) if out else np.zeros((0, self.size, self.size, 3), np.uint8)
 

@@ -42,8 +42,9 @@ class ReenactOptions:
         paste_back: paste the output face into the full source frame with a feathered face mask (off: the
             S × S face crop).
         side_by_side: write source | driving | output panels side by side.
-        edit: expression edit along the model's learned AU directions, e.g. AU12=+0.8,AU04=-0.5 (needs a
-            model with AU directions); without a driving video the still source portrait is edited.
+        edit: expression edit along AU directions, e.g. AU12=+0.8,AU04=-0.5 (AU intensity change): a trained
+            model's learned expression-latent directions, or for "warp" the mesh displacement of py-feat's linear
+            AU → mesh model (20 AUs); without a driving video the still source portrait is edited.
         start, end: time window of the driving video in seconds.
         size: crop side in px for warp/copy (a trained model has its own; default 256, as mien prepare).
         still_frames: frames written for an edit of a still portrait to a video: the edit ramps from 0 to full.
