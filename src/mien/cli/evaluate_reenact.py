@@ -13,10 +13,10 @@ from mien.pipelines.reenact_eval import ReenactEvalOptions
 DESCRIPTION = """Held-out evaluation of one-shot face reenactment. VIDEOS are the held-out set, one subject per video
 and none in the training shards. Per video: source = its first face frame; driving frames = --frames frames over
 its held-out time segment (from --segment x duration). Self-reenactment (source driven by its own segment; L1,
-PSNR, SSIM, LPIPS, AKD vs the real frames) and cross-reenactment (video i's source driven by video i+1's segment;
-CSIM vs source, AKD, AED-AU, AED-expr, emotion agreement, APD vs driver), for --model and the baselines copy (the
-unchanged source) and warp (piecewise-affine mesh warp), all on the same pairs. Writes OUT/report.md,
-metrics.csv, pairs.csv, report.json."""
+PSNR, SSIM, LPIPS, AKD vs the real frames) and cross-reenactment (video i's source driven by video i+1's
+segment, or by every other video with --cross-pairs all; CSIM vs source, AKD, AED-AU, AED-expr, emotion
+agreement, APD vs driver), for --model and the baselines copy (the unchanged source) and warp (piecewise-affine
+mesh warp), all on the same pairs. Writes OUT/report.md, metrics.csv, pairs.csv, report.json."""
 
 
 def add_parser(kinds) -> None:

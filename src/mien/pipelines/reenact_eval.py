@@ -11,7 +11,7 @@ model's crop size, :class:`~mien.pipelines.reenact.FaceCropper`):
   the driver's reference (as LivePortrait's self-reenactment protocol: the source is the driving video's first
   frame), compared with the real driving frames: L1, PSNR, SSIM, LPIPS (:mod:`mien.metrics.reenact`).
 * **Cross-reenactment** (held-out subjects): video *i*'s source driven by video *i+1*'s driving frames
-  (cyclic), relative to that driver's own first face frame: CSIM (face-api FaceRecognitionNet descriptors,
+  (cyclic; or every other video with ``cross_pairs="all"``), relative to that driver's own first face frame: CSIM (face-api FaceRecognitionNet descriptors,
   output vs source), AKD (MediaPipe landmarks output vs driver, / inter-ocular distance), AED (mien's AU
   probabilities, mean |Δ|; face-api expression embeddings, L2), emotion agreement (face-api 7-class argmax) and
   APD (PnP head pose, degrees). With relative motion the output keeps the source's face shape and its own
@@ -50,6 +50,8 @@ class ReenactEvalOptions:
             "copy" (then only the baselines run).
         frames: driving frames per video (evenly spaced over the held-out segment).
         segment: start of each video's held-out driving segment as a fraction of its duration.
+        cross_pairs: "next" (video i's source driven by video i+1, cyclic: N pairs) or "all" (every ordered
+            pair of different videos: N·(N−1) pairs).
         absolute: absolute instead of relative motion.
         size: crop side in px when only baselines run (a trained model sets its own).
         lpips_net: LPIPS backbone: "alex", "vgg" or "squeeze".
@@ -59,6 +61,7 @@ class ReenactEvalOptions:
     model: str = field(default="warp", metadata={"metavar": "PATH|warp|copy"})
     frames: int = field(default=16, metadata={"metavar": "N"})
     segment: float = 0.5
+    cross_pairs: str = field(default="next", metadata={"choices": ("next", "all")})
     absolute: bool = False
     size: int = field(default=256, metadata={"metavar": "PX"})
     lpips_net: str = field(default="alex", metadata={"choices": ("alex", "vgg", "squeeze")})
@@ -224,9 +227,8 @@ def evaluate_reenact(videos: list[str], options: ReenactEvalOptions | None = Non
     pairs = []
     for name, r in reenactors.items():
         for i, h in enumerate(held):
-            for kind, j in (("self", i), ("cross", (i + 1) % len(held))):
-                if kind == "cross" and len(held) < 2:
-                    continue
+            others = [(i + 1) % len(held)] if o.cross_pairs == "next" else range(len(held))
+            for kind, j in [("self", i)] + [("cross", j) for j in others if j != i]:
                 drv = held[j]
                 reference = None if o.absolute else drv.source
                 st = r.encode_source(h.source)
@@ -240,7 +242,8 @@ def evaluate_reenact(videos: list[str], options: ReenactEvalOptions | None = Non
                 row["_ids"] = ana.add(out)
                 row["_src"], row["_drv"] = ref_ids[i][0], ref_ids[j][1]
                 pairs.append(row)
-        log(f"{name}: {len(held)} self + {len(held) if len(held) > 1 else 0} cross pairs reenacted")
+        log(f"{name}: {sum(p['model'] == name and p['kind'] == 'cross' for p in pairs)} cross + {len(held)} self "
+            "pairs reenacted")
     a = ana.finish()
     for row in pairs:
         ids, src, drv = row.pop("_ids"), row.pop("_src"), row.pop("_drv")
@@ -278,7 +281,8 @@ def markdown_table(report: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{t[k]:.4g}" if np.isfinite(t[k]) else "–" for k, _ in COLUMNS)
                      + " |")
     n = len(report["videos"])
-    lines += ["", f"{n} held-out videos ({n} self pairs, {n if n > 1 else 0} cross pairs), "
+    n_cross = sum(p["kind"] == "cross" for p in report["pairs"]) // max(len(report["models"]), 1)
+    lines += ["", f"{n} held-out videos ({n} self pairs, {n_cross} cross pairs), "
               f"{report['options']['frames']} driving frames each, crop {report['crop_size']} px, "
               f"{'absolute' if report['options']['absolute'] else 'relative'} motion. "
               + ("" if report["lpips"] == "ok" else "LPIPS: weights unavailable. ")
