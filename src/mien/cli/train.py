@@ -49,6 +49,7 @@ TASKS: dict[str, TrainTask] = {
                            subclass_data=True),
     "predictor": TrainTask("mien.tasks.tokenizer:PredictorTask", "lightning.pytorch:LightningDataModule",
                            subclass_data=True),
+    "reenact": TrainTask("mien.tasks.reenact:ReenactTask", "mien.tasks.reenact:ReenactDataModule"),
 }
 """The trainable tasks; adding one = a task package under ``mien/tasks``, an entry here and its configs in
 ``mien/configs/<name>/``."""

@@ -120,7 +120,7 @@ class ModelSpec:
 
 _REGISTRY: dict[str, ModelSpec] = {}
 # modules whose import registers their family; imported on first lookup so that `import mien` stays light
-_FAMILY_MODULES = ("mien.models.faceapi", "mien.models.au", "mien.models.tokenizer")
+_FAMILY_MODULES = ("mien.models.faceapi", "mien.models.au", "mien.models.tokenizer", "mien.models.reenact")
 
 
 def register_model(name: str, family: str, contract: InputContract, description: str = "",

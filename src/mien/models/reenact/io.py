@@ -1,0 +1,114 @@
+"""Save / load reenactment models as ``config.json`` + ``model.safetensors`` (no Lightning).
+
+``config.json``: ``{"format": "mien-reenact", "format_version": 1, "kind": "reenact" | "student",
+"config": {...}, "contract": InputContract dict, "au_names": [...] | null, "avatars": [...] (student),
+"mien_version"}``. ``model.safetensors``: the ``state_dict``, plus ``au_directions`` (A, Z) float32 when the
+model has AU directions (rows in ``au_names`` order).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from mien.models.reenact.config import CROP, ReenactConfig, StudentConfig
+
+FORMAT = "mien-reenact"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+__all__ = ["load_reenact_model", "load_student_model", "save_reenact_model"]
+
+
+def save_reenact_model(model, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write a :class:`ReenactModel` or :class:`Student` into ``directory`` (created; files replaced atomically).
+
+    Args:
+        extra: more JSON metadata (e.g. the student's avatar sources, training data).
+
+    Raises:
+        TypeError: not a reenactment model.
+    """
+    from safetensors.torch import save_file
+
+    from mien._version import __version__
+    from mien.models.reenact.extra import Student
+    from mien.models.reenact.nets import ReenactModel
+    from mien.models.registry import InputContract
+
+    if isinstance(model, ReenactModel):
+        kind = "reenact"
+    elif isinstance(model, Student):
+        kind = "student"
+    else:
+        raise TypeError(f"expected ReenactModel or Student, got {type(model).__name__}")
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().float().contiguous() if v.is_floating_point() else v.detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
+    dirs = getattr(model, "au_directions", None)
+    names = sorted(dirs) if dirs else None
+    if names:
+        state["au_directions"] = torch.stack([dirs[n].detach().cpu().float() for n in names]).contiguous()
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "config": model.config.to_dict(),
+            "contract": InputContract(model.size, "0-1", crop=CROP).to_dict(), "au_names": names,
+            "mien_version": __version__, **(extra or {})}
+    tmp_w, tmp_c = d / (WEIGHTS_NAME + ".tmp"), d / (CONFIG_NAME + ".tmp")
+    save_file(state, str(tmp_w), metadata={"format": FORMAT, "kind": kind})
+    tmp_c.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp_w, d / WEIGHTS_NAME)
+    os.replace(tmp_c, d / CONFIG_NAME)
+    return d
+
+
+def _read(directory, kind: str):
+    from safetensors.torch import load_file
+
+    from mien.errors import InputError
+
+    d = Path(directory)
+    cfg_path, w_path = d / CONFIG_NAME, d / WEIGHTS_NAME
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise InputError(str(p), "not found (export a model with `mien export reenact`)")
+    meta = json.loads(cfg_path.read_text())
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise InputError(str(cfg_path), f"not a {FORMAT} v{FORMAT_VERSION} export")
+    if meta.get("kind") != kind:
+        raise InputError(str(cfg_path), f"holds a {meta.get('kind')!r} model, not a {kind!r} model")
+    return meta, load_file(str(w_path))
+
+
+def load_reenact_model(directory: str | os.PathLike, device: str | torch.device = "cpu"):
+    """A :class:`~mien.models.reenact.nets.ReenactModel` written by :func:`save_reenact_model`, in eval mode.
+
+    Raises:
+        mien.errors.InputError: files missing, not a reenact export, or a student export.
+    """
+    from mien.models.reenact.nets import ReenactModel
+
+    meta, state = _read(directory, "reenact")
+    dirs = state.pop("au_directions", None)
+    model = ReenactModel(ReenactConfig.from_dict(meta["config"]))
+    model.load_state_dict(state, strict=True)
+    if dirs is not None:
+        model.au_directions = {n: dirs[i].to(device) for i, n in enumerate(meta["au_names"])}
+    return model.to(device).eval()
+
+
+def load_student_model(directory: str | os.PathLike, device: str | torch.device = "cpu"):
+    """A :class:`~mien.models.reenact.extra.Student` written by :func:`save_reenact_model`, in eval mode.
+
+    Raises:
+        mien.errors.InputError: files missing or not a student export.
+    """
+    from mien.models.reenact.extra import Student
+
+    meta, state = _read(directory, "student")
+    model = Student(StudentConfig.from_dict(meta["config"]))
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()

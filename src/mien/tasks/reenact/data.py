@@ -1,0 +1,157 @@
+"""Reenactment pairs from mien shards: :class:`PairDataset` (streaming) and :class:`ReenactDataModule`.
+
+A pair is two frames of one prepared clip (one face track) at different times: the source and the driver of a
+self-reenactment. Cross-identity pairs are formed in the batch by the task (the source of another subject,
+:func:`cross_permutation`). Shards are read by :class:`mien.data.reader.ClipDataset` (split over DataLoader workers
+and nodes); clips are mixed by a shuffle buffer so that batches hold several subjects.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+
+import lightning.pytorch as pl
+import torch
+
+from mien.data.datamodule import subject_split
+from mien.data.reader import ClipDataset, open_dataset, shard_urls
+
+__all__ = ["PairDataset", "ReenactDataModule", "cross_permutation", "flip_pair"]
+
+
+def flip_pair(item: dict) -> dict:
+    """Mirror a pair horizontally: images, landmarks (x → S − x) and poses (yaw, roll, tx change sign)."""
+    out = dict(item)
+    s = item["src"].shape[-1]
+    for k in ("src", "drv"):
+        out[k] = item[k].flip(-1)
+    for k in ("src_pose", "drv_pose"):
+        p = item[k].clone()
+        p[[0, 2, 3]] = -p[[0, 2, 3]]
+        out[k] = p
+    lm = item["drv_landmarks"].clone()
+    lm[:, 0] = s - lm[:, 0]
+    out["drv_landmarks"] = lm
+    return out
+
+
+class PairDataset(torch.utils.data.IterableDataset):
+    """(source, driver) frame pairs of prepared clips.
+
+    Each item: ``src``, ``drv`` uint8 (3, S, S) (the shard's crops), ``src_pose``, ``drv_pose`` float32 (6,)
+    (yaw, pitch, roll deg, tx, ty, tz mm), ``drv_landmarks`` float32 (478, 2) crop px, ``subject`` int64,
+    ``key`` str.
+
+    Args:
+        urls: shard URLs; pairs_per_clip: pairs drawn from each clip per pass; min_gap: smallest frame distance
+            of a pair; train: random pairs, random flips and a shuffle buffer (False: deterministic pairs
+            (first frame, evenly spaced later frames), no flip); flip_p: flip probability; buffer: shuffle
+            buffer size (items); seed: base seed (mixed with the epoch and worker).
+    """
+
+    def __init__(self, urls: list[str], pairs_per_clip: int = 8, min_gap: int = 5, train: bool = True,
+                 flip_p: float = 0.5, buffer: int = 256, seed: int = 0):
+        super().__init__()
+        self.urls, self.pairs_per_clip, self.min_gap = list(urls), pairs_per_clip, min_gap
+        self.train, self.flip_p, self.buffer, self.seed = train, flip_p, buffer, seed
+        self.epoch = 0
+
+    def _pairs(self, clip: dict, rng: random.Random):
+        video, pose, lm = clip["video"], clip["pose"].float(), clip["landmarks"].float()
+        t = video.shape[0]
+        subject = int(clip["meta"].get("subject_id", 0))
+        gap = min(self.min_gap, t - 1)
+        for j in range(self.pairs_per_clip):
+            if self.train:
+                a = rng.randrange(t)
+                b = rng.choice([i for i in range(t) if abs(i - a) >= gap] or [a])
+            else:
+                a, b = 0, min(t - 1, (j + 1) * (t - 1) // self.pairs_per_clip)
+            item = {"src": video[a], "drv": video[b], "src_pose": pose[a], "drv_pose": pose[b],
+                    "drv_landmarks": lm[b, :, :2], "subject": torch.tensor(subject), "key": clip["__key__"]}
+            if self.train and rng.random() < self.flip_p:
+                item = flip_pair(item)
+            yield item
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid = info.id if info is not None else 0
+        rng = random.Random(self.seed * 1000003 + self.epoch * 7919 + wid)
+        self.epoch += 1
+        clips = ClipDataset(self.urls, shuffle_shards=self.train, seed=rng.randrange(1 << 30), audio=False)
+        buf: list = []
+        for clip in clips:
+            if not self.train:
+                yield from self._pairs(clip, random.Random(zlib.crc32(clip["__key__"].encode())))
+                continue
+            for item in self._pairs(clip, rng):
+                if len(buf) < self.buffer:
+                    buf.append(item)
+                    continue
+                i = rng.randrange(len(buf))
+                buf[i], item = item, buf[i]
+                yield item
+        rng.shuffle(buf)
+        yield from buf
+
+
+def cross_permutation(subjects: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Partner index of each batch row from another subject: (perm (B,), valid (B,) bool).
+
+    Row i's cross-identity source is row perm[i]; valid is False where the batch has no other subject.
+    """
+    b = subjects.shape[0]
+    perm = torch.arange(b, device=subjects.device)
+    valid = torch.zeros(b, dtype=torch.bool, device=subjects.device)
+    for i in range(b):
+        for k in range(1, b):
+            j = (i + k) % b
+            if subjects[j] != subjects[i]:
+                perm[i], valid[i] = j, True
+                break
+    return perm, valid
+
+
+class ReenactDataModule(pl.LightningDataModule):
+    """Training and validation pairs from prepared datasets (``mien prepare`` shards).
+
+    Args:
+        root: dataset root (folder or fsspec URL).
+        val_root: a separately prepared dataset of held-out subjects (validation); None: the last
+            ``ceil(val_fraction · subjects)`` subjects of ``root`` (:func:`mien.data.datamodule.subject_split`).
+        val_fraction: see ``val_root``; batch_size, num_workers: DataLoader; pairs_per_clip: pairs per clip and
+            pass (validation: ``val_pairs_per_clip``); min_gap: smallest frame distance of a pair; flip_p: flip
+            probability; buffer: shuffle buffer; seed.
+    """
+
+    def __init__(self, root: str, val_root: str | None = None, val_fraction: float = 0.2, batch_size: int = 8,
+                 num_workers: int = 0, pairs_per_clip: int = 8, val_pairs_per_clip: int = 2, min_gap: int = 5,
+                 flip_p: float = 0.5, buffer: int = 256, seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_urls: list[str] = []
+        self.val_urls: list[str] = []
+        self.crop_contract: str | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        h = self.hparams
+        if h.val_root:
+            self.train_urls, self.val_urls = shard_urls(h.root), shard_urls(h.val_root)
+        else:
+            self.train_urls, self.val_urls = subject_split(h.root, h.val_fraction)
+        align = open_dataset(h.root).manifest.get("feature_extractors", {}).get("alignment", {})
+        #: crop contract of the shards; the task checks the model's against it
+        self.crop_contract = f"aligned-ffhq-{float(align.get('margin', 0.0))}"
+
+    def train_dataloader(self):
+        h = self.hparams
+        ds = PairDataset(self.train_urls, h.pairs_per_clip, h.min_gap, True, h.flip_p, h.buffer, h.seed)
+        return torch.utils.data.DataLoader(ds, batch_size=h.batch_size, num_workers=h.num_workers, drop_last=True)
+
+    def val_dataloader(self):
+        h = self.hparams
+        if not self.val_urls:
+            return []
+        ds = PairDataset(self.val_urls, h.val_pairs_per_clip, h.min_gap, False, 0.0, 0, h.seed)
+        return torch.utils.data.DataLoader(ds, batch_size=h.batch_size, num_workers=h.num_workers)
