@@ -248,11 +248,8 @@ class NeuralReenactor:
 
         self.torch = torch
         if isinstance(model, str | os.PathLike):
-            import importlib
+            from mien.models.reenact import load_reenact_model
 
-            # mien.models.reenact (pipelines -> models, a permitted edge) comes from the reenact-model branch;
-            # imported by name until both branches are merged  TODO(lead): plain `from mien.models.reenact import`
-            load_reenact_model = importlib.import_module("mien.models.reenact").load_reenact_model
             self.name = os.path.basename(os.path.normpath(os.fspath(model)))
             model = load_reenact_model(os.fspath(model))
         else:
