@@ -41,6 +41,7 @@ def test_image_metrics_hand_computed():
 
 
 def test_lpips_loading_code(monkeypatch):
+    pytest.importorskip("torchvision")  # torchmetrics builds LPIPS' backbone with torchvision (in mien[train])
     net = M.lpips_network("alex", random_backbone=True)  # real torchmetrics network, random backbone
     x, y = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
     np.testing.assert_allclose(M.lpips(x, x, net), 0.0, atol=1e-6)
@@ -279,7 +280,8 @@ def test_evaluate_reenact_cli(shared_data, tmp_path, capsys, monkeypatch):
     assert copy["cross_csim"] == pytest.approx(1.0, abs=1e-3)  # the copy baseline is the source itself
     assert warp["self_akd"] < copy["self_akd"]  # the warp follows the driver's landmarks
     for t in (copy, warp):
-        assert 0 < t["self_ssim"] <= 1 and t["self_psnr"] > 10 and np.isfinite(t["self_lpips"])
+        assert 0 < t["self_ssim"] <= 1 and t["self_psnr"] > 10
+        assert np.isfinite(t["self_lpips"]) == (rep["lpips"] == "ok")
         assert t["cross_face_rate"] == 1.0 and np.isfinite([t["cross_akd"], t["cross_apd"], t["cross_aed_au"]]).all()
     assert "| warp |" in (out / "report.md").read_text() and (out / "metrics.csv").exists()
 

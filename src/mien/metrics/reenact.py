@@ -72,7 +72,7 @@ def ssim(pred, target) -> np.ndarray:
 
 def lpips_network(net: str = "alex", random_backbone: bool = False):
     """torchmetrics' LPIPS network (linear calibration layers shipped with torchmetrics; backbone from
-    torchvision's ImageNet weights).
+    torchvision's ImageNet weights; torchvision comes with ``mien[train]``'s timm).
 
     Args:
         net: "alex", "vgg" or "squeeze".
@@ -80,7 +80,7 @@ def lpips_network(net: str = "alex", random_backbone: bool = False):
 
     Returns:
         the network in eval mode, or None when the backbone weights cannot be loaded (no download possible and
-        not in the torch hub cache).
+        not in the torch hub cache) or torchvision is not installed.
     """
     try:
         from torchmetrics.functional.image.lpips import _LPIPS
