@@ -20,7 +20,6 @@ Registered configurations (``mien.list_models("reenact")``): ``reenact-tiny`` (6
 from __future__ import annotations
 
 from mien.models.reenact.config import CROP, ReenactConfig, StudentConfig
-from mien.models.reenact.motion import Appearance, Motion, euler_to_matrix, pose_rotation
 
 __all__ = [
     "CONFIGS",
@@ -57,9 +56,11 @@ STUDENT_CONFIGS: dict[str, dict] = {
 
 
 def __getattr__(name):
+    """Torch-dependent names, imported on first use (the registry imports this package without torch)."""
     import importlib
 
-    where = {"ReenactModel": "nets", "Student": "extra", "GHR": "extra", "MultiScaleDiscriminator": "extra",
+    where = {"Appearance": "motion", "Motion": "motion", "euler_to_matrix": "motion", "pose_rotation": "motion",
+             "ReenactModel": "nets", "Student": "extra", "GHR": "extra", "MultiScaleDiscriminator": "extra",
              "load_reenact_model": "io", "load_student_model": "io", "save_reenact_model": "io"}
     if name in where:
         return getattr(importlib.import_module(f"mien.models.reenact.{where[name]}"), name)

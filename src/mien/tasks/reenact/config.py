@@ -21,7 +21,9 @@ class ReenactWeights:
         cross: MegaPortraits' contrastive cross-reenactment loss on expression latents (see ``losses``).
         eye_region, mouth_region: extra weight of the eye / mouth boxes (from the driver's landmarks) in the L1
             map: gaze and blink consistency through eye-region weighting.
-        distill: L1 of the student (or GHR) to its teacher's output.
+        distill: L1 of the student to its teacher's output.
+        cycle: hr stage: L1 between the GHR output downsampled ×2 and the base output (MegaPortraits'
+            unsupervised HR term, keeps the enhancer faithful to the base).
     """
 
     l1: float = 1.0
@@ -34,6 +36,7 @@ class ReenactWeights:
     eye_region: float = 2.0
     mouth_region: float = 1.0
     distill: float = 1.0
+    cycle: float = 1.0
 
 
 @dataclass

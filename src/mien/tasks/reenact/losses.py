@@ -61,7 +61,7 @@ def multiscale_l1(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
 
 def d_hinge(real: list, fake: list) -> torch.Tensor:
     """Discriminator hinge loss over scales: mean relu(1 − D(real)) + mean relu(1 + D(fake)) (on logits)."""
-    return sum(F.relu(1 - r[0]).mean() + F.relu(1 + f[0]).mean() for r, f in zip(real, fake)) / len(real)
+    return sum(F.relu(1 - r[0]).mean() + F.relu(1 + f[0]).mean() for r, f in zip(real, fake, strict=True)) / len(real)
 
 
 def g_hinge(fake: list) -> torch.Tensor:
@@ -71,7 +71,7 @@ def g_hinge(fake: list) -> torch.Tensor:
 
 def feature_matching(real: list, fake: list) -> torch.Tensor:
     """L1 between discriminator features of fake and (detached) real images, averaged over layers and scales."""
-    terms = [(ff - rf.detach()).abs().mean() for r, f in zip(real, fake) for rf, ff in zip(r[1], f[1])]
+    terms = [(ff - rf.detach()).abs().mean() for r, f in zip(real, fake, strict=True) for rf, ff in zip(r[1], f[1], strict=True)]
     return sum(terms) / len(terms)
 
 
@@ -148,7 +148,7 @@ class FaceApiLoss(nn.Module):
 
     @staticmethod
     def perceptual(fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
-        return sum((a - b).abs().mean() for a, b in zip(fa, fb)) / len(fa)
+        return sum((a - b).abs().mean() for a, b in zip(fa, fb, strict=True)) / len(fa)
 
     @staticmethod
     def identity(da: torch.Tensor, db: torch.Tensor) -> torch.Tensor:

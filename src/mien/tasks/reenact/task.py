@@ -222,7 +222,7 @@ class ReenactTask(pl.LightningModule):
             base = m.decode_base(m.eapp(b_lo["src"]), m.emtn(b_lo["src"], b_lo["src_pose"]),
                                  m.emtn(b_lo["drv"], b_lo["drv_pose"]))
         logs["cycle"] = (F.avg_pool2d(out, 2) - base).abs().mean()  # MegaPortraits' unsupervised HR term
-        total = self._recon_losses(out, b_hi["drv"], b_hi, logs) + self.w.l1 * logs["cycle"]
+        total = self._recon_losses(out, b_hi["drv"], b_hi, logs) + self.w.cycle * logs["cycle"]
         return total, out
 
     def _student_step(self, b, logs):
