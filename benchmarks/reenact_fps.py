@@ -2,12 +2,11 @@
 
 Each reenactor animates the source crop of ``samples/single_face.jpg`` with the driving crops of
 ``samples/single_face.mp4`` (cut once, at each reenactor's crop size) in batches of ``--batch``; the time is
-``Reenactor.animate`` only (no face finding, no video I/O). Reenactors: "copy", "warp", exported model folders
-(``mien export reenact``) and registered configs by name (``reenact-tiny``, ``reenact-base``, random init: speed
-only). ``--end-to-end`` also times the whole ``mien.reenact`` iterator (MediaPipe on every driving frame,
-paste-back) for each.
+``Reenactor.animate`` only (no face finding, no video I/O). Reenactors: "copy", "warp" and exported model folders
+(``mien export reenact``); ``--end-to-end`` also times the whole ``mien.reenact`` iterator (MediaPipe on every
+driving frame, paste-back) for each. The models' own forward speed per config: ``benchmarks/reenact_speed.py``.
 
-    PYTHONPATH=src OMP_NUM_THREADS=2 python benchmarks/reenact_fps.py copy warp reenact-tiny --end-to-end
+    PYTHONPATH=src OMP_NUM_THREADS=2 python benchmarks/reenact_fps.py copy warp EXPORT_DIR --end-to-end
 """
 
 from __future__ import annotations
@@ -37,17 +36,9 @@ def crops(size: int, margin: float, end: float):
 
 
 def reenactor(spec: str, size: int):
-    import mien
     from mien.pipelines.reenact import load_reenactor
 
-    if spec in ("copy", "warp") or os.path.isdir(spec):
-        return load_reenactor(spec, size=size)
-    import torch
-
-    torch.manual_seed(0)
-    r = load_reenactor(mien.create_model(spec).eval())
-    r.name = spec
-    return r
+    return load_reenactor(spec, size=size)
 
 
 def bench(r, batch: int, repeats: int, end: float) -> dict:
@@ -72,7 +63,7 @@ def end_to_end(r, end: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("reenactors", nargs="*", default=["copy", "warp", "reenact-tiny"])
+    ap.add_argument("reenactors", nargs="*", default=["copy", "warp"])
     ap.add_argument("--size", type=int, default=256, help="crop side of copy/warp (px)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
