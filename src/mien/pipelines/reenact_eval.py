@@ -258,7 +258,7 @@ def evaluate_reenact(videos: list[str], options: ReenactEvalOptions | None = Non
     for name in reenactors:
         rows = [p for p in pairs if p["model"] == name]
         t = {f"self_{m}": _mean([p[m] for p in rows if p["kind"] == "self"]) for m in SELF_METRICS}
-        t.update({"self_akd": _mean([p["akd"] for p in rows if p["kind"] == "self"])})
+        t.update({f"self_{m}": _mean([p[m] for p in rows if p["kind"] == "self"]) for m in ("akd", "face_rate")})
         t.update({f"cross_{m}": _mean([p[m] for p in rows if p["kind"] == "cross"]) for m in CROSS_METRICS})
         table[name] = t
     return {"models": table, "pairs": pairs, "options": asdict(o), "videos": [h.path for h in held],
@@ -267,7 +267,7 @@ def evaluate_reenact(videos: list[str], options: ReenactEvalOptions | None = Non
 
 
 COLUMNS = (("self_l1", "L1 ↓"), ("self_psnr", "PSNR ↑"), ("self_ssim", "SSIM ↑"), ("self_lpips", "LPIPS ↓"),
-           ("self_akd", "AKD ↓"), ("cross_csim", "CSIM ↑"), ("cross_akd", "AKD ↓"), ("cross_aed_au", "AED-AU ↓"),
+           ("self_akd", "AKD ↓"), ("self_face_rate", "face found"), ("cross_csim", "CSIM ↑"), ("cross_akd", "AKD ↓"), ("cross_aed_au", "AED-AU ↓"),
            ("cross_aed_expr", "AED-expr ↓"), ("cross_emotion_agreement", "Emotion agr. ↑"),
            ("cross_apd", "APD (°) ↓"), ("cross_face_rate", "face found"))
 
