@@ -14,6 +14,7 @@ KINDS: dict[str, str] = {
     # kind -> module of mien.cli that adds its sub-parser (one line per kind)
     "face3d": "mien.cli.evaluate_face3d",
     "reaction": "mien.cli.evaluate_reaction",
+    "reenact": "mien.cli.evaluate_reenact",
 }
 """The evaluation kinds: ``mien evaluate <kind>`` -> the :mod:`mien.cli` module that defines it."""
 

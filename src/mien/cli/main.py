@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         models,
         prepare,
         react,
+        reenact,
         render,
         tokens,
         train,
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mien", description="Facial expression analysis and synthesis.")
     parser.add_argument("--version", action="version", version=f"mien {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (analyze, demo, models, prepare, dataset, train, evaluate, export, render, tokens, react):
+    for module in (analyze, demo, models, prepare, dataset, train, evaluate, export, render, reenact, tokens, react):
         module.add_parser(sub)
     return parser
 

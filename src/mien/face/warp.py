@@ -1,0 +1,140 @@
+"""Piecewise-affine image warping on a triangle mesh (the classical landmark-driven face warp).
+
+Each triangle of a mesh is mapped by its own affine transform from its source to its destination position;
+pixels are resampled backwards (every destination pixel looks up its source position), so the output has no
+holes. Used by :class:`mien.pipelines.reenact.WarpReenactor` (baseline (b) of ``mien evaluate reenact``) with
+MediaPipe's face tessellation extended to the image border by a Delaunay triangulation.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def border_points(width: int, height: int, per_side: int = 4) -> np.ndarray:
+    """Points evenly spaced along the image border (corners included).
+
+    Returns:
+        float64 (4·per_side, 2) x, y pixels, on the rectangle [0, W−1] × [0, H−1].
+    """
+    t = np.linspace(0.0, 1.0, per_side + 1)[:-1]
+    w, h = width - 1.0, height - 1.0
+    top = np.stack([t * w, np.zeros_like(t)], -1)
+    right = np.stack([np.full_like(t, w), t * h], -1)
+    bottom = np.stack([w - t * w, np.full_like(t, h)], -1)
+    left = np.stack([np.zeros_like(t), h - t * h], -1)
+    return np.concatenate([top, right, bottom, left])
+
+
+def mesh_boundary(triangles: np.ndarray) -> np.ndarray:
+    """Vertex indices of the outer boundary loop of a disk-like triangle mesh, in order.
+
+    Args:
+        triangles: int (F, 3).
+
+    Returns:
+        int64 (L,) — the longest closed loop of edges used by exactly one triangle.
+    """
+    edges = np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]]), 1)
+    uniq, counts = np.unique(edges, axis=0, return_counts=True)
+    nbr: dict[int, list[int]] = {}
+    for a, b in uniq[counts == 1]:
+        nbr.setdefault(int(a), []).append(int(b))
+        nbr.setdefault(int(b), []).append(int(a))
+    loops, seen = [], set()
+    for start in nbr:
+        if start in seen:
+            continue
+        loop, prev, cur = [start], None, start
+        seen.add(start)
+        while True:
+            nxt = next((v for v in nbr[cur] if v != prev), None)
+            if nxt is None or nxt == start or nxt in seen:
+                break
+            loop.append(nxt)
+            seen.add(nxt)
+            prev, cur = cur, nxt
+        loops.append(loop)
+    return np.asarray(max(loops, key=len), np.int64)
+
+
+def extend_to_border(points: np.ndarray, triangles: np.ndarray, width: int, height: int,
+                     per_side: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Add image-border points and Delaunay triangles filling the ring between a face mesh and the border.
+
+    Args:
+        points: (V, 2) mesh vertices in pixels (the layout the triangulation is computed on).
+        triangles: int (F, 3) the face mesh (e.g. MediaPipe's tessellation of the 468 points).
+        width, height: image size in pixels.
+
+    Returns:
+        (border (P, 2) float64 pixels, triangles int64 (F + R, 3)) — the ring triangles index the points
+        ``concatenate([points, border])``; the ring triangles come first (the face mesh is drawn over them).
+    """
+    from scipy.spatial import Delaunay
+
+    pts = np.asarray(points, np.float64)[:, :2]
+    border = border_points(width, height, per_side)
+    loop = mesh_boundary(np.asarray(triangles))
+    ring_idx = np.concatenate([loop, len(pts) + np.arange(len(border))])
+    ring_pts = np.concatenate([pts[loop], border])
+    tri = Delaunay(ring_pts).simplices
+    poly = pts[loop].astype(np.float32).reshape(-1, 1, 2)
+    centres = ring_pts[tri].mean(1)
+    outside = np.array([cv2.pointPolygonTest(poly, (float(x), float(y)), False) < 0 for x, y in centres])
+    return border, np.concatenate([ring_idx[tri[outside]], np.asarray(triangles, np.int64)])
+
+
+def piecewise_affine_maps(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, width: int,
+                          height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Backward maps of the piecewise-affine warp that moves ``src`` points onto ``dst`` points.
+
+    Args:
+        src, dst: (V, 2) point positions in pixels (x, y) in the source and destination images.
+        triangles: int (F, 3) indices into the points; later triangles are drawn over earlier ones.
+        width, height: destination size in pixels.
+
+    Returns:
+        (map_x, map_y) float32 (H, W): the source pixel each destination pixel samples (for ``cv2.remap``);
+        pixels that no destination triangle covers map to themselves.
+    """
+    src = np.asarray(src, np.float64)[:, :2]
+    dst = np.asarray(dst, np.float64)[:, :2]
+    tri = np.asarray(triangles, np.int64)
+    ids = np.full((height, width), -1, np.int32)
+    for k, t in enumerate(tri):
+        cv2.fillConvexPoly(ids, np.round(dst[t] * 16).astype(np.int32), k, lineType=cv2.LINE_8, shift=4)
+    # per triangle: [x_src, y_src] = M @ [x_dst, y_dst, 1];  M = S · D⁻¹ with D the homogeneous dst corners
+    D = np.concatenate([dst[tri], np.ones((len(tri), 3, 1))], -1).transpose(0, 2, 1)  # (F, 3, 3)
+    S = src[tri].transpose(0, 2, 1)  # (F, 2, 3)
+    det = np.linalg.det(D)
+    ok = np.abs(det) > 1e-9
+    M = np.zeros((len(tri), 2, 3))
+    M[:, 0, 0] = M[:, 1, 1] = 1.0  # degenerate (flat) triangles: identity
+    M[ok] = S[ok] @ np.linalg.inv(D[ok])
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    map_x, map_y = xs.copy(), ys.copy()
+    hit = ids >= 0
+    m = M[ids[hit]]
+    map_x[hit] = m[:, 0, 0] * xs[hit] + m[:, 0, 1] * ys[hit] + m[:, 0, 2]
+    map_y[hit] = m[:, 1, 0] * xs[hit] + m[:, 1, 1] * ys[hit] + m[:, 1, 2]
+    return map_x.astype(np.float32), map_y.astype(np.float32)
+
+
+def piecewise_affine_warp(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Warp ``image`` so that the points ``src`` move to ``dst`` (one affine map per triangle, bilinear).
+
+    Args:
+        image: (H, W, C) uint8 image.
+        src, dst: (V, 2) pixels; triangles: int (F, 3) (see :func:`piecewise_affine_maps`).
+
+    Returns:
+        (H, W, C) uint8, the same size; border pixels replicate the edge.
+    """
+    h, w = image.shape[:2]
+    mx, my = piecewise_affine_maps(src, dst, triangles, w, h)
+    return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+__all__ = ["border_points", "extend_to_border", "mesh_boundary", "piecewise_affine_maps", "piecewise_affine_warp"]

@@ -1,0 +1,308 @@
+"""Face reenactment: metrics on hand-computed arrays, the piecewise-affine warp, the reenactors (copy, warp, the
+neural adapter on a small interface-complete module), ``mien reenact`` end to end on real clips and
+``mien evaluate reenact`` on real held-out pairs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import av
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchmetrics")
+
+from mien.cli.main import main as cli  # noqa: E402
+from mien.metrics import reenact as M  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+SOURCE = "samples/single_face.jpg"
+DRIVER = "samples/single_face.mp4"  # 2.4 s, 30 fps, 72 frames, mp3 audio
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_image_metrics_hand_computed():
+    a = np.zeros((2, 3, 16, 16), np.float32)
+    b = a.copy()
+    b[0] += 0.5  # L1 0.5, MSE 0.25 → PSNR 10·log10(1/0.25) = 6.0206 dB
+    b[1, :, :8] = 1.0  # half the pixels differ by 1: L1 0.5, MSE 0.5 → 3.0103 dB
+    np.testing.assert_allclose(M.l1(b, a), [0.5, 0.5], atol=1e-6)
+    np.testing.assert_allclose(M.psnr(b, a), [6.0206, 3.0103], atol=1e-3)
+    x = torch.rand(2, 3, 32, 32)
+    np.testing.assert_allclose(M.ssim(x, x), [1.0, 1.0], atol=1e-5)
+    assert (M.ssim(x, torch.rand(2, 3, 32, 32)) < 0.2).all()
+    with pytest.raises(ValueError, match="B, 3, H, W"):
+        M.l1(a[0], a[0])
+
+
+def test_lpips_loading_code(monkeypatch):
+    pytest.importorskip("torchvision")  # torchmetrics builds LPIPS' backbone with torchvision (in mien[train])
+    net = M.lpips_network("alex", random_backbone=True)  # real torchmetrics network, random backbone
+    x, y = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    np.testing.assert_allclose(M.lpips(x, x, net), 0.0, atol=1e-6)
+    d = M.lpips(x, y, net)
+    assert d.shape == (2,) and (d > 0).all()
+    import torchmetrics.functional.image.lpips as tl
+
+    def offline(*a, **k):
+        raise OSError("no network")  # what torchvision's hub download raises offline (URLError is an OSError)
+
+    monkeypatch.setattr(tl, "_get_tv_model_features", offline)
+    assert M.lpips_network("alex") is None
+
+
+def test_landmark_pose_expression_metrics():
+    t = np.zeros((1, 478, 2))
+    t[0, 33], t[0, 263] = (0, 0), (10, 0)  # inter-ocular distance 10 px
+    p = t.copy()
+    p[0, :, 0] += 3.0  # every point 3 px off → AKD 3 px = 0.3 IOD
+    np.testing.assert_allclose(M.akd(p, t), [0.3])
+    np.testing.assert_allclose(M.akd(p, t, normalise=False), [3.0])
+    np.testing.assert_allclose(M.apd([[10, 0, 179]], [[0, 6, -179]]), [(10 + 6 + 2) / 3])  # roll wraps: 2°
+    np.testing.assert_allclose(M.aed([[0, 3.0]], [[4.0, 0]]), [5.0])
+    np.testing.assert_allclose(M.aed([[0.2, 0.9]], [[0.4, 0.5]], "mae"), [0.3])
+    np.testing.assert_array_equal(M.emotion_agreement([[0.1, 0.9], [0.8, 0.2], [np.nan, 1]],
+                                                      [[0.2, 0.8], [0.1, 0.9], [1, 0]]), [1.0, 0.0, np.nan])
+    np.testing.assert_allclose(M.csim([[1, 0], [1, 1]], [[1, 0], [-1, -1]]), [1.0, -1.0])
+
+
+# ---------------------------------------------------------------- warp
+
+
+def test_piecewise_affine_warp_identity_and_shift():
+    from mien.face.warp import extend_to_border, piecewise_affine_warp
+    from mien.models.face3d.mien_face import canonical_triangles
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (64, 64, 3), np.uint8)
+    tri = canonical_triangles()
+    # a face-like layout of the 468 points inside the image
+    pts = 32 + 14 * rng.standard_normal((468, 2)).clip(-1.5, 1.5)
+    pts = 32 + (pts - 32) * 0.9
+    from scipy.spatial import Delaunay
+
+    tri = Delaunay(pts).simplices  # a valid disk mesh on these points (the tessellation assumes the face layout)
+    border, all_tri = extend_to_border(pts, tri, 64, 64)
+    src = np.concatenate([pts, border])
+    np.testing.assert_array_equal(piecewise_affine_warp(img, src, src, all_tri), img)
+    # moving every point, border included, by (+3, 0) shifts the picture by 3 px
+    out = piecewise_affine_warp(img, src, src + [3, 0], all_tri)
+    np.testing.assert_array_equal(out[:, 3:], img[:, :-3])
+
+
+@pytest.fixture(scope="module")
+def source_crop(shared_data):
+    from mien.io.video import ImageSource
+    from mien.pipelines.reenact import FaceCropper
+
+    im = next(iter(ImageSource(shared_data / SOURCE))).image
+    fc = FaceCropper(im.shape[1], im.shape[0], 256, static=True)
+    try:
+        return fc(im)
+    finally:
+        fc.close()
+
+
+def test_warp_driver_equal_source_reproduces_landmarks(source_crop):
+    from mien.pipelines.reenact import FaceCropper, WarpReenactor
+
+    w = WarpReenactor()
+    st = w.encode_source(source_crop)
+    out = w.animate(st, [source_crop], source_crop)  # relative motion with driver == source
+    assert out.shape == (1, 256, 256, 3) and out.dtype == np.uint8
+    fc = FaceCropper(256, 256, 256, static=True)
+    try:
+        again = fc(out[0])
+    finally:
+        fc.close()
+    err = np.linalg.norm(again.landmarks[:468, :2] - source_crop.landmarks[:468, :2], axis=1)
+    assert err.mean() < 2.0, err.mean()
+    # a driver whose mouth opens moves the source's mouth points, and only near them
+    drv = dataclasses.replace(source_crop, landmarks=source_crop.landmarks.copy())
+    drv.landmarks[[14, 17, 84, 181, 314, 405, 87, 178, 317, 402], 1] += 6.0  # lower lip down 6 px
+    tgt = w.targets(st, drv, source_crop)
+    moved = np.linalg.norm(tgt - st["points"], axis=1)
+    assert moved[14] == pytest.approx(6.0, rel=0.1) and moved[10] == pytest.approx(0.0, abs=1e-6)  # 10: forehead
+    diff = np.abs(w.animate(st, [drv], source_crop)[0].astype(int) - source_crop.image).sum(-1)
+    ys, xs = np.nonzero(diff > 30)
+    assert len(ys) and ys.min() > source_crop.landmarks[1, 1]  # changes below the nose tip only
+
+
+class _TinyModel(torch.nn.Module):
+    """Implements the reenact model interface (mien.models.reenact) with simple maths, to test the adapter."""
+
+    @dataclasses.dataclass
+    class Motion:
+        z: torch.Tensor
+
+        @staticmethod
+        def relative(m_src, m_drv0, m_drvt):
+            return _TinyModel.Motion(m_src.z + (m_drvt.z - m_drv0.z))
+
+    size = 64
+    au_directions = {"AU12": torch.ones(3)}
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def encode_appearance(self, src):
+        return src * self.scale
+
+    def encode_motion(self, img, pose):
+        assert pose.shape == (img.shape[0], 6)
+        return self.Motion(img.mean((2, 3)))
+
+    def decode(self, app, m_src, m_drv):
+        assert app.shape[0] == m_src.z.shape[0] == m_drv.z.shape[0]
+        return (app + (m_drv.z - m_src.z)[:, :, None, None]).clamp(0, 1)
+
+    def edit(self, m, weights):
+        return self.Motion(m.z + sum(w * self.au_directions[k] for k, w in weights.items()))
+
+
+def _crop(value: float, size: int = 64):
+    from mien.pipelines.reenact import FaceCrop
+
+    return FaceCrop(np.full((size, size, 3), value, np.uint8), np.zeros((478, 3), np.float32),
+                    np.zeros(6, np.float32), np.eye(2, 3))
+
+
+def test_neural_adapter_relative_absolute_edit():
+    from mien.pipelines.reenact import CopySourceReenactor, NeuralReenactor, Reenactor, load_reenactor
+
+    r = load_reenactor(_TinyModel())
+    assert isinstance(r, NeuralReenactor) and isinstance(r, Reenactor) and r.size == 64
+    st = r.encode_source(_crop(100))
+    drivers = [_crop(120), _crop(140)]
+    rel = r.animate(st, drivers, _crop(120))  # relative to the driver's first frame: +0 and +20 grey levels
+    np.testing.assert_allclose(rel[:, 0, 0, 0], [100, 120], atol=1)
+    ab = r.animate(st, drivers, None)  # absolute: the driver's own level
+    np.testing.assert_allclose(ab[:, 0, 0, 0], [120, 140], atol=1)
+    ed = r.animate(st, drivers[:1], _crop(120), {"AU12": 0.1})
+    assert ed[0, 0, 0, 0] == pytest.approx(100 + 0.1 * 255, abs=1)
+    with pytest.raises(ValueError, match="AU99"):
+        r.animate(st, drivers, None, {"AU99": 1.0})
+    with pytest.raises(ValueError, match="no AU directions|none"):
+        CopySourceReenactor(64).animate(None, drivers, None, {"AU12": 1.0})
+
+
+# ---------------------------------------------------------------- mien reenact
+
+
+def _info(path):
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        n = sum(1 for _ in c.decode(v))
+        return n, float(v.average_rate), len(c.streams.audio), (v.width, v.height)
+
+
+def test_reenact_cli_end_to_end(shared_data, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    rc = cli(["reenact", str(shared_data / SOURCE), str(shared_data / DRIVER), "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    n, fps, n_audio, wh = _info(out)
+    dn, dfps, d_audio, _ = _info(shared_data / DRIVER)
+    from PIL import Image
+
+    assert (n, fps) == (dn, pytest.approx(dfps)) and d_audio == n_audio == 1
+    assert wh == tuple(s + s % 2 for s in Image.open(shared_data / SOURCE).size)  # pasted into the full frame
+    assert "warp" in capsys.readouterr().out
+
+
+def test_reenact_api_side_by_side_crop(shared_data):
+    import mien
+
+    run = mien.reenact(shared_data / SOURCE, shared_data / DRIVER, model="copy", paste_back=False,
+                       side_by_side=True, end=0.2)
+    frames = list(run)
+    assert len(frames) == run.report.frames == 7 and frames[0].shape == (256, 3 * 256, 3)
+    np.testing.assert_array_equal(frames[3][:, 512:], frames[3][:, :256])  # copy: output == source crop
+
+
+def test_reenact_bad_inputs(shared_data, tmp_path, capsys):
+    out = tmp_path / "x.mp4"
+    rc = cli(["reenact", str(shared_data / "samples/no_face.mp4"), str(shared_data / DRIVER), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no face found in the source" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    # a driver whose face leaves at ~2.7 s: the frames after keep the last motion, counted
+    rc = cli(["reenact", str(shared_data / SOURCE), str(shared_data / "samples/face_noface.mov"), "-o", str(out),
+              "--start", "2.3", "--end", "3.3", "--no-paste-back"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    n, *_ = _info(out)
+    gaps = int(captured.err.split("mien reenact: ")[1].split(" of ")[0])
+    assert 0 < gaps < n and f"{gaps} of {n} driving frames had no face" in captured.err
+    rc = cli(["reenact", str(shared_data / SOURCE), "-o", str(tmp_path / "e.png"), "--edit", "AU12=0.5",
+              "--model", "copy"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "AU directions" in err and not (tmp_path / "e.png").exists()
+
+
+def test_warp_still_portrait_edit(shared_data, source_crop, tmp_path, capsys):
+    from PIL import Image
+
+    from mien.pipelines.reenact import WarpReenactor
+
+    w = WarpReenactor()
+    st = w.encode_source(source_crop)
+    corners = [61, 291]  # mouth corners: AU12 (lip corner puller) raises them, AU15 (depressor) lowers them
+    assert (st["au"]["AU12"][corners, 1] < -1).all() and (st["au"]["AU15"][corners, 1] > 0).all()
+    with pytest.raises(ValueError, match="AU99"):
+        w.animate(st, [source_crop], source_crop, {"AU99": 1.0})
+    out = tmp_path / "smile.png"
+    rc = cli(["reenact", str(shared_data / SOURCE), "--edit", "AU12=+0.8", "--no-paste-back", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    img = np.asarray(Image.open(out))
+    plain = w.animate(st, [source_crop], source_crop)[0]
+    assert img.shape == (256, 256, 3) and np.abs(img.astype(int) - plain).max() > 50
+
+
+def test_evaluate_reenact_cli(shared_data, tmp_path, capsys, monkeypatch):
+    import mien.pipelines.reenact_eval as E
+
+    # no ImageNet backbone offline: exercise the LPIPS column with torchmetrics' network on a random backbone
+    real = M.lpips_network
+    monkeypatch.setattr(E.M, "lpips_network", lambda net="alex": real(net, random_backbone=True))
+    out = tmp_path / "ev"
+    rc = cli(["evaluate", "reenact", str(shared_data / DRIVER), str(shared_data / "videos/talking/Input__00010.mp4"),
+              "--model", "warp", "--frames", "2", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    rep = json.loads((out / "report.json").read_text())
+    copy, warp = rep["models"]["copy"], rep["models"]["warp"]
+    assert len(rep["pairs"]) == 8 and {p["kind"] for p in rep["pairs"]} == {"self", "cross"}
+    assert copy["cross_csim"] == pytest.approx(1.0, abs=1e-3)  # the copy baseline is the source itself
+    assert warp["self_akd"] < copy["self_akd"]  # the warp follows the driver's landmarks
+    for t in (copy, warp):
+        assert 0 < t["self_ssim"] <= 1 and t["self_psnr"] > 10
+        assert np.isfinite(t["self_lpips"]) == (rep["lpips"] == "ok")
+        assert t["cross_face_rate"] == 1.0 and np.isfinite([t["cross_akd"], t["cross_apd"], t["cross_aed_au"]]).all()
+    assert "| warp |" in (out / "report.md").read_text() and (out / "metrics.csv").exists()
+
+
+def test_reenact_with_exported_model(shared_data, tmp_path):
+    """The adapter on mien's own reenactment model (random init, tiny config) through its export folder."""
+    pytest.importorskip("safetensors")
+    import mien
+    from mien.models.reenact import save_reenact_model
+
+    torch.manual_seed(0)
+    model = mien.create_model("reenact-tiny")
+    for p in model.warp_c2d.parameters():  # an untrained flow starts at zero; make the expression latent matter
+        torch.nn.init.normal_(p, std=0.05)
+    model.au_directions = {"AU12": 20 * torch.randn(model.config.z_dim)}
+    save_reenact_model(model, tmp_path / "m")
+    run = mien.reenact(shared_data / SOURCE, shared_data / DRIVER, model=tmp_path / "m", paste_back=False,
+                       end=0.1, edit="AU12=1")
+    frames = list(run)
+    S = model.size
+    assert run.report.model == "m" and len(frames) == 4 and frames[0].shape == (S, S, 3)
+    plain = list(mien.reenact(shared_data / SOURCE, shared_data / DRIVER, model=tmp_path / "m", paste_back=False,
+                              end=0.1))
+    assert not np.array_equal(frames[0], plain[0])  # the edit moved the expression latent
