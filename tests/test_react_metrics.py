@@ -149,6 +149,28 @@ def test_pruning_completes_every_candidate_that_can_be_the_minimum():
     assert pruned.tolist() == _weighted_pairwise(queries, refs, cand_q, cand_r).tolist()
 
 
+def test_frdist_computes_identical_reactions_once_with_the_same_value(monkeypatch):
+    rng = np.random.default_rng(11)
+    n, r, t = 3, 4, 20
+    pred, lst = synth(rng, (n, r), t), synth(rng, (n,), t)
+    pred[0, 2] = pred[0, 0]
+    pred[1] = pred[1, 3]  # mirror-like: all copies
+    pred[2, 1, 5, 16] = np.nextafter(pred[2, 0, 5, 16], 1)  # differs from reaction 0 by one ulp, off the key
+    pred[2, 1, :5], pred[2, 1, 6:], pred[2, 1, 5, :16], pred[2, 1, 5, 17:] = (
+        pred[2, 0, :5], pred[2, 0, 6:], pred[2, 0, 5, :16], pred[2, 0, 5, 17:])
+    assert react._same_reaction(pred).tolist() == [[0, 1, 0, 3], [0, 0, 0, 0], [0, 1, 2, 3]]
+    a = np.ones((n, n), bool)
+    seen = []
+    real = dtw.nearest_weighted_dtw
+    monkeypatch.setattr(react, "nearest_weighted_dtw", lambda *args: seen.append(len(args[2])) or real(*args))
+    fast = react.frdist(pred, lst, a)
+    assert seen == [n * (r - 1 + 1 + r)]  # 3 + 1 + 4 distinct reactions, each against the 3 listeners
+    ks, js = np.nonzero(a)
+    cand_q = np.repeat(ks * r, r) + np.tile(np.arange(r), len(ks))
+    full = _weighted_pairwise(pred.reshape(n * r, t, 25), lst, cand_q, np.repeat(js, r)).reshape(n, r)
+    assert fast == float(full.sum(1).mean())
+
+
 # ------------------------------------------------------------------------------------ hand-computed suite
 def test_frcorr_frdist_are_sums_over_reactions():
     rng = np.random.default_rng(3)

@@ -209,13 +209,35 @@ def frdist(pred: Any, listener: Any, appropriate: Any, corrected: bool = False, 
     return _frdist(p, _seqs(p, listener, "listener"), _appropriate(p, appropriate), corrected, workers, lanes)
 
 
+def _same_reaction(p: np.ndarray) -> np.ndarray:
+    """(N, R) int: for each reaction, the index of the first reaction of the same speaker equal to it (itself
+    when none) — copies share their candidates, so FRDist computes them once. Keyed by every 7th frame, then
+    confirmed in full."""
+    n, r = p.shape[:2]
+    src = np.tile(np.arange(r), (n, 1))
+    for k in range(n):
+        seen: dict[bytes, list[int]] = {}
+        for i in range(r):
+            key = p[k, i, ::7].tobytes()
+            same = [i2 for i2 in seen.get(key, ()) if np.array_equal(p[k, i], p[k, i2])]
+            if same:
+                src[k, i] = same[0]
+            else:
+                seen.setdefault(key, []).append(i)
+    return src
+
+
 def _frdist(p: np.ndarray, lst: np.ndarray, a: np.ndarray, corrected: bool, workers: int | None,
             lanes: int = 40) -> float:
     n, r, t, _ = p.shape
+    src = _same_reaction(p)
     ks, js = np.nonzero(a)
     cand_q = (np.repeat(ks * r, r) + np.tile(np.arange(r), len(ks)))  # query k·R + i, candidate listener j
-    best = nearest_weighted_dtw(p.reshape(n * r, t, DIM), lst, cand_q, np.repeat(js, r), DTW_SLICES, workers,
+    cand_j = np.repeat(js, r)
+    own = (src.reshape(-1) == np.tile(np.arange(r), n))[cand_q]  # distinct reactions only
+    best = nearest_weighted_dtw(p.reshape(n * r, t, DIM), lst, cand_q[own], cand_j[own], DTW_SLICES, workers,
                                 lanes).reshape(n, r)
+    best = np.take_along_axis(best, src, axis=1)  # copies take their original's value
     per_k = best.mean(1) if corrected else best.sum(1)
     return float(per_k.mean())
 
