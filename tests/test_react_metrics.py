@@ -114,14 +114,61 @@ def test_nearest_weighted_dtw_packed_and_float_paths_equal_pairwise_bitwise(bina
     cand_q = np.r_[np.arange(13), np.arange(13), [4, 4]]
     cand_r = np.r_[rng.integers(0, 5, 13), rng.integers(0, 5, 13), [3, 1]]
     want = _weighted_pairwise(queries, refs, cand_q, cand_r)
-    for lanes, workers in [(40, 2), (3, 1)]:  # lane groups of every size, threads
-        got = dtw.nearest_weighted_dtw(queries, refs, cand_q, cand_r, react.DTW_SLICES, workers, lanes)
+    for lanes, workers, prune in [(40, 2, True), (3, 1, True), (40, 1, False)]:  # lane groups, threads
+        got = dtw.nearest_weighted_dtw(queries, refs, cand_q, cand_r, react.DTW_SLICES, workers, lanes, prune)
         assert got.tolist() == want.tolist()
     assert dtw.nearest_weighted_dtw(queries[4:5, :19], refs, [0], [3], react.DTW_SLICES)[0] == 0
     # the packed AU cost is the exact squared distance: a single frame differing in k AUs costs k
     x, y = np.zeros((1, 1, 25)), np.zeros((1, 1, 25))
     x[0, 0, [0, 3, 14]] = 1
     assert dtw.nearest_weighted_dtw(x, y, [0], [0], react.DTW_SLICES)[0] == np.sqrt(3) / 15
+
+
+def test_pruning_completes_every_candidate_that_can_be_the_minimum():
+    """Adversarial: the candidate with the lowest bound (AU + VA terms, expression deferred) is not the
+    minimum; ties between candidates and between a bound and the best value."""
+    rng = np.random.default_rng(10)
+    x = synth(rng, (1,), 30)
+    a_ref, b_ref = x[0].copy(), x[0].copy()
+    a_ref[:, 17:] = np.roll(a_ref[:, 17:], 3, axis=1)  # same AUs/VA (bound 0), far expression
+    b_ref[:, 15] += 0.01  # VA slightly off (bound > 0), same expression: the minimum
+    c_ref = x[0].copy()
+    c_ref[:, 17:] = b_ref[:, 17:]
+    c_ref[:, 15] = a_ref[:, 15] + 0.01  # = b_ref: a tie with the minimum
+    refs = np.stack([a_ref, b_ref, c_ref, a_ref])
+    cand_q, cand_r = np.zeros(4, int), np.arange(4)
+    want = _weighted_pairwise(x, refs, cand_q, cand_r)
+    full = dtw.nearest_weighted_dtw(x, refs, cand_q, cand_r, react.DTW_SLICES, prune=False)
+    assert want[0] == full[0] == dtw.nearest_weighted_dtw(x, refs, cand_q, cand_r, react.DTW_SLICES)[0]
+    assert want[0] == _weighted_pairwise(x, refs[1:2], [0], [0])[0] > 0  # b_ref is the minimum
+    # random sets with many candidates per query and duplicated references
+    queries, refs = synth(rng, (9,), 25), synth(rng, (6,), 25)
+    refs[5] = refs[2]
+    cand_q, cand_r = np.repeat(np.arange(9), 6), np.tile(np.arange(6), 9)
+    pruned = dtw.nearest_weighted_dtw(queries, refs, cand_q, cand_r, react.DTW_SLICES, lanes=4)
+    assert pruned.tolist() == _weighted_pairwise(queries, refs, cand_q, cand_r).tolist()
+
+
+def test_frdist_computes_identical_reactions_once_with_the_same_value(monkeypatch):
+    rng = np.random.default_rng(11)
+    n, r, t = 3, 4, 20
+    pred, lst = synth(rng, (n, r), t), synth(rng, (n,), t)
+    pred[0, 2] = pred[0, 0]
+    pred[1] = pred[1, 3]  # mirror-like: all copies
+    pred[2, 1, 5, 16] = np.nextafter(pred[2, 0, 5, 16], 1)  # differs from reaction 0 by one ulp, off the key
+    pred[2, 1, :5], pred[2, 1, 6:], pred[2, 1, 5, :16], pred[2, 1, 5, 17:] = (
+        pred[2, 0, :5], pred[2, 0, 6:], pred[2, 0, 5, :16], pred[2, 0, 5, 17:])
+    assert react._same_reaction(pred).tolist() == [[0, 1, 0, 3], [0, 0, 0, 0], [0, 1, 2, 3]]
+    a = np.ones((n, n), bool)
+    seen = []
+    real = dtw.nearest_weighted_dtw
+    monkeypatch.setattr(react, "nearest_weighted_dtw", lambda *args: seen.append(len(args[2])) or real(*args))
+    fast = react.frdist(pred, lst, a)
+    assert seen == [n * (r - 1 + 1 + r)]  # 3 + 1 + 4 distinct reactions, each against the 3 listeners
+    ks, js = np.nonzero(a)
+    cand_q = np.repeat(ks * r, r) + np.tile(np.arange(r), len(ks))
+    full = _weighted_pairwise(pred.reshape(n * r, t, 25), lst, cand_q, np.repeat(js, r)).reshape(n, r)
+    assert fast == float(full.sum(1).mean())
 
 
 # ------------------------------------------------------------------------------------ hand-computed suite

@@ -1,7 +1,8 @@
 """Evaluation metrics: AU occurrence/intensity (:mod:`mien.metrics.au`), emotion classification
 (:mod:`mien.metrics.emotion`), identity similarity (:mod:`mien.metrics.identity`) and image reconstruction
 (PSNR/SSIM, tokenizer swap tests: :mod:`mien.metrics.reconstruction`) and listener-reaction generation (REACT
-challenge FRCorr/FRDist/FRDiv/FRVar/FRDvs/FRSyn: :mod:`mien.metrics.react`).
+challenge FRCorr/FRDist/FRDiv/FRVar/FRDvs/FRSyn: :mod:`mien.metrics.react`, with FRDist's exact multivariate
+DTW search in :mod:`mien.metrics.dtw`).
 
 All take numpy arrays or torch tensors and return numpy float64 values; see each module for shapes, the
 NaN conventions and the sources of the definitions. Needs ``torch`` and ``torchmetrics``.
