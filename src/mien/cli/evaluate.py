@@ -12,6 +12,7 @@ import importlib
 
 KINDS: dict[str, str] = {
     # kind -> module of mien.cli that adds its sub-parser (one line per kind)
+    "tokens": "mien.cli.evaluate_tokens",
 }
 """The evaluation kinds: ``mien evaluate <kind>`` -> the :mod:`mien.cli` module that defines it."""
 

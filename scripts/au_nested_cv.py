@@ -1,0 +1,181 @@
+"""Nested subject-disjoint cross-validation of mien's default AU recipe on the CK+48 FACS labels, and (``--ship``)
+the thresholds/model it selects for ``src/mien/assets/au`` (issue 9).
+
+What it estimates: the whole procedure "choose the head (candidates below) and per-AU decision thresholds by
+subject-disjoint CV on the training subjects, refit on them" — on subjects that took no part in any choice
+(:func:`mien.pipelines.model_selection.nested_cv`: 5 outer folds × ``--inner`` inner folds). Candidates use
+the default model's inputs (face-api expression embedding ‖ canonical-aligned mesh, 1660; what ``mien analyze``
+computes), trained by :func:`mien.tasks.au.fit.fit_features_head` (the ``AUFeaturesTask`` recipe, mirrored rows):
+
+* ``mlp``: the shipped recipe (hidden 128, dropout 0.5, 300 full-batch AdamW steps, lr 1e-3, wd 1e-2);
+* ``linear``: a linear head (hidden 0), same optimiser.
+
+Reported per AU, pooled over the outer folds: F1 at the thresholds chosen inside the training folds, F1 at 0.5,
+ROC AUC; means over the 17 AUs the shipped model keeps and over all. With ``--ship`` the selection is re-run on
+all subjects (``--outer``-fold subject-disjoint CV, the inner loop's rule with more data), the chosen head is refit on every frame, and
+``au_default.safetensors`` / ``config.json`` are rewritten with the CV thresholds and these numbers
+(``config.json`` ``nested_cv``).
+
+Data: CK+ is research-only; the images are read in place, features are cached only in ``--cache`` (outside the
+repository).
+
+Usage::
+
+    PYTHONPATH=src python scripts/au_nested_cv.py --cache /tmp/ck_au_features.npz --json nested.json [--ship]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("MIEN_SHARED_DATA", REPO.parent / "shared" / "data"))
+ASSETS = REPO / "src" / "mien" / "assets" / "au"
+CANDIDATES = ("mlp", "linear")
+
+
+def recipes():
+    from mien.tasks.au.fit import HeadRecipe
+
+    return {"mlp": HeadRecipe(), "linear": HeadRecipe(hidden=0)}
+
+
+def load(data: Path, cache: Path | None, min_sequences: int = 10):
+    """(features (N, 1660), mirrored (N, 1660), labels (N, A), au_names, subjects (N,), frame table)."""
+    import pandas as pd
+
+    from mien.pipelines.au_features import au_image_features
+
+    df = pd.read_csv(data / "expressions" / "ckplus48_facs_labels.csv")
+    cols = sorted(c for c in df.columns if c.startswith("AU") and c[2:].isdigit())
+    peak = df[df["is_peak_frame"] == 1]
+    names = [c for c in cols if int(peak[c].sum()) >= min_sequences]
+    x, xm, ok = au_image_features([data / "expressions" / p for p in df["image"]], cache=cache)
+    if not ok.all():
+        print(f"warning: no face in {int((~ok).sum())} frames; they are left out", file=sys.stderr)
+    df = df[ok].reset_index(drop=True)
+    return x[ok], xm[ok], df[names].to_numpy(np.float32), names, df["subject"].to_numpy(), df
+
+
+def make_fit_predict(x, xm, y, names, seed: int):
+    from mien.tasks.au.fit import fit_features_head
+
+    rec = recipes()
+
+    def fit_predict(candidate: str, tr: np.ndarray, te: np.ndarray) -> np.ndarray:
+        import torch
+
+        head = fit_features_head(x[tr], y[tr], names, xm[tr], rec[candidate], seed)
+        return head.predict_proba(torch.from_numpy(x[te])).numpy()
+
+    return fit_predict
+
+
+def table(names, y, res, shipped) -> tuple[str, dict]:
+    f1_thr, f1_05, auc = res.f1(y), res.f1_at(y, 0.5), res.auc(y)
+    pos = np.nansum(y, 0).astype(int)
+    lines = ["| AU | positive frames | F1 @inner thresholds | F1 @0.5 | ROC AUC | thresholds (per outer fold) |",
+             "|---|---|---|---|---|---|"]
+    for j, n in enumerate(names):
+        thr = ", ".join(f"{t:.2f}" for t in res.thresholds[:, j])
+        lines.append(f"| {n} | {pos[j]} | {f1_thr[j]:.3f} | {f1_05[j]:.3f} | {auc[j]:.3f} | {thr} |")
+    keep = np.array([n in shipped for n in names])
+    summary = {}
+    for what, m in (("shipped", keep), ("all", np.ones(len(names), bool))):
+        summary[what] = {"aus": int(m.sum()), "f1_inner_thresholds": float(np.nanmean(f1_thr[m])),
+                         "f1_at_0.5": float(np.nanmean(f1_05[m])), "auc": float(np.nanmean(auc[m]))}
+        s = summary[what]
+        lines.append(f"| **mean, {what} ({s['aus']} AUs)** | | **{s['f1_inner_thresholds']:.3f}** | "
+                     f"**{s['f1_at_0.5']:.3f}** | **{s['auc']:.3f}** | |")
+    summary["per_au"] = {n: {"f1_inner_thresholds": round(float(f1_thr[j]), 4), "f1_at_0.5": round(float(f1_05[j]), 4),
+                             "auc": round(float(auc[j]), 4), "positive_frames": int(pos[j])}
+                         for j, n in enumerate(names)}
+    summary["chosen_per_outer_fold"] = list(res.chosen)
+    summary["inner_scores"] = [{k: round(v, 4) for k, v in s.items()} for s in res.inner_scores]
+    return "\n".join(lines) + "\n", summary
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--cache", type=Path, default=None, help="feature cache .npz (outside the repository)")
+    ap.add_argument("--outer", type=int, default=5)
+    ap.add_argument("--inner", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--candidates", default=",".join(CANDIDATES))
+    ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    ap.add_argument("--ship", action="store_true", help="select on all subjects, refit, rewrite the assets")
+    ap.add_argument("--out", type=Path, default=ASSETS)
+    ap.add_argument("--min-auc", type=float, default=0.7)
+    args = ap.parse_args(argv)
+
+    import logging
+    import warnings
+
+    import torch
+
+    from mien.pipelines.model_selection import nested_cv, select_model
+
+    warnings.filterwarnings("ignore", module="lightning")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    torch.set_num_threads(1)
+    t0 = time.time()
+    x, xm, y, names, subjects, df = load(args.data, args.cache)
+    cands = [c.strip() for c in args.candidates.split(",") if c.strip()]
+    fp = make_fit_predict(x, xm, y, names, args.seed)
+    from mien.models.au import default_config
+
+    shipped = list(default_config()["au_names"])
+    print(f"{len(y)} frames, {len(np.unique(subjects))} subjects, {len(names)} AUs; candidates {cands}", flush=True)
+    res = nested_cv(y, subjects, cands, fp, outer=args.outer, inner=args.inner, seed=args.seed,
+                    log=lambda s: print(s, flush=True))
+    md, summary = table(names, y, res, shipped)
+    print(f"\nNested CV ({args.outer} outer × {args.inner} inner subject-disjoint folds, {len(y)} frames):\n\n{md}")
+    out = {"nested_cv": summary, "outer": args.outer, "inner": args.inner, "seed": args.seed,
+           "candidates": cands, "frames": int(len(y)), "subjects": int(len(np.unique(subjects)))}
+    if args.ship:
+        sel = select_model(y, subjects, cands, fp, folds=args.outer, seed=args.seed)
+        auc = res.auc(y)
+        keep = [j for j, n in enumerate(names) if np.isfinite(auc[j]) and auc[j] >= args.min_auc]
+        ship = [names[j] for j in keep]
+        print(f"selection on all subjects: {sel.candidate} ({sel.scores}); shipping {ship}", flush=True)
+        from mien.models.au import save_au_head
+        from mien.tasks.au.fit import fit_features_head
+
+        head = fit_features_head(x, y[:, keep], ship, xm, recipes()[sel.candidate], args.seed)
+        thr = sel.thresholds[keep]
+        old = default_config()
+        rec = recipes()[sel.candidate]
+        extra = {k: old[k] for k in ("name", "features", "training_data", "eer_thresholds_note") if k in old}
+        extra.update({
+            "thresholds_note": "per-AU decision thresholds (AU present when probability >= threshold) maximising F1 "
+                               f"on the {args.outer}-fold subject-disjoint out-of-fold probabilities of the "
+                               "training subjects (scripts/au_nested_cv.py; mien.pipelines.model_selection)",
+            "trainer": {"task": "mien.tasks.au.AUFeaturesTask via mien.tasks.au.fit.fit_features_head",
+                        "candidate": sel.candidate, "hyperparameters": rec.__dict__ | {"seed": args.seed,
+                        "loss": "bce", "pos_weight": "balanced", "batch": "full", "mirrored": True}},
+            "selection": {"candidates": cands, "cv_scores": {k: round(v, 4) for k, v in sel.scores.items()},
+                          "rule": f"AUs shipped when nested-CV ROC AUC >= {args.min_auc}"},
+            "nested_cv": summary,
+            "cv_summary_previous_model": old.get("cv_summary"),
+        })
+        save_au_head(head, args.out, thresholds=thr, dropout=rec.dropout, extra=extra)
+        out["shipped"] = {"candidate": sel.candidate, "aus": ship, "thresholds": [round(float(t), 4) for t in thr],
+                          "selection_scores": sel.scores}
+        print(f"wrote {args.out}", flush=True)
+    out["seconds"] = round(time.time() - t0, 1)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+    print(f"done in {out['seconds']} s")
+    return out
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
