@@ -50,7 +50,7 @@ def test_nested_cv_thresholds_come_from_training_folds_only():
     assert per_fold == 7
     for k in range(5):
         fold_calls = calls[k * per_fold:(k + 1) * per_fold]
-        for _, tr, te in fold_calls:
+        for _, tr, _te in fold_calls:
             assert not test_sets[k] & set(tr.tolist())  # never trained on the outer test fold
         for _, _, te in fold_calls[:-1]:
             assert not test_sets[k] & set(te.tolist())  # inner scores (thresholds, choice) never use it
