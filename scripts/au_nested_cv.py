@@ -102,6 +102,45 @@ def table(names, y, res, shipped) -> tuple[str, dict]:
     return "\n".join(lines) + "\n", summary
 
 
+def write_assets(out: dict, args, fit=None) -> None:
+    """Write ``au_default.safetensors`` + ``config.json`` for ``out["shipped"]`` (candidate, AUs, thresholds).
+
+    The shipped recipe ("mlp") on the same AUs keeps the current weights — they are that recipe's refit on every
+    frame (``mien train au fit --config default`` reproduces them bit for bit) — and only gets the new thresholds;
+    another candidate is refit on every frame with ``fit(recipe)``.
+    """
+    from mien.models.au import default_config, load_default_au_model, save_au_head
+
+    old = default_config()
+    shipped = out["shipped"]
+    rec = recipes()[shipped["candidate"]]
+    if shipped["candidate"] == "mlp" and list(old["au_names"]) == list(shipped["aus"]):
+        head, trainer = load_default_au_model(), old.get("trainer")
+    else:
+        if fit is None:
+            raise SystemExit(f"candidate {shipped['candidate']} needs a refit: run without --from-json")
+        head = fit(rec)
+        trainer = {"task": "mien.tasks.au.AUFeaturesTask via mien.tasks.au.fit.fit_features_head",
+                   "candidate": shipped["candidate"], "hyperparameters": rec.__dict__ | {
+                       "seed": args.seed, "loss": "bce", "pos_weight": "balanced", "batch": "full", "mirrored": True}}
+    extra = {k: old[k] for k in ("name", "features", "training_data", "hyperparameters", "eer_thresholds",
+                                 "eer_thresholds_note", "cv_summary") if k in old}
+    extra.update({
+        "thresholds_note": "per-AU decision thresholds (AU present when probability >= threshold) maximising F1 "
+                           f"on the {out['outer']}-fold subject-disjoint out-of-fold probabilities of the shipped "
+                           "recipe on the training subjects (scripts/au_nested_cv.py, "
+                           "mien.pipelines.model_selection.select_model); before issue 9 they were all 0.5",
+        "trainer": trainer,
+        "selection": {"candidates": out["candidates"], "chosen": shipped["candidate"],
+                      "cv_scores": {k: round(v, 4) for k, v in shipped["selection_scores"].items()},
+                      "criterion": "mean F1 at each candidate's own CV thresholds"},
+        "nested_cv": {k: v for k, v in out["nested_cv"].items() if k != "per_au"}
+                     | {"outer": out["outer"], "inner": out["inner"], "per_au": out["nested_cv"]["per_au"]},
+    })
+    save_au_head(head, args.out, thresholds=np.asarray(shipped["thresholds"]), dropout=rec.dropout, extra=extra)
+    print(f"wrote {args.out}", flush=True)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -114,7 +153,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--ship", action="store_true", help="select on all subjects, refit, rewrite the assets")
     ap.add_argument("--out", type=Path, default=ASSETS)
     ap.add_argument("--min-auc", type=float, default=0.7)
+    ap.add_argument("--from-json", type=Path, default=None,
+                    help="write the assets from an earlier run's --json (its 'shipped' entry) without recomputing")
     args = ap.parse_args(argv)
+    if args.from_json:
+        out = json.loads(args.from_json.read_text())
+        write_assets(out, args)
+        return out
 
     import logging
     import warnings
@@ -146,30 +191,16 @@ def main(argv=None) -> dict:
         keep = [j for j, n in enumerate(names) if np.isfinite(auc[j]) and auc[j] >= args.min_auc]
         ship = [names[j] for j in keep]
         print(f"selection on all subjects: {sel.candidate} ({sel.scores}); shipping {ship}", flush=True)
-        from mien.models.au import save_au_head
-        from mien.tasks.au.fit import fit_features_head
-
-        head = fit_features_head(x, y[:, keep], ship, xm, recipes()[sel.candidate], args.seed)
-        thr = sel.thresholds[keep]
-        old = default_config()
-        rec = recipes()[sel.candidate]
-        extra = {k: old[k] for k in ("name", "features", "training_data", "eer_thresholds_note") if k in old}
-        extra.update({
-            "thresholds_note": "per-AU decision thresholds (AU present when probability >= threshold) maximising F1 "
-                               f"on the {args.outer}-fold subject-disjoint out-of-fold probabilities of the "
-                               "training subjects (scripts/au_nested_cv.py; mien.pipelines.model_selection)",
-            "trainer": {"task": "mien.tasks.au.AUFeaturesTask via mien.tasks.au.fit.fit_features_head",
-                        "candidate": sel.candidate, "hyperparameters": rec.__dict__ | {"seed": args.seed,
-                        "loss": "bce", "pos_weight": "balanced", "batch": "full", "mirrored": True}},
-            "selection": {"candidates": cands, "cv_scores": {k: round(v, 4) for k, v in sel.scores.items()},
-                          "rule": f"AUs shipped when nested-CV ROC AUC >= {args.min_auc}"},
-            "nested_cv": summary,
-            "cv_summary_previous_model": old.get("cv_summary"),
-        })
-        save_au_head(head, args.out, thresholds=thr, dropout=rec.dropout, extra=extra)
-        out["shipped"] = {"candidate": sel.candidate, "aus": ship, "thresholds": [round(float(t), 4) for t in thr],
+        out["shipped"] = {"candidate": sel.candidate, "aus": ship,
+                          "thresholds": [round(float(t), 4) for t in sel.thresholds[keep]],
                           "selection_scores": sel.scores}
-        print(f"wrote {args.out}", flush=True)
+
+        def refit(rec):
+            from mien.tasks.au.fit import fit_features_head
+
+            return fit_features_head(x, y[:, keep], ship, xm, rec, args.seed)
+
+        write_assets(out, args, fit=refit)
     out["seconds"] = round(time.time() - t0, 1)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
