@@ -213,9 +213,13 @@ def _resize(crops: np.ndarray, size: int) -> np.ndarray:
 
 
 class FaceMeasures:
-    """face-api emotion, face-api identity descriptor and mien AU probabilities of face crops (any size)."""
+    """face-api emotion, face-api identity descriptor and mien AU probabilities of face crops (any size).
+
+    One static MediaPipe face mesh is kept for the AU path; :meth:`close` releases it.
+    """
 
     def __init__(self, device: str = "cpu"):
+        from mien.face.landmarker import MediaPipeFaceMesh
         from mien.heads.faceapi import ExpressionHead, IdentityHead
         from mien.models.au import default_config, load_default_au_model
 
@@ -223,6 +227,10 @@ class FaceMeasures:
         self.identity = IdentityHead(device, backend="torch")
         self.au_model = load_default_au_model(device)
         self.au_thresholds = np.asarray(default_config()["thresholds"], np.float32)
+        self.mesh = MediaPipeFaceMesh(static_image_mode=True, detector="full")
+
+    def close(self) -> None:
+        self.mesh.close()
 
     def emotion(self, crops: np.ndarray) -> np.ndarray:
         """(N, 7) emotion probabilities."""
@@ -236,25 +244,32 @@ class FaceMeasures:
         """(N, A) AU probabilities of the default model (NaN rows where no face is found), face_found (N,)."""
         from mien.models.au import predict_au, tight_crop_features
 
-        f, _, ok = tight_crop_features(list(crops), mirror=False)
+        f, _, ok = tight_crop_features(list(crops), mirror=False, mesh=self.mesh)
         p = np.full((len(crops), self.au_model.num_aus), np.nan, np.float32)
         if ok.any():
             p[ok] = predict_au(f[ok], self.au_model)
         return p, ok
 
+    def measure(self, crops: np.ndarray) -> dict:
+        """{"emotion": (N,) arg-max class, "au": (N, A) probabilities, "face": (N,) bool} of crops."""
+        p, ok = self.au(crops)
+        return {"emotion": self.emotion(crops).argmax(1), "au": p, "face": ok}
 
-def face_measures(a: np.ndarray, b: np.ndarray, measures: FaceMeasures) -> dict:
-    """Agreement of two paired sets of crops (N each): emotion arg-max agreement, AU decision agreement and
-    mean |Δp| (over pairs where both have a face), and the number of pairs used."""
-    ea, eb = measures.emotion(a).argmax(1), measures.emotion(b).argmax(1)
-    (pa, oka), (pb, okb) = measures.au(a), measures.au(b)
-    both = oka & okb
-    thr = measures.au_thresholds
-    out = {"emotion_agreement": float((ea == eb).mean()) if len(a) else float("nan"),
-           "au_agreement": float(((pa[both] >= thr) == (pb[both] >= thr)).mean()) if both.any() else float("nan"),
-           "au_abs_diff": float(np.abs(pa[both] - pb[both]).mean()) if both.any() else float("nan"),
-           "pairs": int(len(a)), "pairs_with_faces": int(both.sum())}
-    return out
+
+def _take(m: dict, idx: np.ndarray) -> dict:
+    return {k: v[idx] for k, v in m.items()}
+
+
+def face_measures(a: dict, b: dict, thresholds: np.ndarray) -> dict:
+    """Agreement of two paired sets of measured crops (:meth:`FaceMeasures.measure`, N each): emotion arg-max
+    agreement, AU decision agreement at ``thresholds`` and mean |Δp| (over pairs where both have a face), and the
+    number of pairs used."""
+    both = a["face"] & b["face"]
+    pa, pb = a["au"][both], b["au"][both]
+    return {"emotion_agreement": float((a["emotion"] == b["emotion"]).mean()) if len(both) else float("nan"),
+            "au_agreement": float(((pa >= thresholds) == (pb >= thresholds)).mean()) if both.any() else float("nan"),
+            "au_abs_diff": float(np.abs(pa - pb).mean()) if both.any() else float("nan"),
+            "pairs": int(len(both)), "pairs_with_faces": int(both.sum())}
 
 
 def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures: FaceMeasures | None = None,
@@ -297,14 +312,21 @@ def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures:
         d = m.descriptor(crops)
         return float(np.nanmean(identity_similarity(d, np.repeat(tgt_mean[None], len(d), 0))))
 
-    mean_frame = np.repeat(frames.target.astype(np.float64).mean(0).round().astype(np.uint8)[None], len(src), 0)
+    mean_frame = frames.target.astype(np.float64).mean(0).round().astype(np.uint8)[None]
+    try:
+        ms, mr, mt, mi = (m.measure(x) for x in (src, recon, tswap, iswap))
+        mm = _take(m.measure(mean_frame), np.zeros(len(src), np.int64))
+    finally:
+        if measures is None:
+            m.close()
+    thr = m.au_thresholds
     rows = {
-        "reconstruction": face_measures(src, recon, m),
-        "token swap: vs token's frame": face_measures(src[perm], tswap, m),
-        "token swap: vs replaced frame": face_measures(src, tswap, m),
-        "identity swap": {**face_measures(src, iswap, m), "csim_target": csim(iswap)},
-        "copy source (baseline)": {**face_measures(src, src, m), "csim_target": csim(src)},
-        "target mean frame (baseline)": {**face_measures(src, mean_frame, m), "csim_target": csim(mean_frame[:1])},
+        "reconstruction": face_measures(ms, mr, thr),
+        "token swap: vs token's frame": face_measures(_take(ms, perm), mt, thr),
+        "token swap: vs replaced frame": face_measures(ms, mt, thr),
+        "identity swap": {**face_measures(ms, mi, thr), "csim_target": csim(iswap)},
+        "copy source (baseline)": {**face_measures(ms, ms, thr), "csim_target": csim(src)},
+        "target mean frame (baseline)": {**face_measures(ms, mm, thr), "csim_target": csim(mean_frame)},
     }
     own = identity_similarity(tgt_desc, np.repeat(tgt_mean[None], len(tgt_desc), 0))
     rows["target frames (reference)"] = {"csim_target": float(np.nanmean(own)), "pairs": int(len(tgt_desc))}
