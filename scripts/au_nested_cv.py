@@ -153,6 +153,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--ship", action="store_true", help="select on all subjects, refit, rewrite the assets")
     ap.add_argument("--out", type=Path, default=ASSETS)
     ap.add_argument("--min-auc", type=float, default=0.7)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--from-json", type=Path, default=None,
                     help="write the assets from an earlier run's --json (its 'shipped' entry) without recomputing")
     args = ap.parse_args(argv)
@@ -170,7 +171,7 @@ def main(argv=None) -> dict:
 
     warnings.filterwarnings("ignore", module="lightning")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, args.threads))
     t0 = time.time()
     x, xm, y, names, subjects, df = load(args.data, args.cache)
     cands = [c.strip() for c in args.candidates.split(",") if c.strip()]
@@ -185,8 +186,19 @@ def main(argv=None) -> dict:
     print(f"\nNested CV ({args.outer} outer × {args.inner} inner subject-disjoint folds, {len(y)} frames):\n\n{md}")
     out = {"nested_cv": summary, "outer": args.outer, "inner": args.inner, "seed": args.seed,
            "candidates": cands, "frames": int(len(y)), "subjects": int(len(np.unique(subjects)))}
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
     if args.ship:
-        sel = select_model(y, subjects, cands, fp, folds=args.outer, seed=args.seed)
+        if len(set(res.chosen)) == 1:
+            # every outer fold chose the same candidate: its outer out-of-fold scores are exactly that candidate's
+            # plain outer-fold CV on all subjects, so the final thresholds come from them (no extra fits)
+            from mien.pipelines.model_selection import Selection, best_f1_thresholds
+
+            c = res.chosen[0]
+            thr_all = best_f1_thresholds(y, res.scores)
+            sel = Selection(c, thr_all, {c: float(np.nanmean(res.f1_at(y, thr_all)))}, {c: res.scores})
+        else:
+            sel = select_model(y, subjects, cands, fp, folds=args.outer, seed=args.seed)
         auc = res.auc(y)
         keep = [j for j, n in enumerate(names) if np.isfinite(auc[j]) and auc[j] >= args.min_auc]
         ship = [names[j] for j in keep]
