@@ -154,6 +154,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", type=Path, default=ASSETS)
     ap.add_argument("--min-auc", type=float, default=0.7)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--keep-aus", action="store_true",
+                    help="ship the currently shipped AUs (same output columns) instead of those with AUC >= --min-auc")
     ap.add_argument("--from-json", type=Path, default=None,
                     help="write the assets from an earlier run's --json (its 'shipped' entry) without recomputing")
     args = ap.parse_args(argv)
@@ -200,7 +202,11 @@ def main(argv=None) -> dict:
         else:
             sel = select_model(y, subjects, cands, fp, folds=args.outer, seed=args.seed)
         auc = res.auc(y)
-        keep = [j for j, n in enumerate(names) if np.isfinite(auc[j]) and auc[j] >= args.min_auc]
+        if args.keep_aus:
+            current = list(default_config()["au_names"])
+            keep = [names.index(n) for n in current]
+        else:
+            keep = [j for j, n in enumerate(names) if np.isfinite(auc[j]) and auc[j] >= args.min_auc]
         ship = [names[j] for j in keep]
         print(f"selection on all subjects: {sel.candidate} ({sel.scores}); shipping {ship}", flush=True)
         out["shipped"] = {"candidate": sel.candidate, "aus": ship,

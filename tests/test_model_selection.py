@@ -2,6 +2,7 @@
 fit, a threshold or a model choice."""
 
 import numpy as np
+import pytest
 
 from mien.data.au import subject_kfold
 from mien.pipelines.model_selection import best_f1_thresholds, nested_cv, select_model
@@ -75,3 +76,21 @@ def test_select_model_uses_only_given_rows():
     assert seen == set(rows.tolist())
     np.testing.assert_array_equal(sel.thresholds, best_f1_thresholds(y[rows], s[rows]))
     assert sel.candidate == "only" and sel.oof["only"].shape == (len(rows), 2)
+
+
+def test_fit_features_head_learns_a_separable_set():
+    """The in-memory AUFeaturesTask fit used by the nested CV (mirrored rows, NaN labels masked)."""
+    pytest.importorskip("lightning")
+    import torch
+
+    from mien.tasks.au.fit import HeadRecipe, fit_features_head
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 6)).astype(np.float32)
+    y = np.stack([x[:, 0] > 0, x[:, 1] + x[:, 2] > 0], 1).astype(np.float32)
+    y[0, 1] = np.nan
+    head = fit_features_head(x, y, ["AU01", "AU12"], mirrored=x, recipe=HeadRecipe(hidden=0, dropout=0.0, epochs=80,
+                                                                                      lr=5e-2), seed=0)
+    p = head.predict_proba(torch.from_numpy(x)).numpy()
+    ok = np.isfinite(y)
+    assert ((p >= 0.5) == (y == 1))[ok].mean() > 0.95
