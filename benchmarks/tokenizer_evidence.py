@@ -53,19 +53,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--docs-videos", type=Path, default=None,
                     help="train on the redistributable samples and write the docs videos into this folder")
     ap.add_argument("--panel", type=int, default=128, help="--docs-videos: panel side in px")
+    ap.add_argument("--crop-size", type=int, default=64,
+                    help="crop side written by mien prepare (64; 112 for the face-api expression backbone)")
+    ap.add_argument("--json", type=Path, default=None, help="write the held-out report here")
     return ap.parse_args(argv)
 
 
-def prepare_clips(videos: list[str], out: Path) -> list[dict]:
-    """``mien prepare`` (all 0.8 s windows at 10 fps, 64² aligned crops) → clips with subject, start, source."""
+def prepare_clips(videos: list[str], out: Path, crop_size: int = 64) -> list[dict]:
+    """``mien prepare`` (all 0.8 s windows at 10 fps, aligned crops of ``crop_size``²) → clips with subject, start,
+    source and shard key."""
     from mien.data import ClipDataset
     from mien.pipelines.prepare import PrepareOptions, prepare
 
     t0 = time.perf_counter()
-    prepare(videos, str(out), PrepareOptions(mode="all", clip_seconds=0.8, fps=10.0, crop_size=64), workers=2)
+    prepare(videos, str(out), PrepareOptions(mode="all", clip_seconds=0.8, fps=10.0, crop_size=crop_size), workers=2)
     print(f"prepared {len(videos)} videos into {out} in {time.perf_counter() - t0:.0f} s (resumed when present)")
     return [{"video": s["video"], "subject_id": int(s["meta"]["subject_id"]), "start": float(s["meta"]["start_sec"]),
-             "source": s["meta"]["source"]}
+             "source": s["meta"]["source"], "key": s["__key__"]}
             for s in ClipDataset(str(out), split_nodes=False, split_workers=False, audio=False)]
 
 
@@ -87,11 +91,14 @@ def train_tokenizer(train: list[dict], n_subjects: int, args: argparse.Namespace
     from mien.tasks.tokenizer import TokenizerTask
     from mien.tasks.tokenizer.config import ScheduleConfig, TokenizerLoss, TokenizerWeights
 
-    frames = torch.stack([c["video"] for c in train])
-    ids = torch.tensor([c["subject_id"] for c in train])
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(frames, ids), batch_size=args.batch_size,
-                                         shuffle=True)
-    task = TokenizerTask(model=args.model, model_overrides={"max_subjects": max(16, n_subjects), **args.overrides},
+    items = [{"frames": c["video"], "subject_id": c["subject_id"], "__key__": c["key"]} for c in train]
+    loader = torch.utils.data.DataLoader(items, batch_size=args.batch_size, shuffle=True)
+    import mien
+
+    frozen = mien.create_model(args.model, **args.overrides).tokenizer
+    cache = hasattr(frozen, "backbone_tokens") and getattr(frozen, "freeze", False)  # frozen backbone: cache it
+    task = TokenizerTask(model=args.model, cache_backbone_tokens=cache,
+                         model_overrides={"max_subjects": max(16, n_subjects), **args.overrides},
                          schedule=ScheduleConfig(lr=args.lr, min_lr=1e-4, warmup_steps=50, total_steps=args.steps),
                          weights=TokenizerWeights(recon=(1.0, 1.0, 1.0), temporal=(0.0, args.temporal, args.temporal),
                                                   diversity=(0.0, args.diversity, args.diversity),
@@ -144,7 +151,7 @@ def docs_videos(args: argparse.Namespace) -> None:
     from mien.pipelines.render import render_reconstruction, render_swap
 
     out = args.out or Path(tempfile.mkdtemp(prefix="mien_tok_docs_"))
-    clips = prepare_clips([str(v) for v in DOCS_VIDEOS], out)
+    clips = prepare_clips([str(v) for v in DOCS_VIDEOS], out, args.crop_size)
     pexels, other = (Path(v).stem for v in DOCS_VIDEOS)
     src_of = {c["source"]: c["subject_id"] for c in clips}
     sid = {Path(s).stem: i for s, i in src_of.items()}
@@ -175,12 +182,16 @@ def main(argv=None) -> None:
         docs_videos(args)
         return
     out = args.out or Path(tempfile.mkdtemp(prefix="mien_tok_"))
-    clips = prepare_clips(sorted(str(p) for p in args.videos.glob("*.mp4")), out)
+    clips = prepare_clips(sorted(str(p) for p in args.videos.glob("*.mp4")), out, args.crop_size)
     train, held = split_held_out(clips)
     n_subjects = len({c["subject_id"] for c in clips})
     print(f"{len(train)} training clips, {len(held)} held-out clips, {n_subjects} subjects")
     task = train_tokenizer(train, n_subjects, args)
-    report(task, held)
+    rep = report(task, held)
+    if args.json:
+        subjects = {Path(c["source"]).name: c["subject_id"] for c in clips}
+        args.json.write_text(json.dumps({"report": rep, "subjects": subjects, "steps": args.steps,
+                                         "model": args.model, "overrides": args.overrides}, indent=1))
     if args.save:
         print(f"model written to {task.export(args.save)}")
 

@@ -15,6 +15,7 @@ KINDS: dict[str, str] = {
     "face3d": "mien.cli.evaluate_face3d",
     "reaction": "mien.cli.evaluate_reaction",
     "reenact": "mien.cli.evaluate_reenact",
+    "tokens": "mien.cli.evaluate_tokens",
 }
 """The evaluation kinds: ``mien evaluate <kind>`` -> the :mod:`mien.cli` module that defines it."""
 

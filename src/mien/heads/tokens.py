@@ -139,6 +139,16 @@ class TokenExtractor:
             return None
         return self._torch.full((n,), subject_id, dtype=self._torch.long, device=self.device)
 
+    def condition(self, crops: np.ndarray):
+        """Global conditioning features (B, G) tensor of uint8 crops for a ``global_condition`` model, else None
+        (:func:`mien.models.tokenizer.condition.global_condition`)."""
+        kind = self.model.config.global_condition
+        if kind == "none":
+            return None
+        from mien.models.tokenizer.condition import global_condition
+
+        return self._torch.from_numpy(global_condition(np.asarray(crops), kind)[0]).to(self.device)
+
     def _to_input(self, crops: np.ndarray):
         crops = np.asarray(crops)
         if crops.ndim != 4 or crops.shape[1:] != (self.input_size, self.input_size, 3):
@@ -166,7 +176,8 @@ class TokenExtractor:
         with self._torch.inference_mode():
             for i in range(0, len(crops), self.batch_size):
                 x = self._to_input(crops[i:i + self.batch_size])
-                out.append(self.model.encode(x, self._ids(x.shape[0], self.subject_id)).float().cpu().numpy())
+                cond = self.condition(crops[i:i + self.batch_size])
+                out.append(self.model.encode(x, self._ids(x.shape[0], self.subject_id), cond).float().cpu().numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
 
     def decode(self, tokens: np.ndarray, subject_id: int | None = None) -> np.ndarray:
@@ -215,7 +226,7 @@ class TokenExtractor:
         with self._torch.inference_mode():
             for i in range(0, len(crops), self.batch_size):
                 x = self._to_input(crops[i:i + self.batch_size])
-                z = self.model.encode(x, self._ids(x.shape[0], self.subject_id))
+                z = self.model.encode(x, self._ids(x.shape[0], self.subject_id), self.condition(crops[i:i + self.batch_size]))
                 imgs.append(_to_uint8(self.model.decode(z, self._ids(x.shape[0], tgt))))
                 toks.append(z.float().cpu().numpy())
         return np.concatenate(toks).astype(np.float32, copy=False), np.concatenate(imgs)

@@ -56,7 +56,7 @@ def moving_mask(frames, subject_ids, quantile: float = 0.8):
     return mask
 
 
-def tokenizer_swap_report(model, frames, subject_ids, seed: int = 0) -> dict[str, dict[str, float]]:
+def tokenizer_swap_report(model, frames, subject_ids, seed: int = 0, condition=None) -> dict[str, dict[str, float]]:
     """Reconstruction quality of held-out frames, plain and with swaps.
 
     * ``reconstruction``: each frame decoded from its own token with its own subject embedding.
@@ -70,6 +70,7 @@ def tokenizer_swap_report(model, frames, subject_ids, seed: int = 0) -> dict[str
         frames: float tensor (N, 3, S, S) in [0, 1], S = the model's crop size.
         subject_ids: long tensor (N,).
         seed: random generator seed of the swaps.
+        condition: float (N, G) global features for a ``global_condition`` tokenizer (else None).
 
     Returns:
         {"reconstruction"|"token_swap"|"subject_swap": {"psnr", "ssim", "psnr_moving"}, "n_frames": {"value": N}};
@@ -87,7 +88,7 @@ def tokenizer_swap_report(model, frames, subject_ids, seed: int = 0) -> dict[str
         return {**image_quality(pred, frames), "psnr_moving": moving_region_psnr(pred, frames, mask)}
 
     with torch.inference_mode():
-        tokens = model.encode(frames, ids)
+        tokens = model.encode(frames, ids, condition) if condition is not None else model.encode(frames, ids)
         out = {"reconstruction": quality(model.decode(tokens, ids))}
         perm = np.arange(len(ids))
         for s in np.unique(ids.numpy()):

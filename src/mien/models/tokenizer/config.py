@@ -61,6 +61,24 @@ class _JsonConfig:
         return cls.from_dict({**base, **overrides}) if overrides or isinstance(config, dict) else config
 
 
+GLOBAL_CONDITIONS = ("none", "au-features", "au-probabilities")
+"""Values of :attr:`TokenizerConfig.global_condition`."""
+
+
+def global_condition_dim(kind: str) -> int:
+    """G of a global condition: 1660 for "au-features", the default AU model's A for "au-probabilities", 0 for
+    "none"."""
+    if kind == "none":
+        return 0
+    if kind == "au-features":
+        from mien.models.au.features import EXPRESSION_DIM, GEOMETRY_DIM
+
+        return EXPRESSION_DIM + GEOMETRY_DIM
+    from mien.models.au import au_names
+
+    return len(au_names())
+
+
 @dataclass
 class TokenizerConfig(_JsonConfig):
     """Architecture of an :class:`~mien.models.tokenizer.nets.ExpressionTokenizer`.
@@ -97,6 +115,13 @@ class TokenizerConfig(_JsonConfig):
         decoder_channels: width of the first CNN-decoder conv (halved at each ×2 upsampling, min 16).
         dropout: dropout of all transformer layers.
         norm_first: pre-LN transformer layers (True) or post-LN as in the seed (False).
+        global_condition: per-frame global features the expression transformer also attends to (issue 9):
+            "none"; "au-features" (mien's default AU-model input, 1660: face-api expression embedding ‖
+            canonical-aligned mesh, :func:`mien.models.au.au_features`); "au-probabilities" (the default AU
+            model's A occurrence probabilities). They are projected to D by a Linear and enter the encoder's
+            memory as one extra token; callers pass them as ``condition`` (M, global_dim).
+        global_dim: width G of the global features; set from ``global_condition`` when 0 (1660, or the default AU
+            model's number of AUs), and saved with the config so an export loads without the AU model.
     """
 
     backbone: str = "conv"
@@ -124,8 +149,16 @@ class TokenizerConfig(_JsonConfig):
     decoder_channels: int = 256
     dropout: float = 0.1
     norm_first: bool = True
+    global_condition: str = "none"
+    global_dim: int = 0
 
     def __post_init__(self) -> None:
+        if self.global_condition not in GLOBAL_CONDITIONS:
+            raise ValueError(f"global_condition must be one of {GLOBAL_CONDITIONS}, got {self.global_condition!r}")
+        if self.global_condition == "none":
+            self.global_dim = 0
+        elif self.global_dim <= 0:
+            self.global_dim = global_condition_dim(self.global_condition)
         self.mean = tuple(float(v) for v in self.mean)
         self.std = tuple(float(v) for v in self.std)
         self.conv_channels = tuple(int(v) for v in self.conv_channels)

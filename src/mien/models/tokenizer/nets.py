@@ -52,25 +52,31 @@ class ExpressionTransformer(nn.Module):
         subject_in_encoder: attend to the subject embedding here (seed's joint model). False: the table is kept
             for the reconstruction only (the seed's later subject-invariant encoder), and the token cannot be a
             function of the subject id alone.
+        global_dim: G > 0 adds a global conditioning input (e.g. mien's AU features, issue 9): ``condition``
+            (M, G) → LayerNorm → Linear(G, D), one more memory token beside the subject embedding.
 
     Forward:
         patch_tokens: float (M, N, D) (M = B·T frames).
         pos: float (N, D) position table to add, or None when the tokens already carry positions
             (the learnable ``delta_pos`` (1, N, D) is always added).
         subject_ids: long (M,) in [0, max_subjects); required iff ``max_subjects > 0``.
+        condition: float (M, G) global features; required iff ``global_dim > 0``.
 
     Returns:
         float (M, D) expression tokens with unit L2 norm.
 
     Raises:
-        ValueError: wrong shapes, missing/out-of-range subject ids.
+        ValueError: wrong shapes, missing/out-of-range subject ids, missing or wrong-width condition.
     """
 
     def __init__(self, dim: int, num_patches: int, heads: int = 4, layers: int = 4, ff: int = 768,
                  dropout: float = 0.1, max_subjects: int = 0, norm_first: bool = True,
-                 subject_in_encoder: bool = True):
+                 subject_in_encoder: bool = True, global_dim: int = 0):
         super().__init__()
         self.dim, self.num_patches, self.max_subjects = dim, num_patches, max_subjects
+        self.global_dim = int(global_dim)
+        self.global_proj = nn.Sequential(nn.LayerNorm(global_dim), nn.Linear(global_dim, dim)) if global_dim > 0 \
+            else None
         self.subject_in_encoder = subject_in_encoder
         self.subject_embeddings = nn.Embedding(max_subjects, dim) if max_subjects > 0 else None
         self.expression_query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
@@ -98,8 +104,25 @@ class ExpressionTransformer(nn.Module):
                              f"[{int(subject_ids.min())}, {int(subject_ids.max())}]")
         return self.subject_embeddings(subject_ids)
 
+    def condition_token(self, condition: torch.Tensor | None, m: int) -> torch.Tensor | None:
+        """(M, 1, D) projected global condition, or None without one.
+
+        Raises:
+            ValueError: missing when required, given when the model has none, or wrong shape.
+        """
+        if self.global_proj is None:
+            if condition is not None:
+                raise ValueError("this model has no global condition (global_dim = 0): do not pass condition")
+            return None
+        if condition is None:
+            raise ValueError(f"this model is conditioned on global features: pass condition ({m}, {self.global_dim})")
+        c = torch.as_tensor(condition, device=self.delta_pos.device).to(self.delta_pos.dtype)
+        if c.shape != (m, self.global_dim):
+            raise ValueError(f"expected condition ({m}, {self.global_dim}), got {tuple(c.shape)}")
+        return self.global_proj(c).unsqueeze(1)
+
     def forward(self, patch_tokens: torch.Tensor, pos: torch.Tensor | None = None,
-                subject_ids: torch.Tensor | None = None) -> torch.Tensor:
+                subject_ids: torch.Tensor | None = None, condition: torch.Tensor | None = None) -> torch.Tensor:
         if patch_tokens.ndim != 3 or patch_tokens.shape[1:] != (self.num_patches, self.dim):
             raise ValueError(f"expected patch tokens (M, {self.num_patches}, {self.dim}), got "
                              f"{tuple(patch_tokens.shape)}")
@@ -110,6 +133,9 @@ class ExpressionTransformer(nn.Module):
         subj = self.subject_embedding(subject_ids, m) if self.subject_in_encoder else None
         if subj is not None:
             x = torch.cat([subj.unsqueeze(1), x], 1)
+        cond = self.condition_token(condition, m)
+        if cond is not None:
+            x = torch.cat([cond, x], 1)
         h = self.decoder(self.expression_query.expand(m, -1, -1), x)
         return F.normalize(self.norm(self.output_proj(h[:, 0])), dim=-1)
 
@@ -231,7 +257,7 @@ class ExpressionTokenizer(nn.Module):
         n = self.tokenizer.num_patches
         self.expression = ExpressionTransformer(config.dim, n, config.expr_heads, config.expr_layers,
                                                 config.expr_ff, config.dropout, config.max_subjects,
-                                                config.norm_first, config.subject_in_encoder)
+                                                config.norm_first, config.subject_in_encoder, config.global_dim)
         self.reconstruction = ExpressionReconstruction(config.dim, self.grid, config.crop_size, config.recon_heads,
                                                        config.recon_cross_layers, config.recon_self_layers,
                                                        config.recon_ff, config.dropout, config.decoder_channels,
@@ -270,16 +296,27 @@ class ExpressionTokenizer(nn.Module):
         return pos + self.expression.delta_pos[0]
 
     # ---- API -----------------------------------------------------------------------------------------------
-    def encode(self, frames: torch.Tensor, subject_ids=None) -> torch.Tensor:
+    @staticmethod
+    def _condition(condition, lead: tuple[int, ...]) -> torch.Tensor | None:
+        """(B, T, G) / (B, G) per-frame global features → (M, G)."""
+        if condition is None:
+            return None
+        c = torch.as_tensor(condition)
+        return c.reshape(-1, c.shape[-1]) if c.ndim >= 2 else c
+
+    def encode(self, frames: torch.Tensor, subject_ids=None, condition=None) -> torch.Tensor:
         """Expression tokens: (B, T, 3, H, W) → float (B, T, D), (B, 3, H, W) → (B, D); unit norm.
 
+        ``condition``: per-frame global features (B, T, G) / (B, G) when ``config.global_dim > 0``.
+
         Raises:
-            ValueError: wrong frame shape/size, missing or out-of-range subject ids.
+            ValueError: wrong frame shape/size, missing or out-of-range subject ids, missing/wrong condition.
         """
         x, lead = self._flatten(frames)
         tokens, pos = self.tokenizer(x)
         ids = self._subject_ids(subject_ids, lead)
-        z = self.expression(tokens, None if self.tokenizer.positions_in_tokens else pos, ids)
+        z = self.expression(tokens, None if self.tokenizer.positions_in_tokens else pos, ids,
+                            self._condition(condition, lead))
         return z.reshape(*lead, -1)
 
     def decode(self, tokens: torch.Tensor, subject_ids=None) -> torch.Tensor:
@@ -295,8 +332,9 @@ class ExpressionTokenizer(nn.Module):
         return img.reshape(*lead, *img.shape[1:])
 
     def forward(self, frames: torch.Tensor, subject_ids=None,
-                backbone_tokens: torch.Tensor | None = None) -> TokenizerOutput:
-        """Encode and reconstruct in one batched pass (see :meth:`encode`, :meth:`decode`).
+                backbone_tokens: torch.Tensor | None = None, condition=None) -> TokenizerOutput:
+        """Encode and reconstruct in one batched pass (see :meth:`encode`, :meth:`decode`; ``condition`` as in
+        :meth:`encode`).
 
         ``backbone_tokens`` (B·T, P, C): cached outputs of a frozen timm backbone
         (:meth:`~mien.models.tokenizer.patch.TimmPatchTokenizer.backbone_tokens`) for these frames.
@@ -307,7 +345,8 @@ class ExpressionTokenizer(nn.Module):
         else:
             tokens, pos = self.tokenizer(x)
         ids = self._subject_ids(subject_ids, lead)
-        z = self.expression(tokens, None if self.tokenizer.positions_in_tokens else pos, ids)
+        z = self.expression(tokens, None if self.tokenizer.positions_in_tokens else pos, ids,
+                            self._condition(condition, lead))
         subj = self.expression.subject_embedding(ids, z.shape[0]) if self.config.max_subjects > 0 else None
         img = self.reconstruction(z, self.recon_positions(pos), subj)
         return TokenizerOutput(z.reshape(*lead, -1), img.reshape(*lead, *img.shape[1:]))

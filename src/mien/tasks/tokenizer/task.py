@@ -204,6 +204,30 @@ class TokenizerTask(ScheduledTask):
         cached = torch.stack([self._backbone_cache[k] for k in keys]).to(frames.device, torch.float32)
         return cached.flatten(0, 1)
 
+    def condition_for(self, batch, frames: torch.Tensor) -> torch.Tensor | None:
+        """Global conditioning features (B, T, G) of a (B, T, 3, H, W) [0, 1] batch when the model has
+        ``global_condition`` (:func:`mien.models.tokenizer.condition.global_condition`, MediaPipe + face-api on
+        each crop; cached per shard key when the batch has keys), else None."""
+        cfg = self.model.config
+        if cfg.global_dim <= 0:
+            return None
+        from mien.models.tokenizer.condition import global_condition
+
+        keys = list(batch["__key__"]) if isinstance(batch, dict) and "__key__" in batch else None
+        cache = self.__dict__.setdefault("_condition_cache", {})
+        todo = [i for i in range(frames.shape[0]) if keys is None or keys[i] not in cache]
+        fresh = {}
+        if todo:
+            crops = (frames[todo].detach().flatten(0, 1).clamp(0, 1) * 255).round().byte()
+            g, _ = global_condition(crops.permute(0, 2, 3, 1).cpu().numpy(), cfg.global_condition)
+            g = torch.from_numpy(g).unflatten(0, (len(todo), frames.shape[1]))
+            for j, i in enumerate(todo):
+                fresh[i] = g[j]
+                if keys is not None:
+                    cache[keys[i]] = g[j]
+        rows = [fresh[i] if i in fresh else cache[keys[i]] for i in range(frames.shape[0])]
+        return torch.stack(rows).to(frames.device, frames.dtype)
+
     def train(self, mode: bool = True):
         super().train(mode)
         if self.freeze_expression_transformer:
@@ -212,12 +236,16 @@ class TokenizerTask(ScheduledTask):
 
     # ---- steps ---------------------------------------------------------------------------------------------
     def compute_losses(self, frames: torch.Tensor, subject_ids=None, weights: dict[str, float] | None = None,
-                       backbone_tokens: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                       backbone_tokens: torch.Tensor | None = None, condition: torch.Tensor | None = None
+                       ) -> dict[str, torch.Tensor]:
         """All loss components and the weighted total for a (B, T, 3, H, W) [0, 1] batch (``backbone_tokens``:
-        cached frozen-backbone tokens of its frames, see :meth:`backbone_tokens_for`)."""
+        cached frozen-backbone tokens of its frames, see :meth:`backbone_tokens_for`; ``condition``: global
+        features (B, T, G), computed by :meth:`condition_for` when None and the model needs them)."""
         h = self.loss_cfg
         w = weights or self.loss_weights()
-        out = self.model(frames, subject_ids, backbone_tokens=backbone_tokens)
+        if condition is None:
+            condition = self.condition_for(None, frames)
+        out = self.model(frames, subject_ids, backbone_tokens=backbone_tokens, condition=condition)
         pred, target = out.recon.flatten(0, 1), frames.flatten(0, 1)
         err = 0
         if h.recon in ("mse", "mse+l1"):
@@ -244,7 +272,8 @@ class TokenizerTask(ScheduledTask):
 
     def training_step(self, batch, batch_idx):
         frames, ids = self._unpack(batch, self.model.config.crop_size)
-        logs = self.compute_losses(frames, ids, backbone_tokens=self.backbone_tokens_for(batch, frames))
+        logs = self.compute_losses(frames, ids, backbone_tokens=self.backbone_tokens_for(batch, frames),
+                                   condition=self.condition_for(batch, frames))
         logs["lr"] = torch.tensor(float(self.optimizers().param_groups[0]["lr"]), device=frames.device)
         self.log_dict({f"train/{k}": v.detach() if torch.is_tensor(v) else v for k, v in logs.items()},
                       on_step=True, on_epoch=False, prog_bar=False, batch_size=frames.shape[0])
@@ -253,7 +282,8 @@ class TokenizerTask(ScheduledTask):
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         frames, ids = self._unpack(batch, self.model.config.crop_size)
-        logs = self.compute_losses(frames, ids, backbone_tokens=self.backbone_tokens_for(batch, frames))
+        logs = self.compute_losses(frames, ids, backbone_tokens=self.backbone_tokens_for(batch, frames),
+                                   condition=self.condition_for(batch, frames))
         prefix = self.val_prefix(dataloader_idx)
         self.log_dict({f"{prefix}/{k}": v.detach() for k, v in logs.items()}, on_step=False, on_epoch=True,
                       batch_size=frames.shape[0], add_dataloader_idx=False)
@@ -268,7 +298,7 @@ class TokenizerTask(ScheduledTask):
         if experiment is None or not hasattr(experiment, "add_histogram"):
             return
         with torch.no_grad():
-            out = self.model(frames, ids)
+            out = self.model(frames, ids, condition=self.condition_for(None, frames))
             z = out.tokens  # (B, T, D), unit norm
             sims = torch.einsum("btd,bsd->bts", z, z)
             off_diag = ~torch.eye(z.shape[1], dtype=torch.bool, device=z.device)
@@ -281,7 +311,7 @@ class TokenizerTask(ScheduledTask):
 
     def predict_step(self, batch, batch_idx):
         frames, ids = self._unpack(batch, self.model.config.crop_size)
-        return self.model.encode(frames, ids)
+        return self.model.encode(frames, ids, self.condition_for(batch, frames))
 
     def export(self, directory: str | os.PathLike) -> Path:
         """Write the model as ``config.json`` + ``model.safetensors`` (see :func:`save_pretrained`)."""

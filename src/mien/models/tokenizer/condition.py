@@ -1,0 +1,47 @@
+"""Global conditioning features of an expression tokenizer (``TokenizerConfig.global_condition``, issue 9): mien's
+AU-model features or AU probabilities of each face crop, computed the same way at training and inference time.
+
+The crop (the tokenizer's own, e.g. a 64² aligned face) goes through the AU path for tight crops:
+MediaPipe landmarks on the upscaled, black-padded crop (:func:`mien.models.au.tight_crop_features`), the
+face-api expression embedding of the 1.1× landmark-box crop ‖ the canonical-aligned mesh (1660); for
+"au-probabilities" the default AU model's probabilities of those features (A). A crop without a detected face
+gets a zero row (and is counted in the returned mask).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["global_condition"]
+
+
+def global_condition(crops: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-crop global features.
+
+    Args:
+        crops: uint8 (M, S, S, 3) RGB face crops.
+        kind: "au-features" (G = 1660) or "au-probabilities" (G = the default AU model's A).
+
+    Returns:
+        (float32 (M, G), face_found bool (M,)); rows without a face are zeros.
+
+    Raises:
+        ValueError: unknown kind or wrong crop shape.
+    """
+    from mien.models.tokenizer.config import global_condition_dim
+
+    crops = np.asarray(crops)
+    if crops.ndim != 4 or crops.shape[-1] != 3:
+        raise ValueError(f"expected crops (M, S, S, 3) uint8, got {crops.shape}")
+    if kind not in ("au-features", "au-probabilities"):
+        raise ValueError(f"unknown global condition {kind!r}")
+    g = global_condition_dim(kind)
+    out = np.zeros((len(crops), g), np.float32)
+    if len(crops) == 0:
+        return out, np.zeros(0, bool)
+    from mien.models.au import predict_au, tight_crop_features
+
+    feats, _, ok = tight_crop_features(list(crops), mirror=False)
+    if ok.any():
+        out[ok] = feats[ok] if kind == "au-features" else predict_au(feats[ok])
+    return out, ok
