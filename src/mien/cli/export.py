@@ -1,24 +1,71 @@
-"""``mien export``: export a registered model to ONNX (checked with onnxruntime)."""
+"""``mien export``: a registered image model → ONNX (checked with onnxruntime), or a training checkpoint of a
+task → the files analysis and generation load without Lightning.
+
+Checkpoint kinds (:data:`CHECKPOINT_KINDS`): ``tokenizer``, ``reenact``, ``face3d``, ``reaction`` → a folder of
+``config.json + model.safetensors`` (``reenact``: + per-AU editing directions, + ``student.onnx`` for a
+student); ``au`` → ONNX (image models) or ``au_default.safetensors + config.json`` (feature-vector models).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Callable
+
+
+def _tokenizer(args) -> str:
+    from mien.export.tokenizer import export_checkpoint
+
+    return f"{export_checkpoint(args.checkpoint, args.output)} (config.json + model.safetensors)"
+
+
+def _au(args) -> str:
+    from mien.export.au import export_au_checkpoint
+
+    return str(export_au_checkpoint(args.checkpoint, args.output))
+
+
+def _reenact(args) -> str:
+    from mien.export.reenact import export_reenact_checkpoint
+
+    out = export_reenact_checkpoint(args.checkpoint, args.output, au_data=args.au_data, atol=args.atol)
+    return f"{out} (config.json + model.safetensors)"
+
+
+def _face3d(args) -> str:
+    from mien.errors import InputError
+    from mien.export.face3d import export_face3d_checkpoint
+
+    try:
+        out = export_face3d_checkpoint(args.checkpoint, args.output, bn_data=args.bn_data,
+                                       bn_val_fraction=args.bn_val_fraction)
+    except ValueError as e:
+        raise InputError(args.checkpoint, str(e).split(": ", 1)[-1]) from None
+    return f"{out} (config.json + model.safetensors)"
+
+
+def _reaction(args) -> str:
+    from mien.export.reaction import export_reaction_checkpoint
+
+    kind, out = export_reaction_checkpoint(args.checkpoint, args.output)
+    return f"{out} (reaction {kind}: config.json + model.safetensors)"
+
+
+CHECKPOINT_KINDS: dict[str, Callable[[argparse.Namespace], str]] = {
+    "tokenizer": _tokenizer, "au": _au, "reenact": _reenact, "face3d": _face3d, "reaction": _reaction,
+}
+"""``mien export <kind> CKPT -o OUT``: kind → the exporter (returns what it wrote, for the one-line report)."""
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="export a registered model to ONNX",
-                       description="Export a registered image model (mien.list_models()) to ONNX; the file is "
-                                   "validated with onnx.checker and compared with PyTorch through onnxruntime.")
-    p.add_argument("model", help="registered model name (e.g. faceapi-expression), or 'tokenizer' / 'au' / 'reenact' / "
-                                 "'face3d' / 'reaction' with a checkpoint (CKPT or --checkpoint)")
+    p = sub.add_parser("export", help="export a registered model to ONNX, or a training checkpoint",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="registered model name (e.g. faceapi-expression), or a checkpoint kind: "
+                                 + " / ".join(CHECKPOINT_KINDS) + " (with CKPT or --checkpoint)")
     p.add_argument("checkpoint_pos", nargs="?", metavar="CKPT", help="the checkpoint (same as --checkpoint)")
     p.add_argument("-o", "--output", required=True,
-                   help="output .onnx file (a folder for 'tokenizer' and for a feature-vector 'au' model)")
-    p.add_argument("--checkpoint", help="Lightning checkpoint: for 'tokenizer' exported as config.json + "
-                                        "model.safetensors (loadable without Lightning); for 'au' as ONNX (image "
-                                        "models) or as au_default.safetensors + config.json (feature-vector "
-                                        "models, -o DIR); for 'reaction' (a reaction or reaction-tokenizer "
-                                        "run) as config.json + model.safetensors")
+                   help="output .onnx file, or a folder for the checkpoint kinds (and a feature-vector 'au' model)")
+    p.add_argument("--checkpoint", help="the Lightning checkpoint of a `mien train` run (for the checkpoint kinds)")
     p.add_argument("--atol", type=float, default=1e-3, help="parity tolerance (default 1e-3)")
     p.add_argument("--au-data", metavar="DATASET", help="reenact: a prepared dataset to fit per-AU editing "
                                                         "directions of the expression latent on")
@@ -30,63 +77,22 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mien.errors import InputError
+
     if args.checkpoint_pos:
         if args.checkpoint and args.checkpoint != args.checkpoint_pos:
             raise ValueError("give the checkpoint once (CKPT or --checkpoint)")
         args.checkpoint = args.checkpoint_pos
-    if args.model == "reenact":
-        return _run_reenact(args)
-    if args.model == "au":
+    exporter = CHECKPOINT_KINDS.get(args.model)
+    if exporter is not None:
         if not args.checkpoint:
-            raise ValueError("mien export au needs --checkpoint CKPT")
-        import os
-
-        from mien.errors import InputError
-        from mien.export.au import export_au_checkpoint
-
+            raise ValueError(f"mien export {args.model} needs a checkpoint: mien export {args.model} CKPT -o OUT")
         if not os.path.isfile(args.checkpoint):
             raise InputError(args.checkpoint, "no such checkpoint")
-        print(f"mien: wrote {export_au_checkpoint(args.checkpoint, args.output)}")
-        return 0
-    if args.model == "face3d":
-        ckpt = args.checkpoint
-        if not ckpt:
-            raise ValueError("mien export face3d needs a checkpoint: mien export face3d CKPT -o DIR")
-        from mien.errors import InputError
-        from mien.export.face3d import export_face3d_checkpoint
-
         try:
-            out = export_face3d_checkpoint(ckpt, args.output, bn_data=args.bn_data,
-                                           bn_val_fraction=args.bn_val_fraction)
-        except FileNotFoundError:
-            raise InputError(ckpt, "no such checkpoint") from None
-        except ValueError as e:
-            raise InputError(ckpt, str(e).split(": ", 1)[-1]) from None
-        print(f"mien: wrote {out} (config.json + model.safetensors)")
-        return 0
-    if args.model == "reaction":
-        if not args.checkpoint:
-            raise ValueError("mien export reaction needs --checkpoint CKPT")
-        from mien.errors import InputError
-        from mien.export.reaction import export_reaction_checkpoint
-
-        try:
-            kind, out = export_reaction_checkpoint(args.checkpoint, args.output)
+            print(f"mien: wrote {exporter(args)}")
         except FileNotFoundError:
             raise InputError(args.checkpoint, "no such checkpoint") from None
-        print(f"mien: wrote {out} (reaction {kind}: config.json + model.safetensors)")
-        return 0
-    if args.model == "tokenizer":
-        if not args.checkpoint:
-            raise ValueError("mien export tokenizer needs --checkpoint CKPT")
-        from mien.errors import InputError
-        from mien.export.tokenizer import export_checkpoint
-
-        try:
-            out = export_checkpoint(args.checkpoint, args.output)
-        except FileNotFoundError:
-            raise InputError(args.checkpoint, "no such checkpoint") from None
-        print(f"mien: wrote {out} (config.json + model.safetensors)")
         return 0
     from mien.export.onnx import export_registered
 
@@ -96,21 +102,4 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(str(e).strip("'\"")) from None
     print(f"mien: wrote {report.path} (opset {report.opset}); onnxruntime vs PyTorch max |diff| "
           f"{report.max_abs_diff:.2e}")
-    return 0
-
-
-def _run_reenact(args: argparse.Namespace) -> int:
-    """``mien export reenact CKPT -o DIR [--au-data SHARDS]``."""
-    import os
-
-    from mien.errors import InputError
-
-    if not args.checkpoint:
-        raise ValueError("mien export reenact needs a checkpoint: mien export reenact CKPT -o DIR")
-    if not os.path.isfile(args.checkpoint):
-        raise InputError(args.checkpoint, "no such checkpoint")
-    from mien.export.reenact import export_reenact_checkpoint
-
-    out = export_reenact_checkpoint(args.checkpoint, args.output, au_data=args.au_data, atol=args.atol)
-    print(f"mien: wrote {out} (config.json + model.safetensors)")
     return 0
