@@ -13,8 +13,10 @@ def add_parser(sub) -> None:
                        description="Analyse the speaker (AUs, emotion, audio), generate N listener reactions in the "
                                    "REACT layout (15 AUs, valence/arousal, 8 expression probabilities per frame) with a "
                                    "trained reaction model, and write <stem>.reactions.parquet (one row per reaction x "
-                                   "frame), <stem>.reactions.png and <stem>.reaction<i>.mp4 (the AU-driven face mesh "
-                                   "beside the speaker).")
+                                   "frame), <stem>.reactions.png, <stem>.reaction<i>.mp4 (the AU-driven face mesh "
+                                   "beside the speaker) and, with --listener-image, <stem>.reaction<i>.portrait.mp4 (the "
+                                   "listener portrait animated through its AU editing directions, with the speaker's "
+                                   "audio).")
     p.add_argument("speaker", help="speaker video file")
     p.add_argument("-o", "--output", default="reactions", help="output folder (default: reactions)")
     p.add_argument("--model", required=True, metavar="DIR",
