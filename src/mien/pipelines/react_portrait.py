@@ -113,7 +113,7 @@ class ListenerPortrait:
         self._run([], 25.0)  # the portrait's face is found now: no face → InputError before any other work
 
     def _run(self, edits, fps):
-        from mien.pipelines.reenact_video import ReenactOptions, Reenactment
+        from mien.pipelines.reenact_video import Reenactment, ReenactOptions
 
         return Reenactment(self.image, None, ReenactOptions(crf=self.crf), self.reenactor, edits=edits, fps=fps)
 
