@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 
 from mien.cli.options import add_options, options_from_args
 from mien.pipelines.react import ReactOptions
@@ -29,7 +31,14 @@ def run(args: argparse.Namespace) -> int:
     from mien.pipelines.react import react_to_files
 
     opts = options_from_args(ReactOptions, args)
-    files = react_to_files(args.speaker, args.output, args.model, opts)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        files = react_to_files(args.speaker, args.output, args.model, opts)
+    for w in caught:  # e.g. AUs a listener portrait could not show: one line each
+        if issubclass(w.category, UserWarning):
+            print(f"mien react: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     print(f"mien: {opts.n} reaction(s) ({'online' if opts.online else 'offline'}) -> "
           + ", ".join(str(p) for p in files.values()))
     return 0

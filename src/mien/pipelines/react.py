@@ -45,7 +45,8 @@ class ReactOptions:
             ``listener_image`` is given.
         plot: write the AU/expression plot.
         listener_image: a listener portrait (image file) animated by each rendered reaction through its AU
-            editing directions (:mod:`mien.pipelines.react_portrait`); checked for a face before any generation.
+            editing directions (edit = gain × (AU value − the reaction's 10th percentile of it)), written as
+            <stem>.reaction<i>.portrait.mp4; checked for a face before any generation.
         listener_model: reenactor of the portrait: "warp" (py-feat's AU → mesh directions) or a folder from
             ``mien export reenact`` with AU directions.
         listener_gain: portrait edit strength per unit of AU value above the reaction's own neutral level.
@@ -66,7 +67,7 @@ class ReactOptions:
     plot: bool = True
     listener_image: str | None = field(default=None, metadata={"metavar": "PORTRAIT"})
     listener_model: str = field(default="warp", metadata={"metavar": "DIR|warp"})
-    listener_gain: float = 1.0
+    listener_gain: float = field(default=1.0, metadata={"metavar": "X"})
 
     def __post_init__(self):
         if self.n < 1:
