@@ -89,3 +89,21 @@ def mien_without_lightning():
         assert p.returncode == 0, p.stderr[-3000:]
 
     return run
+
+
+@pytest.fixture
+def tiny_reenact_export(tmp_path):
+    """mien's own reenactment model (random init, tiny config) exported to ``tmp_path / "m"`` with one AU
+    direction (AU12) that visibly moves the expression latent. Returns (folder, model)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    import mien
+    from mien.models.reenact import save_reenact_model
+
+    torch.manual_seed(0)
+    model = mien.create_model("reenact-tiny")
+    for p in model.warp_c2d.parameters():  # an untrained flow starts at zero; make the expression latent matter
+        torch.nn.init.normal_(p, std=0.05)
+    model.au_directions = {"AU12": 20 * torch.randn(model.config.z_dim)}
+    save_reenact_model(model, tmp_path / "m")
+    return tmp_path / "m", model

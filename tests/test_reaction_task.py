@@ -153,10 +153,101 @@ def test_mien_react_end_to_end_on_a_real_clip(trained, shared_data, tmp_path, to
     assert res.meta["speaker_feature_names"][:2] == ["presence", "attrs:AU01"]
 
 
-def test_bad_inputs_give_one_line_errors(trained, shared_data, tmp_path, capsys):
+def test_mien_react_listener_portrait(trained, shared_data, tmp_path, torch_one_thread):
+    """--listener-image: the portrait animated by the first reaction, T frames at the reaction's fps, with audio."""
+    import av
+    from PIL import Image
+
+    import mien
+    from mien.cli.main import main
+
+    clip, portrait = shared_data / "videos" / "talking" / "face_1.mp4", shared_data / "samples" / "single_face.jpg"
+    out = tmp_path / "reactions"
+    assert main(["react", str(clip), "-o", str(out), "--model", str(trained["model"]), "--n", "2", "--end", "1.0",
+                 "--no-plot", "--listener-image", str(portrait), "--listener-gain", "1.5"]) == 0
+    res = mien.read_reactions(out / "face_1.reactions.parquet")
+    assert res.meta["listener"] == {"image": str(portrait), "model": "warp", "gain": 1.5, "neutral_quantile": 0.1}
+    assert not (out / "face_1.reaction1.portrait.mp4").exists()  # --videos 1 (default): the first reaction only
+    with av.open(str(out / "face_1.reaction0.portrait.mp4")) as c:
+        v = c.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        assert float(v.average_rate) == res.fps == 25.0 and len(c.streams.audio) == 1  # the speaker's audio
+    assert len(frames) == len(res) == 25
+    w, h = Image.open(portrait).size
+    assert frames[0].shape == (h + h % 2, w + w % 2, 3)  # the full portrait, face pasted back
+
+
+def test_listener_portrait_au12_raises_mouth_corners(shared_data, tmp_path):
+    """The AU → edit mapping on hand-made reactions, and its effect measured on the output frames' landmarks."""
+    import av
+
+    from mien.metrics.react import REACT_AUS
+    from mien.pipelines.react_portrait import ListenerPortrait, reaction_edits
+    from mien.pipelines.reenact import FaceCropper
+
+    x = np.zeros((5, 25), np.float32)
+    x[:, 7] = [0.2, 0.2, 0.2, 0.2, 1.0]  # AU12: neutral level (10th percentile) 0.2
+    x[:, 6] = np.nan  # AU10: no value → skipped
+    edits, skipped = reaction_edits(x, ["AU10", "AU12", "AU15"], gain=2.0)
+    assert skipped == sorted(set(REACT_AUS) - {"AU12", "AU15"}) and edits[0] == {"AU12": 0.0, "AU15": 0.0}
+    assert edits[4]["AU12"] == pytest.approx(1.6)
+    with pytest.raises(ValueError, match="T >= 1, 25"):
+        reaction_edits(x[:, :15], ["AU12"])
+
+    lp = ListenerPortrait(shared_data / "samples" / "single_face.jpg")
+    reaction = np.zeros((3, 25), np.float32)
+    reaction[:, 7] = [0.0, 0.0, 1.0]  # low, low, high AU12
+    reaction[:, 6] = np.nan
+    with pytest.warns(UserWarning, match="1 of 15 AUs not rendered.*AU10"):
+        rep = lp.render(reaction, 10.0, tmp_path / "p.mp4")
+    assert rep.frames == 3 and rep.fps == 10.0 and not rep.audio and rep.skipped == ["AU10"] and "AU12" in rep.used
+    with av.open(str(tmp_path / "p.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    h, w = frames[0].shape[:2]
+    crop = FaceCropper(w, h, 256, static=True)
+    try:
+        lm = [crop(f).landmarks for f in frames]
+    finally:
+        crop.close()
+    corners, eyes = [61, 291], [33, 263]  # AU12 (lip corner puller) raises the mouth corners toward the eyes
+    rise = [lm[k][eyes, 1].mean() - lm[k][corners, 1].mean() for k in range(3)]
+    # crop px (S = 256): the warp moves the corners' targets up by ≈ 3.8 px at AU12 = 1, gain 1; measured ≈ 4.5
+    assert abs(rise[1] - rise[0]) < 0.3 and rise[2] - rise[0] > 2.0
+
+
+def test_listener_portrait_with_a_trained_reenactor(shared_data, tiny_reenact_export, tmp_path, torch_one_thread):
+    """--listener-model DIR: a reenact export's own AU directions (random-init tiny model, AU12 only) animate it."""
+    from mien.pipelines.react_portrait import ListenerPortrait, reaction_edits
+    from mien.pipelines.reenact_video import Reenactment
+
+    folder, _ = tiny_reenact_export
+    reaction = np.zeros((3, 25), np.float32)
+    reaction[:, 7] = [0.0, 0.0, 1.0]
+    portrait = shared_data / "samples" / "single_face.jpg"
+    lp = ListenerPortrait(portrait, folder)
+    with pytest.warns(UserWarning, match="14 of 15 AUs not rendered"):
+        rep = lp.render(reaction, 25.0, tmp_path / "n.mp4")
+    assert rep.used == ["AU12"] and rep.frames == 3 and (tmp_path / "n.mp4").stat().st_size > 0
+    edits, _ = reaction_edits(reaction, lp.reenactor.au_directions)
+    a, b, e = Reenactment(portrait, None, None, lp.reenactor, edits=edits)  # the frames before encoding
+    assert np.array_equal(a, b) and not np.array_equal(a, e)  # the AU12 direction moved the expression latent
+    with pytest.raises(ValueError, match="AU directions"):
+        ListenerPortrait(shared_data / "samples" / "single_face.jpg", "copy")
+
+
+def test_bad_inputs_give_one_line_errors(trained, shared_data, tmp_path, capsys, monkeypatch):
+    import mien.pipelines.react as R
     from mien.cli.main import main
 
     args = ["-o", str(tmp_path / "o"), "--model", str(trained["model"]), "--n", "2", "--videos", "0"]
+    # a listener portrait without a face: one line, exit 2, before the speaker is analysed
+    monkeypatch.setattr(R, "speaker_inputs", lambda *a, **k: pytest.fail("analysed the speaker before the portrait"))
+    assert main(["react", str(shared_data / "samples" / "single_face.mp4"), *args,
+                 "--listener-image", str(shared_data / "samples" / "no_face.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "no_face.mp4: no face found in the source portrait" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+    monkeypatch.undo()
     assert main(["react", str(shared_data / "samples" / "no_face.mp4"), *args]) == 2
     assert "no_face.mp4: no face found in the speaker video" in capsys.readouterr().err
     assert main(["react", str(tmp_path / "missing.mp4"), *args]) == 2

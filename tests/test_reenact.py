@@ -286,18 +286,11 @@ def test_evaluate_reenact_cli(shared_data, tmp_path, capsys, monkeypatch):
     assert "| warp |" in (out / "report.md").read_text() and (out / "metrics.csv").exists()
 
 
-def test_reenact_with_exported_model(shared_data, tmp_path):
+def test_reenact_with_exported_model(shared_data, tmp_path, tiny_reenact_export):
     """The adapter on mien's own reenactment model (random init, tiny config) through its export folder."""
-    pytest.importorskip("safetensors")
     import mien
-    from mien.models.reenact import save_reenact_model
 
-    torch.manual_seed(0)
-    model = mien.create_model("reenact-tiny")
-    for p in model.warp_c2d.parameters():  # an untrained flow starts at zero; make the expression latent matter
-        torch.nn.init.normal_(p, std=0.05)
-    model.au_directions = {"AU12": 20 * torch.randn(model.config.z_dim)}
-    save_reenact_model(model, tmp_path / "m")
+    _, model = tiny_reenact_export
     run = mien.reenact(shared_data / SOURCE, shared_data / DRIVER, model=tmp_path / "m", paste_back=False,
                        end=0.1, edit="AU12=1")
     frames = list(run)

@@ -64,3 +64,47 @@ class VideoWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def write_video(frames, path: str | os.PathLike, fps: float, *, crf: int = 23,
+                audio_from: str | os.PathLike | None = None, audio_start: float | None = None,
+                keep_on_interrupt: bool = False) -> tuple[int, bool]:
+    """Write an iterable of RGB uint8 (H, W, 3) frames to an H.264 MP4 atomically, with the audio of another file
+    muxed in (:func:`mien.io.mux.mux_audio`) over the video's duration.
+
+    Args:
+        frames: the frames (streamed; all of one size). path: output ``.mp4``. fps: frame rate.
+        crf: x264 quality (lower = better). audio_from: media file whose audio is added (None, or a file without
+            audio: a silent video). audio_start: time (s) of ``audio_from`` that lines up with the first frame.
+        keep_on_interrupt: a KeyboardInterrupt while iterating ``frames`` ends the video and keeps it (a webcam
+            recording) instead of discarding it.
+
+    Returns:
+        (frames written, whether audio was added). An exception raised by ``frames`` leaves no file behind.
+
+    Raises:
+        ValueError: ``frames`` is empty (nothing is written).
+    """
+    from mien.io.atomic import atomic_output
+    from mien.io.mux import mux_audio
+
+    with atomic_output(path) as tmp:
+        silent = tmp.with_name(tmp.stem + ".silent.mp4")
+        try:
+            with VideoWriter(silent, fps, crf=crf) as w:
+                try:
+                    for img in frames:
+                        w.write(img)
+                except KeyboardInterrupt:
+                    if not keep_on_interrupt:
+                        raise
+            n = w.frames_written
+            if n == 0:
+                raise ValueError(f"{os.fspath(path)}: no frame to write")
+            audio = bool(audio_from is not None and mux_audio(silent, audio_from, tmp, audio_start, n / fps))
+            if not audio:
+                os.replace(silent, tmp)
+        finally:
+            if silent.exists():
+                silent.unlink()
+    return n, audio

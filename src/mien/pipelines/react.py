@@ -6,7 +6,9 @@ dyadic`` does), the largest face track, the frame grid at the model's fps (:func
 the speaker features the model was trained on (:func:`mien.data.react.speaker_features` of the groups named in
 ``model.speaker_feature_names``, columns checked by name), :meth:`ReactionModel.generate`, then
 :class:`~mien.results.reaction.ReactionResult` files, :func:`mien.viz.reaction.plot_reactions` and
-:func:`mien.viz.reaction.render_reaction_video` (the AU-driven PLS face mesh beside the speaker).
+:func:`mien.viz.reaction.render_reaction_video` (the AU-driven PLS face mesh beside the speaker) and, with a
+listener portrait, :class:`mien.pipelines.react_portrait.ListenerPortrait` (the portrait edited per frame along its
+AU directions).
 """
 
 from __future__ import annotations
@@ -39,8 +41,15 @@ class ReactOptions:
         seed: random seed of the sampling (reproducible reactions).
         start: speaker video start in seconds.
         end: speaker video end in seconds (default: the whole video).
-        videos: reactions rendered as mesh videos (0: none).
+        videos: reactions rendered as videos (the first K; 0: none): the mesh video, and the portrait video when
+            ``listener_image`` is given.
         plot: write the AU/expression plot.
+        listener_image: a listener portrait (image file) animated by each rendered reaction through its AU
+            editing directions (edit = gain × (AU value − the reaction's 10th percentile of it)), written as
+            <stem>.reaction<i>.portrait.mp4; checked for a face before any generation.
+        listener_model: reenactor of the portrait: "warp" (py-feat's AU → mesh directions) or a folder from
+            ``mien export reenact`` with AU directions.
+        listener_gain: portrait edit strength per unit of AU value above the reaction's own neutral level.
     """
 
     n: int = 10
@@ -56,6 +65,9 @@ class ReactOptions:
     end: float | None = None
     videos: int = field(default=1, metadata={"metavar": "K"})
     plot: bool = True
+    listener_image: str | None = field(default=None, metadata={"metavar": "PORTRAIT"})
+    listener_model: str = field(default="warp", metadata={"metavar": "DIR|warp"})
+    listener_gain: float = field(default=1.0, metadata={"metavar": "X"})
 
     def __post_init__(self):
         if self.n < 1:
@@ -64,6 +76,8 @@ class ReactOptions:
             raise ValueError("need temperature > 0, 0 < top_p <= 1, top_k >= 0, steps >= 0 and videos >= 0")
         if self.temperature + (self.n - 1) * self.temperature_step <= 0:
             raise ValueError(f"temperature_step {self.temperature_step} makes the last reaction's temperature <= 0")
+        if self.listener_gain < 0:
+            raise ValueError(f"listener_gain must be >= 0, got {self.listener_gain}")
 
     def schedule(self) -> tuple[list[float], list[float] | None]:
         """Per-reaction temperatures and top-p values (None: nucleus sampling off)."""
@@ -135,18 +149,39 @@ def react(speaker: str | os.PathLike, model=None, n: int | None = None, options:
         :class:`~mien.results.reaction.ReactionResult`: reactions (n, T, 25) float32 at the model's fps (NaN in
         attributes the model's training data never had), the speaker's own attributes (T, 25).
 
+    With ``listener_image`` the portrait is checked first (a face, a reenactor with AU directions) and recorded in
+    ``meta["listener"]``; :func:`react_to_files` renders it (:class:`~mien.pipelines.react_portrait.ListenerPortrait`
+    does for a result in Python).
+
     Raises:
-        InputError: unreadable video, no face, missing model files. ValueError: bad options.
+        InputError: unreadable video, no face (speaker or listener portrait), missing model files.
+        ValueError: bad options.
     """
+    import dataclasses
+
+    opts = dataclasses.replace(options or ReactOptions(), **kwargs, **({"n": n} if n is not None else {}))
+    return _react(speaker, model, opts)[0]
+
+
+def _listener(opts: ReactOptions):
+    """The listener portrait of ``opts`` (None without one), loaded and checked."""
+    if opts.listener_image is None:
+        return None
+    from mien.pipelines.react_portrait import ListenerPortrait
+
+    return ListenerPortrait(opts.listener_image, opts.listener_model, opts.listener_gain)
+
+
+def _react(speaker, model, opts: ReactOptions):
     import dataclasses
 
     import torch
 
     from mien.models.reaction.model import load_reaction_model
 
-    opts = dataclasses.replace(options or ReactOptions(), **kwargs, **({"n": n} if n is not None else {}))
     if model is None:
         raise ValueError("react needs model= (a ReactionModel or the folder of an exported one)")
+    portrait = _listener(opts)
     m = load_reaction_model(model) if isinstance(model, (str, os.PathLike)) else model
     feats, attrs, times, _ = speaker_inputs(speaker, m.speaker_feature_names, m.fps, opts.start, opts.end)
     temps, top_p = opts.schedule()
@@ -155,17 +190,24 @@ def react(speaker: str | os.PathLike, model=None, n: int | None = None, options:
     meta = {"source": str(speaker), "model": str(model) if isinstance(model, (str, os.PathLike)) else "in-memory",
             "start_sec": float(times[0]), "options": dataclasses.asdict(opts),
             "speaker_feature_names": m.speaker_feature_names}
-    return ReactionResult(out[0].numpy(), m.fps, attrs, meta)
+    if portrait is not None:
+        from mien.pipelines.react_portrait import NEUTRAL_QUANTILE
+
+        meta["listener"] = {"image": opts.listener_image, "model": portrait.reenactor.name,
+                            "gain": opts.listener_gain, "neutral_quantile": NEUTRAL_QUANTILE}
+    return ReactionResult(out[0].numpy(), m.fps, attrs, meta), portrait
 
 
 def react_to_files(speaker: str | os.PathLike, output: str | os.PathLike, model,
                    options: ReactOptions | None = None) -> dict[str, Path]:
-    """:func:`react` and its files in ``output``: ``<stem>.reactions.parquet``, ``<stem>.reactions.png`` (plot) and
-    ``<stem>.reaction<i>.mp4`` for the first ``options.videos`` reactions. Returns {kind: path}."""
+    """:func:`react` and its files in ``output``: ``<stem>.reactions.parquet``, ``<stem>.reactions.png`` (plot),
+    ``<stem>.reaction<i>.mp4`` for the first ``options.videos`` reactions and, with ``options.listener_image``,
+    ``<stem>.reaction<i>.portrait.mp4`` (the portrait animated by reaction i, with the speaker's audio).
+    Returns {kind: path} (kinds ``parquet``, ``plot``, ``video<i>``, ``portrait<i>``)."""
     from mien.viz.reaction import plot_reactions, render_reaction_video
 
     opts = options or ReactOptions()
-    res = react(speaker, model, options=opts)
+    res, portrait = _react(speaker, model, opts)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(str(speaker)).stem
@@ -179,4 +221,8 @@ def react_to_files(speaker: str | os.PathLike, output: str | os.PathLike, model,
     for i in range(min(opts.videos, res.n)):
         files[f"video{i}"] = render_reaction_video(res.reactions[i], res.fps, out / f"{stem}.reaction{i}.mp4",
                                                    speaker_video=spk)
+        if portrait is not None:
+            files[f"portrait{i}"] = Path(portrait.render(res.reactions[i], res.fps,
+                                                         out / f"{stem}.reaction{i}.portrait.mp4", audio_from=speaker,
+                                                         audio_start=res.meta["start_sec"]).output)
     return files

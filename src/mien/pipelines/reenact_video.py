@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -160,17 +160,28 @@ class Reenactment:
 
     Yields uint8 (H, W, 3) RGB frames: the full source frame (paste-back), the S × S crop, or the side-by-side
     panels. :attr:`report` (a :class:`ReenactReport`) is complete once the iterator is exhausted.
+
+    Args:
+        source, driving, options, reenactor: as :func:`reenact` (``reenactor``: an already loaded one, else
+            ``options.model`` is loaded).
+        edits: per-frame edits of the still portrait (no driving video, no ``options.edit``): one output frame
+            per {AU: strength} dict, instead of the ``options.edit`` ramp (``mien react --listener-image``).
+        fps: frame rate recorded in :attr:`report` (default: the driving video's, else 25).
     """
 
-    def __init__(self, source, driving=None, options: ReenactOptions | None = None, reenactor=None):
+    def __init__(self, source, driving=None, options: ReenactOptions | None = None, reenactor=None, *,
+                 edits: Sequence[Mapping[str, float]] | None = None, fps: float | None = None):
         self.o = o = options or ReenactOptions()
         self.edit = parse_edit(o.edit)
-        if driving is None and not self.edit:
+        self.edits = edits
+        if edits is not None and (driving is not None or self.edit):
+            raise ValueError("per-frame edits animate a still portrait: give no driving video and no --edit")
+        if driving is None and not self.edit and edits is None:
             raise ValueError("no driving video: give DRIVING, or --edit to edit the still portrait")
         self.source_path = source if not isinstance(source, np.ndarray) else "<array>"
         self.frame = read_source(source, o.source_frame)
         self.r = reenactor if reenactor is not None else load_reenactor(o.model, o.device, o.size)
-        if self.edit and not self.r.au_directions:
+        if (self.edit or edits is not None) and not self.r.au_directions:
             raise ValueError(f"--edit needs a model with AU directions (model.au_directions); reenactor "
                              f"{self.r.name!r} has none")
         h, w = self.frame.shape[:2]
@@ -192,14 +203,14 @@ class Reenactment:
             self.drv = open_source(driving, o.start, o.end)
             if self.drv.kind == "image":
                 raise InputError(str(driving), "the driving input must be a video or webcam:N, not an image")
-        fps = (self.drv.info.fps if self.drv is not None else None) or 25.0
+        fps = fps or (self.drv.info.fps if self.drv is not None else None) or 25.0
         self.report = ReenactReport(model=self.r.name, fps=float(fps), relative=not o.absolute)
 
     @property
     def total(self) -> int | None:
         """Expected number of output frames (None when unknown, e.g. a webcam)."""
         if self.drv is None:
-            return self.o.still_frames
+            return self.o.still_frames if self.edits is None else len(self.edits)
         info = self.drv.info
         if not info.duration_sec or not info.fps:
             return None
@@ -219,9 +230,10 @@ class Reenactment:
 
     def _still(self) -> Iterator[np.ndarray]:
         n = self.o.still_frames
-        for k in range(n):
-            s = 1.0 if n == 1 else k / (n - 1)
-            out = self.r.animate(self.state, [self.src], self.src, {a: v * s for a, v in self.edit.items()})[0]
+        edits = self.edits if self.edits is not None else (
+            {a: v * (1.0 if n == 1 else k / (n - 1)) for a, v in self.edit.items()} for k in range(n))
+        for e in edits:
+            out = self.r.animate(self.state, [self.src], self.src, e)[0]
             yield self._compose(out, self.frame, self.src)
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -298,6 +310,15 @@ def reenact(source, driving=None, model="warp", options: ReenactOptions | None =
     return Reenactment(source, driving, o, reenactor)
 
 
+def _nonempty(frames: Iterator[np.ndarray], driving) -> Iterator[np.ndarray]:
+    n = 0
+    for img in frames:
+        n += 1
+        yield img
+    if n == 0:
+        raise InputError(str(driving), "no driving frame in the given time window")
+
+
 def reenact_video(source, driving, output: str | os.PathLike, options: ReenactOptions | None = None) -> ReenactReport:
     """Write :func:`reenact`'s frames to ``output`` (an MP4 with the driving video's audio; or an image for a
     still-portrait edit with an image suffix), atomically, with a progress bar when ``options.progress``.
@@ -308,8 +329,7 @@ def reenact_video(source, driving, output: str | os.PathLike, options: ReenactOp
     import dataclasses
 
     from mien.io.atomic import atomic_output
-    from mien.io.mux import mux_audio
-    from mien.io.writer import VideoWriter
+    from mien.io.writer import write_video
 
     o = options or ReenactOptions()
     output = os.fspath(output)
@@ -324,31 +344,17 @@ def reenact_video(source, driving, output: str | os.PathLike, options: ReenactOp
         from tqdm import tqdm
 
         frames = tqdm(frames, total=run.total, unit="frame", desc="reenact", dynamic_ncols=True, leave=False)
-    with atomic_output(output) as tmp:
-        if as_image:
-            from PIL import Image
+    if as_image:
+        from PIL import Image
 
+        with atomic_output(output) as tmp:
             Image.fromarray(next(frames)).save(tmp)
-        else:
-            silent = tmp.with_name(tmp.stem + ".silent.mp4")
-            try:
-                with VideoWriter(silent, run.report.fps, crf=o.crf) as w:
-                    try:
-                        for img in frames:
-                            w.write(img)
-                    except KeyboardInterrupt:  # a webcam runs until stopped: keep what was recorded
-                        if not str(driving).startswith("webcam:"):
-                            raise
-                if run.report.frames == 0:
-                    raise InputError(str(driving), "no driving frame in the given time window")
-                audio = driving is not None and not str(driving).startswith("webcam:") and mux_audio(
-                    silent, driving, tmp, o.start, run.report.frames / run.report.fps)
-                if not audio:
-                    os.replace(silent, tmp)
-                run.report.audio = bool(audio)
-            finally:
-                if silent.exists():
-                    silent.unlink()
+    else:
+        webcam = driving is not None and str(driving).startswith("webcam:")
+        _, audio = write_video(_nonempty(frames, driving), output, run.report.fps, crf=o.crf,
+                               audio_from=None if driving is None or webcam else driving, audio_start=o.start,
+                               keep_on_interrupt=webcam)
+        run.report.audio = audio
     run.report.output = output
     return run.report
 
