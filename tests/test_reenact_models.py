@@ -158,7 +158,7 @@ def test_save_load_identical(tmp_path):
         assert torch.equal(m(x, x.flip(0), p, p.flip(0)), back(x, x.flip(0), p, p.flip(0)))
     assert back.size == 64 and not back.training
     assert set(back.au_directions) == {"AU01", "AU12"} and torch.equal(back.au_directions["AU12"], m.au_directions["AU12"])
-    with pytest.raises(InputError, match="not found"):
+    with pytest.raises(InputError, match="config.json missing"):
         load_reenact_model(tmp_path / "nothing")
     save_reenact_model(mien.create_model("reenact-student-tiny"), tmp_path / "s")
     with pytest.raises(InputError, match="student"):

@@ -197,7 +197,9 @@ def test_export_round_trip(tmp_path, name, overrides):
 
 
 def test_load_pretrained_errors(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    from mien.errors import InputError
+
+    with pytest.raises(InputError, match="config.json missing"):  # one line naming the folder, as every export
         load_pretrained(tmp_path)
     model = _build("tokenizer-tiny", {})
     save_pretrained(model, tmp_path)

@@ -45,8 +45,8 @@ def load_tokenizer(path: str | os.PathLike, device: str = "cpu"):
         raise InputError(p, "no such tokenizer folder (expected config.json + model.safetensors)")
     try:
         model = load_pretrained(p, device=device)
-    except FileNotFoundError as e:
-        raise InputError(p, f"not a tokenizer export ({os.path.basename(str(e).split(' ')[0])} missing)") from None
+    except InputError:
+        raise
     except Exception as e:  # corrupt JSON/safetensors, wrong tensor shapes: SafetensorError, RuntimeError, …
         raise InputError(p, f"not a loadable tokenizer export ({str(e).splitlines()[0][:200]})") from None
     if not isinstance(model, ExpressionTokenizer):

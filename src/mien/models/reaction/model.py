@@ -9,13 +9,13 @@ ReactionTransformer`. Files: ``config.json`` (``{"format": "mien-reaction", "for
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from mien.models.folder import read_model_folder, write_model_folder
 from mien.models.reaction.decoding import maskgit_decode, online_decode
 from mien.models.reaction.tokenizers import build_tokenizer
 from mien.models.reaction.transformer import ReactionTransformer, TransformerConfig
@@ -25,7 +25,6 @@ __all__ = ["ReactionModel", "load_reaction_model", "load_reaction_tokenizer", "s
 
 FORMAT = "mien-reaction"
 FORMAT_VERSION = 1
-CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
 
 class ReactionModel(nn.Module):
@@ -131,36 +130,12 @@ class ReactionModel(nn.Module):
 
 
 def _write(directory, meta: dict, module: nn.Module) -> Path:
-    from safetensors.torch import save_file
-
-    from mien._version import __version__
-
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta, "mien_version": __version__}
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    tmp_w, tmp_c = d / (WEIGHTS_NAME + ".tmp"), d / (CONFIG_NAME + ".tmp")
-    save_file(state, str(tmp_w), metadata={"format": FORMAT, "kind": meta["kind"]})
-    tmp_c.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp_w, d / WEIGHTS_NAME)
-    os.replace(tmp_c, d / CONFIG_NAME)
-    return d
+    return write_model_folder(directory, meta, module.state_dict(), fmt=FORMAT, version=FORMAT_VERSION)
 
 
-def _read(directory) -> tuple[dict, dict]:
-    from safetensors.torch import load_file
-
-    from mien.errors import InputError
-
-    d = Path(directory)
-    cfg, w = d / CONFIG_NAME, d / WEIGHTS_NAME
-    for p in (cfg, w):
-        if not p.is_file():
-            raise InputError(directory, f"not a reaction model folder ({p.name} missing)")
-    meta = json.loads(cfg.read_text())
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        raise InputError(directory, f"not a {FORMAT} v{FORMAT_VERSION} export")
-    return meta, load_file(str(w))
+def _read(directory, kind: str, what: str) -> tuple[dict, dict]:
+    return read_model_folder(directory, fmt=FORMAT, version=FORMAT_VERSION, kind=kind, what=what,
+                             hint="written by `mien export reaction`")
 
 
 def save_reaction_tokenizer(tokenizer: nn.Module, directory: str | os.PathLike, metrics: dict | None = None) -> Path:
@@ -185,11 +160,7 @@ def load_reaction_tokenizer(directory: str | os.PathLike) -> nn.Module:
     Raises:
         mien.errors.InputError: missing files or not a tokenizer export.
     """
-    from mien.errors import InputError
-
-    meta, state = _read(directory)
-    if meta.get("kind") != "tokenizer":
-        raise InputError(directory, f"a {meta.get('kind')!r} export, not a reaction tokenizer")
+    meta, state = _read(directory, "tokenizer", "reaction tokenizer")
     return _build_tokenizer(meta["tokenizer"], state).eval()
 
 
@@ -204,11 +175,7 @@ def load_reaction_model(directory: str | os.PathLike, device: str | torch.device
     Raises:
         mien.errors.InputError: missing files, not a reaction model export.
     """
-    from mien.errors import InputError
-
-    meta, state = _read(directory)
-    if meta.get("kind") != "reaction":
-        raise InputError(directory, f"a {meta.get('kind')!r} export, not a reaction model")
+    meta, state = _read(directory, "reaction", "reaction model")
     tok_state = {k[len("tokenizer."):]: v for k, v in state.items() if k.startswith("tokenizer.")}
     tok = _build_tokenizer(meta["tokenizer"], tok_state)
     tcfg = dict(meta["transformer"])

@@ -8,18 +8,16 @@ model has AU directions (rows in ``au_names`` order).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
 
+from mien.models.folder import read_model_folder, write_model_folder
 from mien.models.reenact.config import CROP, ReenactConfig, StudentConfig
 
 FORMAT = "mien-reenact"
 FORMAT_VERSION = 1
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 __all__ = ["load_reenact_model", "load_student_model", "save_reenact_model"]
 
@@ -33,9 +31,6 @@ def save_reenact_model(model, directory: str | os.PathLike, extra: dict | None =
     Raises:
         TypeError: not a reenactment model.
     """
-    from safetensors.torch import save_file
-
-    from mien._version import __version__
     from mien.models.reenact.extra import Student
     from mien.models.reenact.nets import ReenactModel
     from mien.models.registry import InputContract
@@ -46,41 +41,19 @@ def save_reenact_model(model, directory: str | os.PathLike, extra: dict | None =
         kind = "student"
     else:
         raise TypeError(f"expected ReenactModel or Student, got {type(model).__name__}")
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().float().contiguous() if v.is_floating_point() else v.detach().cpu().contiguous()
-             for k, v in model.state_dict().items()}
+    state = {k: v.detach().float() if v.is_floating_point() else v.detach() for k, v in model.state_dict().items()}
     dirs = getattr(model, "au_directions", None)
     names = sorted(dirs) if dirs else None
     if names:
-        state["au_directions"] = torch.stack([dirs[n].detach().cpu().float() for n in names]).contiguous()
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "config": model.config.to_dict(),
-            "contract": InputContract(model.size, "0-1", crop=CROP).to_dict(), "au_names": names,
-            "mien_version": __version__, **(extra or {})}
-    tmp_w, tmp_c = d / (WEIGHTS_NAME + ".tmp"), d / (CONFIG_NAME + ".tmp")
-    save_file(state, str(tmp_w), metadata={"format": FORMAT, "kind": kind})
-    tmp_c.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp_w, d / WEIGHTS_NAME)
-    os.replace(tmp_c, d / CONFIG_NAME)
-    return d
+        state["au_directions"] = torch.stack([dirs[n].detach().cpu().float() for n in names])
+    meta = {"kind": kind, "config": model.config.to_dict(),
+            "contract": InputContract(model.size, "0-1", crop=CROP).to_dict(), "au_names": names, **(extra or {})}
+    return write_model_folder(directory, meta, state, fmt=FORMAT, version=FORMAT_VERSION)
 
 
 def _read(directory, kind: str):
-    from safetensors.torch import load_file
-
-    from mien.errors import InputError
-
-    d = Path(directory)
-    cfg_path, w_path = d / CONFIG_NAME, d / WEIGHTS_NAME
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise InputError(str(p), "not found (export a model with `mien export reenact`)")
-    meta = json.loads(cfg_path.read_text())
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        raise InputError(str(cfg_path), f"not a {FORMAT} v{FORMAT_VERSION} export")
-    if meta.get("kind") != kind:
-        raise InputError(str(cfg_path), f"holds a {meta.get('kind')!r} model, not a {kind!r} model")
-    return meta, load_file(str(w_path))
+    return read_model_folder(directory, fmt=FORMAT, version=FORMAT_VERSION, kind=kind, what=f"{kind} model",
+                             hint="export a model with `mien export reenact`")
 
 
 def load_reenact_model(directory: str | os.PathLike, device: str | torch.device = "cpu"):
