@@ -9,12 +9,12 @@ from mien._version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mien.cli import analyze, dataset, demo, evaluate, export, models, prepare, render, tokens, train
+    from mien.cli import analyze, app, dataset, demo, evaluate, export, models, prepare, render, tokens, train
 
     parser = argparse.ArgumentParser(prog="mien", description="Facial expression analysis and synthesis.")
     parser.add_argument("--version", action="version", version=f"mien {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (analyze, demo, models, prepare, dataset, train, evaluate, export, render, tokens):
+    for module in (analyze, demo, models, prepare, dataset, train, evaluate, export, render, tokens, app):
         module.add_parser(sub)
     return parser
 
