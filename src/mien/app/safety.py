@@ -85,12 +85,13 @@ def check_upload(upload: str | os.PathLike | None, files, job_dir: str | os.Path
         raise InputError(name, "the file is empty")
     if size > limits.max_upload_mb * 1e6:
         raise InputError(name, f"the file is {size / 1e6:.0f} MB; the limit is {limits.max_upload_mb:.0f} MB")
-    media = _probe_image(upload, name) if "image" in kinds else None
+    media = _probe_image(upload, name)
+    if media is not None and "image" not in kinds:
+        raise InputError(name, f"an image; this needs a {' or '.join(kinds)}")
+    if media is None and "video" in kinds:
+        media = _probe_video(upload, name, limits)
     if media is None:
-        media = _probe_video(upload, name, limits) if "video" in kinds else None
-    if media is None:
-        what = " or ".join(kinds)
-        raise InputError(name, f"not a readable {what} (checked by content, not by name)")
+        raise InputError(name, f"not a readable {' or '.join(kinds)} (checked by content, not by name)")
     if media.width * media.height > limits.max_pixels:
         raise InputError(name, f"{media.width}x{media.height} px is larger than the limit of "
                                f"{limits.max_pixels} pixels")
@@ -129,6 +130,8 @@ def _probe_video(path, name: str, limits: Limits) -> Media | None:
             if frame is None:
                 return None
             fmt = c.format.name.split(",")[0]
+            if fmt == "image2" or fmt.endswith("_pipe"):  # a still image PIL does not read (not a video)
+                return None
     except InputError:
         raise
     except Exception:  # noqa: BLE001 (any failure: not a video)

@@ -100,6 +100,8 @@ class LiveSession:
             if self._writer is not None and (w, h) != self._size:
                 raise ValueError(f"frame size changed during a recording ({self._size} -> {(w, h)})")
             fa = self._analyzer(w, h)
+            if self._rec is not None and self._rec["t0"] is None:
+                self._rec["t0"] = t
             frame = Frame(self._index, t - (self._rec["t0"] if self._rec else 0.0), image)
             fa.process(frame)
             self._index += 1
@@ -136,8 +138,7 @@ class LiveSession:
             os.makedirs(folder, exist_ok=True)
             video = os.path.join(folder, "live.mp4")
             self._writer = VideoWriter(video, rate)
-            self._rec = {"folder": str(folder), "video": video, "fps": rate, "frames": 0,
-                         "t0": time.monotonic() - self._t0}
+            self._rec = {"folder": str(folder), "video": video, "fps": rate, "frames": 0, "t0": None}
 
     def stop_recording(self) -> Recording | None:
         """Stop recording; write the table (Parquet) next to the video. None when not recording."""

@@ -47,7 +47,7 @@ def build(ctx: AppContext) -> None:
                 every = gr.Number(1, label="Every N-th frame", precision=0, minimum=1)
                 with gr.Row():
                     start = gr.Number(None, label="Start (s)", minimum=0)
-                    end = gr.Number(None, label="End (s)", minimum=0)
+                    end = gr.Number(None, label="End (s), 0: to the end", minimum=0)
                 max_faces = gr.Slider(1, 10, value=1, step=1, label="Max faces")
                 au = gr.Checkbox(False, label="Action Units (AU01…)")
                 emotion = gr.Checkbox(False, label="Emotion")

@@ -45,7 +45,7 @@ def build(ctx: AppContext) -> None:
         text = (f"**{name}**: {s['samples']} samples ({s['with_audio']} with audio), {s['videos']} videos, "
                 f"{s['subjects']} subjects, {s['duration_sec']:.1f} s; clips {st['clip_seconds']} s at "
                 f"{st['fps']} fps, crop {st['crop_size']} px; {len(s['shards'])} shards")
-        return text, path, json_html(s)
+        return text, path, json_html(s | {"root": name})  # the server's path stays on the server
 
     run.click(on_run, [ds, n, seed], [summary, sheet, details], concurrency_limit=ctx.concurrency,
               concurrency_id="heavy")

@@ -26,7 +26,7 @@ def build(ctx: AppContext) -> None:
         with gr.Column(scale=1):
             upload = gr.File(label="Video", file_count="single", type="filepath", elem_id="face3d-upload")
             smooth = gr.Checkbox(True, label="Smooth coefficients and pose (One Euro)")
-            end = gr.Number(None, label="End (s)", minimum=0)
+            end = gr.Number(None, label="End (s), 0: to the end", minimum=0)
             max_faces = gr.Slider(1, 5, value=1, step=1, label="Max faces")
             run = gr.Button("Fit 3-D face", variant="primary", elem_id="face3d-run")
         with gr.Column(scale=2):

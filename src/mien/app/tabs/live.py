@@ -41,7 +41,7 @@ def build(ctx: AppContext) -> None:
         out = gr.Image(label="Overlay", streaming=True, elem_id="live-out", interactive=False, format="jpeg")
     with gr.Row():
         record = gr.Button("Record", elem_id="live-record")
-        save = gr.Button("Stop && save", elem_id="live-save")
+        save = gr.Button("Stop and save", elem_id="live-save")
     status = gr.Markdown(elem_id="live-status")
     files = gr.File(label="Recording", file_count="multiple", elem_id="live-files", interactive=False)
 
@@ -55,7 +55,7 @@ def build(ctx: AppContext) -> None:
     def on_record(request: gr.Request):
         s = sessions.get(request.session_hash)
         s.start_recording(ctx.files.job("live"))
-        return "Recording… (press **Stop & save** to finish)"
+        return "Recording… (press **Stop and save** to finish)"
 
     @user_errors
     def on_save(request: gr.Request):

@@ -49,7 +49,7 @@ def build(ctx: AppContext) -> None:
             upload = gr.File(label="Video", file_count="single", type="filepath", elem_id="tokens-upload")
             kind = gr.Radio(list(KINDS), value=KINDS[0], label="Render")
             target = gr.Number(1, label="Target subject (swap)", precision=0, minimum=0)
-            end = gr.Number(None, label="End (s)", minimum=0)
+            end = gr.Number(None, label="End (s), 0: to the end", minimum=0)
             run = gr.Button("Render", variant="primary", elem_id="tokens-run")
         with gr.Column(scale=2):
             summary = gr.Markdown(elem_id="tokens-summary")
