@@ -134,3 +134,43 @@ def test_app_command_line(monkeypatch):
     assert (args.host, args.port, args.models, args.datasets) == ("127.0.0.1", 7860, None, [])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["app", "--share"])  # no share tunnel, not even as an option
+
+
+def test_mien_app_serves_locally_and_removes_its_folder_on_exit(tmp_path):
+    """`mien app` end to end: listens on 127.0.0.1, serves the page, Ctrl-C stops it and its folder is gone."""
+    pytest.importorskip("gradio")
+    import os
+    import re
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "TMPDIR": str(tmp_path)}
+    p = subprocess.Popen([sys.executable, "-m", "mien", "app", "--port", str(port)], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        line = p.stdout.readline()
+        m = re.search(r"http://127\.0\.0\.1:(\d+).*results in (\S+),", line)
+        assert m and int(m.group(1)) == port, line
+        folder = Path(m.group(2))
+        assert folder.is_dir() and folder.parent == tmp_path
+        for _ in range(240):
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert "<title>mien</title>" in page or "mien" in page
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert not folder.exists()

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     ctx = make_context(args.models, args.datasets, Limits(args.max_upload_mb, args.max_video_seconds),
                        args.concurrency)
-    print(f"mien app: http://{args.host}:{args.port}  (Ctrl-C to stop)")
+    print(f"mien app: http://{args.host}:{args.port}  (Ctrl-C to stop; uploads and results in {ctx.files.root}, "
+          "removed on exit)", flush=True)
     serve(ctx, args.host, args.port, block=True, quiet=True)
     return 0
