@@ -20,7 +20,9 @@ Analyze tab (the whole file, default options):
       (``mien.pipelines.batch.write_outputs``);
   (C) the tab: upload check by content + copy, (A) with the progress/cancel callback, the same outputs as (B),
       and the HTML table preview.
-  Each run ``--repeats`` times, interleaved in rotating order; the best of each is used. Ratios C/A and C/B are printed.
+  (D) the tab with the optional outputs unticked: Parquet and the table preview only.
+  Each run ``--repeats`` times, interleaved in rotating order; the best of each is used. Ratios C/A, C/B and
+  D/A are printed.
 
 Everything competes for the same cores with whatever else runs on the machine: ratios within one run count.
 """
@@ -103,7 +105,7 @@ def analyze_tab(video: str, repeats: int) -> dict:
 
     ctx = make_context()
     opts = AnalyzeOptions()
-    times: dict[str, list[float]] = {"A": [], "B": [], "C": []}
+    times: dict[str, list[float]] = {"A": [], "B": [], "C": [], "D": []}
     rows = {}
     try:
         analyze(video, opts, end=0.5)  # warm-up: model loading, first-call costs
@@ -125,9 +127,14 @@ def analyze_tab(video: str, repeats: int) -> dict:
             table_html(out["result"])
             rows["C"] = len(out["result"])
 
-        runs = {"A": run_a, "B": run_b, "C": run_c}
+        def run_d():
+            out = run_analysis(ctx, str(up / Path(video).name), opts, progress=lambda *a, **k: None,
+                               cancel=threading.Event(), formats=("parquet",), overlay=False, plot=False)
+            table_html(out["result"])
+
+        runs = {"A": run_a, "B": run_b, "C": run_c, "D": run_d}
         for r in range(repeats):  # interleaved, the order rotated each round (the load of the machine drifts)
-            for k in list(runs)[r % 3:] + list(runs)[:r % 3]:
+            for k in list(runs)[r % 4:] + list(runs)[:r % 4]:
                 t0 = time.perf_counter()
                 runs[k]()
                 times[k].append(time.perf_counter() - t0)
@@ -137,7 +144,8 @@ def analyze_tab(video: str, repeats: int) -> dict:
     best = {k: min(v) for k, v in times.items()}
     return {"rows": rows["A"], "seconds": {k: round(v, 2) for k, v in best.items()},
             "all_seconds": {k: [round(x, 2) for x in v] for k, v in times.items()},
-            "tab_over_analyze": round(best["C"] / best["A"], 3), "tab_over_cli": round(best["C"] / best["B"], 3)}
+            "tab_over_analyze": round(best["C"] / best["A"], 3), "tab_over_cli": round(best["C"] / best["B"], 3),
+            "parquet_tab_over_analyze": round(best["D"] / best["A"], 3)}
 
 
 def main() -> None:
@@ -157,7 +165,8 @@ def main() -> None:
     s = an["seconds"]
     print(f"Analyze tab, {Path(args.video).name} ({an['rows']} rows), best of {args.repeats}: mien.analyze "
           f"{s['A']} s; + mien analyze's outputs {s['B']} s; app tab {s['C']} s -> tab/analyze "
-          f"x{an['tab_over_analyze']}, tab/`mien analyze` x{an['tab_over_cli']}")
+          f"x{an['tab_over_analyze']}, tab/`mien analyze` x{an['tab_over_cli']}; tab with Parquet + table only "
+          f"{s['D']} s -> x{an['parquet_tab_over_analyze']} over mien.analyze")
     if args.json:
         Path(args.json).write_text(json.dumps({"live": lv, "analyze": an, "load": os.getloadavg()}, indent=2))
 

@@ -17,6 +17,9 @@ from mien.app.safety import Limits
 
 MAX_QUEUE = 32
 """Most jobs waiting in Gradio's queue; more are refused with "queue full"."""
+CACHE_MAX_AGE = (300, 1200)
+"""Gradio's served copies (every Live frame is one) older than 20 min are deleted every 5 min; the jobs' own
+folders stay until the app stops."""
 
 
 def _gradio_environment(files: AppFiles) -> None:
@@ -55,7 +58,7 @@ def build_app(ctx: AppContext):
 
     from mien.app.tabs import TABS
 
-    with gr.Blocks(title="mien", analytics_enabled=False) as demo:
+    with gr.Blocks(title="mien", analytics_enabled=False, delete_cache=CACHE_MAX_AGE) as demo:
         gr.Markdown("## mien: facial expression analysis and synthesis")
         with gr.Tabs():
             for tab in TABS:
@@ -94,4 +97,4 @@ def serve(ctx: AppContext, host: str = "127.0.0.1", port: int = 7860, block: boo
     return demo
 
 
-__all__ = ["MAX_QUEUE", "build_app", "make_context", "serve"]
+__all__ = ["CACHE_MAX_AGE", "MAX_QUEUE", "build_app", "make_context", "serve"]

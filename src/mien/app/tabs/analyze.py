@@ -14,10 +14,14 @@ from mien.pipelines.batch import output_paths, write_outputs
 
 TITLE = "Analyze"
 FORMATS = ("parquet", "csv", "openface")
+OUTPUTS = {"overlay video": "overlay", "time-series plot": "plot", "CSV": "csv", "OpenFace CSV": "openface"}
+"""Optional outputs (label → kind), all on by default; the Parquet file is always written."""
 
 
-def run_analysis(ctx: AppContext, upload: str, options: AnalyzeOptions, progress=None, cancel=None) -> dict:
-    """Check ``upload``, analyse it and write every output into a new job folder.
+def run_analysis(ctx: AppContext, upload: str, options: AnalyzeOptions, progress=None, cancel=None,
+                 formats: tuple[str, ...] = FORMATS, overlay: bool = True, plot: bool = True) -> dict:
+    """Check ``upload``, analyse it and write the outputs into a new job folder (the Parquet file always; the
+    other ``formats``, the overlay and the plot as asked, as ``mien analyze`` writes them).
 
     Returns:
         {"media": the checked upload, "result": the AnalysisResult, "outputs": {kind: path}}.
@@ -32,7 +36,8 @@ def run_analysis(ctx: AppContext, upload: str, options: AnalyzeOptions, progress
     res = analyze(media.path, options, on_frame=frame_progress(progress, cancel, start, span, 0.0, 0.8))
     if progress is not None:
         progress(0.8, desc="writing overlay, plot and tables")
-    outs = output_paths([media.path], str(job), FORMATS, overlay=True, plot=True)[0]
+    formats = ("parquet", *(f for f in formats if f != "parquet"))
+    outs = output_paths([media.path], str(job), formats, overlay=overlay, plot=plot)[0]
     outs["parquet"] = str(job / (Path(media.path).stem + ".parquet"))  # a file, not a dataset partition
     write_outputs(res, media.path, outs)
     return {"media": media, "result": res, "outputs": outs}
@@ -52,6 +57,7 @@ def build(ctx: AppContext) -> None:
                 au = gr.Checkbox(False, label="Action Units (AU01…)")
                 emotion = gr.Checkbox(False, label="Emotion")
                 smooth = gr.Checkbox(False, label="Smoothing (One Euro)")
+                wanted = gr.CheckboxGroup(list(OUTPUTS), value=list(OUTPUTS), label="Outputs (Parquet always)")
             with gr.Row():
                 run = gr.Button("Analyze", variant="primary", elem_id="analyze-run")
                 stop = gr.Button("Stop", elem_id="analyze-stop")
@@ -64,22 +70,25 @@ def build(ctx: AppContext) -> None:
     table = gr.HTML(elem_id="analyze-table")
 
     @user_errors
-    def on_run(upload, every, start, end, max_faces, au, emotion, smooth, request: gr.Request,
+    def on_run(upload, every, start, end, max_faces, au, emotion, smooth, wanted, request: gr.Request,
                progress=gr.Progress()):  # noqa: B008 (Gradio injects the tracker)
         opts = AnalyzeOptions(every=int(every or 1), start=start or None, end=end or None,
                               max_faces=int(max_faces), au=bool(au), emotion=bool(emotion), smooth=bool(smooth))
-        out = run_analysis(ctx, upload, opts, progress, ctx.cancel_token(request.session_hash))
+        kinds = {OUTPUTS[w] for w in wanted or ()}
+        out = run_analysis(ctx, upload, opts, progress, ctx.cancel_token(request.session_hash),
+                           formats=tuple(f for f in FORMATS if f == "parquet" or f in kinds),
+                           overlay="overlay" in kinds, plot="plot" in kinds)
         res, outs, media = out["result"], out["outputs"], out["media"]
         is_video = media.kind == "video"
         text = f"**{media.name}**: {res.summary()}"
-        return (text, gr.update(value=outs["overlay"] if is_video else None, visible=is_video),
-                gr.update(value=None if is_video else outs["overlay"], visible=not is_video), outs["plot"],
-                table_html(res), [outs[k] for k in FORMATS])
+        return (text, gr.update(value=outs.get("overlay") if is_video else None, visible=is_video),
+                gr.update(value=None if is_video else outs.get("overlay"), visible=not is_video), outs.get("plot"),
+                table_html(res), [outs[k] for k in FORMATS if k in outs])
 
     def on_stop(request: gr.Request):
         ctx.cancel(request.session_hash)
 
-    event = run.click(on_run, [upload, every, start, end, max_faces, au, emotion, smooth],
+    event = run.click(on_run, [upload, every, start, end, max_faces, au, emotion, smooth, wanted],
                       [summary, video, image, plot, table, files], concurrency_limit=ctx.concurrency,
                       concurrency_id="heavy")
     stop.click(on_stop, None, None, cancels=[event], queue=False)
