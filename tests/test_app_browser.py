@@ -223,6 +223,22 @@ def test_bad_upload_shows_one_line_error_and_app_keeps_serving(page, shared_data
     page.wait_for_selector("#analyze-overlay-image img[src]")
 
 
+def test_progress_and_stop(page, app, shared_data):
+    """A long analysis shows its progress bar; Stop ends it at the next frame (it writes no outputs) and frees
+    the queue for the next job."""
+    _upload(page, "analyze-upload", shared_data / WOLF)  # 19.7 s of video
+    page.click("#analyze-run")
+    page.get_by_text("analysing").first.wait_for()
+    page.click("#analyze-stop")
+    page.locator("#analyze-upload").get_by_role("button", name="Clear").first.click()
+    _upload(page, "analyze-upload", shared_data / IMAGE)
+    page.click("#analyze-run")
+    page.wait_for_selector("#table-caption")
+    assert page.inner_text("#table-caption").startswith("1 rows")
+    jobs = [d for d in (app["ctx"].files.root / "jobs").iterdir() if (d / "WolfgangLanger_Pexels.mp4").exists()]
+    assert len(jobs) == 1 and not list(jobs[0].glob("*.parquet")), jobs  # stopped before writing anything
+
+
 def test_live_tab_streams_overlay_frames_and_records(page, app, shots, tmp_path):
     import mien
 
@@ -247,23 +263,23 @@ def test_live_tab_streams_overlay_frames_and_records(page, app, shots, tmp_path)
     _screenshot(page, shots, "live")
 
 
-def test_tokens_tab_renders_reconstruction(page, shared_data, shots):
-    _tab(page, "Tokens")
-    _upload(page, "tokens-upload", shared_data / SAMPLE)
-    page.click("#tokens-run")
-    page.locator("#tokens-summary").get_by_text("reconstruction: 72 frames").wait_for()
-    v = _video(page, "tokens-video")
+def _render_tab(page, tab: str, prefix: str, video: Path, done_text: str) -> None:
+    """Upload ``video`` in a render tab, run it, wait for ``done_text`` in its summary; the result video plays."""
+    _tab(page, tab)
+    _upload(page, f"{prefix}-upload", video)
+    page.click(f"#{prefix}-run")
+    page.locator(f"#{prefix}-summary").get_by_text(done_text).wait_for()
+    v = _video(page, f"{prefix}-video")
     assert v["error"] is None and v["duration"] > 0, v
+
+
+def test_tokens_tab_renders_reconstruction(page, shared_data, shots):
+    _render_tab(page, "Tokens", "tokens", shared_data / SAMPLE, "reconstruction: 72 frames")
     _screenshot(page, shots, "tokens")
 
 
 def test_face3d_tab_renders_mesh(page, shared_data, shots, tmp_path):
-    _tab(page, "3-D")
-    _upload(page, "face3d-upload", shared_data / SAMPLE)
-    page.click("#face3d-run")
-    page.locator("#face3d-summary").get_by_text("72 frames (72 faces)").wait_for()
-    v = _video(page, "face3d-video")
-    assert v["error"] is None and v["duration"] > 0, v
+    _render_tab(page, "3-D", "face3d", shared_data / SAMPLE, "72 frames (72 faces)")
     mesh = np.load(_download(page, "face3d-files", ".npz", tmp_path / "mesh.npz"))
     assert mesh["vertices"].shape[0] == 72
     _screenshot(page, shots, "3d")
