@@ -79,6 +79,7 @@ def _screenshot(page, shots: Path, tab: str) -> Path:
     import PIL.Image
 
     img = PIL.Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
+    img.thumbnail((960, 1600), PIL.Image.Resampling.LANCZOS)
     path = shots / f"app-{tab}.png"
     img.quantize(colors=128, method=PIL.Image.Quantize.MEDIANCUT).save(path, optimize=True)
     return path
@@ -148,7 +149,7 @@ def _tab(page, name: str) -> None:
 def _upload(page, elem: str, path: Path) -> None:
     """Choose ``path`` in the file input of ``#elem`` and wait until the upload is listed (one retry: under
     load the first choice can land before the page's upload handler is ready)."""
-    shown = page.locator(f"#{elem}").get_by_text(path.name).first
+    shown = page.locator(f"#{elem}").get_by_text(path.name).filter(visible=True).first
     for attempt in range(2):
         page.locator(f"#{elem} input[type=file]").set_input_files(str(path))
         try:
