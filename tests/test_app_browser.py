@@ -147,17 +147,10 @@ def _tab(page, name: str) -> None:
 
 
 def _upload(page, elem: str, path: Path) -> None:
-    """Choose ``path`` in the file input of ``#elem`` and wait until the upload is listed (one retry: under
-    load the first choice can land before the page's upload handler is ready)."""
-    shown = page.locator(f"#{elem}").get_by_text(path.name).filter(visible=True).first
-    for attempt in range(2):
-        page.locator(f"#{elem} input[type=file]").set_input_files(str(path))
-        try:
-            shown.wait_for(timeout=30_000 if attempt == 0 else TIMEOUT_MS)
-            return
-        except Exception:  # noqa: BLE001 (Playwright's TimeoutError: retried once)
-            if attempt:
-                raise
+    """Choose ``path`` in the file input of ``#elem`` and wait until the upload is listed (Gradio keeps a hidden
+    copy of the name: wait for the visible one)."""
+    page.locator(f"#{elem} input[type=file]").set_input_files(str(path))
+    page.locator(f"#{elem}").get_by_text(path.name).filter(visible=True).first.wait_for()
 
 
 def _video(page, elem: str) -> dict:
