@@ -32,45 +32,10 @@ def add_parser(sub) -> None:
     v.set_defaults(func=run_verify)
 
 
-def summary(root: str) -> dict:
-    """Summary of a dataset: counts, subjects, duration, schema and per-shard sizes."""
-    from mien.data import store
-    from mien.data.reader import open_dataset
-
-    info = open_dataset(root)
-    m, df = info.manifest, info.index
-    if m.get("kind") == "dyadic":
-        return _dyadic_summary(root, m, df)
-    dur = float((df["end_sec"] - df["start_sec"]).sum()) if len(df) else 0.0
-    fs, path = store.get_fs(root)
-    shard_dir = store.join(path, "shards")
-    on_disk = ({e["name"].rsplit("/", 1)[-1]: e["size"] for e in fs.ls(shard_dir, detail=True)}
-               if fs.exists(shard_dir) else {})
-    return {
-        "root": root, "schema_version": m["schema_version"], "mien_version": m.get("mien_version"),
-        "samples": int(len(df)), "videos": int(df["video_key"].nunique()) if len(df) else 0,
-        "subjects": int(df["subject_id"].nunique()) if len(df) else 0,
-        "with_audio": int(df["has_audio"].sum()) if len(df) else 0, "duration_sec": round(dur, 3),
-        "settings": {k: m["settings"][k] for k in ("clip_seconds", "fps", "crop_size", "mode")},
-        "members": m.get("members", {}),
-        "au_names": list(m.get("au_names") or []),
-        "au_samples": int(df["has_au"].sum()) if len(df) and "has_au" in df.columns else 0,
-        "shards": [{"name": s["name"], "samples": s["samples"], "bytes": s["bytes"],
-                    "bytes_on_disk": on_disk.get(s["name"])} for s in m["shards"]],
-    }
-
-
-def _dyadic_summary(root: str, m: dict, df) -> dict:
-    return {"root": root, "kind": "dyadic", "schema_version": m["schema_version"], "dyads": len(m["dyads"]),
-            "items": m["items"], "fps": m["fps"], "frames": int(df["frames"].sum()) if len(df) else 0,
-            "feature_columns": len(m["feature_names"]),
-            "feature_groups": list(dict.fromkeys(n.split(":", 1)[0] for n in m["feature_names"])),
-            "attrs_source": m["attrs_source"], "appropriateness": m["appropriateness"],
-            "members": m.get("members", {}), "shards": len(m["shards"])}
-
-
 def run_info(args: argparse.Namespace) -> int:
-    s = summary(args.root)
+    from mien.data.summary import dataset_summary
+
+    s = dataset_summary(args.root)
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
@@ -106,21 +71,10 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from mien.data.reader import iter_samples, open_dataset, shard_urls
+    from mien.data.summary import choose_samples
     from mien.viz.contact_sheet import save_contact_sheet
 
-    info = open_dataset(args.root)
-    keys = info.index["key"].tolist()
-    if not keys:
-        raise ValueError(f"{args.root}: the dataset has no samples")
-    rng = np.random.default_rng(args.seed)
-    want = set(rng.choice(keys, size=min(args.n, len(keys)), replace=False).tolist())
-    shards = sorted(set(info.index.loc[info.index["key"].isin(want), "shard"]))
-    urls = [u for u in shard_urls(args.root) if u.rsplit("/", 1)[-1] in shards]
-    samples = [s for s in iter_samples(urls, audio=False) if s["__key__"] in want]
-    samples.sort(key=lambda s: s["__key__"])
+    samples = choose_samples(args.root, args.n, args.seed)
     path = save_contact_sheet(samples, args.output, frames_per_sample=args.frames)
     print(f"mien: contact sheet of {len(samples)} sample(s) written to {path}")
     return 0

@@ -11,6 +11,7 @@ from mien._version import __version__
 def build_parser() -> argparse.ArgumentParser:
     from mien.cli import (
         analyze,
+        app,
         dataset,
         demo,
         evaluate,
@@ -27,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mien", description="Facial expression analysis and synthesis.")
     parser.add_argument("--version", action="version", version=f"mien {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (analyze, demo, models, prepare, dataset, train, evaluate, export, render, reenact, tokens, react):
+    for module in (analyze, demo, models, prepare, dataset, train, evaluate, export, render, reenact, tokens, react,
+                   app):
         module.add_parser(sub)
     return parser
 

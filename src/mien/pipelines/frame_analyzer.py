@@ -215,9 +215,23 @@ class FrameAnalyzer:
         extra = {c.name: cols[c.name] for c in specs}
         return AnalysisResult(**core, meta=meta, extra=extra)
 
-    def _core_columns(self) -> dict[str, np.ndarray]:
-        """The core columns of the rows in processing order (gaze NaN where the eyes are closed)."""
-        r = self.rows
+    def latest(self, frame_index: int) -> AnalysisResult:
+        """The core columns of frame ``frame_index``'s rows, when it is the last frame processed (else no rows),
+        without the after-the-fact steps (blinks, smoothing, heads); ``meta["camera"]`` holds the focal length.
+        For previews (:func:`mien.viz.live.live_preview`)."""
+        frames = self.rows["frame"]
+        k = 0
+        while k < len(frames) and frames[-1 - k] == frame_index:
+            k += 1
+        meta = {"camera": {"focal_px": float(self.pose.K[0, 0])}}
+        if k == 0:
+            return AnalysisResult.from_columns({"frame": np.zeros(0, np.int64)}, meta=meta)
+        return AnalysisResult(**self._core_columns(len(frames) - k), meta=meta)
+
+    def _core_columns(self, start: int = 0) -> dict[str, np.ndarray]:
+        """The core columns of the rows (from row ``start``) in processing order (gaze NaN where the eyes are
+        closed)."""
+        r = {k: v[start:] for k, v in self.rows.items()} if start else self.rows
         lm = np.stack(r["landmarks"])
         euler = np.degrees(np.array(r["euler"]))
         gaze = np.array(r["gaze"])  # (N, 2 eyes [left, right], 3)

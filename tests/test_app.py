@@ -1,0 +1,176 @@
+"""`mien app` without a browser: upload checks by content, the private temporary folder, cancellation, the
+live session (frames pushed one by one, recording), the server's file lock-down and the command line."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from mien.app.files import AppFiles
+from mien.app.safety import Limits, check_upload
+from mien.errors import InputError
+
+SAMPLE = "samples/single_face.mp4"
+IMAGE = "samples/single_face.jpg"
+
+
+@pytest.fixture
+def files():
+    f = AppFiles()
+    yield f
+    f.cleanup()
+    assert not f.root.exists()
+
+
+def _upload(files: AppFiles, src, name: str) -> str:
+    """A file as Gradio stores an upload: inside the app's upload folder."""
+    d = files.uploads / "abc123"
+    d.mkdir(exist_ok=True)
+    p = d / name
+    p.write_bytes(src if isinstance(src, bytes) else src.read_bytes())
+    return str(p)
+
+
+def test_upload_checked_by_content_not_name(files, shared_data):
+    job = files.job()
+    bad = _upload(files, b"just text, not a video\n" * 10, "notes.mp4")
+    with pytest.raises(InputError, match=r"^notes\.mp4: not a readable image or video \(checked by content"):
+        check_upload(bad, files, job, Limits())
+    m = check_upload(_upload(files, shared_data / IMAGE, "photo.mp4"), files, job, Limits())  # an image named .mp4
+    assert m.kind == "image" and m.path.endswith("photo.jpg") and files.contains(m.path)
+    v = check_upload(_upload(files, shared_data / SAMPLE, "clip.jpg"), files, job, Limits())  # a video named .jpg
+    assert v.kind == "video" and v.path.endswith("clip.mp4") and 2.3 < v.duration_sec < 2.5
+    assert v.width > 0 and v.height > 0
+    with pytest.raises(InputError, match=r"^x\.png: an image; this needs a video$"):
+        check_upload(_upload(files, shared_data / IMAGE, "x.png"), files, job, Limits(), kinds=("video",))
+
+
+def test_upload_limits_and_paths_outside_the_app(files, shared_data, tmp_path):
+    job = files.job()
+    up = _upload(files, shared_data / SAMPLE, "clip.mp4")
+    with pytest.raises(InputError, match=r"clip\.mp4: the video is 2 s long; the limit is 1 s"):
+        check_upload(up, files, job, Limits(max_video_seconds=1))
+    with pytest.raises(InputError, match="MB; the limit is"):
+        check_upload(up, files, job, Limits(max_upload_mb=0.01))
+    with pytest.raises(InputError, match="the limit of 1000 pixels"):
+        check_upload(up, files, job, Limits(max_pixels=1000))
+    # a path the browser might name (a real file outside the app's folder) is never read
+    with pytest.raises(InputError, match="not a file uploaded to this app"):
+        check_upload(str(shared_data / SAMPLE), files, job, Limits())
+    link = files.uploads / "abc123" / "link.mp4"
+    link.symlink_to(shared_data / SAMPLE)
+    with pytest.raises(InputError, match="not a file uploaded to this app"):
+        check_upload(str(link), files, job, Limits())
+    with pytest.raises(InputError, match="no file was uploaded"):
+        check_upload(None, files, job, Limits())
+
+
+def test_analysis_can_be_cancelled_and_errors_are_one_line(files, shared_data):
+    pytest.importorskip("gradio")
+    import gradio as gr
+
+    from mien.app.jobs import AppContext, Cancelled, user_errors
+    from mien.app.tabs.analyze import run_analysis
+    from mien.pipelines.analyze import AnalyzeOptions
+
+    ctx = AppContext(files)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        run_analysis(ctx, _upload(files, shared_data / SAMPLE, "clip.mp4"), AnalyzeOptions(identity=False),
+                     cancel=stop)
+
+    @user_errors
+    def bad():
+        raise InputError("a<b>.mp4", "not a readable image or video\nsecond line")
+
+    @user_errors
+    def crash():
+        raise RuntimeError("/secret/server/path exploded")
+
+    with pytest.raises(gr.Error) as e:
+        bad()
+    assert e.value.message == "a&lt;b&gt;.mp4: not a readable image or video"  # one line, escaped
+    with pytest.raises(gr.Error) as e:
+        crash()
+    assert "/secret" not in e.value.message and "RuntimeError" in e.value.message
+
+
+def test_live_session_preview_and_recording(shared_data, tmp_path):
+    import av
+
+    import mien
+    from mien.pipelines.live import KEEP_ROWS, LiveSession
+
+    with av.open(str(shared_data / SAMPLE)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    s = LiveSession()
+    for i, f in enumerate(frames[:40]):
+        out = s.push(f, t_sec=i / 30)
+        assert out.shape == f.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, frames[39])  # the face was drawn
+    assert len(s._fa.rows["frame"]) <= KEEP_ROWS
+    s.start_recording(tmp_path / "rec", fps=30)
+    for i, f in enumerate(frames[40:], start=40):
+        s.push(f, t_sec=i / 30)
+    rec = s.stop_recording()
+    n = len(frames) - 40
+    assert rec.frames == n and len(rec.result) == n
+    back = mien.read_results(rec.parquet)
+    assert np.array_equal(back.frame, np.arange(n)) and np.isfinite(back.yaw_deg).all()
+    assert abs(back.t_sec[0]) < 1e-6  # times restart at the recording
+    with av.open(rec.video) as c:
+        assert sum(1 for _ in c.decode(video=0)) == n
+    assert s.stop_recording() is None
+    s.close()
+
+
+def test_app_command_line(monkeypatch):
+    from mien.cli.main import build_parser
+
+    args = build_parser().parse_args(["app"])
+    assert (args.host, args.port, args.models, args.datasets) == ("127.0.0.1", 7860, None, [])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["app", "--share"])  # no share tunnel, not even as an option
+
+
+def test_mien_app_serves_locally_and_removes_its_folder_on_exit(tmp_path):
+    """`mien app` end to end: listens on 127.0.0.1, serves the page, Ctrl-C stops it and its folder is gone."""
+    pytest.importorskip("gradio")
+    import os
+    import re
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "TMPDIR": str(tmp_path)}
+    p = subprocess.Popen([sys.executable, "-m", "mien", "app", "--port", str(port)], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        line = p.stdout.readline()
+        m = re.search(r"http://127\.0\.0\.1:(\d+).*results in (\S+),", line)
+        assert m and int(m.group(1)) == port, line
+        folder = Path(m.group(2))
+        assert folder.is_dir() and folder.parent == tmp_path
+        for _ in range(240):
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert "<title>mien</title>" in page or "mien" in page
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert not folder.exists()

@@ -1,0 +1,320 @@
+"""`mien app` in a real browser: Debian's headless Chromium driven by Playwright (no Playwright browser
+download), against the app served in this process on a free port.
+
+Every tab runs on real sample footage (redistributable files only, so the screenshots may be published:
+``MIEN_APP_SCREENSHOTS=docs/media`` writes them there as ``app-<tab>.png``; otherwise they go to the test's
+temporary folder as artefacts). Chromium, Gradio or Playwright missing: skipped, but a failure under
+``MIEN_REQUIRE_SHARED_DATA=1`` (CI), whose ``.ci/run`` installs Chromium.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = os.environ.get("MIEN_CHROMIUM", "/usr/bin/chromium")
+SAMPLE = "samples/single_face.mp4"  # 2.4 s, 72 frames, one face (redistributable)
+WOLF = "samples/WolfgangLanger_Pexels.mp4"  # 640×360, one face (redistributable, Pexels)
+IMAGE = "samples/single_face.jpg"
+TIMEOUT_MS = 120_000
+
+
+def _require(what: str, ok: bool) -> None:
+    if ok:
+        return
+    msg = f"browser tests need {what}"
+    if os.environ.get("MIEN_REQUIRE_SHARED_DATA") == "1":
+        pytest.fail(msg + " (CI: .ci/run installs Chromium; the dev extra installs gradio and playwright)")
+    pytest.skip(msg)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _y4m(src: Path, dst: Path, frames: int = 48, size=(640, 480)) -> Path:
+    """The first ``frames`` frames of ``src`` letterboxed into ``size`` as a Y4M file (Chromium's fake camera)."""
+    import av
+
+    w, h = size
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="yuv4mpegpipe") as out:
+        st = out.add_stream("rawvideo", rate=24)
+        st.width, st.height, st.pix_fmt = w, h, "yuv420p"
+        for i, fr in enumerate(inp.decode(video=0)):
+            img = fr.to_ndarray(format="rgb24")
+            scale = min(w / img.shape[1], h / img.shape[0])
+            img = fr.reformat(width=round(img.shape[1] * scale) // 2 * 2, height=round(img.shape[0] * scale) // 2 * 2,
+                              format="rgb24").to_ndarray()
+            canvas = np.zeros((h, w, 3), np.uint8)
+            y0, x0 = (h - img.shape[0]) // 2, (w - img.shape[1]) // 2
+            canvas[y0:y0 + img.shape[0], x0:x0 + img.shape[1]] = img
+            for p in st.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                out.mux(p)
+            if i + 1 >= frames:
+                break
+        for p in st.encode():
+            out.mux(p)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    d = os.environ.get("MIEN_APP_SCREENSHOTS")
+    out = Path(d) if d else tmp_path_factory.mktemp("app-screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _screenshot(page, shots: Path, tab: str) -> Path:
+    """A small palette PNG of the page (docs/media/app-<tab>.png when MIEN_APP_SCREENSHOTS=docs/media)."""
+    import PIL.Image
+
+    img = PIL.Image.open(io.BytesIO(page.screenshot(full_page=True))).convert("RGB")
+    img.thumbnail((960, 1600), PIL.Image.Resampling.LANCZOS)
+    path = shots / f"app-{tab}.png"
+    img.quantize(colors=128, method=PIL.Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def app(shared_data, tiny_tokenizer_dir, tmp_path_factory):
+    """The app on a free port with the tiny tokenizer in --models and a dataset prepared from the sample."""
+    _require("gradio (the app extra)", _has("gradio"))
+    from mien.app.main import make_context, serve
+    from mien.pipelines.prepare import PrepareOptions, prepare
+
+    tmp = tmp_path_factory.mktemp("app")
+    ds = tmp / "single_face_ds"
+    rep = prepare([str(shared_data / SAMPLE)], str(ds),
+                  PrepareOptions(clip_seconds=1.0, fps=25.0, crop_size=64, clips_per_video=2, shard_samples=2))
+    assert rep.samples == 2 and not rep.failed
+    ctx = make_context(models=tiny_tokenizer_dir.parent, datasets=[str(ds)])
+    port = _free_port()
+    demo = serve(ctx, "127.0.0.1", port, block=False, quiet=True)
+    yield {"url": f"http://127.0.0.1:{port}/", "ctx": ctx, "tmp": tmp}
+    demo.close()
+    ctx.files.cleanup()
+    assert not ctx.files.root.exists()
+
+
+def _has(mod: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(mod) is not None
+
+
+@pytest.fixture(scope="module")
+def browser(app, shared_data):
+    _require("playwright (pip install playwright)", _has("playwright"))
+    _require(f"Chromium at {CHROMIUM} (apt-get install chromium)", shutil.which(CHROMIUM) is not None)
+    from playwright.sync_api import sync_playwright
+
+    clip = _y4m(shared_data / WOLF, app["tmp"] / "clip.y4m")
+    profile = app["tmp"] / "chromium-profile"
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={clip}"]
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True, args=args,
+                                                   viewport={"width": 1280, "height": 900},
+                                                   permissions=["camera"])
+        ctx.set_default_timeout(TIMEOUT_MS)
+        yield ctx
+        ctx.close()
+
+
+@pytest.fixture
+def page(browser, app):
+    pg = browser.new_page()
+    pg.goto(app["url"])
+    pg.wait_for_selector("#analyze-run")
+    yield pg
+    pg.close()
+
+
+def _reload(page) -> None:
+    """A fresh page (the same browser session ends with the old one)."""
+    page.reload()
+    page.wait_for_selector("#analyze-run")
+
+
+def _tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def _upload(page, elem: str, path: Path) -> None:
+    """Choose ``path`` in the file input of ``#elem`` and wait until the upload is listed (its name in the
+    component's visible text; Gradio splits it into stem and suffix elements). A choice lost while the page is
+    still starting is made again while the input is still there."""
+    box = page.locator(f"#{elem} input[type=file]")
+    js = "([sel, name]) => (document.querySelector(sel)?.innerText || '').includes(name)"
+    for _ in range(3):
+        if box.count() == 0:
+            break
+        box.set_input_files(str(path))
+        try:
+            page.wait_for_function(js, arg=[f"#{elem}", path.name], timeout=20_000)
+            return
+        except Exception:  # noqa: BLE001 (Playwright's TimeoutError: choose again)
+            pass
+    page.wait_for_function(js, arg=[f"#{elem}", path.name])
+
+
+def _video(page, elem: str) -> dict:
+    """Load and play the <video> in ``#elem``: its source, duration (s), time reached (s) and error code."""
+    page.wait_for_selector(f"#{elem} video[src]")
+    return page.evaluate("""async (sel) => {
+        const v = document.querySelector(sel);
+        if (v.readyState < 1) await new Promise((ok) => {
+            v.addEventListener('loadedmetadata', ok, {once: true});
+            v.addEventListener('error', ok, {once: true});
+            setTimeout(ok, 20000); });
+        v.muted = true;
+        let played = true;
+        try { await v.play(); } catch (e) { played = String(e); }
+        await new Promise((ok) => setTimeout(ok, 700));
+        v.pause();
+        return {src: v.currentSrc, duration: v.duration, time: v.currentTime, played,
+                error: v.error ? v.error.code : null};
+    }""", f"#{elem} video")
+
+
+def _download(page, elem: str, suffix: str, dst: Path) -> Path:
+    """Fetch the link ending in ``suffix`` from the file list ``#elem`` (as the browser's download would)."""
+    links = page.locator(f"#{elem} a[href]")
+    links.first.wait_for()
+    hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    href = next(h for h in hrefs if h.split("?")[0].endswith(suffix))
+    resp = page.request.get(href if "://" in href else page.url.rstrip("/") + "/" + href.lstrip("/"))
+    assert resp.ok, (href, resp.status)
+    dst.write_bytes(resp.body())
+    return dst
+
+
+def test_analyze_tab(page, app, shared_data, shots, tmp_path):
+    import mien
+
+    _upload(page, "analyze-upload", shared_data / SAMPLE)
+    page.click("#analyze-run")
+    page.wait_for_selector("#table-caption", timeout=TIMEOUT_MS)
+    assert page.inner_text("#table-caption").startswith("72 rows")
+    assert page.locator("#analyze-table tbody tr").count() == 72
+    v = _video(page, "analyze-overlay")
+    assert v["error"] is None and v["duration"] > 0 and v["played"] is True and v["time"] > 0, v
+    assert "/gradio_api/file=" in v["src"] and str(app["ctx"].files.root) in v["src"]  # served from the app's folder
+    res = mien.read_results(_download(page, "analyze-files", ".parquet", tmp_path / "out.parquet"))
+    assert len(res) == 72 and res.landmarks.shape == (72, 478, 3)
+    page.wait_for_selector("#analyze-plot img[src]")
+    _screenshot(page, shots, "analyze")
+
+
+def test_bad_upload_shows_one_line_error_and_app_keeps_serving(page, shared_data, tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is a text file, not a video\n" * 20)
+    _upload(page, "analyze-upload", bad)
+    page.click("#analyze-run")
+    err = page.get_by_text("notes.mp4: not a readable image or video (checked by content, not by name)")
+    err.first.wait_for()
+    assert "Traceback" not in page.content()
+    _reload(page)
+    _upload(page, "analyze-upload", shared_data / IMAGE)  # still serving: a good image goes through
+    page.click("#analyze-run")
+    page.wait_for_selector("#table-caption")
+    assert page.inner_text("#table-caption").startswith("1 rows")
+    page.wait_for_selector("#analyze-overlay-image img[src]")
+
+
+def test_progress_and_stop(page, app, shared_data):
+    """A long analysis shows its progress bar; Stop ends it at the next frame (it writes no outputs) and frees
+    the queue for the next job."""
+    _upload(page, "analyze-upload", shared_data / WOLF)  # 19.7 s of video
+    page.click("#analyze-run")
+    page.get_by_text("analysing").first.wait_for()
+    page.click("#analyze-stop")
+    for _ in range(600):  # the Stop request reached the server before the page goes away
+        if any(ev.is_set() for ev in app["ctx"]._cancel.values()):
+            break
+        page.wait_for_timeout(100)
+    _reload(page)
+    _upload(page, "analyze-upload", shared_data / IMAGE)
+    page.click("#analyze-run")
+    page.wait_for_selector("#table-caption")
+    assert page.inner_text("#table-caption").startswith("1 rows")
+    jobs = [d for d in (app["ctx"].files.root / "jobs").iterdir() if (d / "WolfgangLanger_Pexels.mp4").exists()]
+    assert len(jobs) == 1 and not list(jobs[0].glob("*.parquet")), jobs  # stopped before writing anything
+
+
+def test_live_tab_streams_overlay_frames_and_records(page, app, shots, tmp_path):
+    import mien
+
+    _tab(page, "Live")
+    page.locator("#live-cam").get_by_text("Click to Access Webcam").click()
+    page.locator("#live-cam button.capture-button").click()
+    page.wait_for_selector("#live-out img[src]")
+    seen, t0 = set(), time.perf_counter()
+    while time.perf_counter() - t0 < 4.0:
+        seen.add(page.get_attribute("#live-out img", "src"))
+        page.wait_for_timeout(5)
+    fps = len(seen) / (time.perf_counter() - t0)
+    print(f"\nLive tab: {len(seen)} overlay frames in the page in 4 s = {fps:.1f} frames/s (browser round trip)")
+    assert len(seen) >= 4  # frames keep arriving
+    page.click("#live-record")
+    page.get_by_text("Recording").first.wait_for()
+    page.wait_for_timeout(1500)
+    page.click("#live-save")
+    page.locator("#live-status").get_by_text("Saved").wait_for()
+    res = mien.read_results(_download(page, "live-files", ".parquet", tmp_path / "live.parquet"))
+    assert len(res) > 0 and np.isfinite(res.yaw_deg).all()
+    _screenshot(page, shots, "live")
+
+
+def _render_tab(page, tab: str, prefix: str, video: Path, done_text: str) -> None:
+    """Upload ``video`` in a render tab, run it, wait for ``done_text`` in its summary; the result video plays."""
+    _tab(page, tab)
+    _upload(page, f"{prefix}-upload", video)
+    page.click(f"#{prefix}-run")
+    page.locator(f"#{prefix}-summary").get_by_text(done_text).wait_for()
+    v = _video(page, f"{prefix}-video")
+    assert v["error"] is None and v["duration"] > 0, v
+
+
+def test_tokens_tab_renders_reconstruction(page, shared_data, shots):
+    _render_tab(page, "Tokens", "tokens", shared_data / SAMPLE, "reconstruction: 72 frames")
+    _screenshot(page, shots, "tokens")
+
+
+def test_face3d_tab_renders_mesh(page, shared_data, shots, tmp_path):
+    _render_tab(page, "3-D", "face3d", shared_data / SAMPLE, "72 frames (72 faces)")
+    mesh = np.load(_download(page, "face3d-files", ".npz", tmp_path / "mesh.npz"))
+    assert mesh["vertices"].shape[0] == 72
+    _screenshot(page, shots, "3d")
+
+
+def test_datasets_tab_shows_summary_and_contact_sheet(page, shots):
+    _tab(page, "Datasets")
+    page.click("#datasets-run")
+    page.locator("#datasets-summary").get_by_text("2 samples").wait_for()
+    page.wait_for_selector("#datasets-sheet img[src]")
+    assert "shard-" in page.inner_text("#datasets-details") or "shards" in page.inner_text("#datasets-details")
+    _screenshot(page, shots, "datasets")
+
+
+def test_server_serves_nothing_outside_its_folder(app, shared_data):
+    import urllib.error
+    import urllib.request
+
+    assert app["url"].startswith("http://127.0.0.1:")
+    for path in ("/etc/hostname", str(shared_data / SAMPLE), __file__):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(app["url"] + "gradio_api/file=" + path, timeout=30)
+        assert e.value.code == 403, path
