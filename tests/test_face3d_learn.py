@@ -367,3 +367,28 @@ def test_batchnorm_statistics_frozen_and_recalibrated():
     with torch.no_grad():
         means = torch.stack([m[0](x).mean((0, 2, 3)) for x in xs]).mean(0)
     assert torch.allclose(m[1].running_mean, means, atol=1e-5)
+
+
+def test_fit_distill_targets_the_per_frame_fit(face_images):
+    """The optional distillation term is zero at the per-frame fit's own coefficients, positive for the
+    untrained encoder, and its gradient reaches the expression encoder; off (0) by default."""
+    import dataclasses
+
+    from mien.models.face3d.fit import fit_landmarks
+    from mien.tasks.face3d import Face3DImageDataModule, Face3DTask
+
+    assert Face3DTask("smirk-tiny", weights={"perceptual": 0.0, "emotion": 0.0}).w.fit_distill == 0.0
+    dm = Face3DImageDataModule([str(face_images)], size=64, batch_size=4, val_fraction=0.0)
+    dm.setup()
+    batch = next(iter(torch.utils.data.DataLoader(dm.train_set, batch_size=4)))
+    task = Face3DTask("smirk-tiny", weights={"perceptual": 0.0, "emotion": 0.0, "fit_distill": 1.0})
+    img, lm = task.unpack(batch)
+    terms, p, _ = task.path1(img, lm)
+    assert float(terms["fit_distill"]) > 0
+    terms["fit_distill"].backward()
+    grads = [q.grad for q in task.net.encoder.expression.parameters() if q.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+    f = fit_landmarks(lm.double().numpy(), task.net.face_model, n_expression=task.net.encoder.n_expression)
+    q = dataclasses.replace(p, **{k: torch.as_tensor(f[k], dtype=torch.float32)
+                                   for k in ("expression", "jaw", "eyelids")})
+    assert float(task._fit_distill(q, lm)) < 1e-8

@@ -27,6 +27,10 @@ class Face3DWeights:
             the shape term only when the generator is trained in the cycle path).
         expression_reg, jaw_reg, shape_reg: mean squared coefficients (expression and shape divided by the face
             model's per-component std: unit-variance units) (seed 1e-3, 1e-2, shape 0 in the main stage).
+        fit_distill: MSE between the encoder's expression (unit-variance units), jaw (×10) and eyelids (×10) and
+            those of the per-frame landmark fit (:func:`mien.models.face3d.fit_landmarks`) of the same crop's
+            MediaPipe landmarks — a supervised warm start towards the non-learned baseline, in the spirit of
+            SMIRK's landmark terms (mien addition; 0 = off, the seed's behaviour).
     """
 
     landmark: float = 100.0
@@ -42,6 +46,7 @@ class Face3DWeights:
     expression_reg: float = 1e-3
     jaw_reg: float = 1e-2
     shape_reg: float = 1e-3
+    fit_distill: float = 0.0
 
 
 @dataclass

@@ -173,6 +173,21 @@ class Face3DTask(pl.LightningModule):
             target = self.features.emotion(img)
         return F.mse_loss(self.features.emotion(rec), target)
 
+    def _fit_distill(self, p, lm: torch.Tensor) -> torch.Tensor:
+        """Distillation to the per-frame landmark fit (no gradient through the fit): MSE of expression in
+        unit-variance units, plus 10 × MSE of jaw (rad) and eyelids. The fit is similarity-invariant, so the
+        crop-normalised landmarks serve as they are."""
+        from mien.models.face3d.fit import fit_landmarks
+
+        f = fit_landmarks(lm.detach().cpu().double().numpy(), self.net.face_model,
+                          n_expression=self.net.encoder.n_expression)
+        e = f["expression"].shape[1]
+        tgt = {k: torch.as_tensor(f[k], dtype=p.expression.dtype, device=p.expression.device)
+               for k in ("expression", "jaw", "eyelids")}
+        std = self.expr_std[:e]
+        return (F.mse_loss(p.expression[:, :e] / std, tgt["expression"] / std)
+                + 10.0 * F.mse_loss(p.jaw, tgt["jaw"]) + 10.0 * F.mse_loss(p.eyelids, tgt["eyelids"]))
+
     def path1(self, img: torch.Tensor, lm: torch.Tensor) -> tuple[dict[str, torch.Tensor], object, torch.Tensor]:
         """Losses of the reconstruction path (unweighted), the params and the reconstruction."""
         net, w = self.net, self.w
@@ -193,6 +208,7 @@ class Face3DTask(pl.LightningModule):
                 out["token_cycle"] = F.mse_loss(net.encoder.tokens(recon), p.tokens.detach()) * p.tokens.shape[1]
         else:
             out["token_cycle"] = zero
+        out["fit_distill"] = self._fit_distill(p, lm) if w.fit_distill > 0 else zero
         out.update(self._regularisers(p))
         return out, p, recon
 
