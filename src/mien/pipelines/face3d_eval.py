@@ -260,7 +260,7 @@ def evaluate_face3d(inputs, output_dir: str | os.PathLike, *, model: str | None 
     if transfer is not None:
         rep.transfer = enc.transfer_consistency(os.fspath(transfer[0]), os.fspath(transfer[1]),
                                                 {"every": every, "start": start, "end": end})
-    if inputs and not rep.jitter and not lm_rows:
+    if inputs and not rep.jitter and not lm_rows and not rep.consistency:
         raise InputError(", ".join(inputs), "no input could be evaluated: " + "; ".join(rep.notes))
     rep.landmarks = _pooled(lm_rows)
     rep.consistency += _pooled_consistency(rep.consistency)
