@@ -320,10 +320,14 @@ def test_reenact_tab_edits_a_still_portrait_with_au_sliders(page, shared_data, t
     _tab(page, "Reenact")
     _upload(page, "reenact-source", shared_data / IMAGE)
     page.get_by_text("Edit: AU intensity change").click()
-    page.locator("#reenact-AU12 input[type=number]").fill("0.8")
-    page.locator("#reenact-AU12 input[type=number]").press("Enter")
-    page.wait_for_function("() => document.querySelector('#reenact-AU12 input[type=range]').value === '0.8'",
-                           polling=100)
+    page.locator("#reenact-AU12").wait_for(state="visible")
+    number, knob = page.locator("#reenact-AU12 input[type=number]"), page.locator("#reenact-AU12 input[type=range]")
+    for _ in range(10):  # set the slider itself; the accordion's content may be re-rendered once after it opens
+        knob.fill("0.8")
+        page.wait_for_timeout(300)
+        if knob.input_value() == number.input_value() == "0.8":
+            break
+    assert knob.input_value() == number.input_value() == "0.8"
     page.click("#reenact-run")
     page.locator("#reenact-summary").get_by_text("warp: 1 frame(s)").wait_for()
     page.wait_for_selector("#reenact-image img[src]")
