@@ -107,3 +107,23 @@ def tiny_reenact_export(tmp_path):
     model.au_directions = {"AU12": 20 * torch.randn(model.config.z_dim)}
     save_reenact_model(model, tmp_path / "m")
     return tmp_path / "m", model
+
+
+@pytest.fixture(scope="session")
+def tiny_reaction_export(tmp_path_factory):
+    """A random-init reaction model (FSQ tokenizer + ``reaction-tiny`` transformer on the speaker's presence, 25
+    attributes and head pose, no audio) written by ``save_reaction_model`` (what ``mien export reaction`` writes),
+    in ``<tmp>/models/tiny-reaction``: enough for plumbing tests (the app's Reactions tab, ``mien react``)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    import mien
+    from mien.data.react.features import feature_columns
+    from mien.models.reaction import ReactionModel, save_reaction_model
+
+    torch.manual_seed(0)
+    tok = mien.create_model("reaction-fsq", hidden=32, depth=1)
+    names = feature_columns(None, None, ("presence", "attrs", "pose"))
+    tr = mien.create_model("reaction-tiny", speaker_dim=len(names), frames_per_token=tok.frames_per_token,
+                           vocab_sizes=tok.vocab_sizes)
+    return save_reaction_model(ReactionModel(tok, tr, names, {"maskgit_steps": 4}),
+                               tmp_path_factory.mktemp("models") / "tiny-reaction")

@@ -174,3 +174,39 @@ def test_mien_app_serves_locally_and_removes_its_folder_on_exit(tmp_path):
         if p.poll() is None:
             p.kill()
     assert not folder.exists()
+
+
+def test_models_are_listed_by_family_and_tabs_refuse_bad_choices(shared_data, tiny_tokenizer_dir,
+                                                                   tiny_reaction_export, tiny_reenact_export,
+                                                                   tmp_path):
+    """``--models`` holds several families: each tab lists only its own (by config.json's ``format``); a name
+    not listed, a still portrait without an edit, and a bad upload are one-line errors before any work."""
+    import shutil
+
+    from mien.app.main import make_context
+    from mien.app.tabs import reactions, reenact, tokens
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_tokenizer_dir, models / "tok")
+    shutil.copytree(tiny_reaction_export, models / "rx")
+    shutil.copytree(tiny_reenact_export[0], models / "re")
+    (models / "broken").mkdir()
+    (models / "broken" / "config.json").write_text("{not json")
+    ctx = make_context(models=models)
+    try:
+        assert tokens.tokenizers(ctx.models) == {"tok": str(models / "tok")}
+        assert reactions.reaction_models(ctx.models) == {"rx": str(models / "rx")}
+        assert reenact.reenactors(ctx.models) == {"warp": "warp", "copy": "copy", "re": str(models / "re")}
+        img = _upload(ctx.files, shared_data / IMAGE, "portrait.jpg")
+        with pytest.raises(InputError, match=r"^tok: not one of the reaction models"):
+            reactions.run_react(ctx, img, "tok", 2)
+        with pytest.raises(InputError, match=r"^portrait\.jpg: an image; this needs a video$"):
+            reactions.run_react(ctx, img, "rx", 2)
+        with pytest.raises(InputError, match=r"^rx: not one of the reenactors"):
+            reenact.run_reenact(ctx, img, None, "rx", {"AU12": 0.5})
+        with pytest.raises(InputError, match=r"^portrait\.jpg: upload a driving video, or move an AU slider"):
+            reenact.run_reenact(ctx, img, None, "warp", {"AU12": 0.0})
+        with pytest.raises(ValueError, match="AU99"):
+            reenact.run_reenact(ctx, img, None, "warp", {"AU99": 0.5})
+    finally:
+        ctx.files.cleanup()

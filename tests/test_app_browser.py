@@ -86,8 +86,9 @@ def _screenshot(page, shots: Path, tab: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app(shared_data, tiny_tokenizer_dir, tmp_path_factory):
-    """The app on a free port with the tiny tokenizer in --models and a dataset prepared from the sample."""
+def app(shared_data, tiny_tokenizer_dir, tiny_reaction_export, tmp_path_factory):
+    """The app on a free port with the tiny tokenizer and reaction model in --models and a dataset prepared from
+    the sample."""
     _require("gradio (the app extra)", _has("gradio"))
     from mien.app.main import make_context, serve
     from mien.pipelines.prepare import PrepareOptions, prepare
@@ -97,7 +98,10 @@ def app(shared_data, tiny_tokenizer_dir, tmp_path_factory):
     rep = prepare([str(shared_data / SAMPLE)], str(ds),
                   PrepareOptions(clip_seconds=1.0, fps=25.0, crop_size=64, clips_per_video=2, shard_samples=2))
     assert rep.samples == 2 and not rep.failed
-    ctx = make_context(models=tiny_tokenizer_dir.parent, datasets=[str(ds)])
+    models = tmp / "models"
+    shutil.copytree(tiny_tokenizer_dir, models / "tiny")
+    shutil.copytree(tiny_reaction_export, models / "tiny-reaction")
+    ctx = make_context(models=models, datasets=[str(ds)])
     port = _free_port()
     demo = serve(ctx, "127.0.0.1", port, block=False, quiet=True)
     yield {"url": f"http://127.0.0.1:{port}/", "ctx": ctx, "tmp": tmp}
@@ -153,21 +157,17 @@ def _tab(page, name: str) -> None:
 
 
 def _upload(page, elem: str, path: Path) -> None:
-    """Choose ``path`` in the file input of ``#elem`` and wait until the upload is listed (its name in the
-    component's visible text; Gradio splits it into stem and suffix elements). A choice lost while the page is
-    still starting is made again while the input is still there."""
-    box = page.locator(f"#{elem} input[type=file]")
-    js = "([sel, name]) => (document.querySelector(sel)?.innerText || '').includes(name)"
-    for _ in range(3):
-        if box.count() == 0:
-            break
-        box.set_input_files(str(path))
-        try:
-            page.wait_for_function(js, arg=[f"#{elem}", path.name], timeout=20_000)
-            return
-        except Exception:  # noqa: BLE001 (Playwright's TimeoutError: choose again)
-            pass
-    page.wait_for_function(js, arg=[f"#{elem}", path.name])
+    """Choose ``path`` in the hidden ``<input type=file>`` of ``#elem`` and wait for the component's value: the
+    file listed with a link to the copy the server stored (``<a download=NAME href=…/gradio_api/file=…>``),
+    which exists only once the upload request has returned.
+
+    Not the name in the visible text: Gradio shows the full name only while the upload is in progress (the
+    listed file splits it into stem and suffix elements, which ``innerText`` joins with a line break), so a wait
+    for the text saw it only when it polled inside that window: a 10 ms upload was missed and the test waited
+    for an upload that had long finished.
+    """
+    page.locator(f"#{elem} input[type=file]").set_input_files(str(path))
+    page.locator(f'#{elem} a[download="{path.name}"][href*="/gradio_api/file="]').first.wait_for(state="attached")
 
 
 def _video(page, elem: str) -> dict:
@@ -298,6 +298,57 @@ def test_face3d_tab_renders_mesh(page, shared_data, shots, tmp_path):
     mesh = np.load(_download(page, "face3d-files", ".npz", tmp_path / "mesh.npz"))
     assert mesh["vertices"].shape[0] == 72
     _screenshot(page, shots, "3d")
+
+
+def test_reenact_tab_animates_a_portrait(page, shared_data, shots):
+    """Source portrait + driving video → the default warp reenactor, side by side (source | driving | output)."""
+    _tab(page, "Reenact")
+    _upload(page, "reenact-source", shared_data / IMAGE)
+    _upload(page, "reenact-driving", shared_data / SAMPLE)
+    page.locator("#reenact-side input[type=checkbox]").check()
+    page.click("#reenact-run")
+    page.locator("#reenact-summary").get_by_text("warp: 72 frame(s)").wait_for()
+    v = _video(page, "reenact-video")
+    assert v["error"] is None and v["duration"] > 0, v
+    assert page.locator("#reenact-files a[href]").first.get_attribute("href").split("?")[0].endswith(".mp4")
+    _screenshot(page, shots, "reenact")
+
+
+def test_reenact_tab_edits_a_still_portrait_with_au_sliders(page, shared_data, tmp_path):
+    import PIL.Image
+
+    _tab(page, "Reenact")
+    _upload(page, "reenact-source", shared_data / IMAGE)
+    page.get_by_text("Edit: AU intensity change").click()
+    page.locator("#reenact-AU12").wait_for(state="visible")
+    number, knob = page.locator("#reenact-AU12 input[type=number]"), page.locator("#reenact-AU12 input[type=range]")
+    for _ in range(10):  # set the slider itself; the accordion's content may be re-rendered once after it opens
+        knob.fill("0.8")
+        page.wait_for_timeout(300)
+        if knob.input_value() == number.input_value() == "0.8":
+            break
+    assert knob.input_value() == number.input_value() == "0.8"
+    page.click("#reenact-run")
+    page.locator("#reenact-summary").get_by_text("warp: 1 frame(s)").wait_for()
+    page.wait_for_selector("#reenact-image img[src]")
+    edited = np.asarray(PIL.Image.open(_download(page, "reenact-files", ".png", tmp_path / "edit.png")))
+    source = np.asarray(PIL.Image.open(shared_data / IMAGE).convert("RGB"))
+    assert edited.shape == source.shape and np.abs(edited.astype(int) - source).mean() > 0.05  # the smile moved
+
+
+def test_reactions_tab_generates_reactions(page, shared_data, shots, tmp_path):
+    import mien
+
+    _tab(page, "Reactions")
+    _upload(page, "react-upload", shared_data / SAMPLE)
+    page.click("#react-run")
+    page.locator("#react-summary").get_by_text("3 reaction(s)").wait_for()
+    page.wait_for_selector("#react-plot img[src]")
+    v = _video(page, "react-video")
+    assert v["error"] is None and v["duration"] > 0, v
+    rx = mien.read_reactions(_download(page, "react-files", ".parquet", tmp_path / "rx.parquet"))
+    assert rx.reactions.shape[0] == 3 and rx.reactions.shape[2] == 25 and rx.speaker is not None
+    _screenshot(page, shots, "reactions")
 
 
 def test_datasets_tab_shows_summary_and_contact_sheet(page, shots):

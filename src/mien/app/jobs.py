@@ -23,7 +23,8 @@ class AppContext:
 
     Attributes:
         files: the app's temporary folder. limits: upload limits.
-        models: folder given by ``--models`` (exported tokenizers are its sub-folders), or None.
+        models: folder given by ``--models`` (exported tokenizer, reenact and reaction models are its
+            sub-folders; :func:`mien.app.tabs.common.exports` lists one family), or None.
         datasets: prepared dataset roots given on the command line (``--datasets``), by display name.
         concurrency: heavy jobs (analysis, rendering) run at once (Gradio's queue holds the rest).
         on_unload: callbacks ``f(session_hash)`` run when a page closes (tabs free per-session state).

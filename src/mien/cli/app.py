@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
                                                        "only; 0.0.0.0 exposes the app to the network)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--models", default=None, metavar="DIR",
-                   help="folder of exported models (tokenizers from `mien export tokenizer`, as sub-folders)")
+                   help="folder of exported models as sub-folders; each tab lists its own family (`mien export "
+                        "tokenizer`, `mien export reenact`, `mien export reaction`)")
     p.add_argument("--datasets", nargs="*", default=[], metavar="DIR",
                    help="prepared datasets (`mien prepare` outputs) to show in the Datasets tab")
     p.add_argument("--max-upload-mb", type=float, default=200.0, metavar="MB", help="largest upload (default 200)")

@@ -2,8 +2,8 @@
 handlers, created inside ``gr.Tab(TITLE)``; handlers only call mien's Python API). :data:`TABS` is the order
 shown; adding a capability is one module plus one entry here."""
 
-from mien.app.tabs import analyze, datasets, face3d, live, tokens
+from mien.app.tabs import analyze, datasets, face3d, live, reactions, reenact, tokens
 
-TABS = (analyze, live, tokens, face3d, datasets)
+TABS = (analyze, live, tokens, reenact, face3d, reactions, datasets)
 
 __all__ = ["TABS"]

@@ -25,3 +25,25 @@ def json_html(data: dict) -> str:
     import json
 
     return f"<pre>{html.escape(json.dumps(data, indent=2, default=str))}</pre>"
+
+
+def exports(models, fmt: str, kinds: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Exported model folders of one family in ``models`` (``--models DIR``) or ``models`` itself, by display name:
+    folders with ``model.safetensors`` whose ``config.json`` names ``format`` ``fmt`` (and a ``kind`` among
+    ``kinds`` when given). Unreadable configs are skipped (the loader reports them when chosen)."""
+    import json
+    from pathlib import Path
+
+    if models is None:
+        return {}
+    root = Path(models)
+    found: dict[str, str] = {}
+    for p in (root, *sorted(q for q in root.iterdir() if q.is_dir())):
+        try:
+            meta = json.loads((p / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if (isinstance(meta, dict) and meta.get("format") == fmt and (p / "model.safetensors").is_file()
+                and (kinds is None or meta.get("kind") in kinds)):
+            found[p.name] = str(p)
+    return found

@@ -8,6 +8,7 @@ import gradio as gr
 
 from mien.app.jobs import AppContext, user_errors
 from mien.app.safety import check_upload
+from mien.app.tabs.common import exports
 from mien.errors import InputError
 from mien.pipelines.render import KINDS, render_video
 
@@ -15,13 +16,9 @@ TITLE = "Tokens"
 
 
 def tokenizers(models: Path | None) -> dict[str, str]:
-    """Exported tokenizer folders (``config.json`` + ``model.safetensors``) in ``models`` or ``models`` itself,
-    by display name."""
-    if models is None:
-        return {}
-    cands = [models, *sorted(p for p in models.iterdir() if p.is_dir())]
-    return {p.name: str(p) for p in cands
-            if (p / "config.json").is_file() and (p / "model.safetensors").is_file()}
+    """Exported tokenizers (``mien export tokenizer``: format ``mien-tokenizer``, kind ``tokenizer``) in
+    ``models`` or ``models`` itself, by display name (other families' exports are not listed)."""
+    return exports(models, "mien-tokenizer", ("tokenizer",))
 
 
 def run_render(ctx: AppContext, upload: str, tokenizer: str, kind: str, target_subject, end, progress=None):
