@@ -16,14 +16,15 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 def write_model_folder(directory: str | os.PathLike, meta: dict, state: dict, *, fmt: str,
-                       version: int = 1) -> Path:
+                       version: int | None = 1) -> Path:
     """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created; each file replaced atomically,
     weights first, so a folder with a config always has the matching weights).
 
     Args:
         meta: JSON-serialisable metadata; ``format``, ``format_version`` and ``mien_version`` are added.
         state: name → tensor (moved to the CPU and made contiguous here; dtypes kept).
-        fmt, version: the family's format name and version.
+        fmt, version: the family's format name and version (None: the version is part of ``fmt``, as in
+            ``mien-face3d/1``; no ``format_version`` is written).
 
     Returns:
         The folder.
@@ -35,7 +36,8 @@ def write_model_folder(directory: str | os.PathLike, meta: dict, state: dict, *,
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    meta = {"format": fmt, "format_version": version, **meta, "mien_version": __version__}
+    meta = {"format": fmt, **({} if version is None else {"format_version": version}), **meta,
+            "mien_version": __version__}
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     with atomic_output(d / WEIGHTS_NAME) as tmp:
         save_file(tensors, str(tmp), metadata={"format": fmt, "kind": str(meta.get("kind", ""))})
@@ -73,7 +75,8 @@ def read_model_folder(directory: str | os.PathLike, *, fmt: str, version: int | 
     except ValueError as e:
         raise InputError(str(cfg), f"not JSON ({e})") from None
     if meta.get("format") != fmt or (version is not None and meta.get("format_version") != version):
-        raise InputError(str(cfg), f"not a {fmt} v{version} export (format {meta.get('format')!r} "
+        want = fmt if version is None else f"{fmt} v{version}"
+        raise InputError(str(cfg), f"not a {want} export (format {meta.get('format')!r} "
                                    f"v{meta.get('format_version')!r})")
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds is not None and meta.get("kind") not in kinds:

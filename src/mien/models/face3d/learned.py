@@ -13,7 +13,6 @@ Crops are mien's (:func:`mien.face.crops.face_crop` with the export's ``crop`` c
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -25,12 +24,12 @@ from mien.models.face3d.base import FaceModel
 from mien.models.face3d.encoders import Face3DEncoder
 from mien.models.face3d.generators import UNetGenerator, masked_image
 from mien.models.face3d.params import Face3DParams, render_geometry
+from mien.models.folder import CONFIG_NAME, read_model_folder, write_model_folder
 
 __all__ = ["CONFIGS", "FORMAT", "Face3DConfig", "Face3DNet", "Face3DRenderer", "load_face3d", "load_face3d_encoder",
            "load_face3d_renderer", "save_face3d"]
 
 FORMAT = "mien-face3d/1"
-CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
 
 @dataclass
@@ -180,24 +179,12 @@ _register()
 # ------------------------------------------------------------------------------------------------- export
 def save_face3d(net: Face3DNet, directory: str | os.PathLike, extra: dict | None = None) -> Path:
     """Write ``config.json`` (format, config, face model, ``extra`` provenance) + ``model.safetensors`` into
-    ``directory`` (created; each file written atomically)."""
-    from safetensors.torch import save_file
-
-    from mien._version import __version__
-    from mien.io.atomic import atomic_output
-
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
+    ``directory`` (created; each file written atomically; :func:`mien.models.folder.write_model_folder`)."""
     fm = net.face_model
-    meta = {"format": FORMAT, "config": asdict(net.cfg), "face_model": {"name": fm.name, "units": fm.units,
+    meta = {"config": asdict(net.cfg), "face_model": {"name": fm.name, "units": fm.units,
             "n_vertices": int(fm.n_vertices), "n_shape": fm.n_shape, "n_expression": fm.n_expression},
-            "mien_version": __version__, **(extra or {})}
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    with atomic_output(d / WEIGHTS_NAME) as tmp:
-        save_file(state, str(tmp), metadata={"format": FORMAT})
-    with atomic_output(d / CONFIG_NAME) as tmp:
-        Path(tmp).write_text(json.dumps(meta, indent=2))
-    return d
+            **(extra or {})}
+    return write_model_folder(directory, meta, net.state_dict(), fmt=FORMAT, version=None)
 
 
 def load_face3d(directory: str | os.PathLike, face_model: str | None = None, device="cpu") -> Face3DNet:
@@ -211,21 +198,12 @@ def load_face3d(directory: str | os.PathLike, face_model: str | None = None, dev
         mien.errors.InputError: missing files, not a face3d export, or a face model that does not match the
             recorded one (vertices / components).
     """
-    from safetensors.torch import load_file
-
     from mien.errors import InputError
     from mien.models.face3d.spec import open_face_model
 
+    meta, state = read_model_folder(directory, fmt=FORMAT, version=None, what="face3d",
+                                    hint="a folder written by `mien export face3d`")
     d = Path(directory)
-    for p in (d / CONFIG_NAME, d / WEIGHTS_NAME):
-        if not p.is_file():
-            raise InputError(p, "face3d export file not found (a folder written by `mien export face3d`)")
-    try:
-        meta = json.loads((d / CONFIG_NAME).read_text())
-    except ValueError as e:
-        raise InputError(d / CONFIG_NAME, f"not JSON: {e}") from None
-    if meta.get("format") != FORMAT:
-        raise InputError(d / CONFIG_NAME, f"not a {FORMAT} export (format {meta.get('format')!r})")
     cfg = Face3DConfig.from_dict({**meta["config"], "pretrained": False})
     if face_model is not None:
         cfg.face_model = face_model
@@ -235,7 +213,7 @@ def load_face3d(directory: str | os.PathLike, face_model: str | None = None, dev
         raise InputError(d / CONFIG_NAME, f"trained on face model {rec} but {cfg.face_model or 'mien-face'} has "
                                           f"{fm.n_vertices} vertices, {fm.n_expression} expression components")
     net = Face3DNet(cfg, fm)
-    net.load_state_dict(load_file(str(d / WEIGHTS_NAME)), strict=True)
+    net.load_state_dict(state, strict=True)
     return net.to(device).eval()
 
 
