@@ -299,3 +299,34 @@ def test_reenact_with_exported_model(shared_data, tmp_path, tiny_reenact_export)
     plain = list(mien.reenact(shared_data / SOURCE, shared_data / DRIVER, model=tmp_path / "m", paste_back=False,
                               end=0.1))
     assert not np.array_equal(frames[0], plain[0])  # the edit moved the expression latent
+
+
+def test_reenact_video_on_frame_progress_stop_and_cancel(shared_data, tmp_path):
+    """``on_frame`` (the contract of ``mien.analyze``): once per output frame in order with the driving frame and
+    the report so far; True ends the video after that frame; an exception (a cancelled job) leaves no file."""
+    from mien.pipelines.reenact_video import ReenactOptions, reenact_video
+
+    opts = ReenactOptions(model="copy", paste_back=False, end=0.3)
+    seen = []
+    rep = reenact_video(shared_data / SOURCE, shared_data / DRIVER, tmp_path / "all.mp4", opts,
+                        on_frame=lambda fr, r: seen.append((fr.index, fr.t_sec, r.frames)))
+    assert rep.frames == len(seen) == 10 and [s[2] for s in seen] == list(range(1, 11))
+    assert [s[0] for s in seen] == list(range(10)) and seen[-1][1] == pytest.approx(9 / 30, abs=1e-3)
+    rep = reenact_video(shared_data / SOURCE, shared_data / DRIVER, tmp_path / "short.mp4", opts,
+                        on_frame=lambda fr, r: r.frames >= 4)
+    assert rep.frames == 4 and _info(tmp_path / "short.mp4")[0] == 4
+
+    class Stop(Exception):
+        pass
+
+    def cancel(fr, r):
+        if r.frames == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        reenact_video(shared_data / SOURCE, shared_data / DRIVER, tmp_path / "cancelled.mp4", opts, on_frame=cancel)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.mp4", "short.mp4"]  # no partial or temporary file
+    calls = []
+    reenact_video(shared_data / SOURCE, None, tmp_path / "edit.png", ReenactOptions(edit="AU12=0.5"),
+                  on_frame=lambda fr, r: calls.append(fr.index))
+    assert calls == [0]

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from mien.errors import InputError
+from mien.io.video import Frame
 from mien.pipelines.reenact import FaceCrop, FaceCropper, load_reenactor, parse_edit
 
 IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -167,11 +168,18 @@ class Reenactment:
         edits: per-frame edits of the still portrait (no driving video, no ``options.edit``): one output frame
             per {AU: strength} dict, instead of the ``options.edit`` ramp (``mien react --listener-image``).
         fps: frame rate recorded in :attr:`report` (default: the driving video's, else 25).
+        on_frame: called for each output frame before it is yielded, as :func:`mien.analyze`'s ``on_frame``:
+            ``on_frame(frame, report)`` with the driving :class:`~mien.io.video.Frame` (for a still portrait: frame
+            k of the source at k / fps s) and the :attr:`report` so far (``report.frames`` counts this one);
+            return True to stop after this frame (the output ends there; a webcam is stopped). An exception it
+            raises (e.g. a cancelled job) ends the iteration with it: :func:`reenact_video` then writes nothing.
     """
 
     def __init__(self, source, driving=None, options: ReenactOptions | None = None, reenactor=None, *,
-                 edits: Sequence[Mapping[str, float]] | None = None, fps: float | None = None):
+                 edits: Sequence[Mapping[str, float]] | None = None, fps: float | None = None,
+                 on_frame: Callable[[Frame, ReenactReport], bool | None] | None = None):
         self.o = o = options or ReenactOptions()
+        self.on_frame = on_frame
         self.edit = parse_edit(o.edit)
         self.edits = edits
         if edits is not None and (driving is not None or self.edit):
@@ -228,22 +236,30 @@ class Reenactment:
                                                           else np.zeros_like(out))
         return np.concatenate([_fit_height(left, h), _fit_height(mid, h), img], 1)
 
-    def _still(self) -> Iterator[np.ndarray]:
+    def _still(self) -> Iterator[tuple[Frame, np.ndarray]]:
         n = self.o.still_frames
         edits = self.edits if self.edits is not None else (
             {a: v * (1.0 if n == 1 else k / (n - 1)) for a, v in self.edit.items()} for k in range(n))
-        for e in edits:
+        for k, e in enumerate(edits):
             out = self.r.animate(self.state, [self.src], self.src, e)[0]
-            yield self._compose(out, self.frame, self.src)
+            yield Frame(k, k / self.report.fps, self.frame), self._compose(out, self.frame, self.src)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         t0 = time.perf_counter()
         rep = self.report
         gen = self._still() if self.drv is None else self._drive()
-        for img in gen:
-            rep.frames += 1
-            rep.height, rep.width = img.shape[:2]
-            yield img
+        try:
+            for fr, img in gen:
+                rep.frames += 1
+                rep.height, rep.width = img.shape[:2]
+                stop = self.on_frame is not None and self.on_frame(fr, rep) is True
+                yield img
+                if stop:
+                    if hasattr(self.drv, "stop"):  # a webcam
+                        self.drv.stop()
+                    break
+        finally:
+            gen.close()
         rep.seconds = time.perf_counter() - t0
         if self.drv is not None:
             rep.meta = {"frames_decoded": self.drv.frames_decoded, "corrupt_frames": self.drv.corrupt_frames}
@@ -253,14 +269,14 @@ class Reenactment:
         info = self.drv.info
         cropper = FaceCropper(info.width, info.height, self.r.size, self.r.margin, static=False)
         ref = last = None
-        batch: list[tuple[np.ndarray, FaceCrop | None]] = []
+        batch: list[tuple[Frame, FaceCrop | None]] = []
 
         def flush():
             with_face = [c for _, c in batch if c is not None]
             outs = iter(self.r.animate(self.state, with_face, None if o.absolute else ref, self.edit or None)
                         if with_face else ())
-            for image, c in batch:
-                yield self._compose(next(outs) if c is not None else self.src.image, image, c)
+            for fr, c in batch:
+                yield fr, self._compose(next(outs) if c is not None else self.src.image, fr.image, c)
             batch.clear()
 
         try:
@@ -272,7 +288,7 @@ class Reenactment:
                 else:
                     last = crop
                     ref = ref if ref is not None else crop
-                batch.append((fr.image, crop))
+                batch.append((fr, crop))
                 if len(batch) >= o.batch_size:
                     yield from flush()
             yield from flush()
@@ -280,7 +296,8 @@ class Reenactment:
             cropper.close()
 
 
-def reenact(source, driving=None, model="warp", options: ReenactOptions | None = None, **kw) -> Reenactment:
+def reenact(source, driving=None, model="warp", options: ReenactOptions | None = None, *,
+            on_frame: Callable[[Frame, ReenactReport], bool | None] | None = None, **kw) -> Reenactment:
     """Animate the face of ``source`` with the motion of ``driving``: an iterator of output frames.
 
     Args:
@@ -289,6 +306,7 @@ def reenact(source, driving=None, model="warp", options: ReenactOptions | None =
         model: "warp" (default), "copy", an exported model folder (``mien export reenact``), or a loaded
             model / :class:`~mien.pipelines.reenact.Reenactor`.
         options: :class:`ReenactOptions`; ``kw`` overrides its fields (e.g. ``absolute=True``).
+        on_frame: per output frame ``on_frame(frame, report)``; True stops (see :class:`Reenactment`).
 
     Returns:
         :class:`Reenactment`, iterating uint8 (H, W, 3) RGB frames: the source frame with the reenacted face
@@ -307,7 +325,7 @@ def reenact(source, driving=None, model="warp", options: ReenactOptions | None =
         o = dataclasses.replace(o, model=os.fspath(model))
     else:
         reenactor = load_reenactor(model, o.device)
-    return Reenactment(source, driving, o, reenactor)
+    return Reenactment(source, driving, o, reenactor, on_frame=on_frame)
 
 
 def _nonempty(frames: Iterator[np.ndarray], driving) -> Iterator[np.ndarray]:
@@ -319,9 +337,13 @@ def _nonempty(frames: Iterator[np.ndarray], driving) -> Iterator[np.ndarray]:
         raise InputError(str(driving), "no driving frame in the given time window")
 
 
-def reenact_video(source, driving, output: str | os.PathLike, options: ReenactOptions | None = None) -> ReenactReport:
+def reenact_video(source, driving, output: str | os.PathLike, options: ReenactOptions | None = None, *,
+                  on_frame: Callable[[Frame, ReenactReport], bool | None] | None = None) -> ReenactReport:
     """Write :func:`reenact`'s frames to ``output`` (an MP4 with the driving video's audio; or an image for a
     still-portrait edit with an image suffix), atomically, with a progress bar when ``options.progress``.
+
+    ``on_frame(frame, report)`` is called per output frame (:class:`Reenactment`): True ends the video after that
+    frame (it is written, shorter); an exception it raises (a cancelled job) propagates and leaves no output file.
 
     Returns:
         :class:`ReenactReport` (``output`` set).
@@ -338,7 +360,7 @@ def reenact_video(source, driving, output: str | os.PathLike, options: ReenactOp
         if driving is not None:
             raise ValueError(f"{output}: a driving video gives a video; use an .mp4 output")
         o = dataclasses.replace(o, still_frames=1)
-    run = Reenactment(source, driving, o)
+    run = Reenactment(source, driving, o, on_frame=on_frame)
     frames = iter(run)
     if o.progress:
         from tqdm import tqdm
