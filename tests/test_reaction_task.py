@@ -297,3 +297,46 @@ def test_datamodule_split_streaming_and_exclusion(dyadic_root):
         dm = ReactionDataModule(str(dyadic_root), window=200, val_fraction=0.0)
         with pytest.raises(ValueError, match="no training window"):
             dm.setup("fit")
+
+
+def test_react_on_frame_steps_stop_and_cancel(tiny_reaction_export, shared_data, tmp_path):
+    """``react_to_files``'s ``on_frame(frame, step)``: once per analysed speaker frame and per rendered frame of
+    each video, in step order over one time window; True ends that video at that frame; an exception (a
+    cancelled job) propagates and leaves no half-written file."""
+    import av
+
+    from mien.pipelines.react import ReactOptions, react_to_files
+
+    clip = shared_data / "samples" / "single_face.mp4"
+    calls = []
+
+    def on_frame(frame, step):
+        calls.append((step.name, step.index, step.count, frame.index, frame.t_sec))
+        return step.name == "video0" and frame.index == 4
+
+    opts = ReactOptions(n=2, videos=1, end=1.0, listener_image=str(shared_data / "samples" / "single_face.jpg"))
+    files = react_to_files(clip, tmp_path / "a", tiny_reaction_export, opts, on_frame=on_frame)
+    names = [c[0] for c in calls]
+    assert names == sorted(names, key=["speaker", "video0", "portrait0"].index)  # steps in order
+    assert {(c[0], c[1], c[2]) for c in calls} == {("speaker", 0, 3), ("video0", 1, 3), ("portrait0", 2, 3)}
+    speaker = [c for c in calls if c[0] == "speaker"]
+    assert [c[3] for c in speaker] == list(range(31))  # 0 … 1 s (inclusive) at 30 fps
+    portrait = [c for c in calls if c[0] == "portrait0"]
+    with av.open(str(files["portrait0"])) as c:
+        assert len(portrait) == sum(1 for _ in c.decode(video=0)) >= 20
+    assert all(0 <= c[4] <= 1.0 + 1e-6 for c in calls)  # one time window
+    with av.open(str(files["video0"])) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 5  # True ended it after frame 4
+
+    class Stop(Exception):
+        pass
+
+    def cancel(frame, step):
+        if step.name == "video0" and frame.index == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        react_to_files(clip, tmp_path / "b", tiny_reaction_export, ReactOptions(n=2, videos=1, end=1.0),
+                       on_frame=cancel)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["single_face.reactions.parquet",
+                                                                   "single_face.reactions.png"]

@@ -14,6 +14,7 @@ AU directions).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import numpy as np
 from mien.errors import InputError
 from mien.results.reaction import ReactionResult
 
-__all__ = ["ReactOptions", "react", "react_to_files", "speaker_inputs"]
+__all__ = ["ReactOptions", "ReactStep", "react", "react_to_files", "speaker_inputs"]
 
 
 @dataclass
@@ -88,6 +89,23 @@ class ReactOptions:
         return temps, np.clip(self.top_p + i * self.top_p_step, 1e-3, 1.0).tolist()
 
 
+@dataclass(frozen=True)
+class ReactStep:
+    """The step of a react run that calls ``on_frame(frame, step)`` (the per-frame callback contract of
+    :func:`mien.analyze`, with this as its second argument).
+
+    Attributes:
+        name: "speaker" (analysing the speaker video: the speaker's frames), "video<i>" (rendering reaction i's
+            mesh video) or "portrait<i>" (rendering reaction i on the listener portrait): rendered frame k is given
+            at the speaker time start + k / fps s, so every step runs over the same time window.
+        index: 0-based position of the step. count: steps of the run (1 + videos, + videos with a portrait).
+    """
+
+    name: str
+    index: int = 0
+    count: int = 1
+
+
 def _groups(names: list[str]) -> list[str]:
     out: list[str] = []
     for n in names:
@@ -98,8 +116,10 @@ def _groups(names: list[str]) -> list[str]:
 
 
 def speaker_inputs(video: str | os.PathLike, feature_names: list[str], fps: float = 25.0,
-                   start: float | None = None, end: float | None = None):
+                   start: float | None = None, end: float | None = None, on_frame: Callable | None = None):
     """Analyse a speaker video and compute the named speaker features on the model's frame grid.
+
+    ``on_frame`` is :func:`mien.analyze`'s (per speaker frame; True ends the analysis at that frame).
 
     Returns:
         (features float32 (T, D_s) in ``feature_names`` order, speaker attributes float32 (T, 25), the frame
@@ -113,7 +133,7 @@ def speaker_inputs(video: str | os.PathLike, feature_names: list[str], fps: floa
     from mien.pipelines.analyze import analyze
 
     path = str(video)
-    res = analyze(path, au=True, emotion=True, start=start, end=end)
+    res = analyze(path, au=True, emotion=True, start=start, end=end, on_frame=on_frame)
     if not len(res):
         raise InputError(path, "no face found in the speaker video")
     ids, counts = np.unique(res.face_id, return_counts=True)
@@ -136,14 +156,17 @@ def speaker_inputs(video: str | os.PathLike, feature_names: list[str], fps: floa
     return feats[:, [pos[c] for c in feature_names]], attributes_25(res, times), times, res
 
 
-def react(speaker: str | os.PathLike, model=None, n: int | None = None, options: ReactOptions | None = None,
-          **kwargs) -> ReactionResult:
+def react(speaker: str | os.PathLike, model=None, n: int | None = None, options: ReactOptions | None = None, *,
+          on_frame: Callable | None = None, **kwargs) -> ReactionResult:
     """Generate listener reactions to a speaker video.
 
     Args:
         speaker: speaker video file.
         model: a :class:`~mien.models.reaction.ReactionModel` or the folder of one (``mien export reaction``).
         n: reactions (overrides ``options.n``). options: :class:`ReactOptions`; ``kwargs`` override its fields.
+        on_frame: ``on_frame(frame, step)`` per analysed speaker frame (``step``: :class:`ReactStep` "speaker");
+            True ends the speaker analysis at that frame (the reactions cover the speaker up to it); an exception it
+            raises (a cancelled job) propagates.
 
     Returns:
         :class:`~mien.results.reaction.ReactionResult`: reactions (n, T, 25) float32 at the model's fps (NaN in
@@ -160,7 +183,7 @@ def react(speaker: str | os.PathLike, model=None, n: int | None = None, options:
     import dataclasses
 
     opts = dataclasses.replace(options or ReactOptions(), **kwargs, **({"n": n} if n is not None else {}))
-    return _react(speaker, model, opts)[0]
+    return _react(speaker, model, opts, _step(on_frame, "speaker"))[0]
 
 
 def _listener(opts: ReactOptions):
@@ -172,7 +195,19 @@ def _listener(opts: ReactOptions):
     return ListenerPortrait(opts.listener_image, opts.listener_model, opts.listener_gain)
 
 
-def _react(speaker, model, opts: ReactOptions):
+def _step(on_frame: Callable | None, name: str, index: int = 0, count: int = 1, t0: float = 0.0):
+    """``on_frame`` bound to one :class:`ReactStep` (frames shifted by ``t0`` s), as a pipeline's callback."""
+    if on_frame is None:
+        return None
+    from mien.io.video import Frame
+
+    step = ReactStep(name, index, count)
+    if not t0:
+        return lambda frame, _state: on_frame(frame, step)
+    return lambda frame, _state: on_frame(Frame(frame.index, t0 + frame.t_sec, frame.image), step)
+
+
+def _react(speaker, model, opts: ReactOptions, on_frame: Callable | None = None):
     import dataclasses
 
     import torch
@@ -183,7 +218,7 @@ def _react(speaker, model, opts: ReactOptions):
         raise ValueError("react needs model= (a ReactionModel or the folder of an exported one)")
     portrait = _listener(opts)
     m = load_reaction_model(model) if isinstance(model, (str, os.PathLike)) else model
-    feats, attrs, times, _ = speaker_inputs(speaker, m.speaker_feature_names, m.fps, opts.start, opts.end)
+    feats, attrs, times, _ = speaker_inputs(speaker, m.speaker_feature_names, m.fps, opts.start, opts.end, on_frame)
     temps, top_p = opts.schedule()
     out = m.generate(torch.from_numpy(feats)[None], opts.n, online=opts.online, temperature=temps,
                      top_k=opts.top_k or None, top_p=top_p, seed=opts.seed, steps=opts.steps or None)
@@ -199,15 +234,22 @@ def _react(speaker, model, opts: ReactOptions):
 
 
 def react_to_files(speaker: str | os.PathLike, output: str | os.PathLike, model,
-                   options: ReactOptions | None = None) -> dict[str, Path]:
+                   options: ReactOptions | None = None, *, on_frame: Callable | None = None) -> dict[str, Path]:
     """:func:`react` and its files in ``output``: ``<stem>.reactions.parquet``, ``<stem>.reactions.png`` (plot),
     ``<stem>.reaction<i>.mp4`` for the first ``options.videos`` reactions and, with ``options.listener_image``,
     ``<stem>.reaction<i>.portrait.mp4`` (the portrait animated by reaction i, with the speaker's audio).
-    Returns {kind: path} (kinds ``parquet``, ``plot``, ``video<i>``, ``portrait<i>``)."""
+    Returns {kind: path} (kinds ``parquet``, ``plot``, ``video<i>``, ``portrait<i>``).
+
+    ``on_frame(frame, step)`` is called per analysed speaker frame and per rendered video frame, ``step`` the
+    :class:`ReactStep` it belongs to; True ends that step at that frame (the analysis, or that video); an exception
+    it raises (a cancelled job) propagates: every file is written atomically, so none is left half-written (the
+    files finished before it stay)."""
     from mien.viz.reaction import plot_reactions, render_reaction_video
 
     opts = options or ReactOptions()
-    res, portrait = _react(speaker, model, opts)
+    k = min(opts.videos, opts.n)
+    count = 1 + k * (2 if opts.listener_image is not None else 1)
+    res, portrait = _react(speaker, model, opts, _step(on_frame, "speaker", 0, count))
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(str(speaker)).stem
@@ -218,11 +260,16 @@ def react_to_files(speaker: str | os.PathLike, output: str | os.PathLike, model,
                                        title=f"{stem}: speaker and {res.n} generated reaction(s)")
     # the renderer shows the speaker from the video's start: only when the reactions start there too
     spk = str(speaker) if not opts.start else None
-    for i in range(min(opts.videos, res.n)):
+    t0, step = res.meta["start_sec"], 1
+    for i in range(k):
         files[f"video{i}"] = render_reaction_video(res.reactions[i], res.fps, out / f"{stem}.reaction{i}.mp4",
-                                                   speaker_video=spk)
+                                                   speaker_video=spk,
+                                                   on_frame=_step(on_frame, f"video{i}", step, count, t0))
+        step += 1
         if portrait is not None:
             files[f"portrait{i}"] = Path(portrait.render(res.reactions[i], res.fps,
                                                          out / f"{stem}.reaction{i}.portrait.mp4", audio_from=speaker,
-                                                         audio_start=res.meta["start_sec"]).output)
+                                                         audio_start=t0,
+                                                         on_frame=_step(on_frame, f"portrait{i}", step, count, t0)).output)
+            step += 1
     return files

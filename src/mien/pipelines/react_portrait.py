@@ -112,18 +112,22 @@ class ListenerPortrait:
         self.reenactor = load_reenactor(model, device)
         self._run([], 25.0)  # the portrait's face is found now: no face → InputError before any other work
 
-    def _run(self, edits, fps):
+    def _run(self, edits, fps, on_frame=None):
         from mien.pipelines.reenact_video import Reenactment, ReenactOptions
 
-        return Reenactment(self.image, None, ReenactOptions(crf=self.crf), self.reenactor, edits=edits, fps=fps)
+        return Reenactment(self.image, None, ReenactOptions(crf=self.crf), self.reenactor, edits=edits, fps=fps,
+                           on_frame=on_frame)
 
     def render(self, reaction: np.ndarray, fps: float, output: str | os.PathLike, *,
-               audio_from: str | os.PathLike | None = None, audio_start: float | None = None) -> ListenerReport:
+               audio_from: str | os.PathLike | None = None, audio_start: float | None = None,
+               on_frame=None) -> ListenerReport:
         """Write the portrait animated by one reaction: T frames at ``fps`` (the full portrait, face pasted back),
         atomically, with the audio of ``audio_from`` from ``audio_start`` s (the speaker clip).
 
         Args:
             reaction: (T, 25) REACT attributes. fps: their frame rate. output: ``.mp4`` path.
+            on_frame: per frame ``on_frame(frame, report)`` as :class:`~mien.pipelines.reenact_video.Reenactment`
+                calls it (frame k at k / fps s); True ends the video after that frame; an exception leaves no file.
 
         Raises:
             ValueError: bad ``reaction`` shape or fps ≤ 0.
@@ -137,7 +141,7 @@ class ListenerPortrait:
             warnings.warn(f"{output}: {len(skipped)} of {len(REACT_AUS)} AUs not rendered on the portrait "
                           f"(NaN in the reaction or no {self.reenactor.name} direction): {', '.join(skipped)}",
                           stacklevel=2)
-        run = self._run(edits, fps)
+        run = self._run(edits, fps, on_frame)
         n, audio = write_video(iter(run), output, fps, crf=self.crf, audio_from=audio_from, audio_start=audio_start)
         return ListenerReport(str(Path(output)), n, float(fps), run.report.width, run.report.height, audio,
                               sorted(edits[0]), skipped)

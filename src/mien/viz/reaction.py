@@ -99,7 +99,7 @@ def _speaker_frames(path: str, fps: float, n: int, size: int):
 
 
 def render_reaction_video(attrs: np.ndarray, fps: float, path: str | os.PathLike, *,
-                          speaker_video: str | None = None, size: int = 256) -> Path:
+                          speaker_video: str | None = None, size: int = 256, on_frame=None) -> Path:
     """Write an MP4 of a listener reaction: the PLS face mesh moved by the reaction's AUs, one frame per row,
     beside the speaker video (sampled at the same times from its start) when given.
 
@@ -107,6 +107,9 @@ def render_reaction_video(attrs: np.ndarray, fps: float, path: str | os.PathLike
         attrs: (T, 25) REACT attributes (:data:`~mien.metrics.react.REACT_ATTRIBUTES`; NaN allowed).
         fps: frame rate of ``attrs``. path: output ``.mp4`` (written atomically).
         speaker_video: optional video shown on the left. size: panel side in pixels.
+        on_frame: called after each written frame as ``on_frame(frame, None)`` (the contract of
+            :func:`mien.analyze`) with a :class:`~mien.io.video.Frame` of the rendered image at k / fps s; True
+            ends the video there; an exception it raises leaves no file.
 
     Returns:
         ``Path(path)``; the video has T frames of (size, size or 2·size) pixels.
@@ -115,6 +118,7 @@ def render_reaction_video(attrs: np.ndarray, fps: float, path: str | os.PathLike
         ValueError: wrong ``attrs`` shape, T = 0, fps ≤ 0 or size < 32.
         InputError: ``speaker_video`` unreadable.
     """
+    from mien.io.video import Frame
     from mien.io.writer import VideoWriter
     from mien.models.face3d.mien_face import canonical_triangles
     from mien.viz.mesh import draw_mesh
@@ -130,7 +134,10 @@ def render_reaction_video(attrs: np.ndarray, fps: float, path: str | os.PathLike
             face = np.full((size, size, 3), 24, np.uint8)
             draw_mesh(face, pix[k], tri)
             _caption(face, x[k])
-            w.write(np.concatenate([next(speaker), face], 1) if speaker is not None else face)
+            img = np.concatenate([next(speaker), face], 1) if speaker is not None else face
+            w.write(img)
+            if on_frame is not None and on_frame(Frame(k, k / fps, img), None) is True:
+                break
     return Path(path)
 
 
