@@ -210,3 +210,55 @@ def test_models_are_listed_by_family_and_tabs_refuse_bad_choices(shared_data, ti
             reenact.run_reenact(ctx, img, None, "warp", {"AU99": 0.5})
     finally:
         ctx.files.cleanup()
+
+
+def test_analyze_batch_skips_and_reports_a_bad_file(files, shared_data):
+    """Several uploads are one batch through ``analyze_files``: the bad one (a text file named .png) is skipped and
+    reported by its name, the images are analysed with progress file by file; Stop ends the batch."""
+    pytest.importorskip("gradio")
+    import mien
+    from mien.app.jobs import AppContext, Cancelled
+    from mien.app.tabs.analyze import run_batch
+    from mien.pipelines.analyze import AnalyzeOptions
+
+    ctx = AppContext(files)
+    ups = [_upload(files, shared_data / IMAGE, "a.jpg"), _upload(files, b"not an image\n" * 9, "bad.png"),
+           _upload(files, shared_data / "samples/multi_face.jpg", "b.jpg")]
+    steps = []
+    out = run_batch(ctx, ups, AnalyzeOptions(identity=False, max_faces=5), lambda f, desc: steps.append((f, desc)))
+    assert out["skipped"] == ["bad.png: not a readable image or video (checked by content, not by name)"]
+    assert (out["inputs"], out["analysed"]) == (3, 2)
+    assert steps[:2] == [(0.45, "analysing a.jpg (1 of 2)"), (0.9, "analysing b.jpg (2 of 2)")]
+    back = mien.read_results(out["files"][0])
+    assert sorted(set(back.extra["video"].tolist())) == ["a", "b"] and len(back) == 1 + 5
+    assert [p.rsplit("/", 1)[1] for p in out["overlays"]] == ["a.overlay.png", "b.overlay.png"]
+    assert all(files.contains(p) for p in out["files"])
+    with pytest.raises(InputError, match=r"^1 file\(s\): none can be analysed \(bad\.png: not a readable"):
+        run_batch(ctx, [ups[1]], AnalyzeOptions())
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        run_batch(ctx, ups, AnalyzeOptions(identity=False), cancel=stop)
+
+
+def test_reenact_tab_progress_by_frame_and_stop(files, shared_data):
+    """The Reenact tab's job moves the bar once per driving frame up to the end; Stop ends it without a file."""
+    pytest.importorskip("gradio")
+    from mien.app.jobs import AppContext, Cancelled
+    from mien.app.tabs.reenact import run_reenact
+
+    ctx = AppContext(files)
+    img, drv = _upload(files, shared_data / IMAGE, "portrait.jpg"), _upload(files, shared_data / SAMPLE, "drv.mp4")
+    seen = []
+    rep = run_reenact(ctx, img, drv, "copy", {}, progress=lambda f, desc: seen.append(f))
+    assert rep.frames == 72 and len(seen) == 1 + 72 and seen == sorted(seen) and seen[-1] == pytest.approx(1.0, 0.02)
+    stop = threading.Event()
+
+    def progress(f, desc):
+        if f > 0.5:
+            stop.set()
+
+    with pytest.raises(Cancelled):
+        run_reenact(ctx, img, drv, "copy", {}, progress=progress, cancel=stop)
+    jobs = sorted((files.root / "jobs").iterdir(), key=lambda d: d.stat().st_mtime)
+    assert not [p for p in jobs[-1].iterdir() if p.suffix == ".mp4" and p.name.startswith("reenact")]

@@ -86,19 +86,61 @@ def user_errors(fn: Callable) -> Callable:
 
 def frame_progress(progress, cancel: threading.Event | None, start: float, span: float | None,
                    lo: float = 0.0, hi: float = 1.0, desc: str = "analysing") -> Callable:
-    """An ``on_frame`` callback for :func:`mien.analyze` (and pipelines taking one) that moves a
-    ``gr.Progress`` bar from ``lo`` to ``hi`` by the frame's time over ``span`` seconds and stops the job when
-    ``cancel`` is set (raises :class:`Cancelled` after the pipeline returns control)."""
+    """An ``on_frame(frame, state)`` callback for :func:`mien.analyze` and the pipelines taking one
+    (:func:`~mien.pipelines.reenact_video.reenact_video`, :func:`~mien.pipelines.react.react_to_files`) that moves
+    a ``gr.Progress`` bar from ``lo`` to ``hi`` by the frame's time over ``span`` seconds from ``start`` and stops
+    the job when ``cancel`` is set (raises :class:`Cancelled` inside the pipeline, which then writes no file).
 
-    def on_frame(frame, *_):
+    When ``state`` is a step of a multi-step job (``name``, ``index``, ``count``: a
+    :class:`~mien.pipelines.react.ReactStep`), the bar moves through step ``index``'s share of the range and shows
+    its name."""
+
+    def on_frame(frame, state=None):
         if cancel is not None and cancel.is_set():
             raise Cancelled()
         if progress is not None:
             f = min(max((frame.t_sec - start) / span, 0.0), 1.0) if span else 0.0
-            progress(lo + (hi - lo) * f, desc=desc)
+            i, n = getattr(state, "index", None), getattr(state, "count", None)
+            if isinstance(i, int) and isinstance(n, int) and n > 0:
+                progress(lo + (hi - lo) * (i + f) / n, desc=f"{desc}: {state.name}")
+            else:
+                progress(lo + (hi - lo) * f, desc=desc)
         return False
 
     return on_frame
 
 
-__all__ = ["AppContext", "Cancelled", "frame_progress", "one_line", "user_errors"]
+class FilesProgress:
+    """``on_frame`` and ``log`` for :func:`mien.pipelines.batch.analyze_files` over checked uploads: the bar moves
+    from ``lo`` to ``hi`` by file (file i of n; a video's share by its frames' time), named by the user's file
+    name; Stop raises :class:`Cancelled`. Inputs run in order, one analyzer each, so the file being analysed is
+    the number of analyzers seen before it plus the failed inputs ``log`` was told about.
+
+    Args:
+        media: the checked uploads (:class:`~mien.app.safety.Media`) in the order given to ``analyze_files``.
+    """
+
+    def __init__(self, progress, cancel: threading.Event | None, media: list, lo: float = 0.0, hi: float = 1.0):
+        self.progress, self.cancel, self.media, self.lo, self.hi = progress, cancel, media, lo, hi
+        self.failed: list[str] = []
+        self._analyzer, self._seen, self._i = None, 0, 0
+
+    def log(self, message: str) -> None:
+        self.failed.append(message)
+
+    def __call__(self, frame, analyzer=None) -> bool:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
+        if analyzer is not self._analyzer:
+            self._analyzer = analyzer
+            self._i = min(self._seen + len(self.failed), len(self.media) - 1)
+            self._seen += 1
+        if self.progress is not None:
+            m, n = self.media[self._i], len(self.media)
+            f = min(max(frame.t_sec / m.duration_sec, 0.0), 1.0) if m.duration_sec else 1.0
+            self.progress(self.lo + (self.hi - self.lo) * (self._i + f) / n,
+                          desc=f"analysing {m.name} ({self._i + 1} of {n})")
+        return False
+
+
+__all__ = ["AppContext", "Cancelled", "FilesProgress", "frame_progress", "one_line", "user_errors"]

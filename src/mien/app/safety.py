@@ -69,7 +69,7 @@ def check_upload(upload: str | os.PathLike | None, files, job_dir: str | os.Path
         name: the user's file name for messages (default the upload's base name).
 
     Returns:
-        :class:`Media`.
+        :class:`Media` (a second upload of the same name in ``job_dir`` gets ``<stem>-2<suffix>``, …).
 
     Raises:
         InputError: no file, not an uploaded file, too large, too long, not an image/video by content, or a
@@ -96,6 +96,10 @@ def check_upload(upload: str | os.PathLike | None, files, job_dir: str | os.Path
         raise InputError(name, f"{media.width}x{media.height} px is larger than the limit of "
                                f"{limits.max_pixels} pixels")
     dst = Path(job_dir) / (_safe_stem(name) + media.path)
+    k = 1
+    while dst.exists():  # several uploads of one name in a job: each keeps its own copy
+        k += 1
+        dst = Path(job_dir) / f"{_safe_stem(name)}-{k}{media.path}"
     shutil.copyfile(upload, dst)
     return Media(str(dst), media.kind, name, media.width, media.height, media.duration_sec)
 
@@ -132,6 +136,12 @@ def _probe_video(path, name: str, limits: Limits) -> Media | None:
             fmt = c.format.name.split(",")[0]
             if fmt == "image2" or fmt.endswith("_pipe"):  # a still image PIL does not read (not a video)
                 return None
+            if not dur:  # no duration in the header (a browser's webcam recording): the last packet's time
+                c.seek(0)
+                ends = [float((p.pts + (p.duration or 0)) * p.time_base) for p in c.demux(s)
+                        if p.pts is not None and p.time_base is not None]
+                start = float(s.start_time * s.time_base) if s.start_time is not None and s.time_base else 0.0
+                dur = max(ends, default=0.0) - start
     except InputError:
         raise
     except Exception:  # noqa: BLE001 (any failure: not a video)

@@ -132,7 +132,8 @@ def write_outputs(result: AnalysisResult, source: str, outputs: dict[str, str]) 
 def analyze_files(inputs: list[str], out_dir: str | os.PathLike, options: AnalyzeOptions | None = None,
                   formats: tuple[str, ...] = ("parquet",), overlay: bool = True, plot: bool = True,
                   overwrite: bool = False, log: Callable[[str], None] | None = None, *, workers: int = 1,
-                  executor: str = "local", ray_address: str | None = None) -> BatchReport:
+                  executor: str = "local", ray_address: str | None = None,
+                  on_frame: Callable | None = None) -> BatchReport:
     """Analyse many inputs into the results dataset ``out_dir``; bad inputs are skipped and reported.
 
     Layout (see :mod:`mien.results.dataset`): ``video=<key>/part-0.parquet`` per input (the
@@ -157,6 +158,9 @@ def analyze_files(inputs: list[str], out_dir: str | os.PathLike, options: Analyz
         workers: parallel workers (1: in this process).
         executor: "local" (processes) or "ray" (Ray tasks; ``ray_address`` joins a cluster, default a local
             Ray with ``workers`` CPUs; inputs and ``out_dir`` must then be reachable from every node).
+        on_frame: :func:`~mien.pipelines.analyze.analyze`'s ``on_frame(frame, analyzer)`` for every input (one
+            analyzer per input, inputs in order; in-process runs only, ``workers`` = 1); True ends that input's
+            analysis at the frame; an exception it raises (a cancelled job) stops the batch.
 
     Returns:
         :class:`BatchReport`.
@@ -175,6 +179,8 @@ def analyze_files(inputs: list[str], out_dir: str | os.PathLike, options: Analyz
         raise ValueError(f"unknown output format(s) {sorted(unknown)}; choose from {sorted(FORMAT_SUFFIX)}")
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if on_frame is not None and int(workers) > 1:
+        raise ValueError("on_frame needs an in-process run (workers = 1)")
     out_dir = os.fspath(out_dir)
     if out_dir.startswith("memory://"):
         workers = 1  # an in-memory store is private to this process
@@ -198,9 +204,11 @@ def analyze_files(inputs: list[str], out_dir: str | os.PathLike, options: Analyz
     worker_opts = dataclasses.replace(options, progress=False)
     seen = [0]  # frames counted by the per-frame hook (in-process runs)
 
-    def on_frame(frame, analyzer) -> None:
-        seen[0] += 1
-        bar.update(1)
+    def hook(frame, analyzer) -> bool | None:
+        if bar is not None:
+            seen[0] += 1
+            bar.update(1)
+        return on_frame(frame, analyzer) if on_frame is not None else None
 
     models: dict = {}
 
@@ -222,8 +230,8 @@ def analyze_files(inputs: list[str], out_dir: str | os.PathLike, options: Analyz
             seen[0] = 0
 
     manifest = _write_manifest(out_dir, manifest, settings, {}, formats, report, pending=todo)
-    hook = on_frame if bar is not None and report.workers == 1 else None
-    tasks = ((src, key, outs, worker_opts, hook) for src, key, outs in todo)
+    use_hook = report.workers == 1 and (bar is not None or on_frame is not None)
+    tasks = ((src, key, outs, worker_opts, hook if use_hook else None) for src, key, outs in todo)
     t0 = time.perf_counter()
     try:
         run_tasks(_analyze_task, tasks, on_result, workers=min(report.workers, max(len(todo), 1)),

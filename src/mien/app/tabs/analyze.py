@@ -1,16 +1,20 @@
-"""Analyze tab: upload a video or image → :func:`mien.analyze` → overlay, time-series plot, table preview and
-the Parquet / CSV / OpenFace CSV files (written by :func:`mien.pipelines.batch.write_outputs`, as
-``mien analyze`` writes them)."""
+"""Analyze tab: upload a video or image(s), or record a clip with the webcam → :func:`mien.analyze` → overlay,
+time-series plot, table preview and the Parquet / CSV / OpenFace CSV files (written by
+:func:`mien.pipelines.batch.write_outputs`, as ``mien analyze`` writes them). Several inputs are one batch through
+:func:`mien.pipelines.batch.analyze_files` (as ``mien analyze a.jpg b.jpg -o DIR``): a bad file is skipped and
+reported, the others are analysed."""
 
+import html
 from pathlib import Path
 
 import gradio as gr
 
-from mien.app.jobs import AppContext, frame_progress, user_errors
+from mien.app.jobs import AppContext, FilesProgress, frame_progress, user_errors
 from mien.app.safety import check_upload
 from mien.app.tabs.common import table_html
+from mien.errors import InputError
 from mien.pipelines.analyze import AnalyzeOptions, analyze
-from mien.pipelines.batch import output_paths, write_outputs
+from mien.pipelines.batch import analyze_files, output_paths, write_outputs
 
 TITLE = "Analyze"
 FORMATS = ("parquet", "csv", "openface")
@@ -43,11 +47,59 @@ def run_analysis(ctx: AppContext, upload: str, options: AnalyzeOptions, progress
     return {"media": media, "result": res, "outputs": outs}
 
 
+def run_batch(ctx: AppContext, uploads: list[str], options: AnalyzeOptions, progress=None, cancel=None,
+              formats: tuple[str, ...] = FORMATS, overlay: bool = True, plot: bool = True) -> dict:
+    """Check every upload and analyse the good ones as one batch (:func:`~mien.pipelines.batch.analyze_files`
+    into ``<job>/results``, a results dataset as ``mien analyze … -o DIR`` writes); an upload that fails its check
+    or its analysis is skipped and reported by the user's file name.
+
+    Returns:
+        {"media": the checked uploads, "inputs": uploads given, "analysed": inputs analysed, "result": all rows (an AnalysisResult with a ``video`` column, the
+        input's key), "skipped": ["name: reason", …], "files": downloads (``analysis.parquet`` with every row,
+        then each input's CSV / OpenFace CSV / overlay / plot), "overlays": [path, …]}.
+
+    Raises:
+        InputError: no upload, or none could be analysed (the first reason). ValueError: bad options.
+    """
+    from mien.results.dataset import read_results_dataset
+
+    if not uploads:
+        raise InputError("input", "no file was uploaded")
+    job = ctx.files.job("analyze")
+    media, skipped = [], []
+    for up in uploads:
+        try:
+            media.append(check_upload(up, ctx.files, job, ctx.limits))
+        except InputError as e:
+            skipped.append(str(e))
+    if not media:
+        raise InputError(f"{len(uploads)} file(s)", f"none can be analysed ({skipped[0]})")
+    names = {m.path: m.name for m in media}
+    track = FilesProgress(progress, cancel, media, 0.0, 0.9)
+    rep = analyze_files([m.path for m in media], str(job / "results"), options,
+                        ("parquet", *(f for f in formats if f != "parquet")), overlay, plot, log=track.log,
+                        on_frame=track)
+    skipped += [f"{names[r['input']]}: {r['reason']}" for r in rep.failed]
+    if not rep.ok:
+        raise InputError(f"{len(uploads)} file(s)", f"none can be analysed ({skipped[0]})")
+    if progress is not None:
+        progress(0.9, desc="collecting the tables")
+    res = read_results_dataset(job / "results")
+    res.to_parquet(job / "analysis.parquet")
+    per_file = [r["outputs"] for r in rep.ok]
+    return {"media": media, "result": res, "skipped": skipped, "inputs": len(uploads), "analysed": len(rep.ok),
+            "files": [str(job / "analysis.parquet"),
+                      *(o[k] for o in per_file for k in ("csv", "openface", "overlay", "plot") if k in o)],
+            "overlays": [o["overlay"] for o in per_file if "overlay" in o]}
+
+
 def build(ctx: AppContext) -> None:
     with gr.Row():
         with gr.Column(scale=1):
-            upload = gr.File(label="Video or image", file_count="single", type="filepath",
-                             elem_id="analyze-upload")
+            upload = gr.File(label="Video or image(s) (several files: one batch)", file_count="multiple",
+                             type="filepath", elem_id="analyze-upload")
+            webcam = gr.Video(label="…or record a clip with the webcam", sources=["webcam"], include_audio=True,
+                              webcam_options=gr.WebcamOptions(mirror=False), elem_id="analyze-webcam")
             with gr.Accordion("Options", open=False):
                 every = gr.Number(1, label="Every N-th frame", precision=0, minimum=1)
                 with gr.Row():
@@ -65,30 +117,44 @@ def build(ctx: AppContext) -> None:
             summary = gr.Markdown(elem_id="analyze-summary")
             video = gr.Video(label="Overlay", elem_id="analyze-overlay", interactive=False)
             image = gr.Image(label="Overlay", visible=False, elem_id="analyze-overlay-image", interactive=False)
+            gallery = gr.Gallery(label="Overlays", visible=False, elem_id="analyze-gallery", interactive=False,
+                                 columns=3)
             plot = gr.Image(label="Time series", elem_id="analyze-plot", interactive=False)
             files = gr.File(label="Downloads", file_count="multiple", elem_id="analyze-files", interactive=False)
     table = gr.HTML(elem_id="analyze-table")
 
     @user_errors
-    def on_run(upload, every, start, end, max_faces, au, emotion, smooth, wanted, request: gr.Request,
+    def on_run(upload, recording, every, start, end, max_faces, au, emotion, smooth, wanted, request: gr.Request,
                progress=gr.Progress()):  # noqa: B008 (Gradio injects the tracker)
         opts = AnalyzeOptions(every=int(every or 1), start=start or None, end=end or None,
                               max_faces=int(max_faces), au=bool(au), emotion=bool(emotion), smooth=bool(smooth))
         kinds = {OUTPUTS[w] for w in wanted or ()}
-        out = run_analysis(ctx, upload, opts, progress, ctx.cancel_token(request.session_hash),
-                           formats=tuple(f for f in FORMATS if f == "parquet" or f in kinds),
-                           overlay="overlay" in kinds, plot="plot" in kinds)
+        inputs = [*(upload or []), *([recording] if recording else [])]
+        kw = {"formats": tuple(f for f in FORMATS if f == "parquet" or f in kinds),
+              "overlay": "overlay" in kinds, "plot": "plot" in kinds}
+        cancel = ctx.cancel_token(request.session_hash)
+        if len(inputs) > 1:
+            return _batch_view(run_batch(ctx, inputs, opts, progress, cancel, **kw))
+        out = run_analysis(ctx, inputs[0] if inputs else None, opts, progress, cancel, **kw)
         res, outs, media = out["result"], out["outputs"], out["media"]
         is_video = media.kind == "video"
-        text = f"**{media.name}**: {res.summary()}"
+        text = f"**{html.escape(media.name)}**: {res.summary()}"
         return (text, gr.update(value=outs.get("overlay") if is_video else None, visible=is_video),
-                gr.update(value=None if is_video else outs.get("overlay"), visible=not is_video), outs.get("plot"),
-                table_html(res), [outs[k] for k in FORMATS if k in outs])
+                gr.update(value=None if is_video else outs.get("overlay"), visible=not is_video),
+                gr.update(value=None, visible=False), outs.get("plot"), table_html(res),
+                [outs[k] for k in FORMATS if k in outs])
+
+    def _batch_view(out: dict):
+        res, skipped = out["result"], out["skipped"]
+        text = (f"**{out['analysed']} of {out['inputs']} file(s) analysed**: {res.summary()}"
+                + "".join(f"<br>skipped {html.escape(s)}" for s in skipped))
+        return (text, gr.update(value=None, visible=False), gr.update(value=None, visible=False),
+                gr.update(value=out["overlays"], visible=True), None, table_html(res), out["files"])
 
     def on_stop(request: gr.Request):
         ctx.cancel(request.session_hash)
 
-    event = run.click(on_run, [upload, every, start, end, max_faces, au, emotion, smooth, wanted],
-                      [summary, video, image, plot, table, files], concurrency_limit=ctx.concurrency,
+    event = run.click(on_run, [upload, webcam, every, start, end, max_faces, au, emotion, smooth, wanted],
+                      [summary, video, image, gallery, plot, table, files], concurrency_limit=ctx.concurrency,
                       concurrency_id="heavy")
     stop.click(on_stop, None, None, cancels=[event], queue=False)

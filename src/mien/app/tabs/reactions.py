@@ -1,11 +1,12 @@
 """Reactions tab: a speaker video → N generated listener reactions (REACT 25-d attributes) by a reaction model
 found in ``--models DIR`` (``mien export reaction``, format ``mien-reaction``), shown as the AU/expression plot
 and the first reactions rendered as face-mesh videos beside the speaker, with the Parquet table to download
-(:func:`mien.pipelines.react.react_to_files`, as ``mien react``)."""
+(:func:`mien.pipelines.react.react_to_files`, as ``mien react``); a progress bar by frame through its steps
+(analysing the speaker, rendering each video) and a Stop button."""
 
 import gradio as gr
 
-from mien.app.jobs import AppContext, user_errors
+from mien.app.jobs import AppContext, frame_progress, user_errors
 from mien.app.safety import check_upload
 from mien.app.tabs.common import exports
 from mien.errors import InputError
@@ -23,9 +24,11 @@ def reaction_models(models) -> dict[str, str]:
 
 
 def run_react(ctx: AppContext, upload: str, model: str, n: int, videos: int = 1, seed: int = 0,
-              temperature: float = 1.0, online: bool = False, end=None, progress=None) -> dict:
+              temperature: float = 1.0, online: bool = False, end=None, progress=None, cancel=None) -> dict:
     """Check the upload and generate ``n`` reactions with the model chosen by name; returns
     {kind: path} of :func:`~mien.pipelines.react.react_to_files` (``parquet``, ``plot``, ``video<i>``).
+    ``progress`` moves by frame through the steps; a set ``cancel`` event stops at the next frame
+    (:class:`Cancelled`; no half-written file).
 
     Raises:
         InputError: a bad upload, an unknown model, no face in the speaker video. ValueError: bad options.
@@ -38,8 +41,10 @@ def run_react(ctx: AppContext, upload: str, model: str, n: int, videos: int = 1,
     job = ctx.files.job("react")
     media = check_upload(upload, ctx.files, job, ctx.limits, kinds=("video",))
     if progress is not None:
-        progress(0.1, desc=f"analysing the speaker and generating {opts.n} reaction(s)")
-    return react_to_files(media.path, job, found[model], opts)
+        progress(0.05, desc="loading the model")
+    span = (opts.end or media.duration_sec) or None
+    return react_to_files(media.path, job, found[model], opts,
+                          on_frame=frame_progress(progress, cancel, 0.0, span, 0.05, 1.0, "reactions"))
 
 
 def build(ctx: AppContext) -> None:
@@ -59,7 +64,9 @@ def build(ctx: AppContext) -> None:
                 seed = gr.Number(0, label="Seed", precision=0)
                 online = gr.Checkbox(False, label="Online (causal) decoding")
                 end = gr.Number(None, label="End (s), 0: to the end", minimum=0)
-            run = gr.Button("Generate reactions", variant="primary", elem_id="react-run")
+            with gr.Row():
+                run = gr.Button("Generate reactions", variant="primary", elem_id="react-run")
+                stop = gr.Button("Stop", elem_id="react-stop")
         with gr.Column(scale=2):
             summary = gr.Markdown(elem_id="react-summary")
             plot = gr.Image(label="Speaker and reactions: AUs and expressions", elem_id="react-plot",
@@ -69,8 +76,10 @@ def build(ctx: AppContext) -> None:
             files = gr.File(label="Downloads", file_count="multiple", elem_id="react-files", interactive=False)
 
     @user_errors
-    def on_run(model, upload, n, videos, temperature, seed, online, end, progress=gr.Progress()):  # noqa: B008
-        out = run_react(ctx, upload, model, n, videos, seed, temperature, online, end, progress)
+    def on_run(model, upload, n, videos, temperature, seed, online, end, request: gr.Request,
+               progress=gr.Progress()):  # noqa: B008
+        out = run_react(ctx, upload, model, n, videos, seed, temperature, online, end, progress,
+                        ctx.cancel_token(request.session_hash))
         rx = read_reactions(out["parquet"])
         text = (f"{rx.n} reaction(s) × {rx.reactions.shape[1]} frames at {rx.fps:g} fps "
                 f"({rx.reactions.shape[1] / rx.fps:.1f} s)")
@@ -78,5 +87,9 @@ def build(ctx: AppContext) -> None:
         return (text, str(out["plot"]) if "plot" in out else None, vids[0] if vids else None,
                 [str(out["parquet"]), *vids])
 
-    run.click(on_run, [model, upload, n, videos, temperature, seed, online, end], [summary, plot, video, files],
-              concurrency_limit=ctx.concurrency, concurrency_id="heavy")
+    def on_stop(request: gr.Request):
+        ctx.cancel(request.session_hash)
+
+    event = run.click(on_run, [model, upload, n, videos, temperature, seed, online, end],
+                      [summary, plot, video, files], concurrency_limit=ctx.concurrency, concurrency_id="heavy")
+    stop.click(on_stop, None, None, cancels=[event], queue=False)

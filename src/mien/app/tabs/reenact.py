@@ -1,10 +1,11 @@
-"""Reenact tab: a source portrait animated by a driving video, or a still portrait edited along AU directions
-(:func:`mien.pipelines.reenact_video.reenact_video`, as ``mien reenact``), with the default ``warp`` reenactor or
-an exported reenact model (``mien export reenact``) found in ``--models DIR``."""
+"""Reenact tab: a source portrait animated by a driving video (uploaded, or recorded with the webcam in the
+browser), or a still portrait edited along AU directions (:func:`mien.pipelines.reenact_video.reenact_video`, as
+``mien reenact``), with the default ``warp`` reenactor or an exported reenact model (``mien export reenact``)
+found in ``--models DIR``; a progress bar by driving frame and a Stop button."""
 
 import gradio as gr
 
-from mien.app.jobs import AppContext, user_errors
+from mien.app.jobs import AppContext, frame_progress, user_errors
 from mien.app.safety import check_upload
 from mien.app.tabs.common import exports
 from mien.errors import InputError
@@ -26,9 +27,11 @@ def reenactors(models) -> dict[str, str]:
 
 
 def run_reenact(ctx: AppContext, source: str, driving: str | None, model: str, edit: dict[str, float],
-                side_by_side: bool = False, absolute: bool = False, end=None, progress=None):
+                side_by_side: bool = False, absolute: bool = False, end=None, progress=None, cancel=None):
     """Check the uploads and reenact (with ``driving``) or edit the still portrait (without); returns the
     :class:`~mien.pipelines.reenact_video.ReenactReport` (``output``: an MP4, or a PNG for a still edit).
+    ``progress`` moves by driving frame; a set ``cancel`` event stops at the next frame (:class:`Cancelled`, no
+    output file).
 
     Raises:
         InputError: a bad upload, an unknown model name, no face in the portrait, or neither a driving video nor
@@ -49,7 +52,10 @@ def run_reenact(ctx: AppContext, source: str, driving: str | None, model: str, e
                           edit=",".join(f"{au}={v:+g}" for au, v in edit.items()) or None,
                           end=end or None)
     out = job / ("reenact.mp4" if drv is not None else "edit.png")
-    return reenact_video(src.path, drv.path if drv is not None else None, out, opts)
+    span = ((end or drv.duration_sec) if drv is not None else 0.0) or None
+    desc = "reenacting" if drv is not None else "editing the portrait"
+    return reenact_video(src.path, drv.path if drv is not None else None, out, opts,
+                         on_frame=frame_progress(progress, cancel, 0.0, span, 0.1, 1.0, desc))
 
 
 def build(ctx: AppContext) -> None:
@@ -60,6 +66,9 @@ def build(ctx: AppContext) -> None:
                              type="filepath", elem_id="reenact-source")
             driving = gr.File(label="Driving video (empty: edit the still portrait)", file_count="single",
                               type="filepath", elem_id="reenact-driving")
+            webcam = gr.Video(label="…or record the driving video with the webcam", sources=["webcam"],
+                              include_audio=True, webcam_options=gr.WebcamOptions(mirror=False),
+                              elem_id="reenact-webcam")
             model = gr.Dropdown(list(found), value="warp", label="Reenactor", elem_id="reenact-model")
             side = gr.Checkbox(False, label="Side by side (source | driving | output)", elem_id="reenact-side")
             absolute = gr.Checkbox(False, label="Absolute motion (else relative to the driver's first face)")
@@ -67,7 +76,9 @@ def build(ctx: AppContext) -> None:
             with gr.Accordion("Edit: AU intensity change", open=False):
                 sliders = [gr.Slider(-1, 1, value=0, step=0.1, label=au, elem_id=f"reenact-{au}")
                            for au in EDIT_AUS]
-            run = gr.Button("Reenact", variant="primary", elem_id="reenact-run")
+            with gr.Row():
+                run = gr.Button("Reenact", variant="primary", elem_id="reenact-run")
+                stop = gr.Button("Stop", elem_id="reenact-stop")
         with gr.Column(scale=2):
             summary = gr.Markdown(elem_id="reenact-summary")
             video = gr.Video(label="Reenacted", elem_id="reenact-video", interactive=False)
@@ -75,9 +86,12 @@ def build(ctx: AppContext) -> None:
             files = gr.File(label="Download", file_count="multiple", elem_id="reenact-files", interactive=False)
 
     @user_errors
-    def on_run(source, driving, model, side, absolute, end, *aus, progress=gr.Progress()):  # noqa: B008
-        rep = run_reenact(ctx, source, driving, model, dict(zip(EDIT_AUS, aus, strict=True)), side, absolute, end,
-                          progress)
+    def on_run(source, driving, recording, model, side, absolute, end, *aus, request: gr.Request,
+               progress=gr.Progress()):  # noqa: B008
+        if driving and recording:
+            raise InputError("driving video", "upload a driving video or record one with the webcam, not both")
+        rep = run_reenact(ctx, source, driving or recording, model, dict(zip(EDIT_AUS, aus, strict=True)), side,
+                          absolute, end, progress, ctx.cancel_token(request.session_hash))
         is_video = rep.output.endswith(".mp4")
         text = (f"{rep.model}: {rep.frames} frame(s), {rep.width}x{rep.height}"
                 + (f" at {rep.fps:.2f} fps, {rep.face_gaps} driving frame(s) without a face" if is_video else "")
@@ -85,5 +99,9 @@ def build(ctx: AppContext) -> None:
         return (text, gr.update(value=rep.output if is_video else None, visible=is_video),
                 gr.update(value=None if is_video else rep.output, visible=not is_video), [rep.output])
 
-    run.click(on_run, [source, driving, model, side, absolute, end, *sliders], [summary, video, image, files],
-              concurrency_limit=ctx.concurrency, concurrency_id="heavy")
+    def on_stop(request: gr.Request):
+        ctx.cancel(request.session_hash)
+
+    event = run.click(on_run, [source, driving, webcam, model, side, absolute, end, *sliders],
+                      [summary, video, image, files], concurrency_limit=ctx.concurrency, concurrency_id="heavy")
+    stop.click(on_stop, None, None, cancels=[event], queue=False)
