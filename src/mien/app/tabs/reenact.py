@@ -86,8 +86,8 @@ def build(ctx: AppContext) -> None:
             files = gr.File(label="Download", file_count="multiple", elem_id="reenact-files", interactive=False)
 
     @user_errors
-    def on_run(source, driving, recording, model, side, absolute, end, *aus, request: gr.Request,
-               progress=gr.Progress()):  # noqa: B008
+    def on_run(request: gr.Request, source, driving, recording, model, side, absolute, end, *aus,
+               progress=gr.Progress()):  # noqa: B008 (Gradio inserts the request first: *aus takes the rest)
         if driving and recording:
             raise InputError("driving video", "upload a driving video or record one with the webcam, not both")
         rep = run_reenact(ctx, source, driving or recording, model, dict(zip(EDIT_AUS, aus, strict=True)), side,
