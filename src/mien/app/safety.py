@@ -136,12 +136,10 @@ def _probe_video(path, name: str, limits: Limits) -> Media | None:
             fmt = c.format.name.split(",")[0]
             if fmt == "image2" or fmt.endswith("_pipe"):  # a still image PIL does not read (not a video)
                 return None
-            if not dur:  # no duration in the header (a browser's webcam recording): the last packet's time
-                c.seek(0)
-                ends = [float((p.pts + (p.duration or 0)) * p.time_base) for p in c.demux(s)
-                        if p.pts is not None and p.time_base is not None]
-                start = float(s.start_time * s.time_base) if s.start_time is not None and s.time_base else 0.0
-                dur = max(ends, default=0.0) - start
+            if not dur:  # no duration in the header (a browser's webcam recording): from its packets
+                from mien.io.video import packet_timing
+
+                dur = packet_timing(path)[1] or 0.0
     except InputError:
         raise
     except Exception:  # noqa: BLE001 (any failure: not a video)

@@ -120,12 +120,16 @@ class VideoSource:
             if not container.streams.video:
                 raise InputError(self.path, "no video stream")
             stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
+            rate = stream.average_rate
             duration = None
             if stream.duration is not None and stream.time_base is not None:
                 duration = float(stream.duration * stream.time_base)
             elif container.duration is not None:
                 duration = container.duration / av.time_base
+            if duration is None:  # no timing in the header (a browser's webcam recording)
+                packet_rate, duration = packet_timing(self.path)
+                rate = rate or packet_rate
+            rate = rate or stream.guessed_rate
             cc = stream.codec_context
             if not cc.width or not cc.height:
                 raise InputError(self.path, "video stream has no frame size (truncated or corrupt header)")
@@ -415,6 +419,22 @@ def expand_inputs(specs: Sequence[str | os.PathLike]) -> list[str]:
             out.append(s)
     seen: set[str] = set()
     return [s for s in out if not (s in seen or seen.add(s))]
+
+
+def packet_timing(path: str | os.PathLike) -> tuple[float | None, float | None]:
+    """(average frame rate in frames/s, duration in s) of the first video stream from its packets' presentation
+    times (demuxed, not decoded), for containers whose header has neither (WebM from a browser's MediaRecorder:
+    the stream's "guessed" rate is then its time base, e.g. 1000). (None, None) when it cannot tell."""
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            pts = sorted(float(p.pts * p.time_base) for p in c.demux(s) if p.pts is not None and p.time_base)
+    except (av.FFmpegError, IndexError, UnicodeDecodeError):
+        return None, None
+    if len(pts) < 2 or pts[-1] <= pts[0]:
+        return None, None
+    step = (pts[-1] - pts[0]) / (len(pts) - 1)
+    return 1.0 / step, pts[-1] - pts[0] + step
 
 
 def _check_file(path: str) -> None:
