@@ -250,7 +250,8 @@ def test_progress_and_stop(page, app, shared_data):
     page.click("#analyze-run")
     page.wait_for_selector("#table-caption")
     assert page.inner_text("#table-caption").startswith("1 rows")
-    jobs = [d for d in (app["ctx"].files.root / "jobs").iterdir() if (d / "WolfgangLanger_Pexels.mp4").exists()]
+    jobs = [d for d in (app["ctx"].files.root / "jobs").iterdir() if (d / "WolfgangLanger_Pexels.mp4").exists()
+            and d.name.startswith("analyze")]
     assert len(jobs) == 1 and not list(jobs[0].glob("*.parquet")), jobs  # stopped before writing anything
 
 
@@ -369,3 +370,111 @@ def test_server_serves_nothing_outside_its_folder(app, shared_data):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(app["url"] + "gradio_api/file=" + path, timeout=30)
         assert e.value.code == 403, path
+
+
+def test_analyze_tab_batch_of_images_skips_a_bad_file(page, shared_data, tmp_path):
+    """Three files at once: two images and a text file named .png → one batch: the bad file is skipped and named
+    in the page, both images are analysed (overlays in the gallery, every row in one Parquet file)."""
+    import mien
+
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image\n" * 20)
+    files = [shared_data / IMAGE, bad, shared_data / "samples/multi_face.jpg"]
+    page.locator("#analyze-upload input[type=file]").set_input_files([str(f) for f in files])
+    for f in files:
+        page.locator(f'#analyze-upload a[download="{f.name}"][href*="/gradio_api/file="]').first.wait_for(
+            state="attached")
+    page.click("#analyze-run")
+    summary = page.locator("#analyze-summary")
+    summary.get_by_text("2 of 3 file(s) analysed").wait_for()
+    assert "skipped bad.png: not a readable image or video (checked by content, not by name)" in summary.inner_text()
+    page.wait_for_selector("#analyze-gallery img[src]")
+    assert page.locator("#analyze-gallery img[src]").count() == 2
+    res = mien.read_results(_download(page, "analyze-files", "analysis.parquet", tmp_path / "all.parquet"))
+    assert sorted(set(res.extra["video"].tolist())) == ["multi_face", "single_face"]
+
+
+def _progress_values(page, elem: str, until) -> list[float]:
+    """Percentages shown in ``#elem``'s progress text ("desc - 42.0%") while ``until()`` is false."""
+    import re
+
+    seen = []
+    for _ in range(int(TIMEOUT_MS / 50)):
+        m = re.search(r"(\d+(?:\.\d+)?)%", page.inner_text(f"#{elem}"))
+        if m:
+            seen.append(float(m.group(1)))
+        if until():
+            return seen
+        page.wait_for_timeout(50)
+    raise AssertionError(f"no end in {TIMEOUT_MS} ms; progress seen {seen}")
+
+
+def test_reenact_tab_progress_webcam_driver_and_stop(page, app, shared_data, tmp_path):
+    """Progress moves by driving frame to the end; a clip recorded with the (fake) webcam drives the portrait;
+    Stop ends a long job at its next frame and it writes no video."""
+    import re
+
+    _tab(page, "Reenact")
+    _upload(page, "reenact-source", shared_data / IMAGE)
+    _upload(page, "reenact-driving", shared_data / SAMPLE)
+    page.click("#reenact-run")
+    summary = page.locator("#reenact-summary")
+    seen = _progress_values(page, "reenact-video", lambda: "frame(s)" in summary.inner_text())
+    assert "warp: 72 frame(s)" in summary.inner_text()
+    moving = sorted({v for v in seen if v > 10})
+    assert len(moving) >= 2 and moving[-1] >= 50, seen  # by frame, not one step
+
+    _reload(page)  # the webcam recording as the driver
+    _tab(page, "Reenact")
+    _upload(page, "reenact-source", shared_data / IMAGE)
+    _record(page, "reenact-webcam")
+    page.click("#reenact-run")
+    summary.get_by_text("frame(s)").wait_for()
+    text = summary.inner_text()
+    frames, fps = int(text.split(": ")[1].split(" frame")[0]), float(text.split(" at ")[1].split(" fps")[0])
+    assert frames >= 5 and 5 <= fps <= 60, text  # the recording's real rate, not its time base
+    v = _video(page, "reenact-video")
+    assert v["error"] is None and v["duration"] > 0, v
+
+    _reload(page)  # Stop
+    _tab(page, "Reenact")
+    _upload(page, "reenact-source", shared_data / IMAGE)
+    _upload(page, "reenact-driving", shared_data / WOLF)  # 472 frames
+    page.click("#reenact-run")
+    _progress_values(page, "reenact-video", lambda: len(re.findall(r"reenacting - (?!10\.0%)", page.inner_text(
+        "#reenact-video"))) > 0)
+    page.click("#reenact-stop")
+    for _ in range(600):
+        if any(ev.is_set() for ev in app["ctx"]._cancel.values()):
+            break
+        page.wait_for_timeout(100)
+    jobs = [d for d in (app["ctx"].files.root / "jobs").iterdir() if (d / "WolfgangLanger_Pexels.mp4").exists()
+            and d.name.startswith("reenact")]
+    assert len(jobs) == 1
+    for _ in range(100):  # the job ends at its next frame: no video, no temporary file left
+        if not any(jobs[0].glob("*.mp4")) and not any(jobs[0].glob(".*")):
+            break
+        page.wait_for_timeout(100)
+    assert sorted(p.name for p in jobs[0].iterdir()) == ["WolfgangLanger_Pexels.mp4", "single_face.jpg"]
+
+
+def _record(page, elem: str, ms: int = 1500) -> None:
+    """Record ``ms`` of Chromium's fake camera (the WOLF clip) in the ``gr.Video`` webcam ``#elem``; wait for the
+    upload."""
+    cam = page.locator(f"#{elem}")
+    cam.get_by_text("Click to Access Webcam").click()
+    cam.locator("button.capture-button").click()  # record
+    page.wait_for_timeout(ms)
+    cam.locator("button.capture-button").click()  # stop: the clip is uploaded
+    page.wait_for_selector(f"#{elem} video[src*='/gradio_api/file=']")
+
+
+def test_analyze_tab_webcam_recording(page, shared_data):
+    """A clip recorded with the (fake) webcam in the page is analysed like an uploaded video."""
+    _record(page, "analyze-webcam")
+    page.click("#analyze-run")
+    page.wait_for_selector("#table-caption")
+    rows = int(page.inner_text("#table-caption").split(" rows")[0])
+    assert rows >= 5 and page.locator("#analyze-table tbody tr").count() == rows
+    v = _video(page, "analyze-overlay")
+    assert v["error"] is None and v["duration"] > 0, v
