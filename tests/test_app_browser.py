@@ -478,3 +478,44 @@ def test_analyze_tab_webcam_recording(page, shared_data):
     assert rows >= 5 and page.locator("#analyze-table tbody tr").count() == rows
     v = _video(page, "analyze-overlay")
     assert v["error"] is None and v["duration"] > 0, v
+
+
+@pytest.fixture(scope="module")
+def trained_reaction_app(browser):
+    """A second app whose ``--models`` is ``$MIEN_APP_REACTION_MODEL`` (a trained ``mien export reaction`` folder,
+    e.g. the tiny model of docs/benchmarks.md's listener-reaction section); skipped when unset (no trained
+    reaction model ships with mien)."""
+    folder = os.environ.get("MIEN_APP_REACTION_MODEL")
+    if not folder:
+        pytest.skip("MIEN_APP_REACTION_MODEL (a trained reaction model folder) is not set")
+    from mien.app.main import make_context, serve
+
+    ctx = make_context(models=folder)
+    port = _free_port()
+    demo = serve(ctx, "127.0.0.1", port, block=False, quiet=True)
+    yield {"url": f"http://127.0.0.1:{port}/", "name": Path(folder).name}
+    demo.close()
+    ctx.files.cleanup()
+
+
+def test_reactions_tab_with_a_trained_model(browser, trained_reaction_app, shared_data, shots, tmp_path):
+    """The Reactions tab with a trained model (its screenshot replaces the random-init one's)."""
+    import mien
+
+    page = browser.new_page()
+    try:
+        page.goto(trained_reaction_app["url"])
+        page.wait_for_selector("#analyze-run")
+        _tab(page, "Reactions")
+        assert page.locator("#react-model input").input_value() == trained_reaction_app["name"]
+        _upload(page, "react-upload", shared_data / SAMPLE)
+        page.click("#react-run")
+        page.locator("#react-summary").get_by_text("3 reaction(s)").wait_for()
+        page.wait_for_selector("#react-plot img[src]")
+        v = _video(page, "react-video")
+        assert v["error"] is None and v["duration"] > 0, v
+        rx = mien.read_reactions(_download(page, "react-files", ".parquet", tmp_path / "rx.parquet"))
+        assert rx.reactions.shape[0] == 3 and np.isfinite(rx.reactions[..., :15]).any()
+        _screenshot(page, shots, "reactions")
+    finally:
+        page.close()

@@ -54,9 +54,10 @@ def run_batch(ctx: AppContext, uploads: list[str], options: AnalyzeOptions, prog
     or its analysis is skipped and reported by the user's file name.
 
     Returns:
-        {"media": the checked uploads, "inputs": uploads given, "analysed": inputs analysed, "result": all rows (an AnalysisResult with a ``video`` column, the
-        input's key), "skipped": ["name: reason", …], "files": downloads (``analysis.parquet`` with every row,
-        then each input's CSV / OpenFace CSV / overlay / plot), "overlays": [path, …]}.
+        {"media": the checked uploads, "inputs": uploads given, "analysed": inputs analysed, "result": all rows
+        (an AnalysisResult with a ``video`` column, the input's key), "skipped": ["name: reason", …], "files":
+        downloads (``analysis.parquet`` with every row, then each input's CSV / OpenFace CSV / overlay / plot),
+        "overlays": [path, …]}.
 
     Raises:
         InputError: no upload, or none could be analysed (the first reason). ValueError: bad options.
