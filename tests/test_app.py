@@ -229,6 +229,7 @@ def test_analyze_batch_skips_and_reports_a_bad_file(files, shared_data):
     assert out["skipped"] == ["bad.png: not a readable image or video (checked by content, not by name)"]
     assert (out["inputs"], out["analysed"]) == (3, 2)
     assert steps[:2] == [(0.45, "analysing a.jpg (1 of 2)"), (0.9, "analysing b.jpg (2 of 2)")]
+    assert [f["name"] for f in out["per_file"]] == ["a.jpg", "b.jpg"] and out["per_file"][1]["faces"] == 5
     back = mien.read_results(out["files"][0])
     assert sorted(set(back.extra["video"].tolist())) == ["a", "b"] and len(back) == 1 + 5
     assert [p.rsplit("/", 1)[1] for p in out["overlays"]] == ["a.overlay.png", "b.overlay.png"]

@@ -337,11 +337,13 @@ def test_reenact_tab_edits_a_still_portrait_with_au_sliders(page, shared_data, t
     assert edited.shape == source.shape and np.abs(edited.astype(int) - source).mean() > 0.05  # the smile moved
 
 
-def test_reactions_tab_generates_reactions(page, shared_data, shots, tmp_path):
+def _run_reactions(page, speaker: Path, tmp_path: Path):
+    """Generate 3 reactions to ``speaker`` in the Reactions tab: the plot shows, the video plays; the reactions
+    read back from the Parquet download."""
     import mien
 
     _tab(page, "Reactions")
-    _upload(page, "react-upload", shared_data / SAMPLE)
+    _upload(page, "react-upload", speaker)
     page.click("#react-run")
     page.locator("#react-summary").get_by_text("3 reaction(s)").wait_for()
     page.wait_for_selector("#react-plot img[src]")
@@ -349,6 +351,11 @@ def test_reactions_tab_generates_reactions(page, shared_data, shots, tmp_path):
     assert v["error"] is None and v["duration"] > 0, v
     rx = mien.read_reactions(_download(page, "react-files", ".parquet", tmp_path / "rx.parquet"))
     assert rx.reactions.shape[0] == 3 and rx.reactions.shape[2] == 25 and rx.speaker is not None
+    return rx
+
+
+def test_reactions_tab_generates_reactions(page, shared_data, shots, tmp_path):
+    _run_reactions(page, shared_data / SAMPLE, tmp_path)
     _screenshot(page, shots, "reactions")
 
 
@@ -372,7 +379,7 @@ def test_server_serves_nothing_outside_its_folder(app, shared_data):
         assert e.value.code == 403, path
 
 
-def test_analyze_tab_batch_of_images_skips_a_bad_file(page, shared_data, tmp_path):
+def test_analyze_tab_batch_of_images_skips_a_bad_file(page, shared_data, shots, tmp_path):
     """Three files at once: two images and a text file named .png → one batch: the bad file is skipped and named
     in the page, both images are analysed (overlays in the gallery, every row in one Parquet file)."""
     import mien
@@ -387,11 +394,13 @@ def test_analyze_tab_batch_of_images_skips_a_bad_file(page, shared_data, tmp_pat
     page.click("#analyze-run")
     summary = page.locator("#analyze-summary")
     summary.get_by_text("2 of 3 file(s) analysed").wait_for()
+    assert "single_face.jpg: 1 face(s) in 1 frame(s); multi_face.jpg: 1 face(s)" in summary.inner_text()
     assert "skipped bad.png: not a readable image or video (checked by content, not by name)" in summary.inner_text()
     page.wait_for_selector("#analyze-gallery img[src]")
     assert page.locator("#analyze-gallery img[src]").count() == 2
     res = mien.read_results(_download(page, "analyze-files", "analysis.parquet", tmp_path / "all.parquet"))
     assert sorted(set(res.extra["video"].tolist())) == ["multi_face", "single_face"]
+    _screenshot(page, shots, "analyze-batch")
 
 
 def _progress_values(page, elem: str, until) -> list[float]:
@@ -500,22 +509,14 @@ def trained_reaction_app(browser):
 
 def test_reactions_tab_with_a_trained_model(browser, trained_reaction_app, shared_data, shots, tmp_path):
     """The Reactions tab with a trained model (its screenshot replaces the random-init one's)."""
-    import mien
-
     page = browser.new_page()
     try:
         page.goto(trained_reaction_app["url"])
         page.wait_for_selector("#analyze-run")
         _tab(page, "Reactions")
         assert page.locator("#react-model input").input_value() == trained_reaction_app["name"]
-        _upload(page, "react-upload", shared_data / SAMPLE)
-        page.click("#react-run")
-        page.locator("#react-summary").get_by_text("3 reaction(s)").wait_for()
-        page.wait_for_selector("#react-plot img[src]")
-        v = _video(page, "react-video")
-        assert v["error"] is None and v["duration"] > 0, v
-        rx = mien.read_reactions(_download(page, "react-files", ".parquet", tmp_path / "rx.parquet"))
-        assert rx.reactions.shape[0] == 3 and np.isfinite(rx.reactions[..., :15]).any()
+        rx = _run_reactions(page, shared_data / SAMPLE, tmp_path)
+        assert np.isfinite(rx.reactions[..., :15]).any()
         _screenshot(page, shots, "reactions")
     finally:
         page.close()

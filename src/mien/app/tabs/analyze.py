@@ -54,7 +54,8 @@ def run_batch(ctx: AppContext, uploads: list[str], options: AnalyzeOptions, prog
     or its analysis is skipped and reported by the user's file name.
 
     Returns:
-        {"media": the checked uploads, "inputs": uploads given, "analysed": inputs analysed, "result": all rows
+        {"media": the checked uploads, "inputs": uploads given, "analysed": inputs analysed, "per_file": [{"name",
+        "rows", "faces", "frames"} of each analysed input], "result": all rows
         (an AnalysisResult with a ``video`` column, the input's key), "skipped": ["name: reason", …], "files":
         downloads (``analysis.parquet`` with every row, then each input's CSV / OpenFace CSV / overlay / plot),
         "overlays": [path, …]}.
@@ -89,6 +90,8 @@ def run_batch(ctx: AppContext, uploads: list[str], options: AnalyzeOptions, prog
     res.to_parquet(job / "analysis.parquet")
     per_file = [r["outputs"] for r in rep.ok]
     return {"media": media, "result": res, "skipped": skipped, "inputs": len(uploads), "analysed": len(rep.ok),
+            "per_file": [{"name": names[r["input"]], "rows": r["rows"], "faces": r["faces"], "frames": r["frames"]}
+                         for r in rep.ok],
             "files": [str(job / "analysis.parquet"),
                       *(o[k] for o in per_file for k in ("csv", "openface", "overlay", "plot") if k in o)],
             "overlays": [o["overlay"] for o in per_file if "overlay" in o]}
@@ -142,15 +145,18 @@ def build(ctx: AppContext) -> None:
         text = f"**{html.escape(media.name)}**: {res.summary()}"
         return (text, gr.update(value=outs.get("overlay") if is_video else None, visible=is_video),
                 gr.update(value=None if is_video else outs.get("overlay"), visible=not is_video),
-                gr.update(value=None, visible=False), outs.get("plot"), table_html(res),
+                gr.update(value=None, visible=False), gr.update(value=outs.get("plot"), visible=True), table_html(res),
                 [outs[k] for k in FORMATS if k in outs])
 
     def _batch_view(out: dict):
         res, skipped = out["result"], out["skipped"]
-        text = (f"**{out['analysed']} of {out['inputs']} file(s) analysed**: {res.summary()}"
+        text = (f"**{out['analysed']} of {out['inputs']} file(s) analysed**, {len(res)} rows: "
+                + "; ".join(f"{html.escape(f['name'])}: {f['faces']} face(s) in {f['frames']} frame(s)"
+                            for f in out["per_file"])
                 + "".join(f"<br>skipped {html.escape(s)}" for s in skipped))
         return (text, gr.update(value=None, visible=False), gr.update(value=None, visible=False),
-                gr.update(value=out["overlays"], visible=True), None, table_html(res), out["files"])
+                gr.update(value=out["overlays"], visible=True), gr.update(value=None, visible=False),
+                table_html(res), out["files"])
 
     def on_stop(request: gr.Request):
         ctx.cancel(request.session_hash)

@@ -8,11 +8,13 @@ PREVIEW_ROWS = 500
 
 
 def table_html(result, max_rows: int = PREVIEW_ROWS) -> str:
-    """The 1-D columns of an :class:`~mien.AnalysisResult` as an HTML table (first ``max_rows`` rows), with a
-    caption giving the full size; values are escaped by pandas."""
+    """The 1-D columns of an :class:`~mien.AnalysisResult` as an HTML table (first ``max_rows`` rows; a results
+    dataset's ``video`` column first), with a caption giving the full size; values are escaped by pandas."""
     import pandas as pd
 
     cols = {k: v for k, v in result.columns().items() if np.ndim(v) == 1}
+    if "video" in cols:
+        cols = {"video": cols.pop("video"), **cols}
     df = pd.DataFrame(cols).head(max_rows)
     shown = f"{len(df)} of {len(result)}" if len(result) > max_rows else f"{len(result)}"
     caption = f"<p id='table-caption'>{shown} rows × {len(result.columns())} columns (arrays: see the files)</p>"
