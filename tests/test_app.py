@@ -294,3 +294,33 @@ def test_live_webm_without_duration_is_timed_from_its_packets(files, tmp_path):
     with pytest.raises(InputError, match=r"sample\.webm: the video is 2 s long; the limit is 1 s"):
         check_upload(up, files, files.job(), Limits(max_video_seconds=1))
     assert open_source(path).info.duration_sec == pytest.approx(2.0, rel=0.01)
+
+
+def test_reactions_tab_progress_through_its_steps_and_stop(files, shared_data, tiny_reaction_export, tmp_path):
+    """The Reactions job's bar moves by frame through its steps (speaker analysis, then the rendered video) to
+    the end; Stop during the speaker analysis ends it before any file is written."""
+    pytest.importorskip("gradio")
+    import shutil
+
+    from mien.app.jobs import AppContext, Cancelled
+    from mien.app.tabs.reactions import run_react
+
+    shutil.copytree(tiny_reaction_export, tmp_path / "models" / "rx")
+    ctx = AppContext(files, models=tmp_path / "models")
+    clip = _upload(files, shared_data / SAMPLE, "speaker.mp4")
+    seen = []
+    out = run_react(ctx, clip, "rx", 2, videos=1, end=0.5, progress=lambda f, desc: seen.append((f, desc)))
+    assert {"parquet", "plot", "video0"} <= set(out)
+    values, descs = [f for f, _ in seen], [d for _, d in seen]
+    assert values == sorted(values) and values[-1] > 0.9  # the last frame (at 0.44 s) starts 1/25 s before the end
+    assert descs.count("reactions: speaker") == 16 and descs.count("reactions: video0") >= 10
+    stop = threading.Event()
+
+    def progress(f, desc):
+        if f > 0.2:
+            stop.set()
+
+    with pytest.raises(Cancelled):
+        run_react(ctx, clip, "rx", 2, videos=1, end=0.5, progress=progress, cancel=stop)
+    last = max((files.root / "jobs").iterdir(), key=lambda d: d.stat().st_mtime)
+    assert sorted(p.name for p in last.iterdir()) == ["speaker.mp4"]
