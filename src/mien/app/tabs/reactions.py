@@ -42,7 +42,7 @@ def run_react(ctx: AppContext, upload: str, model: str, n: int, videos: int = 1,
     media = check_upload(upload, ctx.files, job, ctx.limits, kinds=("video",))
     if progress is not None:
         progress(0.05, desc="loading the model")
-    span = (opts.end or media.duration_sec) or None
+    span = min([s for s in (opts.end, media.duration_sec) if s], default=None)
     return react_to_files(media.path, job, found[model], opts,
                           on_frame=frame_progress(progress, cancel, 0.0, span, 0.05, 1.0, "reactions"))
 
