@@ -158,6 +158,15 @@ def test_live_session_bars_late_frames_and_options(shared_data, tmp_path, monkey
     assert len(ids) == 1 and 0 <= cols["AU12"][0] <= 1 and abs(sum(cols[f"emotion_{e}"][0] for e in (
         "neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")) - 1) < 1e-3
     ref = plain.push(frames[23], t_sec=0.0)
+    done = []
+    with plain.reserve(1.0):  # a frame announced (being decoded): a later one pushed meanwhile waits for it
+        th = threading.Thread(target=lambda: done.append(plain.push(frames[1], t_sec=2.0)))
+        th.start()
+        th.join(0.3)
+        assert th.is_alive() and not done
+        assert plain.push(frames[0], t_sec=1.0) is not None
+    th.join()
+    assert done[0] is not None and plain.late == 0
     assert (np.abs(out.astype(int) - ref).sum(2) > 0).mean() > 0.02  # the bars' panel beside the box
     assert s.push(frames[0], t_sec=0.1) is None and s.late == 1  # late: skipped, counted
     with pytest.raises(ValueError, match="not a finite"):

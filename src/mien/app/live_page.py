@@ -101,9 +101,8 @@ const img = element.querySelector('.mien-live-out');
 const line = element.querySelector('.mien-live-line');
 const btn = element.querySelector('.mien-live-start');
 const grab = document.createElement('canvas');
-const IN_FLIGHT = __IN_FLIGHT__;
-const S = {running: false, sent: 0, shown: 0, late: 0, errors: 0, inflight: 0, lastT: -1, times: [], fps: 0,
-           stream: null};
+const S = {maxInFlight: __IN_FLIGHT__, running: false, sent: 0, shown: 0, late: 0, errors: 0, inflight: 0,
+           lastT: -1, times: [], fps: 0, stream: null};
 window.mienLive = S;
 const say = (text) => { line.textContent = text; };
 async function start() {
@@ -126,7 +125,7 @@ function stop() {
 btn.addEventListener('click', () => (S.running ? stop() : start()));
 function tick(now) {
   if (!S.running) return;
-  if (S.inflight < IN_FLIGHT && video.videoWidth) send(now / 1000);
+  if (S.inflight < S.maxInFlight && video.videoWidth) send(now / 1000);
   video.requestVideoFrameCallback(tick);
 }
 async function send(t) {

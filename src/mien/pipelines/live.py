@@ -8,10 +8,12 @@ frames whenever its camera has one, so :class:`LiveSession` keeps the same
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,8 @@ from mien.pipelines.analyze import AnalyzeOptions
 from mien.pipelines.frame_analyzer import FrameAnalyzer
 from mien.results.result import AnalysisResult
 
+ORDER_WAIT = 1.0
+"""Longest wait (s) of a frame for an earlier :meth:`LiveSession.reserve`-d one."""
 KEEP_ROWS = 256
 """Rows kept between frames while not recording: the preview needs only the current frame's (and the heads' latest
 batch)."""
@@ -63,6 +67,8 @@ class LiveSession:
         self.options = options or live_options()
         self.late = 0
         self._lock = threading.Lock()
+        self._order = threading.Condition()
+        self._reserved: list[float] = []  # times of frames announced by reserve(), sorted
         self._fa: FrameAnalyzer | None = None
         self._size: tuple[int, int] | None = None
         self._index = 0
@@ -95,6 +101,26 @@ class LiveSession:
                 self._fa.close()
                 self._fa = None
 
+    @contextmanager
+    def reserve(self, t_sec: float):
+        """Announce a frame at ``t_sec`` before it is ready (e.g. while it is being decoded): until its
+        :meth:`push` (or the end of the ``with`` block), pushes of later frames from other threads wait for it,
+        at most :data:`ORDER_WAIT` s, so that frames sent concurrently are analysed in time order rather than
+        skipped as late."""
+        t = float(t_sec)
+        with self._order:
+            bisect.insort(self._reserved, t)
+        try:
+            yield
+        finally:
+            self._release(t)
+
+    def _release(self, t: float) -> None:
+        with self._order:
+            if t in self._reserved:
+                self._reserved.remove(t)
+                self._order.notify_all()
+
     def push(self, image: np.ndarray, t_sec: float | None = None) -> np.ndarray | None:
         """Analyse one frame and return its preview.
 
@@ -109,14 +135,22 @@ class LiveSession:
         Raises:
             ValueError: not an (H, W), (H, W, 3) or (H, W, 4) uint8 image; ``t_sec`` not finite.
         """
-        from mien.viz.live import live_preview
-
         image = _rgb(image)
         t = time.monotonic() - self._t0 if t_sec is None else float(t_sec)
         if not np.isfinite(t):
             raise ValueError(f"frame time {t_sec!r} is not a finite number of seconds")
+        with self._order:  # frames announced earlier (reserve) go first
+            self._order.wait_for(lambda: not self._reserved or self._reserved[0] >= t, ORDER_WAIT)
+        try:
+            return self._push(image, t, t_sec is not None)
+        finally:
+            self._release(t)
+
+    def _push(self, image: np.ndarray, t: float, given: bool) -> np.ndarray | None:
+        from mien.viz.live import live_preview
+
         with self._lock:
-            if t_sec is not None and self._last_t is not None and t <= self._last_t:
+            if given and self._last_t is not None and t <= self._last_t:
                 self.late += 1
                 return None
             if self._last_t is not None and t > self._last_t:
@@ -215,4 +249,4 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, :3])
 
 
-__all__ = ["KEEP_ROWS", "LiveSession", "Recording", "live_options"]
+__all__ = ["KEEP_ROWS", "ORDER_WAIT", "LiveSession", "Recording", "live_options"]

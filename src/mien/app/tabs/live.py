@@ -61,9 +61,9 @@ def build(ctx: AppContext) -> None:
                 raise ValueError("webcam frame: no session (reload the page)")
             if not isinstance(t, (int, float)) or isinstance(t, bool):
                 raise ValueError("webcam frame: no capture time")
-            image = decode_frame(payload.get("image"), ctx.limits.max_pixels)
             s = sessions.get(sid)
-            out = s.push(image, float(t))
+            with s.reserve(float(t)):  # decoded while the frame before is analysed, then analysed in order
+                out = s.push(decode_frame(payload.get("image"), ctx.limits.max_pixels), float(t))
             if out is None:
                 return {"late": True}
             return {"image": encode_preview(out), "recording": s.recording}
