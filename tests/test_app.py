@@ -224,6 +224,16 @@ def test_live_frames_checked_by_content_and_answered_in_one_line(files, shared_d
     base64.b64decode(r["image"].split(",", 1)[1], validate=True)
     for f in ctx.on_unload:
         f("s1")
+    sessions = live.Sessions()  # a bounded number of sessions: a page cannot open landmarkers without end
+    for i in range(live.MAX_SESSIONS):
+        sessions.get(f"p{i}")
+    with pytest.raises(ValueError, match="too many live sessions"):
+        sessions.get("one-more")
+    sessions._used["p0"] -= live.IDLE_SECONDS + 1  # an idle session makes room
+    sessions.get("one-more")
+    assert "p0" not in sessions._by_id
+    for sid in list(sessions._by_id):
+        sessions.close(sid)
 
 
 def test_app_command_line(monkeypatch):

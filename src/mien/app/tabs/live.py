@@ -10,6 +10,7 @@ frame, one in flight).
 import logging
 import re
 import threading
+import time
 
 import gradio as gr
 
@@ -20,25 +21,49 @@ from mien.pipelines.live import LiveSession, live_options
 TITLE = "Live"
 SESSION = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What a Gradio session hash looks like."""
+MAX_SESSIONS = 8
+"""Live sessions (pages with the camera on) served at once; each holds a face landmarker."""
+IDLE_SECONDS = 300.0
+"""A session without frames for this long (and not recording) is closed when a new one needs room."""
 log = logging.getLogger("mien.app")
 
 
 class Sessions:
-    """One :class:`LiveSession` per browser session, closed when the page goes away."""
+    """One :class:`LiveSession` per browser session, closed when the page goes away; at most
+    :data:`MAX_SESSIONS` at once (sessions idle for :data:`IDLE_SECONDS` and not recording are closed first)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._by_id: dict[str, LiveSession] = {}
+        self._used: dict[str, float] = {}
 
     def get(self, sid: str) -> LiveSession:
+        """The session of ``sid`` (created when new).
+
+        Raises:
+            ValueError: :data:`MAX_SESSIONS` sessions are open.
+        """
+        idle = []
         with self._lock:
+            now = time.monotonic()
             if sid not in self._by_id:
+                stale = [k for k, s in self._by_id.items() if now - self._used[k] > IDLE_SECONDS and not s.recording]
+                idle = [self._by_id.pop(k) for k in stale]
+                for k in stale:
+                    del self._used[k]
+                if len(self._by_id) >= MAX_SESSIONS:
+                    raise ValueError(f"too many live sessions ({MAX_SESSIONS}); close another Live page")
                 self._by_id[sid] = LiveSession()
-            return self._by_id[sid]
+            self._used[sid] = now
+            s = self._by_id[sid]
+        for old in idle:
+            old.close()
+        return s
 
     def close(self, sid: str) -> None:
         with self._lock:
             s = self._by_id.pop(sid, None)
+            self._used.pop(sid, None)
         if s is not None:
             s.close()
 
