@@ -281,7 +281,7 @@ def _live_record(page, tmp_path: Path, seconds: float = 1.5):
     return mien.read_results(_download(page, "live-files", ".parquet", tmp_path / "live.parquet"))
 
 
-def test_live_tab_streams_overlay_frames_and_records(page, shots, tmp_path):
+def test_live_tab_streams_overlay_frames_and_records(page, tmp_path):
     _live_start(page)
     n, fps = _live_rate(page, 3.0)
     print(f"\nLive tab: {n} overlay frames in the page in 3 s = {fps:.1f} frames/s (fake camera 24 fps, 640x480, "
@@ -290,10 +290,9 @@ def test_live_tab_streams_overlay_frames_and_records(page, shots, tmp_path):
     assert page.evaluate("window.mienLive.errors") == 0, page.inner_text("#live-view .mien-live-line")
     res = _live_record(page, tmp_path)
     assert len(res) > 0 and np.isfinite(res.yaw_deg).all() and np.all(np.diff(res.t_sec) >= 0)
-    _screenshot(page, shots, "live")
 
 
-def test_live_tab_au_and_emotion_bars(page, tmp_path):
+def test_live_tab_au_and_emotion_bars(page, shots, tmp_path):
     """With the AU and emotion bars ticked, overlay frames still arrive and the recording has their columns."""
     _tab(page, "Live")
     page.locator("#live-au input").check()
@@ -306,6 +305,7 @@ def test_live_tab_au_and_emotion_bars(page, tmp_path):
     assert n >= 2 and page.evaluate("window.mienLive.errors") == 0
     res = _live_record(page, tmp_path, 1.0)
     assert len(res) > 0 and np.isfinite(res.extra["AU12"]).all() and np.isfinite(res.extra["emotion_happy"]).all()
+    _screenshot(page, shots, "live")
 
 
 def _render_tab(page, tab: str, prefix: str, video: Path, done_text: str) -> None:
