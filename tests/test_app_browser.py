@@ -287,6 +287,9 @@ def test_live_tab_streams_overlay_frames_and_records(page, tmp_path):
     print(f"\nLive tab: {n} overlay frames in the page in 3 s = {fps:.1f} frames/s (fake camera 24 fps, 640x480, "
           f"load {os.getloadavg()[0]:.1f})")
     assert n >= 3  # frames keep arriving
+    size = page.evaluate("(() => { const i = document.querySelector('#live-view img.mien-live-out');"
+                         " return [i.naturalWidth, i.naturalHeight]; })()")
+    assert size == [640, 480], size
     assert page.evaluate("window.mienLive.errors") == 0, page.inner_text("#live-view .mien-live-line")
     res = _live_record(page, tmp_path)
     assert len(res) > 0 and np.isfinite(res.yaw_deg).all() and np.all(np.diff(res.t_sec) >= 0)
