@@ -230,25 +230,31 @@ class FrameAnalyzer:
             return AnalysisResult.from_columns({"frame": np.zeros(0, np.int64)}, meta=meta)
         return AnalysisResult(**self._core_columns(len(frames) - k), meta=meta)
 
-    def latest_heads(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def latest_heads(self, finish: tuple[str, ...] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The heads' columns of the most recent batch they have finished, without waiting (for live previews:
         the heads run in their worker thread while the next frames' faces are found, so these lag the latest
         frame by about the heads' time; with ``batch_size=1`` a batch is one frame's faces).
 
+        Args:
+            finish: names of the heads whose per-track post-step (:meth:`mien.heads.base.Head.finish`, e.g. the
+                AU probabilities of "au") is run on these N rows alone (default: every head's).
+
         Returns:
-            ``(face_id (N,) int, {column: (N, ...)})``, the batch's rows, with the heads' per-track post-steps
-            (:meth:`mien.heads.base.Head.finish`, e.g. AU probabilities) run on these N rows alone (no
-            per-track baseline); N = 0 and ``{}`` when no batch has finished.
+            ``(face_id (N,) int, {column: (N, ...)})``, the batch's rows; N = 0 and ``{}`` when no batch has
+            finished.
         """
         for start, b in zip(reversed(self._out_start), reversed(self._out), strict=True):
             if hasattr(b, "done") and not b.done():
                 continue
             cols = dict(b.result() if hasattr(b, "result") else b)
             n = len(next(iter(cols.values()))) if cols else 0
+            if n == 0:
+                break
             ids = np.asarray(self.rows["face_id"][start:start + n], np.int64)
             cols["landmarks"] = np.stack(self.rows["landmarks"][start:start + n])
             for h in self.heads:
-                cols.update(h.finish(cols, ids))
+                if finish is None or h.name in finish:
+                    cols.update(h.finish(cols, ids))
             del cols["landmarks"]
             return ids, cols
         return np.zeros(0, np.int64), {}

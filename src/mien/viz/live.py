@@ -31,7 +31,7 @@ def live_preview(image: np.ndarray, frame_index: int, analyzer) -> np.ndarray:
     k = len(part)
     out = draw_faces(image, part, list(range(k))) if k else image
     if k and (analyzer.head("expression") is not None or analyzer.head("au") is not None):
-        ids, cols = analyzer.latest_heads()
+        ids, cols = analyzer.latest_heads(finish=("expression", "au"))
         names = [c for c in cols if c.startswith("emotion_") or _is_au(c)]
         for i in range(k):
             j = np.flatnonzero(ids == part.face_id[i])
