@@ -35,6 +35,10 @@ GAZE_MIN_EAR = 0.15
 the lids cover most of the iris (open eyes give ~0.25–0.35, a blink's closed frames < 0.1, :mod:`mien.face.blink`
 uses the same scale), so MediaPipe's iris landmarks, and the gaze from them, are guesses: on the demo clip the
 gaze swings ±20° while the subject laughs with eyes shut."""
+MAX_PENDING_BATCHES = 4
+"""Batches of crops waiting for the heads' worker at most; when the heads are slower than the landmarker, the
+frame loop waits for them instead of queueing crops without bound (a live preview's bars lag by at most this many
+batches)."""
 GAZE_COLUMNS = ("gaze_yaw_deg", "gaze_pitch_deg", "gaze_left_yaw_deg", "gaze_left_pitch_deg",
                 "gaze_right_yaw_deg", "gaze_right_pitch_deg")
 POSE_COLUMNS = ("pitch_deg", "yaw_deg", "roll_deg", "tx_mm", "ty_mm", "tz_mm")
@@ -133,6 +137,10 @@ class FrameAnalyzer:
         lm = np.stack(self._landmarks)
         self._out_start.append(len(self.rows["frame"]) - len(lm))
         if self._pool is not None:
+            if len(self._out) >= MAX_PENDING_BATCHES:  # the worker is FIFO: at most this many batches wait
+                b = self._out[-MAX_PENDING_BATCHES]
+                if hasattr(b, "result"):
+                    b.result()
             self._out.append(self._pool.submit(self._run_heads, crops, lm))
         else:
             self._out.append(self._run_heads(crops, lm))
