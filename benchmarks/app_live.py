@@ -14,7 +14,8 @@ Live, server only (per frame, default outputs: landmarks, box, id, head-pose axe
   (c) (b) + Gradio's JPEG encoding of the preview into its cache (``gr.Image(format="jpeg").postprocess``), the
       server's share of a frame through Gradio's webcam streaming (the Live tab's old path);
   (d) the Live tab's server function: JPEG data URL checked and decoded, (b), the overlay encoded back
-      (:mod:`mien.app.live_page`), the server's share of a frame now.
+      (:mod:`mien.app.live_page`), the server's share of a frame now; (d') the same with the AU and emotion
+      heads and their bars (the heads run in their worker thread beside the landmarker).
 
 Live, in the browser (Debian's Chromium at /usr/bin/chromium, headless, driven by Playwright, its fake camera
 playing ``--camera-fps`` frames/s of the same frames from a Y4M file; overlay frames shown in the page counted
@@ -91,7 +92,7 @@ def live(frames: list[np.ndarray]) -> dict:
     from mien.io.video import Frame
     from mien.pipelines.analyze import AnalyzeOptions
     from mien.pipelines.frame_analyzer import FrameAnalyzer
-    from mien.pipelines.live import LiveSession
+    from mien.pipelines.live import LiveSession, live_options
 
     h, w = frames[0].shape[:2]
     fa = FrameAnalyzer(w, h, AnalyzeOptions(identity=False))
@@ -109,8 +110,12 @@ def live(frames: list[np.ndarray]) -> dict:
     s, k = LiveSession(), iter(range(10**9))
     d = _rate(lambda u: encode_preview(s.push(decode_frame(u, 10**8), next(k) / 30)), urls)
     s.close()
+    s, k = LiveSession(live_options(au=True, emotion=True)), iter(range(10**9))
+    e = _rate(lambda u: encode_preview(s.push(decode_frame(u, 10**8), next(k) / 30)), urls)
+    s.close()
     return {"analysis_fps": round(a, 1), "live_push_fps": round(b, 1), "gradio_stream_server_fps": round(c, 1),
-            "server_function_fps": round(d, 1), "push_over_analysis": round(a / b, 3),
+            "server_function_fps": round(d, 1), "server_function_bars_fps": round(e, 1),
+            "push_over_analysis": round(a / b, 3),
             "gradio_stream_server_over_analysis": round(a / c, 3), "server_function_over_analysis": round(a / d, 3)}
 
 
@@ -298,7 +303,8 @@ def main() -> None:
           f"LiveSession.push (analysis + preview) {lv['live_push_fps']} fps (x{lv['push_over_analysis']} time); "
           f"(c) + Gradio JPEG encode (old path) {lv['gradio_stream_server_fps']} fps "
           f"(x{lv['gradio_stream_server_over_analysis']}); (d) the tab's server function (JPEG decode + push + "
-          f"encode) {lv['server_function_fps']} fps (x{lv['server_function_over_analysis']})")
+          f"encode) {lv['server_function_fps']} fps (x{lv['server_function_over_analysis']}); (d') the same with AU + "
+          f"emotion bars {lv['server_function_bars_fps']} fps")
     out = {"live": lv}
     if not args.no_browser:
         br = browser(frames, args.camera_fps, args.seconds, args.repeats, args.chromium)
