@@ -290,6 +290,13 @@ def test_live_tab_streams_overlay_frames_and_records(page, tmp_path):
     size = page.evaluate("(() => { const i = document.querySelector('#live-view img.mien-live-out');"
                          " return [i.naturalWidth, i.naturalHeight]; })()")
     assert size == [640, 480], size
+    # the route the page's frames take answers a bad frame (here a path) with one line, and the stream goes on
+    comp = page.evaluate("window.gradio_config.components.find((c) => c.props.elem_id === 'live-view').id")
+    sid = page.evaluate("window.__gradio_session_hash__")
+    resp = page.request.post(page.url.rstrip("/") + "/gradio_api/component_server/", data={
+        "data": {"image": "/etc/passwd", "t": 1e9, "session": sid}, "component_id": comp, "fn_name": "live_frame",
+        "session_hash": sid})
+    assert resp.ok and resp.json() == {"error": "webcam frame: not a JPEG data URL"}, resp.text()
     assert page.evaluate("window.mienLive.errors") == 0, page.inner_text("#live-view .mien-live-line")
     res = _live_record(page, tmp_path)
     assert len(res) > 0 and np.isfinite(res.yaw_deg).all() and np.all(np.diff(res.t_sec) >= 0)
