@@ -3,6 +3,7 @@ live session (frames pushed one by one, recording), the server's file lock-down 
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -125,6 +126,114 @@ def test_live_session_preview_and_recording(shared_data, tmp_path):
         assert sum(1 for _ in c.decode(video=0)) == n
     assert s.stop_recording() is None
     s.close()
+
+
+def _jpeg_url(image: np.ndarray, fmt: str = ".jpg") -> str:
+    import base64
+
+    import cv2
+
+    ok, buf = cv2.imencode(fmt, image[:, :, ::-1])
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode()
+
+
+def test_live_session_bars_late_frames_and_options(shared_data, tmp_path, monkeypatch):
+    """AU + emotion heads on: their bars are drawn, a frame older than the last is skipped and counted, the rows
+    kept between frames stay bounded (aligned with the heads' batches), options cannot change mid-recording
+    and the recording's table has the AU and emotion columns."""
+    import av
+
+    import mien
+    import mien.pipelines.live as live
+
+    with av.open(str(shared_data / SAMPLE)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)][:36]
+    monkeypatch.setattr(live, "KEEP_ROWS", 8)
+    plain, s = live.LiveSession(), live.LiveSession(live.live_options(au=True, emotion=True))
+    for i, f in enumerate(frames[:24]):
+        out = s.push(f, t_sec=i / 30)
+        assert len(s._fa.rows["frame"]) <= 8 and len(s._fa.rows["frame"]) == sum(
+            len(next(iter(b.result().values()))) for b in s._fa._out) + len(s._fa._landmarks)
+    ids, cols = s._fa.latest_heads()
+    assert len(ids) == 1 and 0 <= cols["AU12"][0] <= 1 and abs(sum(cols[f"emotion_{e}"][0] for e in (
+        "neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")) - 1) < 1e-3
+    ref = plain.push(frames[23], t_sec=0.0)
+    done = []
+    with plain.reserve(1.0):  # a frame announced (being decoded): a later one pushed meanwhile waits for it
+        th = threading.Thread(target=lambda: done.append(plain.push(frames[1], t_sec=2.0)))
+        th.start()
+        th.join(0.3)
+        assert th.is_alive() and not done
+        assert plain.push(frames[0], t_sec=1.0) is not None
+    th.join()
+    assert done[0] is not None and plain.late == 0
+    assert (np.abs(out.astype(int) - ref).sum(2) > 0).mean() > 0.02  # the bars' panel beside the box
+    assert s.push(frames[0], t_sec=0.1) is None and s.late == 1  # late: skipped, counted
+    with pytest.raises(ValueError, match="not a finite"):
+        s.push(frames[0], t_sec=float("nan"))
+    s.start_recording(tmp_path / "rec", fps=30)
+    for i, f in enumerate(frames[24:], start=24):
+        s.push(f, t_sec=i / 30)
+    with pytest.raises(ValueError, match="stop the recording"):
+        s.configure(live.live_options())
+    rec = s.stop_recording()
+    back = mien.read_results(rec.parquet)
+    assert len(back) == 12 and np.array_equal(back.frame, np.arange(12))
+    assert np.isfinite(back.extra["AU12"]).all() and np.isfinite(back.extra["emotion_happy"]).all()
+    s.configure(live.live_options())  # after the recording: plain again
+    assert s.push(frames[0], t_sec=5.0).shape == frames[0].shape and s._fa.heads == []
+    s.close()
+    plain.close()
+
+
+def test_live_frames_checked_by_content_and_answered_in_one_line(files, shared_data):
+    """The Live tab's server function: a frame is a JPEG data URL checked before decoding; anything else is a
+    one-line error in the answer (never an exception, never a path read); a good frame comes back drawn."""
+    pytest.importorskip("gradio")
+    import base64
+
+    import gradio as gr
+    import PIL.Image
+
+    from mien.app.jobs import AppContext
+    from mien.app.live_page import decode_frame
+    from mien.app.tabs import live
+
+    img = np.asarray(PIL.Image.open(shared_data / IMAGE).convert("RGB"))
+    good = _jpeg_url(img)
+    assert np.abs(decode_frame(good, 10**8).astype(int) - img).mean() < 4
+    png = _jpeg_url(img, ".png")  # a PNG behind a JPEG prefix
+    for url, msg in (("/etc/passwd", "not a JPEG data URL"), (png, "not a JPEG image (checked by content)"),
+                     ("data:image/jpeg;base64,@@@", "not valid base64"), (good, "px is larger than the limit of 100 pixels")):
+        with pytest.raises(InputError, match=f"^webcam frame: .*{re.escape(msg)}$"):
+            decode_frame(url, 100)
+    ctx = AppContext(files)
+    with gr.Blocks() as demo:
+        live.build(ctx)
+    view = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "live-view")
+    assert view.live_frame({"image": png, "t": 0.0, "session": "s1"}) == {
+        "error": "webcam frame: not a JPEG image (checked by content)"}
+    assert "no session" in view.live_frame({"image": good, "t": 0.0, "session": "../x"})["error"]
+    assert "no capture time" in view.live_frame({"image": good, "t": "now", "session": "s1"})["error"]
+    assert "expected" in view.live_frame("/etc/passwd")["error"]
+    r = view.live_frame({"image": good, "t": 1.0, "session": "s1"})
+    assert r["image"].startswith("data:image/jpeg;base64,") and r["recording"] is False
+    drawn = decode_frame(r["image"], 10**8)
+    assert drawn.shape == img.shape and np.abs(drawn.astype(int) - img).mean() > 0.3  # the face was drawn
+    assert view.live_frame({"image": good, "t": 0.5, "session": "s1"}) == {"late": True}
+    base64.b64decode(r["image"].split(",", 1)[1], validate=True)
+    for f in ctx.on_unload:
+        f("s1")
+    sessions = live.Sessions()  # a bounded number of sessions: a page cannot open landmarkers without end
+    for i in range(live.MAX_SESSIONS):
+        sessions.get(f"p{i}")
+    with pytest.raises(ValueError, match="too many live sessions"):
+        sessions.get("one-more")
+    sessions._used["p0"] -= live.IDLE_SECONDS + 1  # an idle session makes room
+    sessions.get("one-more")
+    assert "p0" not in sessions._by_id
+    for sid in list(sessions._by_id):
+        sessions.close(sid)
 
 
 def test_app_command_line(monkeypatch):

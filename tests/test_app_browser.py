@@ -255,27 +255,67 @@ def test_progress_and_stop(page, app, shared_data):
     assert len(jobs) == 1 and not list(jobs[0].glob("*.parquet")), jobs  # stopped before writing anything
 
 
-def test_live_tab_streams_overlay_frames_and_records(page, app, shots, tmp_path):
+def _live_start(page) -> None:
+    """Open the Live tab, start the (fake) camera and wait for the first overlay frame in the page."""
+    _tab(page, "Live")
+    page.locator("#live-view button.mien-live-start").click()
+    page.wait_for_selector('#live-view img.mien-live-out[src^="data:image/jpeg"]')
+
+
+def _live_rate(page, seconds: float) -> tuple[int, float]:
+    """Overlay frames shown in the page during ``seconds`` and their rate (frames/s)."""
+    a, t0 = page.evaluate("window.mienLive.shown"), time.perf_counter()
+    page.wait_for_timeout(seconds * 1000)
+    n = page.evaluate("window.mienLive.shown") - a
+    return n, n / (time.perf_counter() - t0)
+
+
+def _live_record(page, tmp_path: Path, seconds: float = 1.5):
+    """Record ``seconds`` of the stream, stop and save; the Parquet as read by ``mien.read_results``."""
     import mien
 
-    _tab(page, "Live")
-    page.locator("#live-cam").get_by_text("Click to Access Webcam").click()
-    page.locator("#live-cam button.capture-button").click()
-    page.wait_for_selector("#live-out img[src]")
-    seen, t0 = set(), time.perf_counter()
-    while time.perf_counter() - t0 < 4.0:
-        seen.add(page.get_attribute("#live-out img", "src"))
-        page.wait_for_timeout(5)
-    fps = len(seen) / (time.perf_counter() - t0)
-    print(f"\nLive tab: {len(seen)} overlay frames in the page in 4 s = {fps:.1f} frames/s (browser round trip)")
-    assert len(seen) >= 4  # frames keep arriving
     page.click("#live-record")
-    page.get_by_text("Recording").first.wait_for()
-    page.wait_for_timeout(1500)
+    page.locator("#live-status").get_by_text("Recording").wait_for()
+    page.wait_for_timeout(seconds * 1000)
     page.click("#live-save")
     page.locator("#live-status").get_by_text("Saved").wait_for()
-    res = mien.read_results(_download(page, "live-files", ".parquet", tmp_path / "live.parquet"))
-    assert len(res) > 0 and np.isfinite(res.yaw_deg).all()
+    return mien.read_results(_download(page, "live-files", ".parquet", tmp_path / "live.parquet"))
+
+
+def test_live_tab_streams_overlay_frames_and_records(page, tmp_path):
+    _live_start(page)
+    n, fps = _live_rate(page, 3.0)
+    print(f"\nLive tab: {n} overlay frames in the page in 3 s = {fps:.1f} frames/s (fake camera 24 fps, 640x480, "
+          f"load {os.getloadavg()[0]:.1f})")
+    assert n >= 3  # frames keep arriving
+    size = page.evaluate("(() => { const i = document.querySelector('#live-view img.mien-live-out');"
+                         " return [i.naturalWidth, i.naturalHeight]; })()")
+    assert size == [640, 480], size
+    # the route the page's frames take answers a bad frame (here a path) with one line, and the stream goes on
+    comp = page.evaluate("window.gradio_config.components.find((c) => c.props.elem_id === 'live-view').id")
+    sid = page.evaluate("window.__gradio_session_hash__")
+    resp = page.request.post(page.url.rstrip("/") + "/gradio_api/component_server/", data={
+        "data": {"image": "/etc/passwd", "t": 1e9, "session": sid}, "component_id": comp, "fn_name": "live_frame",
+        "session_hash": sid})
+    assert resp.ok and resp.json() == {"error": "webcam frame: not a JPEG data URL"}, resp.text()
+    assert page.evaluate("window.mienLive.errors") == 0, page.inner_text("#live-view .mien-live-line")
+    res = _live_record(page, tmp_path)
+    assert len(res) > 0 and np.isfinite(res.yaw_deg).all() and np.all(np.diff(res.t_sec) >= 0)
+
+
+def test_live_tab_au_and_emotion_bars(page, shots, tmp_path):
+    """With the AU and emotion bars ticked, overlay frames still arrive and the recording has their columns."""
+    _tab(page, "Live")
+    page.locator("#live-au input").check()
+    page.locator("#live-emotion input").check()
+    page.locator("#live-status").get_by_text("Bars: AU, emotion").wait_for()
+    _live_start(page)
+    n, fps = _live_rate(page, 2.0)
+    print(f"\nLive tab with AU + emotion bars: {n} overlay frames in 2 s = {fps:.1f} frames/s "
+          f"(load {os.getloadavg()[0]:.1f})")
+    assert n >= 2 and page.evaluate("window.mienLive.errors") == 0
+    res = _live_record(page, tmp_path, 1.0)
+    assert len(res) > 0 and np.isfinite(res.extra["AU12"]).all() and np.isfinite(res.extra["emotion_happy"]).all()
     _screenshot(page, shots, "live")
 
 

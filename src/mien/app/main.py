@@ -18,7 +18,7 @@ from mien.app.safety import Limits
 MAX_QUEUE = 32
 """Most jobs waiting in Gradio's queue; more are refused with "queue full"."""
 CACHE_MAX_AGE = (300, 1200)
-"""Gradio's served copies (every Live frame is one) older than 20 min are deleted every 5 min; the jobs' own
+"""Gradio's served copies (results shown in the page) older than 20 min are deleted every 5 min; the jobs' own
 folders stay until the app stops."""
 
 

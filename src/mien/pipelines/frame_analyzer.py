@@ -35,6 +35,10 @@ GAZE_MIN_EAR = 0.15
 the lids cover most of the iris (open eyes give ~0.25–0.35, a blink's closed frames < 0.1, :mod:`mien.face.blink`
 uses the same scale), so MediaPipe's iris landmarks, and the gaze from them, are guesses: on the demo clip the
 gaze swings ±20° while the subject laughs with eyes shut."""
+MAX_PENDING_BATCHES = 4
+"""Batches of crops waiting for the heads' worker at most; when the heads are slower than the landmarker, the
+frame loop waits for them instead of queueing crops without bound (a live preview's bars lag by at most this many
+batches)."""
 GAZE_COLUMNS = ("gaze_yaw_deg", "gaze_pitch_deg", "gaze_left_yaw_deg", "gaze_left_pitch_deg",
                 "gaze_right_yaw_deg", "gaze_right_pitch_deg")
 POSE_COLUMNS = ("pitch_deg", "yaw_deg", "roll_deg", "tx_mm", "ty_mm", "tz_mm")
@@ -87,6 +91,7 @@ class FrameAnalyzer:
         self._crops: dict[tuple, list[np.ndarray]] = {k: [] for k in self._contracts}
         self._landmarks: list[np.ndarray] = []
         self._out: list = []  # per flushed batch: the {column: array} of the heads, or its Future
+        self._out_start: list[int] = []  # per flushed batch: its first row
         self._pool = None
         if self.heads and not static:
             from concurrent.futures import ThreadPoolExecutor
@@ -130,7 +135,12 @@ class FrameAnalyzer:
             return
         crops = {k: np.stack(v) for k, v in self._crops.items()}
         lm = np.stack(self._landmarks)
+        self._out_start.append(len(self.rows["frame"]) - len(lm))
         if self._pool is not None:
+            if len(self._out) >= MAX_PENDING_BATCHES:  # the worker is FIFO: at most this many batches wait
+                b = self._out[-MAX_PENDING_BATCHES]
+                if hasattr(b, "result"):
+                    b.result()
             self._out.append(self._pool.submit(self._run_heads, crops, lm))
         else:
             self._out.append(self._run_heads(crops, lm))
@@ -227,6 +237,50 @@ class FrameAnalyzer:
         if k == 0:
             return AnalysisResult.from_columns({"frame": np.zeros(0, np.int64)}, meta=meta)
         return AnalysisResult(**self._core_columns(len(frames) - k), meta=meta)
+
+    def latest_heads(self, finish: tuple[str, ...] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The heads' columns of the most recent batch they have finished, without waiting (for live previews:
+        the heads run in their worker thread while the next frames' faces are found, so these lag the latest
+        frame by about the heads' time; with ``batch_size=1`` a batch is one frame's faces).
+
+        Args:
+            finish: names of the heads whose per-track post-step (:meth:`mien.heads.base.Head.finish`, e.g. the
+                AU probabilities of "au") is run on these N rows alone (default: every head's).
+
+        Returns:
+            ``(face_id (N,) int, {column: (N, ...)})``, the batch's rows; N = 0 and ``{}`` when no batch has
+            finished.
+        """
+        for start, b in zip(reversed(self._out_start), reversed(self._out), strict=True):
+            if hasattr(b, "done") and not b.done():
+                continue
+            cols = dict(b.result() if hasattr(b, "result") else b)
+            n = len(next(iter(cols.values()))) if cols else 0
+            if n == 0:
+                break
+            ids = np.asarray(self.rows["face_id"][start:start + n], np.int64)
+            cols["landmarks"] = np.stack(self.rows["landmarks"][start:start + n])
+            for h in self.heads:
+                if finish is None or h.name in finish:
+                    cols.update(h.finish(cols, ids))
+            del cols["landmarks"]
+            return ids, cols
+        return np.zeros(0, np.int64), {}
+
+    def drop_rows(self, keep: int) -> None:
+        """Forget all rows but (about) the last ``keep`` and the heads' batches before them; :meth:`result` then
+        holds the rows kept (a live preview that keeps no table). With heads, rows are dropped up to the start
+        of a batch, so that rows and the heads' outputs stay aligned."""
+        n = len(self.rows["frame"])
+        cut = max(n - keep, 0)
+        if self.heads:
+            starts = [s for s in self._out_start if s <= cut]
+            cut = starts[-1] if starts else 0
+            k = len(starts) - 1 if starts else 0
+            self._out, self._out_start = self._out[k:], [s - cut for s in self._out_start[k:]]
+        if cut:
+            for v in self.rows.values():
+                del v[:cut]
 
     def _core_columns(self, start: int = 0) -> dict[str, np.ndarray]:
         """The core columns of the rows (from row ``start``) in processing order (gaze NaN where the eyes are

@@ -8,10 +8,12 @@ frames whenever its camera has one, so :class:`LiveSession` keeps the same
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,8 +23,11 @@ from mien.pipelines.analyze import AnalyzeOptions
 from mien.pipelines.frame_analyzer import FrameAnalyzer
 from mien.results.result import AnalysisResult
 
+ORDER_WAIT = 1.0
+"""Longest wait (s) of a frame for an earlier :meth:`LiveSession.reserve`-d one."""
 KEEP_ROWS = 256
-"""Rows kept between frames while not recording (no heads): the preview needs only the current frame's."""
+"""Rows kept between frames while not recording: the preview needs only the current frame's (and the heads' latest
+batch)."""
 
 
 @dataclass
@@ -46,16 +51,24 @@ class LiveSession:
     """Analyse frames pushed one by one; thread-safe (one frame at a time).
 
     Args:
-        options: :class:`~mien.AnalyzeOptions` (default: no re-identification, which live previews do not need;
-            the neural heads ``emotion``/``au`` add their cost per frame).
+        options: :class:`~mien.AnalyzeOptions` (default: :func:`live_options`: no re-identification, which live
+            previews do not need; the neural heads ``emotion``/``au`` add their cost per frame and their bars to
+            the preview).
 
-    The default preview draws landmarks, box, id, head-pose axes, gaze rays and the blink marker
+    The default preview draws landmarks, box, id, head-pose axes and gaze rays
     (:func:`mien.viz.live.live_preview`).
+
+    Attributes:
+        rate: frames/s at which frames arrive (moving average). late: frames skipped because they arrived after
+            a later one (a web page keeps several frames in flight; the table stays in time order).
     """
 
     def __init__(self, options: AnalyzeOptions | None = None):
-        self.options = options or AnalyzeOptions(identity=False)
+        self.options = options or live_options()
+        self.late = 0
         self._lock = threading.Lock()
+        self._order = threading.Condition()
+        self._reserved: list[float] = []  # times of frames announced by reserve(), sorted
         self._fa: FrameAnalyzer | None = None
         self._size: tuple[int, int] | None = None
         self._index = 0
@@ -74,24 +87,72 @@ class LiveSession:
             self._index = 0
         return self._fa
 
-    def push(self, image: np.ndarray, t_sec: float | None = None) -> np.ndarray:
+    def configure(self, options: AnalyzeOptions) -> None:
+        """Use ``options`` from the next frame on (a fresh analyzer: track ids restart).
+
+        Raises:
+            ValueError: while recording (the table's columns would change mid-way).
+        """
+        with self._lock:
+            if self._writer is not None:
+                raise ValueError("stop the recording before changing the live options")
+            self.options = options
+            if self._fa is not None:
+                self._fa.close()
+                self._fa = None
+
+    @contextmanager
+    def reserve(self, t_sec: float):
+        """Announce a frame at ``t_sec`` before it is ready (e.g. while it is being decoded): until its
+        :meth:`push` (or the end of the ``with`` block), pushes of later frames from other threads wait for it,
+        at most :data:`ORDER_WAIT` s, so that frames sent concurrently are analysed in time order rather than
+        skipped as late."""
+        t = float(t_sec)
+        with self._order:
+            bisect.insort(self._reserved, t)
+        try:
+            yield
+        finally:
+            self._release(t)
+
+    def _release(self, t: float) -> None:
+        with self._order:
+            if t in self._reserved:
+                self._reserved.remove(t)
+                self._order.notify_all()
+
+    def push(self, image: np.ndarray, t_sec: float | None = None) -> np.ndarray | None:
         """Analyse one frame and return its preview.
 
         Args:
             image: RGB uint8 (H, W, 3) frame (RGBA and gray are converted).
-            t_sec: its time in seconds (default: seconds since the session started, monotonic clock).
+            t_sec: its time in seconds (default: seconds since the session started, monotonic clock); finite.
 
         Returns:
-            RGB uint8 (H, W, 3) preview (:func:`mien.viz.live.live_preview`).
+            RGB uint8 (H, W, 3) preview (:func:`mien.viz.live.live_preview`), or None for a late frame (``t_sec``
+            not after the last frame's: skipped and counted in :attr:`late`).
 
         Raises:
-            ValueError: not an (H, W), (H, W, 3) or (H, W, 4) uint8 image.
+            ValueError: not an (H, W), (H, W, 3) or (H, W, 4) uint8 image; ``t_sec`` not finite.
         """
-        from mien.viz.live import live_preview
-
         image = _rgb(image)
         t = time.monotonic() - self._t0 if t_sec is None else float(t_sec)
+        if not np.isfinite(t):
+            raise ValueError(f"frame time {t_sec!r} is not a finite number of seconds")
+        with self._order:  # frames announced earlier (reserve) go first
+            self._order.wait_for(lambda: not self._reserved or self._reserved[0] >= t, ORDER_WAIT)
+        try:
+            return self._push(image, t, t_sec is not None)
+        finally:
+            self._release(t)
+
+    def _push(self, image: np.ndarray, t: float, given: bool) -> np.ndarray | None:
+        from mien.viz.live import live_preview
+
         with self._lock:
+            if given and self._last_t is not None and t <= self._last_t:
+                self.late += 1
+                return None
             if self._last_t is not None and t > self._last_t:
                 inst = 1.0 / (t - self._last_t)
                 self.rate = inst if self.rate == 0 else 0.9 * self.rate + 0.1 * inst
@@ -109,9 +170,8 @@ class LiveSession:
             if self._writer is not None:
                 self._writer.write(image)
                 self._rec["frames"] += 1
-            elif not fa.heads:
-                for v in fa.rows.values():
-                    del v[:-KEEP_ROWS]
+            elif len(fa.rows["frame"]) > KEEP_ROWS:
+                fa.drop_rows(KEEP_ROWS)
             return out
 
     @property
@@ -173,6 +233,13 @@ class LiveSession:
                 self._fa = None
 
 
+def live_options(au: bool = False, emotion: bool = False) -> AnalyzeOptions:
+    """:class:`~mien.AnalyzeOptions` for live previews: no re-identification; the ``au``/``emotion`` heads (their
+    bars in the preview) on request, run on each frame's faces as soon as the frame is in (``batch_size=1``) and
+    without the per-person AU baseline (a live stream has no whole track to take it from)."""
+    return AnalyzeOptions(identity=False, au=au, emotion=emotion, batch_size=1, au_baseline=False)
+
+
 def _rgb(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
@@ -182,4 +249,4 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, :3])
 
 
-__all__ = ["KEEP_ROWS", "LiveSession", "Recording"]
+__all__ = ["KEEP_ROWS", "ORDER_WAIT", "LiveSession", "Recording", "live_options"]

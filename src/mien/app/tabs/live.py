@@ -1,44 +1,108 @@
 """Live tab: the browser's webcam streamed frame by frame through a :class:`mien.pipelines.live.LiveSession`
-(landmarks, box, head-pose axes, gaze rays, blink marker); Record / Stop & save write the session's video and
-table."""
+(landmarks, box, head-pose axes, gaze rays; AU and emotion bars when ticked); Record / Stop & save write the
+session's video and table.
 
+Frames travel through a Gradio server function of the page's ``gr.HTML`` (:mod:`mien.app.live_page`: one HTTP
+request per frame, several in flight), not Gradio's webcam streaming (one queued event and one cached file per
+frame, one in flight).
+"""
+
+import logging
+import re
 import threading
+import time
 
 import gradio as gr
 
-from mien.app.jobs import AppContext, user_errors
-from mien.pipelines.live import LiveSession
+from mien.app.jobs import AppContext, one_line, user_errors
+from mien.app.live_page import CSS, HTML, JS, decode_frame, encode_preview
+from mien.pipelines.live import LiveSession, live_options
 
 TITLE = "Live"
-STREAM_EVERY = 0.04
-"""Seconds between frames the page sends (at most 25 frames/s asked for; the server's speed decides the rest)."""
+SESSION = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What a Gradio session hash looks like."""
+MAX_SESSIONS = 8
+"""Live sessions (pages with the camera on) served at once; each holds a face landmarker."""
+IDLE_SECONDS = 300.0
+"""A session without frames for this long (and not recording) is closed when a new one needs room."""
+log = logging.getLogger("mien.app")
 
 
 class Sessions:
-    """One :class:`LiveSession` per browser session, closed when the page goes away."""
+    """One :class:`LiveSession` per browser session, closed when the page goes away; at most
+    :data:`MAX_SESSIONS` at once (sessions idle for :data:`IDLE_SECONDS` and not recording are closed first)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._by_id: dict[str, LiveSession] = {}
+        self._used: dict[str, float] = {}
 
     def get(self, sid: str) -> LiveSession:
+        """The session of ``sid`` (created when new).
+
+        Raises:
+            ValueError: :data:`MAX_SESSIONS` sessions are open.
+        """
+        idle = []
         with self._lock:
+            now = time.monotonic()
             if sid not in self._by_id:
+                stale = [k for k, s in self._by_id.items() if now - self._used[k] > IDLE_SECONDS and not s.recording]
+                idle = [self._by_id.pop(k) for k in stale]
+                for k in stale:
+                    del self._used[k]
+                if len(self._by_id) >= MAX_SESSIONS:
+                    raise ValueError(f"too many live sessions ({MAX_SESSIONS}); close another Live page")
                 self._by_id[sid] = LiveSession()
-            return self._by_id[sid]
+            self._used[sid] = now
+            s = self._by_id[sid]
+        for old in idle:
+            old.close()
+        return s
 
     def close(self, sid: str) -> None:
         with self._lock:
             s = self._by_id.pop(sid, None)
+            self._used.pop(sid, None)
         if s is not None:
             s.close()
 
 
 def build(ctx: AppContext) -> None:
     sessions = Sessions()
+
+    def live_frame(payload) -> dict:
+        """One webcam frame ``{"image": JPEG data URL, "t": capture time in s, "session": the page's Gradio
+        session hash}`` → ``{"image": overlay data URL, "recording": bool}``, ``{"late": true}`` (a later frame
+        was already analysed) or ``{"error": one line}``.
+
+        The session hash comes in the payload: Gradio's component-server route does not pass it on (its
+        ``gr.Request`` has none), and the Record buttons' events find the same :class:`LiveSession` by it."""
+        try:
+            if not isinstance(payload, dict):
+                raise ValueError("webcam frame: expected {image, t, session}")
+            sid, t = payload.get("session"), payload.get("t")
+            if not isinstance(sid, str) or not SESSION.fullmatch(sid):
+                raise ValueError("webcam frame: no session (reload the page)")
+            if not isinstance(t, (int, float)) or isinstance(t, bool):
+                raise ValueError("webcam frame: no capture time")
+            s = sessions.get(sid)
+            with s.reserve(float(t)):  # decoded while the frame before is analysed, then analysed in order
+                out = s.push(decode_frame(payload.get("image"), ctx.limits.max_pixels), float(t))
+            if out is None:
+                return {"late": True}
+            return {"image": encode_preview(out), "recording": s.recording}
+        except ValueError as e:
+            return {"error": one_line(e)}
+        except Exception as e:  # noqa: BLE001 (one line in the page; the traceback goes to the server log)
+            log.exception("mien app: live frame failed")
+            return {"error": f"internal error ({type(e).__name__}); the server log has the details"}
+
+    gr.HTML(html_template=HTML, css_template=CSS, js_on_load=JS, server_functions=[live_frame], elem_id="live-view",
+            apply_default_css=True)
     with gr.Row():
-        cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam", elem_id="live-cam")
-        out = gr.Image(label="Overlay", streaming=True, elem_id="live-out", interactive=False, format="jpeg")
+        au = gr.Checkbox(False, label="AU bars (mien's AU model; slower)", elem_id="live-au")
+        emotion = gr.Checkbox(False, label="Emotion bars (face-api FaceExpressionNet; slower)", elem_id="live-emotion")
     with gr.Row():
         record = gr.Button("Record", elem_id="live-record")
         save = gr.Button("Stop and save", elem_id="live-save")
@@ -46,10 +110,10 @@ def build(ctx: AppContext) -> None:
     files = gr.File(label="Recording", file_count="multiple", elem_id="live-files", interactive=False)
 
     @user_errors
-    def on_frame(image, request: gr.Request):
-        if image is None:
-            return None
-        return sessions.get(request.session_hash).push(image)
+    def on_options(au_on: bool, emotion_on: bool, request: gr.Request):
+        sessions.get(request.session_hash).configure(live_options(au=bool(au_on), emotion=bool(emotion_on)))
+        on = [n for n, v in (("AU", au_on), ("emotion", emotion_on)) if v]
+        return f"Bars: {', '.join(on) if on else 'off'}."
 
     @user_errors
     def on_record(request: gr.Request):
@@ -64,8 +128,9 @@ def build(ctx: AppContext) -> None:
             return "Not recording.", None
         return (f"Saved {rec.frames} frames at {rec.fps:.0f} fps: {rec.result.summary()}", [rec.video, rec.parquet])
 
-    cam.stream(on_frame, [cam], [out], stream_every=STREAM_EVERY, concurrency_limit=None, show_progress="hidden",
-               concurrency_id="live")
+    for box in (au, emotion):
+        box.change(on_options, [au, emotion], [status], show_progress="hidden", concurrency_id="live",
+                   concurrency_limit=None)
     record.click(on_record, None, [status])
     save.click(on_save, None, [status, files])
     # the Blocks' unload hook (registered by main) closes this page's session
