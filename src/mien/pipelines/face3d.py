@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from mien.errors import InputError
+
+if TYPE_CHECKING:
+    from mien.io.video import Frame
+    from mien.pipelines.tokens import RenderStep
 
 STILL_SPEED = 0.1
 """Still-segment threshold: face speed below this many inter-ocular distances per second (of the
@@ -196,7 +202,8 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
                   smooth: bool = False, start: float | None = None, end: float | None = None, every: int = 1,
                   max_faces: int = 1, height: int | None = None, analysis=None, export_mesh=None,
                   obj: bool = False, gltf: bool = False, alpha: float = 0.6, crf: int = 18,
-                  encoder: str | os.PathLike | None = None) -> Face3DRenderReport:
+                  encoder: str | os.PathLike | None = None,
+                  on_frame: Callable[[Frame, RenderStep], bool | None] | None = None) -> Face3DRenderReport:
     """Write ``[input | shaded mesh | mesh overlay (| neural reconstruction)]`` for every processed frame of a
     video.
 
@@ -215,6 +222,11 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
         encoder: a face3d export folder (``mien export face3d``): adds a fourth panel, the input frame with each
             face crop replaced by the neural renderer's reconstruction of it from the encoder's parameters
             (:class:`mien.pipelines.face3d_encoder.EncoderRunner`).
+        on_frame: ``on_frame(frame, step)`` per analysed frame (``step``: :class:`~mien.pipelines.tokens.RenderStep`
+            "analysis"; none with ``analysis``) and per output frame once written ("render", with the input
+            :class:`~mien.io.video.Frame`); True ends that pass at that frame (a stopped analysis renders only the
+            frames it saw; the mesh sequence holds the frames rendered); an exception it raises propagates and
+            leaves no output file (the mesh sequence is written after the video).
 
     Returns:
         :class:`Face3DRenderReport`.
@@ -246,16 +258,23 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
         from mien.pipelines.face3d_encoder import open_encoder
 
         neural = open_encoder(encoder)
+    from mien.pipelines.tokens import RenderStep, StepCallback
+
+    n_pass = 2 if analysis is None else 1
+    first = StepCallback(on_frame, RenderStep("analysis", 0, n_pass))
     if analysis is None:
         from mien.pipelines.analyze import analyze
 
-        analysis = analyze(video, start=start, end=end, every=every, max_faces=max_faces, identity=False)
+        analysis = analyze(video, start=start, end=end, every=every, max_faces=max_faces, identity=False,
+                           on_frame=first if on_frame is not None else None)
     else:
         from mien.pipelines.tokens import resolve_analysis
 
         analysis = resolve_analysis(video, analysis)
     if len(analysis) == 0:
         raise InputError(str(video), "no face found in the processed frames")
+    limit = first.frames if first.stopped else None  # a stopped analysis: render the frames it saw
+    step = StepCallback(on_frame, RenderStep("render", n_pass - 1, n_pass))
     fit = fit_result(analysis, head=head)
     cols = analysis.columns()
     order = np.lexsort((cols["face_id"], cols["frame"]))
@@ -263,20 +282,14 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
     rows: dict[int, list[int]] = {}
     for i, f in enumerate(fit.frame):
         rows.setdefault(int(f), []).append(i)
-    mesh_files = []
-    if export_mesh is not None:
-        from mien.models.face3d.export import save_mesh_sequence
-
-        c = fit.columns
-        mesh_files = save_mesh_sequence(export_mesh, fit.vertices, fit.triangles, frame=fit.frame, t_sec=fit.t_sec,
-                                        face_id=fit.face_id, rotation=c["face3d_rotation"], scale=c["face3d_scale"],
-                                        translation=c["face3d_translation"], units=fit.model.units, obj=obj, gltf=gltf,
-                                        meta={"source": os.path.basename(str(video)), **fit.meta})
     src = VideoSource(video, start=start, end=end, every=every)
     fps = (src.info.fps or 25.0) / every
     frames = faces = pw = ph = 0
+    last = -1
     with atomic_output(output) as tmp, VideoWriter(tmp, fps, crf=crf) as writer:
         for fr in src:
+            if limit is not None and frames >= limit:
+                break
             img = fr.image
             h0, w0 = img.shape[:2]
             ph = int(height or min(h0, 720))
@@ -296,6 +309,20 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
                 faces += 1
             writer.write(np.concatenate([img, shaded, overlay] + ([recon] if recon is not None else []), axis=1))
             frames += 1
+            last = fr.index
+            if step(fr):
+                break
+    mesh_files = []
+    if export_mesh is not None:  # after the video: a cancelled render leaves no files; a stopped one its frames
+        from mien.models.face3d.export import save_mesh_sequence
+
+        keep = fit.frame <= last if step.stopped else slice(None)
+        c = {k: v[keep] for k, v in fit.columns.items()}
+        mesh_files = save_mesh_sequence(export_mesh, fit.vertices[keep], fit.triangles, frame=fit.frame[keep],
+                                        t_sec=fit.t_sec[keep], face_id=fit.face_id[keep],
+                                        rotation=c["face3d_rotation"], scale=c["face3d_scale"],
+                                        translation=c["face3d_translation"], units=fit.model.units, obj=obj, gltf=gltf,
+                                        meta={"source": os.path.basename(str(video)), **fit.meta})
     return Face3DRenderReport(str(Path(output)), frames, faces, (3 + (neural is not None)) * pw, ph,
                               float(fps), time.perf_counter() - t0, [str(p) for p in mesh_files],
                               meta={"face3d": fit.meta, "frames_decoded": src.frames_decoded,

@@ -17,14 +17,19 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from mien.errors import InputError
+from mien.pipelines.tokens import RenderStep, StepCallback
+
+if TYPE_CHECKING:
+    from mien.io.video import Frame
 
 TRANSFERRED = ("face3d_expression", "face3d_jaw", "face3d_eyelids")
 """The coefficients taken from the source; shape and pose stay the target's."""
@@ -111,7 +116,8 @@ def expression_transfer(source: str | os.PathLike, target: str | os.PathLike, ou
                         model: str | None = None, smooth: bool = False, relative: bool = False,
                         start: float | None = None, end: float | None = None, every: int = 1,
                         height: int | None = None, encoder: str | os.PathLike | None = None,
-                        swap: str | None = None, alpha: float = 0.6, crf: int = 18) -> TransferReport:
+                        swap: str | None = None, alpha: float = 0.6, crf: int = 18,
+                        on_frame: Callable[[Frame, RenderStep], bool | None] | None = None) -> TransferReport:
     """Write the expression-transfer video (see the module docstring).
 
     Args:
@@ -125,6 +131,11 @@ def expression_transfer(source: str | os.PathLike, target: str | os.PathLike, ou
         encoder: a face3d-learn export folder (adds the neural-render panel). swap: None, or "tokens"
             (TEASER's token swap; needs an export with a token encoder).
         alpha: opacity of the mesh over the target. crf: x264 quality.
+        on_frame: ``on_frame(frame, step)`` per analysed frame of the source and of the target (``step``:
+            :class:`~mien.pipelines.tokens.RenderStep` "source", "target") and per output frame once written
+            ("render", with the source :class:`~mien.io.video.Frame`); True ends that pass at that frame (a
+            stopped analysis renders only the frame pairs it saw: a shorter video); an exception it raises
+            propagates and leaves no output file.
 
     Returns:
         :class:`TransferReport`.
@@ -158,15 +169,21 @@ def expression_transfer(source: str | os.PathLike, target: str | os.PathLike, ou
         neural = open_encoder(encoder)
         if swap == "tokens" and not neural.has_tokens:
             raise InputError(str(encoder), "the export has no token encoder (TEASER); --swap tokens needs one")
-    s_an = analyze(source, start=start, end=end, every=every, max_faces=1, identity=False)
+    s_cb, t_cb, r_cb = (StepCallback(on_frame, RenderStep(name, i, 3)) for i, name in
+                        enumerate(("source", "target", "render")))
+    s_an = analyze(source, start=start, end=end, every=every, max_faces=1, identity=False,
+                   on_frame=s_cb if on_frame is not None else None)
     if len(s_an) == 0:
         raise InputError(str(source), "no face found in the processed frames")
     info = open_source(source).info  # the target is analysed only as far as the source lasts
-    stop = end if end is not None else info.duration_sec
+    stop = s_cb.t_sec if s_cb.stopped else end if end is not None else info.duration_sec
     span = None if stop is None or info.kind != "video" else stop - (start or 0.0) + 1.0
-    t_an = analyze(target, end=span, every=every, max_faces=1, identity=False)
+    t_an = analyze(target, end=span, every=every, max_faces=1, identity=False,
+                   on_frame=t_cb if on_frame is not None else None)
     if len(t_an) == 0:
         raise InputError(str(target), "no face found in the processed frames")
+    # a stopped analysis: only the frame pairs it saw are rendered
+    limit = min([cb.frames for cb in (s_cb, t_cb) if cb.stopped], default=None)
     fs, ft = fit_result(s_an, head=head), fit_result(t_an, head=head)
     s_rows, t_rows = _rows_by_frame(fs.frame), _rows_by_frame(ft.frame)
     s_box, s_lm = _boxes(s_an)
@@ -185,6 +202,8 @@ def expression_transfer(source: str | os.PathLike, target: str | os.PathLike, ou
     targets = _target_frames(os.fspath(target), every)
     with atomic_output(output) as tmp, VideoWriter(tmp, fps, crf=crf) as writer:
         for fr in src:
+            if limit is not None and frames >= limit:
+                break
             tf = next(targets, None)
             if tf is None:
                 raise InputError(str(target), "could not be read again")
@@ -212,6 +231,8 @@ def expression_transfer(source: str | os.PathLike, target: str | os.PathLike, ou
             W = out.shape[1]
             writer.write(out)
             frames += 1
+            if r_cb(fr):
+                break
     return TransferReport(str(Path(output)), frames, done, W, H, float(fps), time.perf_counter() - t0, panels,
                           meta={"face3d": fs.meta, "relative": relative, "smooth": smooth,
                                 "source": os.fspath(source), "target": os.fspath(target),

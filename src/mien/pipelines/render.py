@@ -17,6 +17,7 @@ to a temporary name and renamed when complete (:func:`mien.io.atomic.atomic_outp
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,8 @@ import numpy as np
 
 from mien.errors import InputError
 from mien.heads.tokens import TokenExtractor
-from mien.pipelines.tokens import first_faces, resolve_analysis
+from mien.io.video import Frame
+from mien.pipelines.tokens import RenderStep, StepCallback, first_faces, resolve_analysis
 
 KINDS = ("reconstruction", "swap")
 
@@ -65,7 +67,8 @@ def _panel(img: np.ndarray, size: int) -> np.ndarray:
 def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike, kind: str = "reconstruction",
                  *, subject: int = 0, target_subject: int | None = None, start: float | None = None,
                  end: float | None = None, every: int = 1, size: int | None = None, device: str = "cpu",
-                 batch_size: int = 16, crf: int = 18, analysis=None) -> RenderReport:
+                 batch_size: int = 16, crf: int = 18, analysis=None,
+                 on_frame: Callable[[Frame, RenderStep], bool | None] | None = None) -> RenderReport:
     """Write a side-by-side ``[input crop | rendered face]`` MP4 of a video.
 
     Args:
@@ -81,6 +84,10 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
         analysis: face boxes to use instead of analysing the video: an :class:`~mien.AnalysisResult` of it or
             the path of its Parquet file from ``mien analyze`` (see
             :func:`mien.pipelines.tokens.resolve_analysis`).
+        on_frame: ``on_frame(frame, step)`` per analysed frame (``step``: :class:`~mien.pipelines.tokens.RenderStep`
+            "analysis"; none when ``analysis`` is given) and per output frame once written ("render", with the
+            input :class:`~mien.io.video.Frame`); True ends that pass at that frame (a stopped analysis renders
+            only the frames it saw: a shorter video); an exception it raises propagates and leaves no output file.
 
     Returns:
         :class:`RenderReport`.
@@ -116,38 +123,54 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
     if size < 2:
         raise ValueError(f"size must be >= 2 px, got {size}")
 
-    boxes = first_faces(resolve_analysis(video, analysis, start, end, every, ex.device))
+    n_pass = 1 if analysis is not None else 2
+    first = StepCallback(on_frame, RenderStep("analysis", 0, n_pass))
+    boxes = first_faces(resolve_analysis(video, analysis, start, end, every, ex.device,
+                                         first if on_frame is not None else None))
     if not boxes:
         raise InputError(str(video), "no face found in the processed frames")
+    limit = first.frames if first.stopped else None  # a stopped analysis: render the frames it saw
+    step = StepCallback(on_frame, RenderStep("render", n_pass - 1, n_pass))
     src = VideoSource(video, start=start, end=end, every=every)
     fps = (src.info.fps or 25.0) / every
     black = np.zeros((size, size, 3), np.uint8)
     frames = faces = 0
     last_box = None
 
-    def flush(batch, writer):
-        crops = np.stack([c for c, has in batch if has]) if any(h for _, h in batch) else None
+    def flush(batch, writer) -> bool:
+        """Write the batch's frames; True when ``on_frame`` asked to stop (the rest of the batch is dropped)."""
+        nonlocal frames, faces
+        crops = np.stack([c for _, c, has in batch if has]) if any(h for *_, h in batch) else None
         rendered = iter(ex.reconstruct(crops, tgt)[1]) if crops is not None else iter(())
-        for crop, has in batch:
+        for fr, crop, has in batch:
             right = _panel(next(rendered), size) if has else black
             left = _panel(crop, size) if crop is not None else black
             writer.write(np.concatenate([left, right], axis=1))
+            frames += 1
+            faces += bool(has)
+            if step(fr):
+                return True
+        return False
 
     with atomic_output(output) as tmp:
         with VideoWriter(tmp, fps, crf=crf) as writer:
-            batch: list[tuple[np.ndarray | None, bool]] = []
+            batch: list = []
+            stopped, read = False, 0
             for fr in src:
+                if limit is not None and read >= limit:
+                    break
+                read += 1
                 b = boxes.get(fr.index)
                 if b is not None:
                     last_box = b
-                    faces += 1
                 crop = ex.crop(fr.image, *last_box) if last_box is not None else None
-                batch.append((crop, b is not None))
-                frames += 1
+                batch.append((fr, crop, b is not None))
                 if len(batch) >= batch_size:
-                    flush(batch, writer)
+                    stopped = flush(batch, writer)
                     batch = []
-            if batch:
+                    if stopped:
+                        break
+            if batch and not stopped:
                 flush(batch, writer)
     return RenderReport(str(Path(output)), kind, frames, faces, 2 * size, size, float(fps),
                         ex.subject_id, tgt, time.perf_counter() - t0,

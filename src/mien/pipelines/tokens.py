@@ -9,18 +9,63 @@ Main entry points:
   :func:`mien.pipelines.analyze.analyze` (or a given analysis).
 * :func:`video_tokens` — the (N, D) tokens of a video's frames that have a face.
 * :func:`plot_video_tokens` — cosine-to-reference and PCA plot of a video's tokens.
+* :class:`RenderStep`, :class:`StepCallback` — the per-frame callback of the two-pass renders (``mien render``,
+  ``render face3d``, ``render expression-transfer``): the analysis pass, then the frames written.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from mien.errors import InputError
 from mien.heads.tokens import TokenExtractor
+
+
+# ------------------------------------------------------------------------------------------------------------
+# per-frame callbacks of the renders
+@dataclass(frozen=True)
+class RenderStep:
+    """The pass of a render that calls ``on_frame(frame, step)`` (the per-frame callback contract of
+    :func:`mien.analyze`, with this as its second argument).
+
+    A render first analyses its input(s) (name "analysis"; "source" and "target" for the expression transfer:
+    each processed frame of that input) and then writes its output ("render": each output frame, given with the
+    input frame it shows). A render given an earlier analysis has only the "render" pass.
+
+    Attributes:
+        name: the pass. index: 0-based position of the pass. count: passes of the run.
+    """
+
+    name: str
+    index: int = 0
+    count: int = 1
+
+
+class StepCallback:
+    """``on_frame`` bound to one :class:`RenderStep`, as a pipeline's callback ``f(frame, state)`` (``state`` is
+    ignored): calls ``on_frame(frame, step)`` and counts the frames seen (``frames``; ``t_sec``: the last one's
+    time, s) and whether it returned True (``stopped``).
+
+    Args:
+        on_frame: the user's callback, or None (then the object only counts).
+        step: the pass.
+    """
+
+    def __init__(self, on_frame: Callable | None, step: RenderStep):
+        self.on_frame, self.step = on_frame, step
+        self.frames = 0
+        self.t_sec: float | None = None
+        self.stopped = False
+
+    def __call__(self, frame, _state=None) -> bool:
+        self.frames += 1
+        self.t_sec = float(frame.t_sec)
+        self.stopped = self.on_frame is not None and self.on_frame(frame, self.step) is True
+        return self.stopped
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -54,32 +99,33 @@ class FaceFrame:
 
 
 def analyze_video(video: str | os.PathLike, start: float | None = None, end: float | None = None,
-                  every: int = 1, device: str = "cpu"):
-    """Face boxes of a video: :func:`mien.analyze` with the given window and stride (no neural extras).
+                  every: int = 1, device: str = "cpu", on_frame: Callable | None = None):
+    """Face boxes of a video: :func:`mien.analyze` with the given window and stride (no neural extras);
+    ``on_frame`` is :func:`mien.analyze`'s (True ends the analysis at that frame).
 
     Raises:
         InputError: unreadable video.
     """
     from mien.pipelines.analyze import analyze
 
-    return analyze(video, start=start, end=end, every=every, device=device, identity=False)
+    return analyze(video, start=start, end=end, every=every, device=device, identity=False, on_frame=on_frame)
 
 
 def resolve_analysis(video: str | os.PathLike, analysis=None, start: float | None = None, end: float | None = None,
-                     every: int = 1, device: str = "cpu"):
+                     every: int = 1, device: str = "cpu", on_frame: Callable | None = None):
     """The :class:`~mien.AnalysisResult` giving the face boxes of ``video``: ``analysis`` itself, the Parquet
     file it names (``mien analyze`` output, read with :func:`mien.read_results`), or a fresh
     :func:`analyze_video` when None.
 
     A given analysis must be of the same video; its ``frame`` indices are decoded-frame indices, so one
     made with another window or stride still lines up (processed frames it lacks count as frames without
-    a face).
+    a face). ``on_frame`` is passed to :func:`analyze_video` (not called for a given analysis).
 
     Raises:
         InputError: unreadable video or results file; a results file of a different source size.
     """
     if analysis is None:
-        return analyze_video(video, start, end, every, device)
+        return analyze_video(video, start, end, every, device, on_frame)
     if isinstance(analysis, (str, os.PathLike)):
         from mien.results import read_results
 
@@ -220,5 +266,5 @@ def plot_video_tokens(video: str | os.PathLike, tokenizer, output: str | os.Path
             "explained": res["explained"]}
 
 
-__all__ = ["FaceFrame", "VideoTokens", "analyze_video", "first_faces", "iter_face_crops", "plot_video_tokens",
+__all__ = ["FaceFrame", "RenderStep", "StepCallback", "VideoTokens", "analyze_video", "first_faces", "iter_face_crops", "plot_video_tokens",
            "reference_row", "resolve_analysis", "video_tokens"]
