@@ -433,3 +433,55 @@ def test_reactions_tab_progress_through_its_steps_and_stop(files, shared_data, t
         run_react(ctx, clip, "rx", 2, videos=1, end=0.5, progress=progress, cancel=stop)
     last = max((files.root / "jobs").iterdir(), key=lambda d: d.stat().st_mtime)
     assert sorted(p.name for p in last.iterdir()) == ["speaker.mp4"]
+
+
+def test_face3d_and_tokens_tabs_progress_by_frame_and_stop(files, shared_data, tiny_tokenizer_dir, tmp_path):
+    """The 3-D tab's mesh and expression-transfer jobs and the Tokens tab's render move the bar by frame through
+    their passes to the end; Stop ends each without an output file; face3d exports are listed for the transfer's
+    neural renderer, and bad choices are one-line errors before any work."""
+    pytest.importorskip("gradio")
+    import json
+    import shutil
+
+    from mien.app.jobs import AppContext, Cancelled
+    from mien.app.tabs import face3d, tokens
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_tokenizer_dir, models / "tok")
+    (models / "f3d").mkdir()
+    (models / "f3d" / "config.json").write_text(json.dumps({"format": "mien-face3d/1"}))
+    (models / "f3d" / "model.safetensors").write_bytes(b"not weights")
+    ctx = AppContext(files, models=models)
+    assert face3d.encoders(ctx.models) == {"f3d": str(models / "f3d")} and list(tokens.tokenizers(ctx.models)) == ["tok"]
+    clip, img = _upload(files, shared_data / SAMPLE, "source.mp4"), _upload(files, shared_data / IMAGE, "target.jpg")
+    with pytest.raises(InputError, match=r"^tok: not one of the face3d exports"):
+        face3d.run_transfer(ctx, clip, img, encoder="tok")
+    with pytest.raises(InputError, match=r"^token swap: needs a neural renderer"):
+        face3d.run_transfer(ctx, clip, img, swap=True)
+    with pytest.raises(InputError, match=r"f3d: not a face3d encoder export"):
+        face3d.run_transfer(ctx, clip, img, encoder="f3d")
+
+    def stopper(stop):
+        def progress(f, desc):
+            if f > 0.5:
+                stop.set()
+        return progress
+
+    def last_job():
+        return max((files.root / "jobs").iterdir(), key=lambda d: d.stat().st_mtime)
+
+    for name, job in (("transfer", lambda p, c=None: face3d.run_transfer(ctx, clip, img, end=0.3, progress=p,
+                                                                         cancel=c)),
+                      ("face3d", lambda p, c=None: face3d.run_face3d(ctx, clip, False, 0.3, 1, p, c)),
+                      ("reconstruction", lambda p, c=None: tokens.run_render(ctx, clip, "tok", "reconstruction", 0,
+                                                                            0.3, p, c))):
+        seen = []
+        rep = job(lambda f, desc, seen=seen: seen.append((f, desc)))
+        values = [f for f, _ in seen]
+        assert rep.frames == 10 and values == sorted(values) and values[-1] == pytest.approx(1.0), (name, seen)
+        assert sum(d.endswith(": render") for _, d in seen) == 10, name  # one step per output frame
+        stop = threading.Event()
+        with pytest.raises(Cancelled):
+            job(stopper(stop), stop)
+        assert not [p.name for p in last_job().iterdir() if p.suffix == ".mp4" and not p.name.startswith("source")
+                    or p.name == "mesh"], name
