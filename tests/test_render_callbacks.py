@@ -53,7 +53,7 @@ def test_render_face3d_on_frame(shared_data, analyzed, tmp_path):
     rep = render_face3d(shared_data / CLIP, tmp_path / "b.mp4", end=0.3, on_frame=Recorder("analysis", 4))
     assert rep.frames == 4 == _frames(rep.output)
     # with an earlier analysis there is only the render pass; True there: a shorter video and mesh sequence
-    an = analyzed(CLIP, identity=False)
+    an = analyzed(CLIP)  # the analysis other test files share
     rec = Recorder("render", 6)
     rep = render_face3d(shared_data / CLIP, tmp_path / "c.mp4", analysis=an, end=0.5, on_frame=rec,
                         export_mesh=tmp_path / "mesh")
@@ -96,7 +96,7 @@ def test_render_video_on_frame(shared_data, analyzed, tiny_tokenizer_dir, tmp_pa
     assert rep.frames == 10 == _frames(rep.output) and rep.faces == 10
     assert [c[1:] for c in rec.calls["analysis"]] == [(0, 2)] * 10
     assert [c[0] for c in rec.calls["render"]] == list(range(10)) and rec.calls["render"][0][1:] == (1, 2)
-    an = analyzed(CLIP, identity=False)
+    an = analyzed(CLIP)  # the analysis other test files share
     rep = render_video(shared_data / CLIP, tiny_tokenizer_dir, tmp_path / "b.mp4", analysis=an, batch_size=4,
                        on_frame=Recorder("render", 6))  # mid-batch: the rest of the batch is not written
     assert rep.frames == rep.faces == 6 == _frames(rep.output)
