@@ -460,6 +460,9 @@ def test_face3d_and_tokens_tabs_progress_by_frame_and_stop(files, shared_data, t
         face3d.run_transfer(ctx, clip, img, swap=True)
     with pytest.raises(InputError, match=r"f3d: not a face3d encoder export"):
         face3d.run_transfer(ctx, clip, img, encoder="f3d")
+    bad = _upload(files, b"just text, not a video\n" * 10, "face.mp4")
+    with pytest.raises(InputError, match=r"^face\.mp4: not a readable video or image \(checked by content"):
+        face3d.run_transfer(ctx, clip, bad)
 
     def stopper(stop):
         def progress(f, desc):
