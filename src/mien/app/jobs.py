@@ -110,6 +110,14 @@ def frame_progress(progress, cancel: threading.Event | None, start: float, span:
     return on_frame
 
 
+def progress_span(end: float | None, media) -> float | None:
+    """Seconds a progress bar spans for one checked upload (:class:`~mien.app.safety.Media`, or None): the shorter
+    of the user's End (seconds, None/0: to the end) and the video's duration; None for an image or no upload."""
+    if media is None:
+        return None
+    return min([s for s in (end, media.duration_sec) if s], default=None)
+
+
 class FilesProgress:
     """``on_frame`` and ``log`` for :func:`mien.pipelines.batch.analyze_files` over checked uploads: the bar moves
     from ``lo`` to ``hi`` by file (file i of n; a video's share by its frames' time), named by the user's file
@@ -143,4 +151,4 @@ class FilesProgress:
         return False
 
 
-__all__ = ["AppContext", "Cancelled", "FilesProgress", "frame_progress", "one_line", "user_errors"]
+__all__ = ["AppContext", "Cancelled", "FilesProgress", "frame_progress", "one_line", "progress_span", "user_errors"]

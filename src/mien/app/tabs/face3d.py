@@ -8,7 +8,7 @@ then rendering) and have a Stop button."""
 
 import gradio as gr
 
-from mien.app.jobs import AppContext, frame_progress, user_errors
+from mien.app.jobs import AppContext, frame_progress, progress_span, user_errors
 from mien.app.safety import check_upload
 from mien.app.tabs.common import exports
 from mien.errors import InputError
@@ -28,11 +28,6 @@ def encoders(models) -> dict[str, str]:
     return exports(models, FORMAT)
 
 
-def _span(end, media) -> float | None:
-    """Seconds the progress bar spans: the shorter of End and the video's duration (None for an image)."""
-    return min([s for s in (end, media.duration_sec) if s], default=None)
-
-
 def run_face3d(ctx: AppContext, upload: str, smooth: bool, end, max_faces: int, progress=None, cancel=None):
     """Check the upload, fit and render; returns the Face3DRenderReport (its mesh files in the job folder).
     ``progress`` moves by frame through the analysis and the rendering; a set ``cancel`` event stops at the next
@@ -43,7 +38,7 @@ def run_face3d(ctx: AppContext, upload: str, smooth: bool, end, max_faces: int, 
         progress(0.05, desc="fitting the 3-D face")
     return render_face3d(media.path, job / "face3d.mp4", smooth=bool(smooth), end=end or None,
                          max_faces=int(max_faces), export_mesh=job / "mesh",
-                         on_frame=frame_progress(progress, cancel, 0.0, _span(end, media), 0.05, 1.0, "3-D face"))
+                         on_frame=frame_progress(progress, cancel, 0.0, progress_span(end, media), 0.05, 1.0, "3-D face"))
 
 
 def run_transfer(ctx: AppContext, source: str, target: str, relative: bool = False, smooth: bool = False, end=None,
@@ -73,7 +68,7 @@ def run_transfer(ctx: AppContext, source: str, target: str, relative: bool = Fal
                                smooth=bool(smooth), end=end or None,
                                encoder=found[encoder] if encoder is not None else None,
                                swap="tokens" if swap else None,
-                               on_frame=frame_progress(progress, cancel, 0.0, _span(end, src), 0.05, 1.0,
+                               on_frame=frame_progress(progress, cancel, 0.0, progress_span(end, src), 0.05, 1.0,
                                                        "expression transfer"))
 
 

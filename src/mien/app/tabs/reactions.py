@@ -6,7 +6,7 @@ and the first reactions rendered as face-mesh videos beside the speaker, with th
 
 import gradio as gr
 
-from mien.app.jobs import AppContext, frame_progress, user_errors
+from mien.app.jobs import AppContext, frame_progress, progress_span, user_errors
 from mien.app.safety import check_upload
 from mien.app.tabs.common import exports
 from mien.errors import InputError
@@ -42,7 +42,7 @@ def run_react(ctx: AppContext, upload: str, model: str, n: int, videos: int = 1,
     media = check_upload(upload, ctx.files, job, ctx.limits, kinds=("video",))
     if progress is not None:
         progress(0.05, desc="loading the model")
-    span = min([s for s in (opts.end, media.duration_sec) if s], default=None)
+    span = progress_span(opts.end, media)
     return react_to_files(media.path, job, found[model], opts,
                           on_frame=frame_progress(progress, cancel, 0.0, span, 0.05, 1.0, "reactions"))
 

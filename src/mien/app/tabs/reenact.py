@@ -5,7 +5,7 @@ found in ``--models DIR``; a progress bar by driving frame and a Stop button."""
 
 import gradio as gr
 
-from mien.app.jobs import AppContext, frame_progress, user_errors
+from mien.app.jobs import AppContext, frame_progress, progress_span, user_errors
 from mien.app.safety import check_upload
 from mien.app.tabs.common import exports
 from mien.errors import InputError
@@ -52,7 +52,7 @@ def run_reenact(ctx: AppContext, source: str, driving: str | None, model: str, e
                           edit=",".join(f"{au}={v:+g}" for au, v in edit.items()) or None,
                           end=end or None)
     out = job / ("reenact.mp4" if drv is not None else "edit.png")
-    span = min([s for s in (end, drv.duration_sec) if s], default=None) if drv is not None else None
+    span = progress_span(end, drv)
     desc = "reenacting" if drv is not None else "editing the portrait"
     return reenact_video(src.path, drv.path if drv is not None else None, out, opts,
                          on_frame=frame_progress(progress, cancel, 0.0, span, 0.1, 1.0, desc))

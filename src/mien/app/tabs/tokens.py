@@ -7,7 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from mien.app.jobs import AppContext, frame_progress, user_errors
+from mien.app.jobs import AppContext, frame_progress, progress_span, user_errors
 from mien.app.safety import check_upload
 from mien.app.tabs.common import exports
 from mien.errors import InputError
@@ -35,7 +35,7 @@ def run_render(ctx: AppContext, upload: str, tokenizer: str, kind: str, target_s
     if progress is not None:
         progress(0.05, desc=f"rendering {kind}")
     tgt = int(target_subject) if kind == "swap" else None
-    span = min([s for s in (end, media.duration_sec) if s], default=None)
+    span = progress_span(end, media)
     return render_video(media.path, found[tokenizer], job / f"{kind}.mp4", kind, target_subject=tgt,
                         end=end or None, on_frame=frame_progress(progress, cancel, 0.0, span, 0.05, 1.0, kind))
 
