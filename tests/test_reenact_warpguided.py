@@ -126,7 +126,7 @@ def test_warpguided_stage_lowers_the_loss_and_exports(crops, tmp_path):
         opt.zero_grad()
         total.backward()
         opt.step()
-        losses.append(float(total))
+        losses.append(float(total.detach()))
     assert losses[-1] < 0.97 * losses[0] and min(losses[-3:]) < min(losses[:3]), losses
     # checkpoint -> mien export reenact -> load: identical outputs; the folder selects the hybrid reenactor
     ckpt = tmp_path / "wg.ckpt"
