@@ -2,8 +2,9 @@
 
 Each reenactor animates the source crop of ``samples/single_face.jpg`` with the driving crops of
 ``samples/single_face.mp4`` (cut once, at each reenactor's crop size) in batches of ``--batch``; the time is
-``Reenactor.animate`` only (no face finding, no video I/O). Reenactors: "copy", "warp" and exported model folders
-(``mien export reenact``); ``--end-to-end`` also times the whole ``mien.reenact`` iterator (MediaPipe on every
+``Reenactor.animate`` only (no face finding, no video I/O). Reenactors: "copy", "warp", exported model folders
+(``mien export reenact``) and registered model names with random weights, optionally at another crop side
+(``reenact-warpguided-tiny@256``: speed does not depend on the weights); ``--end-to-end`` also times the whole ``mien.reenact`` iterator (MediaPipe on every
 driving frame, paste-back) for each. The models' own forward speed per config: ``benchmarks/reenact_speed.py``.
 
     PYTHONPATH=src OMP_NUM_THREADS=2 python benchmarks/reenact_fps.py copy warp EXPORT_DIR --end-to-end
@@ -36,8 +37,12 @@ def crops(size: int, margin: float, end: float):
 
 
 def reenactor(spec: str, size: int):
+    from mien.models.registry import create_model, list_models
     from mien.pipelines.reenact import load_reenactor
 
+    name, _, side = spec.partition("@")
+    if name in list_models("reenact") and not os.path.exists(spec):
+        return load_reenactor(create_model(name, **({"size": int(side)} if side else {})))
     return load_reenactor(spec, size=size)
 
 

@@ -3,9 +3,10 @@
 Per driver frame (batch 1): ``encode_motion`` + ``decode`` with the source's appearance encoded once (the
 streaming path of ``mien reenact``); the student: one forward per frame. The baseline, run in the same process,
 is the plain copy of the source crop (``copy-the-source``), so the printed ratio is frames/s of the model over
-frames/s of copying. Usage::
+frames/s of copying. The warp-guided refiner: its forward on a warped crop (the mesh warp itself is timed by
+``benchmarks/reenact_fps.py``); ``NAME@SIDE`` runs a model at another crop side. Usage::
 
-    python benchmarks/reenact_speed.py [--threads 2] [--seconds 5] [--models reenact-tiny reenact-base ...]
+    python benchmarks/reenact_speed.py [--threads 2] [--seconds 5] [--models reenact-tiny reenact-warpguided-tiny@256 ...]
 """
 
 from __future__ import annotations
@@ -40,11 +41,17 @@ def main(argv=None) -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch 1, {args.seconds:.0f} s per model")
     print(f"{'model':24s} {'size':>6s} {'fps':>9s} {'ms/frame':>9s} {'copy fps':>10s} {'ratio':>8s}")
     for name in args.models:
-        m = create_model(name).eval()
+        base, _, side = name.partition("@")
+        m = create_model(base, **({"size": int(side)} if side else {})).eval()
         s = m.size
         src, drv, pose = torch.rand(1, 3, s, s), torch.rand(1, 3, s, s), torch.zeros(1, 6)
         with torch.inference_mode():
-            if name.startswith("reenact-student"):
+            if base.startswith("reenact-warpguided"):
+                flow, pts = torch.zeros(1, 2, s, s), torch.rand(1, 468, 2) * s
+
+                def step(m=m, drv=drv, src=src, flow=flow, pts=pts):
+                    return m(drv, src, flow, pts)
+            elif base.startswith("reenact-student"):
                 idx = torch.zeros(1, dtype=torch.long)
 
                 def step(m=m, drv=drv, idx=idx):

@@ -93,7 +93,7 @@ def export_reenact_checkpoint(checkpoint: str | os.PathLike, directory: str | os
     task = ReenactTask.load_from_checkpoint(str(checkpoint), map_location="cpu", faceapi_pretrained=False)
     model = task.model.eval()
     extra: dict = {"checkpoint": Path(checkpoint).name}
-    if au_data and task.stage != "student":
+    if au_data and task.stage in ("base", "hr"):  # the models with an expression latent
         model.au_directions, extra["au_directions_fit"] = au_directions(model, au_data, au_every, au_max_frames)
     if task.stage == "student":
         extra["avatar_subjects"] = task.avatar_subject.tolist()

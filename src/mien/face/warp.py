@@ -137,4 +137,25 @@ def piecewise_affine_warp(image: np.ndarray, src: np.ndarray, dst: np.ndarray, t
     return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-__all__ = ["border_points", "extend_to_border", "mesh_boundary", "piecewise_affine_maps", "piecewise_affine_warp"]
+def mesh_warp(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray,
+              per_side: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The face-mesh warp of one image: ``src`` mesh points move to ``dst``, the ring between the mesh outline
+    and the image border (:func:`extend_to_border`, computed on ``src``) follows, the border stays fixed.
+
+    Args:
+        image: (H, W, C) uint8; src, dst: (V, 2) mesh points in pixels; triangles: int (F, 3) the face mesh.
+
+    Returns:
+        (warped (H, W, C) uint8, map_x, map_y float32 (H, W)) — the same pixels as
+        :func:`piecewise_affine_warp` with the extended mesh.
+    """
+    h, w = image.shape[:2]
+    src = np.asarray(src, np.float64)[:, :2]
+    border, tri = extend_to_border(src, triangles, w, h, per_side)
+    mx, my = piecewise_affine_maps(np.concatenate([src, border]),
+                                   np.concatenate([np.asarray(dst, np.float64)[:, :2], border]), tri, w, h)
+    return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), mx, my
+
+
+__all__ = ["border_points", "extend_to_border", "mesh_boundary", "mesh_warp", "piecewise_affine_maps",
+           "piecewise_affine_warp"]

@@ -7,7 +7,9 @@ One protocol (:class:`Reenactor`), used by ``mien reenact`` (:mod:`mien.pipeline
 * :class:`WarpReenactor` — baseline (b): a classical landmark-driven piecewise-affine warp of the source crop
   (OpenCV; MediaPipe's 468-point face tessellation, extended to the crop border by a Delaunay triangulation,
   :mod:`mien.face.warp`);
-* :class:`NeuralReenactor` — a trained one-shot model (MegaPortraits-style, :mod:`mien.models.reenact`).
+* :class:`NeuralReenactor` — a trained one-shot model (MegaPortraits-style, :mod:`mien.models.reenact`);
+* :class:`WarpGuidedReenactor` — the hybrid: baseline (b)'s warp refined by a trained network
+  (:mod:`mien.models.reenact.warpguided`).
 
 All work on face crops made exactly as ``mien prepare`` cuts shard crops (:class:`FaceCropper`: the
 FFHQ-style similarity crop of :mod:`mien.face.align`), with MediaPipe landmarks and mien's PnP head pose.
@@ -197,17 +199,75 @@ class WarpReenactor:
         s = np.sqrt(state["area"] / max(_hull_area(ref), 1e-6))
         return state["points"] + (drv - ref) * s
 
+    def warp(self, state: dict, driver: FaceCrop, reference: FaceCrop | None,
+             edit: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One driver's warp: (warped uint8 (S, S, 3), map_x, map_y float32 (S, S) backward maps, target points
+        float64 (468, 2) crop px)."""
+        import cv2
+
+        from mien.face.warp import piecewise_affine_maps
+
+        shift = sum((w * state["au"][k] for k, w in (edit or {}).items()), np.zeros_like(state["points"]))
+        tgt = self.targets(state, driver, reference) + shift
+        mx, my = piecewise_affine_maps(np.concatenate([state["points"], state["border"]]),
+                                       np.concatenate([tgt, state["border"]]), state["triangles"], self.size,
+                                       self.size)
+        img = cv2.remap(state["image"], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return img, mx, my, tgt
+
     def animate(self, state, drivers, reference, edit=None) -> np.ndarray:
-        from mien.face.warp import piecewise_affine_warp
+        _check_edit(self, edit)
+        out = [self.warp(state, d, reference, edit)[0] for d in drivers]
+        return np.stack(out) if out else np.zeros((0, self.size, self.size, 3), np.uint8)
+
+
+class WarpGuidedReenactor:
+    """The hybrid reenactor: baseline (b)'s mesh warp (:class:`WarpReenactor`, same targets, relative motion and
+    ``edit``) refined by a trained :class:`~mien.models.reenact.warpguided.WarpGuidedRefiner`. With an untrained
+    (zero-initialised) refiner its outputs equal :class:`WarpReenactor`'s byte for byte.
+
+    Args:
+        model: an export folder of kind "warpguided", or the loaded refiner.
+        device: torch device.
+    """
+
+    def __init__(self, model, device: str = "cpu"):
+        import torch
+
+        self.torch = torch
+        if isinstance(model, str | os.PathLike):
+            from mien.models.reenact import load_warpguided_model
+
+            self.name = os.path.basename(os.path.normpath(os.fspath(model)))
+            model = load_warpguided_model(os.fspath(model))
+        else:
+            self.name = type(model).__name__
+        self.model, self.device = model.to(device).eval(), device
+        self.size, self.margin = int(model.size), 0.0
+        self.warper = WarpReenactor(self.size, self.margin)
+        self.au_directions = self.warper.au_directions
+
+    def encode_source(self, source: FaceCrop) -> dict:
+        return self.warper.encode_source(source)
+
+    def animate(self, state, drivers, reference, edit=None) -> np.ndarray:
+        from mien.models.reenact.warpguided import flow_field
 
         _check_edit(self, edit)
-        src = np.concatenate([state["points"], state["border"]])
-        shift = sum((w * state["au"][k] for k, w in (edit or {}).items()), np.zeros_like(state["points"]))
-        out = []
-        for d in drivers:
-            dst = np.concatenate([self.targets(state, d, reference) + shift, state["border"]])
-            out.append(piecewise_affine_warp(state["image"], src, dst, state["triangles"]))
-        return np.stack(out) if out else np.zeros((0, self.size, self.size, 3), np.uint8)
+        if not len(drivers):
+            return np.zeros((0, self.size, self.size, 3), np.uint8)
+        t = self.torch
+        warps = [self.warper.warp(state, d, reference, edit) for d in drivers]
+        n = len(warps)
+
+        def img(x):
+            return t.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div(255.0).to(self.device)
+
+        with t.inference_mode():
+            out = self.model(img(np.stack([w[0] for w in warps])), img(np.repeat(state["image"][None], n, 0)),
+                             t.from_numpy(np.stack([flow_field(w[1], w[2]) for w in warps])).to(self.device),
+                             t.from_numpy(np.stack([w[3] for w in warps]).astype(np.float32)).to(self.device))
+        return (out.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
 
 
 def _hull_area(pts: np.ndarray) -> float:
@@ -310,7 +370,10 @@ def load_reenactor(model: str | os.PathLike | Any = "warp", device: str = "cpu",
     if isinstance(model, Reenactor):
         return model
     if not isinstance(model, str | os.PathLike):
-        return NeuralReenactor(model, device)
+        from mien.models.reenact.warpguided import WarpGuidedRefiner
+
+        return WarpGuidedReenactor(model, device) if isinstance(model, WarpGuidedRefiner) else \
+            NeuralReenactor(model, device)
     spec = os.fspath(model)
     if spec == "copy":
         return CopySourceReenactor(size or DEFAULT_SIZE)
@@ -319,6 +382,10 @@ def load_reenactor(model: str | os.PathLike | Any = "warp", device: str = "cpu",
     if not os.path.exists(spec):
         raise InputError(spec, "no such reenactment model (expected a folder from `mien export reenact`, "
                                "'warp' or 'copy')")
+    from mien.models.reenact.io import export_kind
+
+    if export_kind(spec) == "warpguided":
+        return WarpGuidedReenactor(spec, device)
     return NeuralReenactor(spec, device)
 
 
@@ -342,5 +409,5 @@ def parse_edit(text: str | None) -> dict[str, float]:
     return out
 
 
-__all__ = ["BASELINES", "DEFAULT_SIZE", "CopySourceReenactor", "FaceCrop", "FaceCropper", "NeuralReenactor",
+__all__ = ["BASELINES", "DEFAULT_SIZE", "CopySourceReenactor", "FaceCrop", "FaceCropper", "NeuralReenactor", "WarpGuidedReenactor",
            "Reenactor", "WarpReenactor", "load_reenactor", "parse_edit"]

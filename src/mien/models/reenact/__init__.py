@@ -14,7 +14,10 @@ rotation from mien's PnP pose, a learned translation, an expression latent z)::
 
 Registered configurations (``mien.list_models("reenact")``): ``reenact-tiny`` (64², CPU-trainable),
 ``reenact-base`` (256²), ``reenact-full`` (512², MegaPortraits' widths; see :data:`CONFIGS`),
-``reenact-student-tiny`` / ``reenact-student-base``. Crops: :data:`CROP` (``mien prepare``'s aligned crop).
+``reenact-student-tiny`` / ``reenact-student-base``, and the hybrid ``reenact-warpguided-tiny`` (128²): a
+refinement U-Net over the classical landmark-driven mesh warp, whose untrained output is that warp exactly
+(:mod:`mien.models.reenact.warpguided`; it runs behind :class:`mien.pipelines.reenact.WarpGuidedReenactor`).
+Crops: :data:`CROP` (``mien prepare``'s aligned crop).
 """
 
 from __future__ import annotations
@@ -31,12 +34,21 @@ __all__ = [
     "ReenactModel",
     "Student",
     "StudentConfig",
+    "WARPGUIDED_CONFIGS",
+    "WarpGuidedConfig",
+    "WarpGuidedRefiner",
     "euler_to_matrix",
     "load_reenact_model",
     "load_student_model",
+    "load_warpguided_model",
     "pose_rotation",
     "save_reenact_model",
 ]
+
+WARPGUIDED_CONFIGS: dict[str, dict] = {
+    "tiny": dict(size=128, width=8, levels=4, blocks=2, sigma=1.5),
+}
+"""Named :class:`~mien.models.reenact.warpguided.WarpGuidedConfig` values (the hybrid warp + refiner)."""
 
 CONFIGS: dict[str, dict] = {
     "tiny": dict(size=64, enc_width=8, volume_channels=8, volume_depth=8, descriptor_dim=64, z_dim=32,
@@ -61,7 +73,8 @@ def __getattr__(name):
 
     where = {"Appearance": "motion", "Motion": "motion", "euler_to_matrix": "motion", "pose_rotation": "motion",
              "ReenactModel": "nets", "Student": "extra", "GHR": "extra", "MultiScaleDiscriminator": "extra",
-             "load_reenact_model": "io", "load_student_model": "io", "save_reenact_model": "io"}
+             "load_reenact_model": "io", "load_student_model": "io", "save_reenact_model": "io",
+             "load_warpguided_model": "io", "WarpGuidedConfig": "warpguided", "WarpGuidedRefiner": "warpguided"}
     if name in where:
         return getattr(importlib.import_module(f"mien.models.reenact.{where[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -79,6 +92,12 @@ def _student_factory(**kw):
     return Student(StudentConfig(**kw))
 
 
+def _warpguided_factory(**kw):
+    from mien.models.reenact.warpguided import WarpGuidedConfig, WarpGuidedRefiner
+
+    return WarpGuidedRefiner(WarpGuidedConfig(**kw))
+
+
 def _register() -> None:
     from mien.models.registry import InputContract, register_model
 
@@ -90,6 +109,11 @@ def _register() -> None:
         register_model(f"reenact-student-{name}", "reenact", InputContract(kw["size"], "0-1", crop=CROP),
                        f"per-avatar SPADE student distilled from a reenactment model, {kw['size']}²; inputs: "
                        "driver crop + avatar index", **kw)(_student_factory)
+    for name, kw in WARPGUIDED_CONFIGS.items():
+        register_model(f"reenact-warpguided-{name}", "reenact", InputContract(kw["size"], "0-1", crop=CROP),
+                       f"hybrid reenactor: refinement U-Net over the classical mesh warp (zero-init = the warp), "
+                       f"{kw['size']}²; inputs: warped source crop, source crop, warp flow (B, 2, S, S), target "
+                       "mesh points (B, 468, 2) px", **kw)(_warpguided_factory)
 
 
 _register()

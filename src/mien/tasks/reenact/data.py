@@ -17,7 +17,7 @@ import torch
 from mien.data.datamodule import subject_split
 from mien.data.reader import ClipDataset, open_dataset, shard_urls
 
-__all__ = ["PairDataset", "ReenactDataModule", "cross_permutation", "flip_pair"]
+__all__ = ["PairDataset", "ReenactDataModule", "add_warp", "cross_permutation", "flip_pair"]
 
 
 def flip_pair(item: dict) -> dict:
@@ -30,9 +30,32 @@ def flip_pair(item: dict) -> dict:
         p = item[k].clone()
         p[[0, 2, 3]] = -p[[0, 2, 3]]
         out[k] = p
-    lm = item["drv_landmarks"].clone()
-    lm[:, 0] = s - lm[:, 0]
-    out["drv_landmarks"] = lm
+    for k in ("src_landmarks", "drv_landmarks"):
+        lm = item[k].clone()
+        lm[:, 0] = s - lm[:, 0]
+        out[k] = lm
+    return out
+
+
+def add_warp(item: dict) -> dict:
+    """Add the classical mesh warp of the pair (the input of the warp-guided refiner): the source crop warped so
+    that its 468 mesh points move onto the driver's (:func:`mien.face.warp.mesh_warp`, the warp of baseline (b);
+    for a self-reenactment pair relative motion with the source as reference is this absolute warp).
+
+    Adds ``warped`` uint8 (3, S, S), ``flow`` float32 (2, S, S) (:func:`~mien.models.reenact.warpguided.flow_field`)
+    and ``points`` float32 (468, 2), the target mesh points in crop px.
+    """
+    from mien.face.warp import mesh_warp
+    from mien.models.face3d.mien_face import canonical_triangles
+    from mien.models.reenact.warpguided import flow_field
+
+    src = item["src"].permute(1, 2, 0).numpy()
+    sp, dp = item["src_landmarks"][:468, :2].double().numpy(), item["drv_landmarks"][:468, :2].double().numpy()
+    warped, mx, my = mesh_warp(src, sp, dp, canonical_triangles())
+    out = dict(item)
+    out["warped"] = torch.from_numpy(warped).permute(2, 0, 1).contiguous()
+    out["flow"] = torch.from_numpy(flow_field(mx, my))
+    out["points"] = torch.from_numpy(dp.astype("float32"))
     return out
 
 
@@ -40,19 +63,21 @@ class PairDataset(torch.utils.data.IterableDataset):
     """(source, driver) frame pairs of prepared clips.
 
     Each item: ``src``, ``drv`` uint8 (3, S, S) (the shard's crops), ``src_pose``, ``drv_pose`` float32 (6,)
-    (yaw, pitch, roll deg, tx, ty, tz mm), ``drv_landmarks`` float32 (478, 2) crop px, ``subject`` int64,
-    ``key`` str.
+    (yaw, pitch, roll deg, tx, ty, tz mm), ``src_landmarks``, ``drv_landmarks`` float32 (478, 2) crop px,
+    ``subject`` int64, ``key`` str; with ``warp`` also :func:`add_warp`'s ``warped``, ``flow``, ``points``.
 
     Args:
         urls: shard URLs; pairs_per_clip: pairs drawn from each clip per pass; min_gap: smallest frame distance
             of a pair; train: random pairs, random flips and a shuffle buffer (False: deterministic pairs
             (first frame, evenly spaced later frames), no flip); flip_p: flip probability; buffer: shuffle
-            buffer size (items); seed: base seed (mixed with the epoch and worker).
+            buffer size (items); seed: base seed (mixed with the epoch and worker); warp: add the mesh warp
+            of each pair (:func:`add_warp`, after the flip; the warp-guided stage needs it).
     """
 
     def __init__(self, urls: list[str], pairs_per_clip: int = 8, min_gap: int = 5, train: bool = True,
-                 flip_p: float = 0.5, buffer: int = 256, seed: int = 0):
+                 flip_p: float = 0.5, buffer: int = 256, seed: int = 0, warp: bool = False):
         super().__init__()
+        self.warp = bool(warp)
         self.urls, self.pairs_per_clip, self.min_gap = list(urls), pairs_per_clip, min_gap
         self.train, self.flip_p, self.buffer, self.seed = train, flip_p, buffer, seed
         self.epoch = 0
@@ -69,10 +94,10 @@ class PairDataset(torch.utils.data.IterableDataset):
             else:
                 a, b = 0, min(t - 1, (j + 1) * (t - 1) // self.pairs_per_clip)
             item = {"src": video[a], "drv": video[b], "src_pose": pose[a], "drv_pose": pose[b],
-                    "drv_landmarks": lm[b, :, :2], "subject": torch.tensor(subject), "key": clip["__key__"]}
+                    "src_landmarks": lm[a, :, :2], "drv_landmarks": lm[b, :, :2], "subject": torch.tensor(subject), "key": clip["__key__"]}
             if self.train and rng.random() < self.flip_p:
                 item = flip_pair(item)
-            yield item
+            yield add_warp(item) if self.warp else item
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -122,12 +147,13 @@ class ReenactDataModule(pl.LightningDataModule):
             ``ceil(val_fraction · subjects)`` subjects of ``root`` (:func:`mien.data.datamodule.subject_split`).
         val_fraction: see ``val_root``; batch_size, num_workers: DataLoader; pairs_per_clip: pairs per clip and
             pass (validation: ``val_pairs_per_clip``); min_gap: smallest frame distance of a pair; flip_p: flip
-            probability; buffer: shuffle buffer; seed.
+            probability; buffer: shuffle buffer; seed; warp: add each pair's mesh warp (:func:`add_warp`; needed
+            by the ``warpguided`` stage of the task).
     """
 
     def __init__(self, root: str, val_root: str | None = None, val_fraction: float = 0.2, batch_size: int = 8,
                  num_workers: int = 0, pairs_per_clip: int = 8, val_pairs_per_clip: int = 2, min_gap: int = 5,
-                 flip_p: float = 0.5, buffer: int = 256, seed: int = 0):
+                 flip_p: float = 0.5, buffer: int = 256, seed: int = 0, warp: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.train_urls: list[str] = []
@@ -146,12 +172,12 @@ class ReenactDataModule(pl.LightningDataModule):
 
     def train_dataloader(self):
         h = self.hparams
-        ds = PairDataset(self.train_urls, h.pairs_per_clip, h.min_gap, True, h.flip_p, h.buffer, h.seed)
+        ds = PairDataset(self.train_urls, h.pairs_per_clip, h.min_gap, True, h.flip_p, h.buffer, h.seed, h.warp)
         return torch.utils.data.DataLoader(ds, batch_size=h.batch_size, num_workers=h.num_workers, drop_last=True)
 
     def val_dataloader(self):
         h = self.hparams
         if not self.val_urls:
             return []
-        ds = PairDataset(self.val_urls, h.val_pairs_per_clip, h.min_gap, False, 0.0, 0, h.seed)
+        ds = PairDataset(self.val_urls, h.val_pairs_per_clip, h.min_gap, False, 0.0, 0, h.seed, h.warp)
         return torch.utils.data.DataLoader(ds, batch_size=h.batch_size, num_workers=h.num_workers)

@@ -1,4 +1,5 @@
-"""Training of the one-shot reenactment family with Lightning: :class:`ReenactTask`, stages ``base → hr → student``.
+"""Training of the one-shot reenactment family with Lightning: :class:`ReenactTask`, stages ``base → hr → student``
+and the hybrid ``warpguided``.
 
 * ``base``: :class:`~mien.models.reenact.ReenactModel` from scratch on self-reenactment pairs (source and driver
   of one clip) plus cross-identity pairs (the source of another subject in the batch, same driver).
@@ -7,6 +8,9 @@
 * ``student``: a per-avatar :class:`~mien.models.reenact.Student` distilled from a frozen exported model: the
   first ``num_avatars`` training sources of distinct subjects become the avatars; the target is the teacher's
   output for (avatar source, driver).
+* ``warpguided``: a :class:`~mien.models.reenact.warpguided.WarpGuidedRefiner` from its zero initialisation (its
+  output = the classical mesh warp) on self-reenactment pairs whose warp the data module adds (``data.warp:
+  true``); the same reconstruction losses (region-weighted L1, face-api perceptual / identity / expression).
 
 Every loss term is logged (``train/…``, ``val/…``) and weighted in config (:class:`ReenactWeights`). Manual
 optimisation (generator and discriminator steps; Lightning's precision plugin handles bf16 / fp16).
@@ -41,7 +45,7 @@ from mien.tasks.reenact.losses import (
 
 __all__ = ["ReenactTask", "STAGES"]
 
-STAGES = ("base", "hr", "student")
+STAGES = ("base", "hr", "student", "warpguided")
 
 
 def _jitter(x: torch.Tensor, strength: float, gen: torch.Generator | None = None) -> torch.Tensor:
@@ -64,10 +68,11 @@ class ReenactTask(pl.LightningModule):
     """LightningModule of the reenactment stages.
 
     Args:
-        model: registered name (``reenact-tiny|base|full``; student stage: ``reenact-student-tiny|base``).
+        model: registered name (``reenact-tiny|base|full``; student stage: ``reenact-student-tiny|base``;
+            warpguided stage: ``reenact-warpguided-tiny``).
         model_overrides: keyword overrides of the registered config (e.g. ``{"z_dim": 16}``, the smaller
             expression latent of EMOPortraits).
-        stage: ``base``, ``hr`` or ``student``.
+        stage: ``base``, ``hr``, ``student`` or ``warpguided``.
         teacher: an exported model folder (``mien export reenact``) — the frozen base of ``hr`` and the teacher of
             ``student``.
         weights: loss weights (:class:`~mien.tasks.reenact.config.ReenactWeights`).
@@ -99,7 +104,7 @@ class ReenactTask(pl.LightningModule):
                                    "z_reg": z_reg, "perceptual_stages": perceptual_stages})
         self.automatic_optimization = False
         self.teacher = None
-        if stage != "base":
+        if stage not in ("base", "warpguided"):
             if not teacher:
                 raise ValueError(f"stage {stage!r} needs teacher=<exported reenact model folder>")
             from mien.models.reenact.io import load_reenact_model
@@ -107,6 +112,12 @@ class ReenactTask(pl.LightningModule):
             self.teacher = load_reenact_model(teacher).requires_grad_(False)
         if stage == "base":
             self.model = create_model(model, **(model_overrides or {}))
+        elif stage == "warpguided":
+            from mien.models.reenact.warpguided import WarpGuidedRefiner
+
+            self.model = create_model(model, **(model_overrides or {}))
+            if not isinstance(self.model, WarpGuidedRefiner):
+                raise TypeError(f"stage 'warpguided' needs a reenact-warpguided model, got {model!r}")
         elif stage == "hr":
             if self.teacher.config.hr:
                 raise ValueError(f"{teacher} already has a GHR enhancer")
@@ -135,10 +146,14 @@ class ReenactTask(pl.LightningModule):
 
     # ---- data ------------------------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
-        """Refuse shards cut differently from the model's crop contract."""
-        want = getattr(getattr(self.trainer, "datamodule", None), "crop_contract", None)
+        """Refuse shards cut differently from the model's crop contract (and, for ``warpguided``, data without
+        the pair warp)."""
+        dm = getattr(self.trainer, "datamodule", None)
+        want = getattr(dm, "crop_contract", None)
         if want is not None and want != CROP:
             raise ValueError(f"the data's crops are {want!r} but reenactment models use {CROP!r}")
+        if self.stage == "warpguided" and dm is not None and not getattr(dm.hparams, "warp", False):
+            raise ValueError("stage 'warpguided' needs the pair warp from the data: set data.warp: true")
 
     def _images(self, batch, size: int) -> dict:
         def img(x):
@@ -147,9 +162,15 @@ class ReenactTask(pl.LightningModule):
                 x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
             return x.clamp(0, 1)
 
-        return {"src": img(batch["src"]), "drv": img(batch["drv"]), "src_pose": batch["src_pose"].float(),
-                "drv_pose": batch["drv_pose"].float(), "lm": batch["drv_landmarks"].float(),
-                "crop": batch["src"].shape[-1], "subject": batch["subject"]}
+        b = {"src": img(batch["src"]), "drv": img(batch["drv"]), "src_pose": batch["src_pose"].float(),
+             "drv_pose": batch["drv_pose"].float(), "lm": batch["drv_landmarks"].float(),
+             "crop": batch["src"].shape[-1], "subject": batch["subject"]}
+        if "warped" in batch:
+            if batch["src"].shape[-1] != size:
+                raise ValueError(f"warpguided: shard crops are {batch['src'].shape[-1]} px, the model's {size} px "
+                                 "(prepare the shards with --crop-size equal to the model size)")
+            b.update(warped=img(batch["warped"]), flow=batch["flow"].float(), points=batch["points"].float())
+        return b
 
     # ---- losses ----------------------------------------------------------------------------------------------
     def _recon_losses(self, out, target, b, logs) -> torch.Tensor:
@@ -215,6 +236,18 @@ class ReenactTask(pl.LightningModule):
             b["cross"] = cross.detach()
         return total, out
 
+    def _warpguided_step(self, b, logs) -> tuple[torch.Tensor, torch.Tensor]:
+        src, warped, drv = b["src"], b["warped"], b["drv"]
+        if self.training and self.color_jitter:  # one jitter per pair on source, its warp and the target
+            seed = int(torch.randint(0, 2**31, (1,)))
+            src, warped, drv = (_jitter(x, self.color_jitter, torch.Generator(device=x.device).manual_seed(seed))
+                                for x in (src, warped, drv))
+        out = self.model(warped, src, b["flow"], b["points"])
+        total = self._recon_losses(out, drv, b, logs)
+        with torch.no_grad():
+            logs["warp_l1"] = (warped - drv).abs().mean()  # baseline (b) on the same pairs
+        return total, out
+
     def _hr_step(self, b_lo, b_hi, logs):
         m = self.model
         out = m(b_hi["src"], b_hi["drv"], b_hi["src_pose"], b_hi["drv_pose"])
@@ -259,6 +292,10 @@ class ReenactTask(pl.LightningModule):
         if self.stage == "base":
             b = self._images(batch, self.model.size)
             total, out = self._base_step(b, logs)
+            return total, b, out, None
+        if self.stage == "warpguided":
+            b = self._images(batch, self.model.size)
+            total, out = self._warpguided_step(b, logs)
             return total, b, out, None
         if self.stage == "hr":
             b_hi = self._images(batch, self.model.size)
@@ -317,7 +354,7 @@ class ReenactTask(pl.LightningModule):
             return
         n = min(4, out.shape[0])
         cols = [b["src"][:n], b["drv"][:n], out[:n]]
-        extra = target if target is not None else b.get("cross")
+        extra = target if target is not None else b.get("cross", b.get("warped"))
         if extra is not None:
             cols.append(extra[:n])
         s = out.shape[-1]
@@ -354,7 +391,8 @@ class ReenactTask(pl.LightningModule):
 
     # ---- export ----------------------------------------------------------------------------------------------
     def export(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Write the trained model (base/hr: :class:`ReenactModel`; student: :class:`Student`) as
+        """Write the trained model (base/hr: :class:`ReenactModel`; student: :class:`Student`; warpguided:
+        :class:`~mien.models.reenact.warpguided.WarpGuidedRefiner`) as
         ``config.json`` + ``model.safetensors``."""
         from mien.models.reenact.io import save_reenact_model
 
