@@ -45,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=None,
                     help="dataset folder (default: a temporary folder); an existing prepared folder is reused")
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--warmup", type=int, default=50,
+                    help="LR warm-up steps; the expression terms also ramp up from 0 over them")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--motion-gain", type=float, default=0.0, help="TokenizerTask.motion_gain (0: uniform MSE)")
     ap.add_argument("--temporal", type=float, default=0.0, help="peak/final temporal-loss weight")
@@ -114,15 +116,27 @@ def train_tokenizer(train: list[dict], n_subjects: int, args: argparse.Namespace
     cache = hasattr(frozen, "backbone_tokens") and getattr(frozen, "freeze", False)  # frozen backbone: cache it
     task = TokenizerTask(model=args.model, cache_backbone_tokens=cache,
                          model_overrides={"max_subjects": max(16, n_subjects), **args.overrides},
-                         schedule=ScheduleConfig(lr=args.lr, min_lr=1e-4, warmup_steps=min(50, args.steps), total_steps=args.steps),
+                         schedule=ScheduleConfig(lr=args.lr, min_lr=1e-4, warmup_steps=min(args.warmup, args.steps),
+                                                 total_steps=args.steps),
                          weights=TokenizerWeights(recon=(1.0, 1.0, 1.0), temporal=(0.0, args.temporal, args.temporal),
                                                   diversity=(0.0, args.diversity, args.diversity),
                                                   variance=(0.0, args.variance, args.variance),
-                                                  expression=(args.expression,) * 3, emotion=(args.emotion,) * 3,
-                                                  swap_emotion=(args.swap_emotion,) * 3),
+                                                  expression=(0.0, args.expression, args.expression),
+                                                  emotion=(0.0, args.emotion, args.emotion),
+                                                  swap_emotion=(0.0, args.swap_emotion, args.swap_emotion)),
                          loss=TokenizerLoss(variance_target=args.variance_target,
                                             diversity_scope=args.diversity_scope, motion_gain=args.motion_gain))
-    callbacks, ckpt = [], None
+    class Progress(pl.Callback):
+        """Print the step, wall time and loss terms every 25 steps (no logger in these runs)."""
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if trainer.global_step % 25 == 0:
+                m = {k.split("/")[-1]: float(v) for k, v in trainer.callback_metrics.items()
+                     if k.startswith("train/loss")}
+                print(f"step {trainer.global_step} {time.perf_counter() - t0:.0f} s "
+                      + " ".join(f"{k[5:]}={v:.4g}" for k, v in sorted(m.items()) if v), flush=True)
+
+    callbacks, ckpt = [Progress()], None
     if args.ckpt_dir:
         from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -130,7 +144,7 @@ def train_tokenizer(train: list[dict], n_subjects: int, args: argparse.Namespace
                                          save_top_k=1))
         ckpt = args.ckpt_dir / "last.ckpt" if (args.ckpt_dir / "last.ckpt").is_file() else None
     max_time = None if args.max_minutes is None else {"minutes": args.max_minutes}
-    trainer = pl.Trainer(accelerator="cpu", max_steps=args.steps, logger=False, enable_checkpointing=bool(callbacks),
+    trainer = pl.Trainer(accelerator="cpu", max_steps=args.steps, logger=False, enable_checkpointing=bool(args.ckpt_dir),
                          callbacks=callbacks, max_time=max_time, enable_progress_bar=False,
                          enable_model_summary=False, gradient_clip_val=1.0)
     t0 = time.perf_counter()
