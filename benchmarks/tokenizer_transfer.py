@@ -44,14 +44,15 @@ def pool(per_video: dict[str, dict]) -> dict[str, dict]:
     for name in names:
         rs = [v["rows"][name] for v in per_video.values()]
         out: dict = {}
-        for key, weight in (("emotion_agreement", "pairs"), ("au_agreement", "pairs_with_faces"),
+        for key, weight in (("emotion_agreement", "pairs"), ("emotion_agreement_expressive", "pairs_expressive"),
+                            ("au_agreement", "pairs_with_faces"),
                             ("au_abs_diff", "pairs_with_faces")):
             vals = [(r[key], r[weight]) for r in rs if key in r and r[key] == r[key] and r.get(weight)]
             if vals:
                 out[key] = float(sum(v * w for v, w in vals) / sum(w for _, w in vals))
         if any("csim_target" in r for r in rs):
             out["csim_target"] = float(np.nanmean([r["csim_target"] for r in rs if "csim_target" in r]))
-        for key in ("pairs", "pairs_with_faces"):
+        for key in ("pairs", "pairs_with_faces", "pairs_expressive"):
             if any(key in r for r in rs):
                 out[key] = int(sum(r.get(key, 0) for r in rs))
         rows[name] = out
