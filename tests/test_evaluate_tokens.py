@@ -36,6 +36,8 @@ def test_evaluate_tokens_cli(tiny_tokenizer_dir, shared_data, tmp_path, capsys):
     assert rows["copy source (baseline)"]["emotion_agreement"] == 1.0
     assert rows["copy source (baseline)"]["au_agreement"] == 1.0
     assert rows["copy source (baseline)"]["au_abs_diff"] == 0.0
+    n_expr = rows["copy source (baseline)"]["pairs_expressive"]
+    assert 0 <= n_expr <= 2 and (n_expr == 0 or rows["copy source (baseline)"]["emotion_agreement_expressive"] == 1.0)
     for name in ("identity swap", "copy source (baseline)", "target mean frame (baseline)", "target frames (reference)"):
         assert -1 <= rows[name]["csim_target"] <= 1
     assert rows["target frames (reference)"]["csim_target"] > 0.9  # a person's frames vs their mean descriptor
@@ -49,3 +51,22 @@ def test_evaluate_tokens_bad_input(tiny_tokenizer_dir, tmp_path, capsys):
     assert main(["evaluate", "tokens", "--tokenizer", str(tmp_path / "nope")]) == 2
     assert "no such tokenizer folder" in capsys.readouterr().err
     assert main(["evaluate", "tokens", "--tokenizer", str(tiny_tokenizer_dir), "--no-probes"]) == 2
+
+
+def test_face_measures_expressive_agreement_ignores_neutral_sources():
+    """A neutral rendering agrees with every neutral source: the expressive column counts only the sources whose
+    emotion is not neutral."""
+    import numpy as np
+
+    from mien.models.faceapi.nets import EXPRESSION_LABELS
+    from mien.pipelines.token_eval import NEUTRAL, face_measures
+
+    assert EXPRESSION_LABELS[NEUTRAL] == "neutral"
+    n = 4
+    src = {"emotion": np.array([NEUTRAL, NEUTRAL, 1, 6]), "au": np.zeros((n, 2)), "face": np.ones(n, bool)}
+    flat = {"emotion": np.full(n, NEUTRAL), "au": np.zeros((n, 2)), "face": np.ones(n, bool)}
+    r = face_measures(src, flat, np.full(2, 0.5))
+    assert r["emotion_agreement"] == 0.5 and r["emotion_agreement_expressive"] == 0.0 and r["pairs_expressive"] == 2
+    follow = {**flat, "emotion": np.array([NEUTRAL, 3, 1, 6])}
+    r = face_measures(src, follow, np.full(2, 0.5))
+    assert r["emotion_agreement"] == 0.75 and r["emotion_agreement_expressive"] == 1.0

@@ -72,10 +72,13 @@ def markdown(report: dict) -> str:
     if tr:
         lines += [f"## Expression transfer ({tr['source_frames']} source frames, subject {tr['source_subject']} → "
                   f"target subject {tr['target_subject']}, {tr['target_frames']} target frames)", "",
-                  "| condition | emotion agreement | AU agreement | AU mean abs. diff | CSIM to target | pairs (with faces) |",
-                  "|---|---|---|---|---|---|"]
+                  "| condition | emotion agreement | emotion agr., source not neutral (pairs) | AU agreement "
+                  "| AU mean abs. diff | CSIM to target | pairs (with faces) |",
+                  "|---|---|---|---|---|---|---|"]
         for name, r in tr["rows"].items():
-            lines.append(f"| {name} | {_f(r.get('emotion_agreement'))} | {_f(r.get('au_agreement'))} | "
+            expr = f"{_f(r.get('emotion_agreement_expressive'))} ({r['pairs_expressive']})" \
+                if "pairs_expressive" in r else "—"
+            lines.append(f"| {name} | {_f(r.get('emotion_agreement'))} | {expr} | {_f(r.get('au_agreement'))} | "
                          f"{_f(r.get('au_abs_diff'))} | {_f(r.get('csim_target'))} | {r.get('pairs', '')}"
                          f"{' (' + str(r['pairs_with_faces']) + ')' if 'pairs_with_faces' in r else ''} |")
         lines.append("")

@@ -34,7 +34,7 @@ import numpy as np
 from mien.data.au.images import read_rgb
 from mien.heads.tokens import TokenExtractor
 
-__all__ = ["ProbeSet", "TransferFrames", "face_measures", "load_ckplus", "probe_report", "representations",
+__all__ = ["NEUTRAL", "ProbeSet", "TransferFrames", "face_measures", "load_ckplus", "probe_report", "representations",
            "transfer_report"]
 
 MIN_POSITIVES = 30
@@ -260,13 +260,23 @@ def _take(m: dict, idx: np.ndarray) -> dict:
     return {k: v[idx] for k, v in m.items()}
 
 
+NEUTRAL = 0
+"""Index of "neutral" in face-api's emotion classes (:data:`mien.models.faceapi.nets.EXPRESSION_LABELS`)."""
+
+
 def face_measures(a: dict, b: dict, thresholds: np.ndarray) -> dict:
     """Agreement of two paired sets of measured crops (:meth:`FaceMeasures.measure`, N each): emotion arg-max
-    agreement, AU decision agreement at ``thresholds`` and mean |Δp| (over pairs where both have a face), and the
-    number of pairs used."""
+    agreement (over all pairs, and over the pairs whose first crop — the source — is not "neutral": a neutral
+    rendering agrees with every neutral source, so only the expressive frames show whether an expression was
+    carried over), AU decision agreement at ``thresholds`` and mean |Δp| (over pairs where both have a face), and
+    the numbers of pairs used."""
     both = a["face"] & b["face"]
     pa, pb = a["au"][both], b["au"][both]
-    return {"emotion_agreement": float((a["emotion"] == b["emotion"]).mean()) if len(both) else float("nan"),
+    expressive = a["emotion"] != NEUTRAL
+    same = a["emotion"] == b["emotion"]
+    return {"emotion_agreement": float(same.mean()) if len(both) else float("nan"),
+            "emotion_agreement_expressive": float(same[expressive].mean()) if expressive.any() else float("nan"),
+            "pairs_expressive": int(expressive.sum()),
             "au_agreement": float(((pa >= thresholds) == (pb >= thresholds)).mean()) if both.any() else float("nan"),
             "au_abs_diff": float(np.abs(pa - pb).mean()) if both.any() else float("nan"),
             "pairs": int(len(both)), "pairs_with_faces": int(both.sum())}

@@ -34,13 +34,23 @@ class ScheduleConfig:
 @dataclass
 class TokenizerWeights:
     """(initial, peak, final) loss weights of :class:`~mien.tasks.tokenizer.TokenizerTask`, scheduled like the
-    LR; defaults: the seed README's from-scratch values (perceptual and variance off)."""
+    LR; defaults: the seed README's from-scratch values (perceptual, variance and the expression terms off).
+
+    The expression terms (issue 9) go through face-api's frozen FaceExpressionNet
+    (:class:`~mien.tasks.tokenizer.losses.ExpressionNetLoss`): ``expression`` = relative ``dense3`` feature error
+    of the reconstruction, ``emotion`` = KL of its emotion probabilities from the input's, ``swap_emotion`` = the
+    same KL for the input's tokens decoded with *another* subject's embedding of the batch (identity swap; every
+    other frame), which no subject embedding can meet without the token.
+    """
 
     recon: Triple = (0.01, 0.2, 0.5)
     temporal: Triple = (0.4, 0.3, 0.2)
     diversity: Triple = (0.3, 0.2, 0.2)
     perceptual: Triple = (0.0, 0.0, 0.0)
     variance: Triple = (0.0, 0.0, 0.0)
+    expression: Triple = (0.0, 0.0, 0.0)
+    emotion: Triple = (0.0, 0.0, 0.0)
+    swap_emotion: Triple = (0.0, 0.0, 0.0)
 
 
 @dataclass

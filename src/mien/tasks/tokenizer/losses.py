@@ -5,7 +5,9 @@
   timm net);
 * temporal: :func:`temporal_losses` (coherence mean_t(1 − cos(z_t, z_{t+1})), contrast mean_t |cos(z_t, z_{t+s})|);
 * :func:`diversity_loss` (within clip, or over the batch), :func:`variance_loss` (within-clip variance hinge);
-* :func:`prediction_losses` (next-token prediction); :func:`similarity_stats` (logged token statistics).
+* :func:`prediction_losses` (next-token prediction); :func:`similarity_stats` (logged token statistics);
+* :class:`ExpressionNetLoss` — expression agreement of a rendering with its target through face-api's frozen
+  FaceExpressionNet (feature-map and emotion terms; issue 9).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["PerceptualLoss", "diversity_loss", "motion_weights", "prediction_losses", "similarity_stats",
+__all__ = ["ExpressionNetLoss", "PerceptualLoss", "diversity_loss", "motion_weights", "prediction_losses", "similarity_stats",
            "temporal_losses", "variance_loss"]
 
 
@@ -138,6 +140,83 @@ class PerceptualLoss(nn.Module):
             ft = self.net((target - self.mean) / self.std)
         return sum(F.l1_loss(a, b) for a, b in zip(fp, ft, strict=True)) / len(fp)
 
+
+class ExpressionNetLoss(nn.Module):
+    """Expression agreement through face-api's frozen, pretrained FaceExpressionNet (mien extension, issue 9).
+
+    A pixel loss is met by a decoder that draws each subject's mean face from the subject embedding and ignores
+    the expression token; this loss measures what a pretrained expression network reads from the rendering:
+
+    * ``feature``: relative squared error of the 7×7×256 ``dense3`` maps, ‖f(pred) − f(target)‖² / ‖f(target)‖²
+      (mean over the batch of the per-image sums; 0 for a perfect rendering, 1 for a black-feature one);
+    * ``emotion``: KL(p(target) ‖ p(pred)) of face-api's 7 emotion probabilities (nats, mean over images).
+
+    Inputs are float (M, 3, 112, 112) RGB in [0, 1] (face-api's crop; other sizes are resized bilinearly first).
+    face-api normalises [0, 255] RGB as (x − MEAN_RGB) / 255, i.e. [0, 1] RGB as x − MEAN_RGB / 255. The network
+    is frozen (no parameter gradients, eval mode) but passes gradients to ``pred``.
+
+    Forward: ``(pred, target=None, target_map=None, target_probs=None)`` → ``{"feature", "emotion"}`` scalars;
+    the target may be given as its ``dense3`` map (M, 256, 7, 7) / tokens (M, 49, 256) (e.g. the cached tokens
+    of a ``faceapi-expression`` tokenizer backbone) instead of images, and ``target_probs`` (M, 7) instead of
+    recomputing them.
+
+    Source of the network: face-api (Vincent Mühler / ``@vladmandic/face-api``), MIT; see
+    :mod:`mien.models.faceapi`.
+    """
+
+    def __init__(self):
+        super().__init__()
+        from mien.models.faceapi import load_expression_net
+        from mien.models.faceapi.nets import MEAN_RGB
+
+        self.net = load_expression_net().requires_grad_(False).eval()
+        self.register_buffer("mean", torch.tensor(MEAN_RGB, dtype=torch.float32).view(1, 3, 1, 1) / 255.0,
+                             persistent=False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.net.eval()
+        return self
+
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """float (M, 3, S, S) RGB in [0, 1] → float (M, 256, 7, 7) ``dense3`` map (differentiable in the input)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images (M, 3, H, W), got {tuple(images.shape)}")
+        size = self.net.input_size
+        if images.shape[-2:] != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        f = self.net.features
+        return f.dense3(f.dense2(f.dense1(f.dense0(images - self.mean))))
+
+    def log_probs(self, fmap: torch.Tensor) -> torch.Tensor:
+        """(M, 256, 7, 7) map → (M, 7) log emotion probabilities (face-api's 7×7 average pool + fc)."""
+        return F.log_softmax(self.net.fc(fmap.mean((2, 3))), dim=1)
+
+    @staticmethod
+    def as_map(tokens: torch.Tensor) -> torch.Tensor:
+        """(M, 49, 256) backbone tokens (row-major 7×7 grid) → (M, 256, 7, 7)."""
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], 7, 7)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor | None = None, target_map: torch.Tensor | None = None,
+                target_probs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        fp = self.feature_map(pred)
+        if target_map is None:
+            if target is None:
+                raise ValueError("pass target images or target_map")
+            with torch.no_grad():
+                target_map = self.feature_map(target)
+        target_map = target_map.detach().to(fp.dtype)
+        if target_map.ndim == 3:
+            target_map = self.as_map(target_map)
+        if target_map.shape != fp.shape:
+            raise ValueError(f"target map {tuple(target_map.shape)} does not match {tuple(fp.shape)}")
+        err = (fp - target_map).square().flatten(1).sum(1)
+        feature = (err / target_map.square().flatten(1).sum(1).clamp_min(1e-6)).mean()
+        if target_probs is None:
+            with torch.no_grad():
+                target_probs = self.log_probs(target_map).exp()
+        emotion = F.kl_div(self.log_probs(fp), target_probs.detach(), reduction="batchmean")
+        return {"feature": feature, "emotion": emotion}
 
 
 def prediction_losses(tokens: torch.Tensor, predicted: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -37,6 +37,7 @@ from mien.tasks.config import as_config, as_dict
 from mien.tasks.schedules import WarmupDecaySchedule, lambda_lr
 from mien.tasks.tokenizer.config import ScheduleConfig, TokenizerLoss, TokenizerWeights
 from mien.tasks.tokenizer.losses import (
+    ExpressionNetLoss,
     PerceptualLoss,
     diversity_loss,
     motion_weights,
@@ -173,6 +174,9 @@ class TokenizerTask(ScheduledTask):
             raise TypeError(f"{model!r} is not an expression tokenizer")
         c = self.loss_cfg
         self.perceptual = PerceptualLoss(c.perceptual_net, c.perceptual_pretrained) if c.perceptual_net else None
+        w = as_dict(self.weights_cfg)
+        self.expression_terms = tuple(k for k in ("expression", "emotion", "swap_emotion") if max(w[k]) > 0)
+        self.expression_loss = ExpressionNetLoss() if self.expression_terms else None
         if freeze_expression_transformer:
             self.model.expression.requires_grad_(False)
             self.model.expression.eval()
@@ -262,12 +266,50 @@ class TokenizerTask(ScheduledTask):
         temporal = h.coherence_weight * coherence + h.contrast_weight * contrast
         div = diversity_loss(out.tokens, h.diversity_stride, h.diversity_scope)
         var = variance_loss(out.tokens, h.variance_target)
+        expr = self.expression_losses(out, frames, subject_ids, backbone_tokens)
         total = (w["recon"] * recon + w["perceptual"] * perc + w["temporal"] * temporal + w["diversity"] * div
-                 + w.get("variance", 0.0) * var)
+                 + w.get("variance", 0.0) * var + sum(w.get(k, 0.0) * v for k, v in expr.items()))
         logs = {"loss": total, "loss_recon": recon, "loss_perceptual": perc, "loss_temporal": temporal,
-                "loss_coherence": coherence, "loss_contrast": contrast, "loss_diversity": div, "loss_variance": var}
+                "loss_coherence": coherence, "loss_contrast": contrast, "loss_diversity": div, "loss_variance": var,
+                **{f"loss_{k}": v for k, v in expr.items()}}
         logs.update({f"w_{k}": torch.tensor(float(v), device=frames.device) for k, v in w.items()})
         logs.update(similarity_stats(out.tokens))
+        return logs
+
+    def expression_losses(self, out, frames: torch.Tensor, subject_ids=None,
+                          backbone_tokens: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The configured expression terms (``expression``, ``emotion``, ``swap_emotion``; see
+        :class:`~mien.tasks.tokenizer.config.TokenizerWeights`) of a forward pass ``out`` on (B, T, 3, H, W)
+        ``frames``; {} when none is configured. The input's FaceExpressionNet map is the cached backbone tokens
+        when the tokenizer's backbone is that same map (``faceapi-expression``). ``swap_emotion`` decodes every other
+        frame's token with the subject of the previous clip in the batch (``roll(1)``) and is 0 when no clip has
+        another subject (or the model has no subject embedding)."""
+        if self.expression_loss is None:
+            return {}
+        xl, terms = self.expression_loss, self.expression_terms
+        b, t = frames.shape[:2]
+        if backbone_tokens is not None and self.model.config.backbone == "faceapi-expression":
+            tmap = xl.as_map(backbone_tokens.detach().float())
+        else:
+            with torch.no_grad():
+                tmap = xl.feature_map(frames.flatten(0, 1))
+        with torch.no_grad():
+            tprobs = xl.log_probs(tmap).exp()
+        res = xl(out.recon.flatten(0, 1), target_map=tmap, target_probs=tprobs)
+        logs = {k: res[r] for k, r in (("expression", "feature"), ("emotion", "emotion")) if k in terms}
+        if "swap_emotion" in terms:
+            logs["swap_emotion"] = frames.new_zeros(())
+            ids = None if subject_ids is None or self.model.config.max_subjects <= 0 else \
+                torch.as_tensor(subject_ids, device=frames.device).long().reshape(-1)
+            if ids is not None and ids.numel() == b:
+                other = ids.roll(1)
+                keep = other != ids
+                if keep.any():
+                    z = out.tokens[keep][:, ::2]
+                    swapped = self.model.decode(z, other[keep])  # (b', t', 3, H, W)
+                    p = tprobs.unflatten(0, (b, t))[keep][:, ::2].flatten(0, 1)
+                    logs["swap_emotion"] = torch.nn.functional.kl_div(
+                        xl.log_probs(xl.feature_map(swapped.flatten(0, 1))), p, reduction="batchmean")
         return logs
 
     def training_step(self, batch, batch_idx):

@@ -1,0 +1,102 @@
+"""Expression transfer of an expression tokenizer on the held-out segments of several videos (issue 9 targets).
+
+For every source video (default: the expressive clips ``shared/data/videos/expressive``) whose subject the
+tokenizer knows, the held-out last quarter (the start recorded by ``benchmarks/tokenizer_evidence.py --json``)
+goes through :func:`mien.pipelines.token_eval.transfer_report` (the measures of ``mien evaluate tokens --source``:
+face-api emotion agreement with the source, mien AU agreement, CSIM to the target, and the copy-source /
+target-mean-frame baselines) against one target person; the rows are then pooled over the videos (agreements
+weighted by pairs, CSIM averaged over videos).
+
+Usage:
+    python benchmarks/tokenizer_transfer.py --tokenizer runs/model --report runs/report.json \\
+        --target ../shared/data/videos/talking/WDA_KatieHill_000.mp4 [--every 2] [--max-frames 32] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[2] / "shared/data"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokenizer", required=True, type=Path, help="exported tokenizer folder")
+    ap.add_argument("--report", required=True, type=Path,
+                    help="tokenizer_evidence.py --json output (subject ids and held-out start per video)")
+    ap.add_argument("--sources", type=Path, default=DATA / "videos/expressive", help="folder of source videos")
+    ap.add_argument("--target", type=Path, required=True, help="the identity-swap target's video (a known subject)")
+    ap.add_argument("--every", type=int, default=2)
+    ap.add_argument("--max-frames", type=int, default=32, help="source frames per video (evenly spread)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None)
+    return ap.parse_args(argv)
+
+
+def pool(per_video: dict[str, dict]) -> dict[str, dict]:
+    """Pairs-weighted agreements and video-mean CSIM of each row over the videos' transfer reports."""
+    rows: dict[str, dict] = {}
+    names = next(iter(per_video.values()))["rows"].keys()
+    for name in names:
+        rs = [v["rows"][name] for v in per_video.values()]
+        out: dict = {}
+        for key, weight in (("emotion_agreement", "pairs"), ("emotion_agreement_expressive", "pairs_expressive"),
+                            ("au_agreement", "pairs_with_faces"),
+                            ("au_abs_diff", "pairs_with_faces")):
+            vals = [(r[key], r[weight]) for r in rs if key in r and r[key] == r[key] and r.get(weight)]
+            if vals:
+                out[key] = float(sum(v * w for v, w in vals) / sum(w for _, w in vals))
+        if any("csim_target" in r for r in rs):
+            out["csim_target"] = float(np.nanmean([r["csim_target"] for r in rs if "csim_target" in r]))
+        for key in ("pairs", "pairs_with_faces", "pairs_expressive"):
+            if any(key in r for r in rs):
+                out[key] = int(sum(r.get(key, 0) for r in rs))
+        rows[name] = out
+    return rows
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from mien.cli.evaluate_tokens import markdown
+    from mien.heads.tokens import TokenExtractor
+    from mien.pipelines import token_eval as te
+
+    rep = json.loads(args.report.read_text())
+    subjects, starts = rep["subjects"], rep["held_out_start_sec"]
+    ex = TokenExtractor(args.tokenizer)
+    target_subject = subjects[args.target.name]
+    target, _ = te.collect_crops(args.target, ex, every=args.every, max_frames=args.max_frames)
+    measures = te.FaceMeasures(ex.device)
+    per_video = {}
+    try:
+        for video in sorted(args.sources.glob("*.mp4")):
+            if video.name not in subjects or video.name not in starts:
+                print(f"skipping {video.name}: not a known subject with a held-out segment")
+                continue
+            src, missing = te.collect_crops(video, ex, starts[video.name], None, args.every, args.max_frames)
+            if len(src) < 2:
+                print(f"skipping {video.name}: {len(src)} frames with a face in the held-out segment")
+                continue
+            frames = te.TransferFrames(src, subjects[video.name], target, target_subject, {"source": missing})
+            r = te.transfer_report(frames, ex, measures)
+            per_video[video.name] = r
+            print(markdown({"tokenizer": f"{ex.name}: {video.name} from {starts[video.name]:.1f} s", "transfer": r}),
+                  flush=True)
+    finally:
+        measures.close()
+    pooled = {"rows": pool(per_video), "source_frames": sum(v["source_frames"] for v in per_video.values()),
+              "target_frames": len(target), "source_subject": "all", "target_subject": target_subject}
+    print(markdown({"tokenizer": f"{ex.name}: pooled over {len(per_video)} held-out segments", "transfer": pooled}))
+    if args.json:
+        args.json.write_text(json.dumps({"per_video": per_video, "pooled": pooled}, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
