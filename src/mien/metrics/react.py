@@ -76,7 +76,8 @@ DTW_SLICES = ((AU_SLICE.start, AU_SLICE.stop, 1 / 15), (VA_SLICE.start, VA_SLICE
               (EXPRESSION_SLICE.start, EXPRESSION_SLICE.stop, 1 / 8))
 #: official FRSyn lag range: 2 s at 25 fps → lags −49…49
 SYN_MAX_LAG = 49
-_CHUNK = 16  # speakers (or reactions) per batched step: temporaries of ~_CHUNK·R·T·25 float64 stay in cache
+_CHUNK = 16  # sequences per batched FRSyn step (FFT over the 99 lags)
+_PASS = 2  # speakers per step of the one-pass metrics (FRDiv, FRVar, FRDvs): ~R·T·25 float64 each, in L2/L3
 
 
 def _arr(x: Any, name: str, ndim: int) -> np.ndarray:
@@ -176,7 +177,7 @@ def _frcorr(p: np.ndarray, lst: np.ndarray, a: np.ndarray, corrected: bool, work
             js = np.flatnonzero(a[k])
             mp = p[k].mean(1)  # (R, D)
             pc = p[k] - mp[:, None]
-            sxy = np.einsum("itc,jtc->ijc", pc, lc[js], optimize=True)  # (R, J, D)
+            sxy = np.einsum("itc,jtc->ijc", pc, lc[js])  # (R, J, D)
             c = _ccc_from(sxy, (pc * pc).sum(1)[:, None], sll[js][None], mp[:, None], ml[js][None], t)
             best = c.max(1)
             per_k[k] = best.mean() if corrected else best.sum()
@@ -254,8 +255,8 @@ def _frdiv(p: np.ndarray) -> float:
     if r < 2:
         return float("nan")
     total = 0.0  # Σ_{i≠j}||Pi − Pj||² = 2R Σ_i ||Pi − P̄||², in chunks of speakers to bound memory
-    for c in range(0, n, _CHUNK):
-        dev = (p[c:c + _CHUNK] - p[c:c + _CHUNK].mean(1, keepdims=True)).ravel()
+    for c in range(0, n, _PASS):
+        dev = (p[c:c + _PASS] - p[c:c + _PASS].mean(1, keepdims=True)).ravel()
         total += dev @ dev
     return float(2 * r * total / (r * (r - 1) * t * d) / n)
 
@@ -267,8 +268,12 @@ def frvar(pred: Any) -> float:
 
 
 def _frvar(p: np.ndarray) -> float:
-    return float(sum(p[c:c + _CHUNK].var(axis=2, ddof=1).sum() for c in range(0, len(p), _CHUNK))
-                 / (p.size / p.shape[2]))
+    total = 0.0  # Σ over (k, i, c) of Σ_t (x − x̄)², then / (T − 1): np.var(ddof=1) in fewer passes
+    for c in range(0, len(p), _PASS):
+        part = p[c:c + _PASS]
+        dev = (part - part.mean(2, keepdims=True)).ravel()
+        total += dev @ dev
+    return float(total / (p.shape[2] - 1) / (p.size / p.shape[2]))
 
 
 def frdvs(pred: Any) -> float:
@@ -283,8 +288,8 @@ def _frdvs(p: np.ndarray) -> float:
         return float("nan")
     mean = p.mean(0)
     total = 0.0
-    for c in range(0, n, _CHUNK):
-        dev = (p[c:c + _CHUNK] - mean).ravel()
+    for c in range(0, n, _PASS):
+        dev = (p[c:c + _PASS] - mean).ravel()
         total += dev @ dev
     return float(2 * n * total / (n * (n - 1) * r * t * d))
 
