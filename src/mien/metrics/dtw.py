@@ -11,9 +11,22 @@ references of ``Σ_s w_s DTW(x[:, s], y[:, s])``. Many queries against one refer
 lanes, in ``workers`` threads (the kernels release the GIL). A slice whose values are all 0/1 (REACT's AU
 occurrences) is packed into integer bit codes: its cell cost is the popcount of an XOR — exact, the squared
 differences are 0 or 1 and their sums are small integers. The last slice's DTW is computed only for the
-candidates that bounds cannot rule out (exact: see the function). Tried and dropped, for the record: abandoning
-a DTW once its row minimum exceeds the best value (the row minimum grows too late to prune: ~2 % saved on
-REACT-like data), fusing the cost and min-plus loops or advancing several rows per sweep (slower or no gain).
+candidates that bounds cannot rule out (exact: see the function). A kernel call may hold several references,
+each one's lanes padded to whole AVX-512 vectors (a lane count off the vector width runs up to 3× slower per
+lane): ~10 % less CPU than one reference per call.
+
+Tried and dropped, for the record (CPU per candidate pair at T = 750 on the benchmark's data, 2 shared cores):
+abandoning a DTW once its row minimum exceeds the best value (the row minimum grows too late to prune: ~2 %
+saved on REACT-like data); fusing the cost and min-plus loops or advancing several rows per sweep (slower or no
+gain); int32 accumulators for the packed AUs (no gain); numba ``fastmath`` nnan/nsz (no gain). Cheap lower
+bounds to prune whole candidates: the row/column minima of the cost matrix (Σ_a min_b c, Σ_b min_a c) reach a
+median 0.61 of the exact weighted sum and leave 70 % of the DTWs to compute while costing the cost matrix (most
+of a DTW); a DTW of x against 5-frame boxes of y (0.76, 42 % left) costs 1/5 of a DTW per slice and candidate,
+no better than deferring the expression slice; ordering the slices VA, AU, expression saves ~8 % in a cost model
+(not worth a third pass). A float32 pre-pass with rigorous error bounds (input rounding η√(n·D) plus γ_n for the
+sums: intervals ~1e-4 wide, so only ~1 candidate per query needs float64): the float32 kernel is 1.6× faster
+per lane, but the float64 recompute then runs a few lanes per reference and the float32 pass fragments the same
+way: 1.00 vs 0.99 ms per pair end to end, so it was dropped.
 """
 
 from __future__ import annotations

@@ -24,9 +24,10 @@ runs them in generated numba kernels (bit-identical to ``tslearn.metrics.dtw``) 
 against one listener in SIMD lanes, in ``workers`` threads, with the 0/1 AUs bit-packed (popcount costs) and
 the expression DTW skipped where bounds prove the candidate is not the minimum (exact). FRCorr and FRSyn are
 batched in numpy (FFT for the 99 lags) over ``workers`` threads. ``benchmarks/react_metrics.py`` (N=1000,
-R=10, T=750, 4 appropriate listeners per speaker, 2 shared vCPUs): 13× the official-style code in CPU time
-(FRDist 10×, FRCorr 40×, FRSyn 66×). FRDist needs ``numba`` (the ``react`` extra); the rest needs numpy/scipy
-only.
+R=10, T=750, 4 appropriate listeners per speaker, 2 shared vCPUs): 15× the official-style code in CPU time
+(FRDist 11×, FRCorr 64×, FRSyn 68×; the issue's 20× is not reached: FRDist is ~89 % of the time, see
+:mod:`mien.metrics.dtw` for what was tried). FRDist needs ``numba`` (the ``react`` extra); the rest needs
+numpy/scipy only.
 """
 
 from __future__ import annotations
@@ -203,9 +204,9 @@ def frdist(pred: Any, listener: Any, appropriate: Any, corrected: bool = False, 
     (1/15, 1, 1/8) — a sum over the R reactions; ``corrected=True`` divides by R.
 
     Only pairs with A[k, j] are computed, by :func:`mien.metrics.dtw.nearest_weighted_dtw` (exact minimum;
-    candidates that cannot be the minimum are abandoned early; 0/1 AUs bit-packed), ``lanes`` reactions at a
-    time against one listener in ``workers`` threads (default: the usable cores). Shapes as :func:`frcorr`;
-    needs numba."""
+    the expression DTW skipped where bounds prove a candidate is not the minimum; 0/1 AUs bit-packed), up to
+    ``lanes`` reactions per kernel call against one or a few listeners, in ``workers`` threads (default: the
+    usable cores). Shapes as :func:`frcorr`; needs numba."""
     p = _pred(pred)
     return _frdist(p, _seqs(p, listener, "listener"), _appropriate(p, appropriate), corrected, workers, lanes)
 
