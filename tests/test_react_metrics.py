@@ -124,6 +124,29 @@ def test_nearest_weighted_dtw_packed_and_float_paths_equal_pairwise_bitwise(bina
     assert dtw.nearest_weighted_dtw(x, y, [0], [0], react.DTW_SLICES)[0] == np.sqrt(3) / 15
 
 
+def test_packed_slice_alone_and_calls_mixing_references_equal_pairwise():
+    """A lone 0/1 slice (no float slice: the kernel has only the popcount loop), and kernel calls that hold
+    several references' candidates padded to whole vectors (the lanes of one reference keep its costs)."""
+    rng = np.random.default_rng(12)
+    queries, refs = synth(rng, (11,), 17), synth(rng, (7,), 17)
+    cand_q, cand_r = np.repeat(np.arange(11), 3), rng.integers(0, 7, 33)
+    au = ((0, 15, 1 / 15),)
+    want = np.full(11, np.inf)
+    for q, j in zip(cand_q, cand_r, strict=True):
+        want[q] = min(want[q], dtw.dtw_multi(queries[q], refs[j], [(0, 15)])[0] / 15)
+    for lanes, prune in [(40, True), (5, False), (16, True)]:
+        got = dtw.nearest_weighted_dtw(queries, refs, cand_q, cand_r, au, 1, lanes, prune)
+        assert got.tolist() == want.tolist()
+    calls = dtw._pieces(np.arange(33), cand_r, 16, 8)
+    assert sorted(np.concatenate([np.concatenate(c) for c in calls]).tolist()) == list(range(33))
+    assert all(len({int(cand_r[i]) for i in piece}) == 1 for c in calls for piece in c)
+    assert all(sum(-(-len(p) // 8) * 8 for p in c) <= 16 for c in calls) and max(len(c) for c in calls) > 1
+    full = _weighted_pairwise(queries, refs, cand_q, cand_r)
+    for lanes in (16, 3):
+        got = dtw.nearest_weighted_dtw(queries, refs, cand_q, cand_r, react.DTW_SLICES, 2, lanes)
+        assert got.tolist() == full.tolist()
+
+
 def test_pruning_completes_every_candidate_that_can_be_the_minimum():
     """Adversarial: the candidate with the lowest bound (AU + VA terms, expression deferred) is not the
     minimum; ties between candidates and between a bound and the best value."""

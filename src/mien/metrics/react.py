@@ -24,9 +24,10 @@ runs them in generated numba kernels (bit-identical to ``tslearn.metrics.dtw``) 
 against one listener in SIMD lanes, in ``workers`` threads, with the 0/1 AUs bit-packed (popcount costs) and
 the expression DTW skipped where bounds prove the candidate is not the minimum (exact). FRCorr and FRSyn are
 batched in numpy (FFT for the 99 lags) over ``workers`` threads. ``benchmarks/react_metrics.py`` (N=1000,
-R=10, T=750, 4 appropriate listeners per speaker, 2 shared vCPUs): 13× the official-style code in CPU time
-(FRDist 10×, FRCorr 40×, FRSyn 66×). FRDist needs ``numba`` (the ``react`` extra); the rest needs numpy/scipy
-only.
+R=10, T=750, 4 appropriate listeners per speaker, 2 shared vCPUs): 15× the official-style code in CPU time
+(FRDist 11×, FRCorr 64×, FRSyn 68×; the issue's 20× is not reached: FRDist is ~89 % of the time, see
+:mod:`mien.metrics.dtw` for what was tried). FRDist needs ``numba`` (the ``react`` extra); the rest needs
+numpy/scipy only.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ DTW_SLICES = ((AU_SLICE.start, AU_SLICE.stop, 1 / 15), (VA_SLICE.start, VA_SLICE
               (EXPRESSION_SLICE.start, EXPRESSION_SLICE.stop, 1 / 8))
 #: official FRSyn lag range: 2 s at 25 fps → lags −49…49
 SYN_MAX_LAG = 49
-_CHUNK = 16  # speakers (or reactions) per batched step: temporaries of ~_CHUNK·R·T·25 float64 stay in cache
+_CHUNK = 16  # sequences per batched FRSyn step (FFT over the 99 lags)
+_PASS = 2  # speakers per step of the one-pass metrics (FRDiv, FRVar, FRDvs): ~R·T·25 float64 each, in L2/L3
 
 
 def _arr(x: Any, name: str, ndim: int) -> np.ndarray:
@@ -176,7 +178,7 @@ def _frcorr(p: np.ndarray, lst: np.ndarray, a: np.ndarray, corrected: bool, work
             js = np.flatnonzero(a[k])
             mp = p[k].mean(1)  # (R, D)
             pc = p[k] - mp[:, None]
-            sxy = np.einsum("itc,jtc->ijc", pc, lc[js], optimize=True)  # (R, J, D)
+            sxy = np.einsum("itc,jtc->ijc", pc, lc[js])  # (R, J, D)
             c = _ccc_from(sxy, (pc * pc).sum(1)[:, None], sll[js][None], mp[:, None], ml[js][None], t)
             best = c.max(1)
             per_k[k] = best.mean() if corrected else best.sum()
@@ -202,9 +204,9 @@ def frdist(pred: Any, listener: Any, appropriate: Any, corrected: bool = False, 
     (1/15, 1, 1/8) — a sum over the R reactions; ``corrected=True`` divides by R.
 
     Only pairs with A[k, j] are computed, by :func:`mien.metrics.dtw.nearest_weighted_dtw` (exact minimum;
-    candidates that cannot be the minimum are abandoned early; 0/1 AUs bit-packed), ``lanes`` reactions at a
-    time against one listener in ``workers`` threads (default: the usable cores). Shapes as :func:`frcorr`;
-    needs numba."""
+    the expression DTW skipped where bounds prove a candidate is not the minimum; 0/1 AUs bit-packed), up to
+    ``lanes`` reactions per kernel call against one or a few listeners, in ``workers`` threads (default: the
+    usable cores). Shapes as :func:`frcorr`; needs numba."""
     p = _pred(pred)
     return _frdist(p, _seqs(p, listener, "listener"), _appropriate(p, appropriate), corrected, workers, lanes)
 
@@ -254,8 +256,8 @@ def _frdiv(p: np.ndarray) -> float:
     if r < 2:
         return float("nan")
     total = 0.0  # Σ_{i≠j}||Pi − Pj||² = 2R Σ_i ||Pi − P̄||², in chunks of speakers to bound memory
-    for c in range(0, n, _CHUNK):
-        dev = (p[c:c + _CHUNK] - p[c:c + _CHUNK].mean(1, keepdims=True)).ravel()
+    for c in range(0, n, _PASS):
+        dev = (p[c:c + _PASS] - p[c:c + _PASS].mean(1, keepdims=True)).ravel()
         total += dev @ dev
     return float(2 * r * total / (r * (r - 1) * t * d) / n)
 
@@ -267,8 +269,12 @@ def frvar(pred: Any) -> float:
 
 
 def _frvar(p: np.ndarray) -> float:
-    return float(sum(p[c:c + _CHUNK].var(axis=2, ddof=1).sum() for c in range(0, len(p), _CHUNK))
-                 / (p.size / p.shape[2]))
+    total = 0.0  # Σ over (k, i, c) of Σ_t (x − x̄)², then / (T − 1): np.var(ddof=1) in fewer passes
+    for c in range(0, len(p), _PASS):
+        part = p[c:c + _PASS]
+        dev = (part - part.mean(2, keepdims=True)).ravel()
+        total += dev @ dev
+    return float(total / (p.shape[2] - 1) / (p.size / p.shape[2]))
 
 
 def frdvs(pred: Any) -> float:
@@ -283,8 +289,8 @@ def _frdvs(p: np.ndarray) -> float:
         return float("nan")
     mean = p.mean(0)
     total = 0.0
-    for c in range(0, n, _CHUNK):
-        dev = (p[c:c + _CHUNK] - mean).ravel()
+    for c in range(0, n, _PASS):
+        dev = (p[c:c + _PASS] - mean).ravel()
         total += dev @ dev
     return float(2 * n * total / (n * (n - 1) * r * t * d))
 
