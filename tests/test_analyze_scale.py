@@ -168,11 +168,13 @@ def test_corrupt_input_in_a_parallel_batch(inputs, tmp_path):
 
 
 def test_ctrl_c_stops_cleanly(shared_data, tmp_path):
+    # two short clips first, then two 20 s clips: when the first partition appears the long ones are still being
+    # analysed (with four short clips a loaded machine could finish them all before the signal: exit 0, a flake)
     clips = []
-    for name in "abcd":
-        (tmp_path / "in").mkdir(exist_ok=True)
+    (tmp_path / "in").mkdir()
+    for name, src in zip("abcd", ["single_face.mp4"] * 2 + ["WolfgangLanger_Pexels.mp4"] * 2):
         clips.append(tmp_path / "in" / f"{name}.mp4")
-        shutil.copy(shared_data / "samples/single_face.mp4", clips[-1])
+        shutil.copy(shared_data / "samples" / src, clips[-1])
     out = tmp_path / "out"
     proc = _mien("analyze", *clips, "-o", out, "--workers", "2", "--no-overlay", "--no-plot")
     _wait_for_partition(out, proc)
