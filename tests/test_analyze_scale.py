@@ -36,9 +36,15 @@ def _partitions(root: Path) -> dict[str, mien.AnalysisResult]:
     return {p.parent.name.removeprefix("video="): mien.read_results(p) for p in parts}
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C acts as in a terminal even when the test runner was started in the background
+    by a non-interactive shell (which starts it with SIGINT ignored, an inherited setting: the CLI then never sees it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _mien(*args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mien", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_default_sigint)
 
 
 def _wait_for_partition(root: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -172,7 +178,7 @@ def test_ctrl_c_stops_cleanly(shared_data, tmp_path):
     # analysed (with four short clips a loaded machine could finish them all before the signal: exit 0, a flake)
     clips = []
     (tmp_path / "in").mkdir()
-    for name, src in zip("abcd", ["single_face.mp4"] * 2 + ["WolfgangLanger_Pexels.mp4"] * 2):
+    for name, src in zip("abcd", ["single_face.mp4"] * 2 + ["WolfgangLanger_Pexels.mp4"] * 2, strict=True):
         clips.append(tmp_path / "in" / f"{name}.mp4")
         shutil.copy(shared_data / "samples" / src, clips[-1])
     out = tmp_path / "out"

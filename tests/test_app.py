@@ -262,8 +262,11 @@ def test_mien_app_serves_locally_and_removes_its_folder_on_exit(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "TMPDIR": str(tmp_path)}
+    # SIGINT back to its default in the child: a test runner started in the background by a non-interactive shell
+    # has it ignored, and the app would inherit that and never stop on the signal below
     p = subprocess.Popen([sys.executable, "-m", "mien", "app", "--port", str(port)], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, env=env)
+                         stderr=subprocess.STDOUT, text=True, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = p.stdout.readline()
         m = re.search(r"http://127\.0\.0\.1:(\d+).*results in (\S+),", line)
