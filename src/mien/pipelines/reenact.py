@@ -235,13 +235,7 @@ class WarpGuidedReenactor:
         import torch
 
         self.torch = torch
-        if isinstance(model, str | os.PathLike):
-            from mien.models.reenact import load_warpguided_model
-
-            self.name = os.path.basename(os.path.normpath(os.fspath(model)))
-            model = load_warpguided_model(os.fspath(model))
-        else:
-            self.name = type(model).__name__
+        model, self.name = _loaded(model, "load_warpguided_model")
         self.model, self.device = model.to(device).eval(), device
         self.size, self.margin = int(model.size), 0.0
         self.warper = WarpReenactor(self.size, self.margin)
@@ -268,6 +262,16 @@ class WarpGuidedReenactor:
                              t.from_numpy(np.stack([flow_field(w[1], w[2]) for w in warps])).to(self.device),
                              t.from_numpy(np.stack([w[3] for w in warps]).astype(np.float32)).to(self.device))
         return (out.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def _loaded(model, loader: str):
+    """``(module, name)``: an export folder loaded by ``mien.models.reenact.<loader>`` and named by the folder, or a
+    loaded module named by its class."""
+    if isinstance(model, str | os.PathLike):
+        from mien.models import reenact
+
+        return getattr(reenact, loader)(os.fspath(model)), os.path.basename(os.path.normpath(os.fspath(model)))
+    return model, type(model).__name__
 
 
 def _hull_area(pts: np.ndarray) -> float:
@@ -307,13 +311,7 @@ class NeuralReenactor:
         import torch
 
         self.torch = torch
-        if isinstance(model, str | os.PathLike):
-            from mien.models.reenact import load_reenact_model
-
-            self.name = os.path.basename(os.path.normpath(os.fspath(model)))
-            model = load_reenact_model(os.fspath(model))
-        else:
-            self.name = type(model).__name__
+        model, self.name = _loaded(model, "load_reenact_model")
         self.model = model.to(device).eval()
         self.device = device
         self.size = int(model.size)
