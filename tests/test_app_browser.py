@@ -272,13 +272,19 @@ def _live_rate(page, seconds: float) -> tuple[int, float]:
 
 def _live_record(page, tmp_path: Path, seconds: float = 1.5):
     """Record ``seconds`` of the stream, stop and save; the Parquet as read by ``mien.read_results``."""
+    from playwright.sync_api import expect
+
     import mien
 
     page.click("#live-record")
     page.locator("#live-status").get_by_text("Recording").wait_for()
+    for box in ("#live-au input", "#live-emotion input"):  # the bar options are locked while recording
+        expect(page.locator(box)).to_be_disabled()
     page.wait_for_timeout(seconds * 1000)
     page.click("#live-save")
     page.locator("#live-status").get_by_text("Saved").wait_for()
+    for box in ("#live-au input", "#live-emotion input"):
+        expect(page.locator(box)).to_be_enabled()
     return mien.read_results(_download(page, "live-files", ".parquet", tmp_path / "live.parquet"))
 
 

@@ -119,19 +119,23 @@ def build(ctx: AppContext) -> None:
     def on_record(request: gr.Request):
         s = sessions.get(request.session_hash)
         s.start_recording(ctx.files.job("live"))
-        return "Recording… (press **Stop and save** to finish)"
+        # the bar options change the table's columns: locked while recording (LiveSession.configure refuses too)
+        locked = gr.update(interactive=False)
+        return "Recording… (press **Stop and save** to finish)", locked, locked
 
     @user_errors
     def on_save(request: gr.Request):
         rec = sessions.get(request.session_hash).stop_recording()
+        free = gr.update(interactive=True)
         if rec is None:
-            return "Not recording.", None
-        return (f"Saved {rec.frames} frames at {rec.fps:.0f} fps: {rec.result.summary()}", [rec.video, rec.parquet])
+            return "Not recording.", None, free, free
+        return (f"Saved {rec.frames} frames at {rec.fps:.0f} fps: {rec.result.summary()}", [rec.video, rec.parquet],
+                free, free)
 
     for box in (au, emotion):
         box.change(on_options, [au, emotion], [status], show_progress="hidden", concurrency_id="live",
                    concurrency_limit=None)
-    record.click(on_record, None, [status])
-    save.click(on_save, None, [status, files])
+    record.click(on_record, None, [status, au, emotion])
+    save.click(on_save, None, [status, files, au, emotion])
     # the Blocks' unload hook (registered by main) closes this page's session
     ctx.on_unload.append(sessions.close)
