@@ -110,6 +110,45 @@ def app(shared_data, tiny_tokenizer_dir, tiny_reaction_export, tmp_path_factory)
     assert not ctx.files.root.exists()
 
 
+def test_request_bodies_over_the_limit_are_refused(app):
+    """Gradio's JSON routes read any body they get: the app caps them (mien.app.safety.BodyLimit), by Content-Length
+    (refused from the headers alone) and by counting a body sent without one; small requests still work."""
+    import http.client
+    from urllib.parse import urlparse
+
+    from mien.app.safety import MAX_BODY_BYTES
+
+    u = urlparse(app["url"])
+    route = "/gradio_api/component_server/"
+
+    def request(headers, body=None):
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        try:
+            conn.putrequest("POST", route)
+            for k, v in headers.items():
+                conn.putheader(k, v)
+            conn.endheaders()
+            if body is not None:
+                for chunk in body:
+                    conn.send(chunk)
+            return conn.getresponse().status
+        except (ConnectionError, http.client.HTTPException):
+            return None  # the server dropped the connection
+        finally:
+            conn.close()
+
+    json = {"Content-Type": "application/json"}
+    # announced too big: answered 413 before any body is sent
+    assert request({**json, "Content-Length": str(MAX_BODY_BYTES + 1)}) == 413
+    # sent without a length (chunked) and over the limit: never a normal answer
+    piece = b" " * (1 << 20)
+    n = MAX_BODY_BYTES // len(piece) + 2
+    chunked = (b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(n))
+    assert request({**json, "Transfer-Encoding": "chunked"}, [*chunked, b"0\r\n\r\n"]) != 200
+    # a small body reaches the route (it answers, whatever it says about an empty request)
+    assert request({**json, "Content-Length": "2"}, [b"{}"]) not in (413, None)
+
+
 def _has(mod: str) -> bool:
     import importlib.util
 

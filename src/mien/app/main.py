@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mien.app.files import AppFiles
 from mien.app.jobs import AppContext
-from mien.app.safety import Limits
+from mien.app.safety import BodyLimit, Limits
 
 MAX_QUEUE = 32
 """Most jobs waiting in Gradio's queue; more are refused with "queue full"."""
@@ -80,12 +80,15 @@ def serve(ctx: AppContext, host: str = "127.0.0.1", port: int = 7860, block: boo
     Returns:
         the launched ``gr.Blocks`` when ``block`` is False (call ``.close()`` and ``ctx.files.cleanup()``).
     """
+    from starlette.middleware import Middleware
+
     demo = build_app(ctx)
     try:
         demo.launch(server_name=host, server_port=port, share=False, allowed_paths=[], blocked_paths=[],
                     max_file_size=int(ctx.limits.max_upload_mb * 1e6), footer_links=[], enable_monitoring=False,
                     mcp_server=False, ssr_mode=False, pwa=False, show_error=False, quiet=quiet,
-                    prevent_thread_lock=not block, inbrowser=False)
+                    prevent_thread_lock=not block, inbrowser=False,
+                    app_kwargs={"middleware": [Middleware(BodyLimit)]})
     except BaseException:
         demo.close()
         ctx.files.cleanup()

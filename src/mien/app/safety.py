@@ -150,4 +150,43 @@ def _probe_video(path, name: str, limits: Limits) -> Media | None:
     return Media(suffix, "video", name, w or frame.width, h or frame.height, dur)
 
 
-__all__ = ["IMAGE_FORMATS", "Limits", "Media", "check_upload"]
+MAX_BODY_BYTES = 8_000_000
+"""Largest HTTP request body the app reads outside Gradio's file-upload route (a Live frame is at most ~5.3 MB as a
+base64 data URL; event payloads carry file references, not files)."""
+
+UPLOAD_ROUTE = "/gradio_api/upload"
+
+
+class BodyLimit:
+    """ASGI middleware: refuses (HTTP 413) a request body over ``max_bytes`` on every route but Gradio's file-upload
+    route (``UPLOAD_ROUTE``, limited by Gradio's ``max_file_size``), by its Content-Length when it has one, else by
+    counting the body as it arrives (the app then sees the client disconnect). Gradio's JSON routes (e.g. the
+    component-server route the Live tab's frames take) read whatever body they get; this is their cap."""
+
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
+        self.app, self.max_bytes = app, int(max_bytes)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"].startswith(UPLOAD_ROUTE):
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            from starlette.responses import PlainTextResponse
+
+            return await PlainTextResponse(f"request body over {self.max_bytes // 1_000_000} MB", 413)(
+                scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    return {"type": "http.disconnect"}
+            return message
+
+        return await self.app(scope, counted, send)
+
+
+__all__ = ["IMAGE_FORMATS", "MAX_BODY_BYTES", "UPLOAD_ROUTE", "BodyLimit", "Limits", "Media", "check_upload"]
