@@ -29,18 +29,27 @@ def write_parquet(result: AnalysisResult, path: str | os.PathLike) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
+def read_parquet_table(path: str | os.PathLike):
+    """The ``pyarrow.Table`` of a Parquet file (with its schema metadata), for the readers of mien's result files.
+
+    Raises:
+        InputError: missing file, or not a Parquet file (the message names the file and pyarrow's first line).
+    """
+    if not os.path.exists(path):
+        raise InputError(str(path), "no such file")
+    try:
+        return pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for non-Parquet input
+        raise InputError(str(path), f"not a Parquet file ({str(e).splitlines()[0][:120]})") from None
+
+
 def read_results(path: str | os.PathLike) -> AnalysisResult:
     """Read a Parquet file written by :func:`write_parquet` (``mien analyze``); the exact same result.
 
     Raises:
         InputError: missing file, not Parquet, or not a mien results file.
     """
-    if not os.path.exists(path):
-        raise InputError(path, "no such file")
-    try:
-        table = pq.read_table(path)
-    except Exception as e:  # pyarrow raises several types for non-Parquet input
-        raise InputError(path, f"not a Parquet file ({str(e).splitlines()[0][:120]})") from None
+    table = read_parquet_table(path)
     try:
         return AnalysisResult.from_arrow(table)
     except (ValueError, KeyError) as e:

@@ -107,16 +107,10 @@ def read_reactions(path: str | os.PathLike) -> ReactionResult:
     Raises:
         mien.errors.InputError: missing file, not Parquet, or not a mien reactions file.
     """
-    import pyarrow.parquet as pq
-
     from mien.errors import InputError
+    from mien.results.files import read_parquet_table
 
-    if not os.path.exists(path):
-        raise InputError(path, "no such file")
-    try:
-        table = pq.read_table(path)
-    except Exception as e:  # pyarrow raises several types for non-Parquet input
-        raise InputError(path, f"not a Parquet file ({str(e).splitlines()[0][:120]})") from None
+    table = read_parquet_table(path)
     raw = (table.schema.metadata or {}).get(_META_KEY)
     meta = json.loads(raw) if raw else {}
     if meta.get("format") != FORMAT or not set(REACT_ATTRIBUTES) <= set(table.column_names):
