@@ -125,8 +125,8 @@ def test_nearest_weighted_dtw_packed_and_float_paths_equal_pairwise_bitwise(bina
 
 
 def test_packed_slice_alone_and_calls_mixing_references_equal_pairwise():
-    """A lone 0/1 slice (no float slice: the kernel has only the popcount loop), and kernel calls that hold
-    several references' candidates padded to whole vectors (the lanes of one reference keep its costs)."""
+    """A lone 0/1 slice (no float slice: the kernel has only the popcount recursion), and kernel calls that hold
+    several references' blocks, each padded to 16 or 8 lanes (the lanes of one reference keep its costs)."""
     rng = np.random.default_rng(12)
     queries, refs = synth(rng, (11,), 17), synth(rng, (7,), 17)
     cand_q, cand_r = np.repeat(np.arange(11), 3), rng.integers(0, 7, 33)
@@ -137,12 +137,13 @@ def test_packed_slice_alone_and_calls_mixing_references_equal_pairwise():
     for lanes, prune in [(40, True), (5, False), (16, True)]:
         got = dtw.nearest_weighted_dtw(queries, refs, cand_q, cand_r, au, 1, lanes, prune)
         assert got.tolist() == want.tolist()
-    calls = dtw._pieces(np.arange(33), cand_r, 16, 8)
-    assert sorted(np.concatenate([np.concatenate(c) for c in calls]).tolist()) == list(range(33))
-    assert all(len({int(cand_r[i]) for i in piece}) == 1 for c in calls for piece in c)
-    assert all(sum(-(-len(p) // 8) * 8 for p in c) <= 16 for c in calls) and max(len(c) for c in calls) > 1
+    blocks = dtw._blocks(np.arange(33), cand_r)
+    assert sorted(blocks) == [8, 16] and all(b.shape[1] == w for w, b in blocks.items())
+    assert sorted(set(np.concatenate([b.reshape(-1) for b in blocks.values()]).tolist())) == list(range(33))
+    assert all((cand_r[b] == cand_r[b[:, :1]]).all() for b in blocks.values())  # one reference per block
+    assert sum(b.size for b in blocks.values()) - 33 < 8 * len(set(cand_r.tolist()))  # < 8 padded per reference
     full = _weighted_pairwise(queries, refs, cand_q, cand_r)
-    for lanes in (16, 3):
+    for lanes in (64, 16, 3):  # several blocks (references) per call, one per call
         got = dtw.nearest_weighted_dtw(queries, refs, cand_q, cand_r, react.DTW_SLICES, 2, lanes)
         assert got.tolist() == full.tolist()
 
