@@ -60,15 +60,15 @@ def _numba():
 
 
 def _kernel(width: int, code_type: type | None, slices: tuple[tuple[int, int], ...]):
-    """numba ``run(Xi (B, Tx, W), Yi (G, Ty), Xf (B, Tx, Df, W), Yf (G, Ty, Df), ref (B,) int64, out (B, S, W))``:
-    the squared DTWs of B blocks of W = ``width`` lanes, lane l of block k being query sequence ``Xf[k, :, :,
-    l]`` against reference ``ref[k]``. Slices: when ``code_type`` (np.int16/np.int32) is given, first the
-    bit-code slice Xi/Yi (cost popcount(x ^ y)) in integer lanes, then the float slices ``slices`` (dims of
-    Xf/Yf). ``out[k, s, l]`` is DTW² of slice s (the integer total converted exactly). Generated source:
-    per query row, per vector of 8 lanes, the variables ``dg`` (previous row, previous column) and ``lf``
-    (this row, previous column) are carried along the sweep over the reference's frames in registers; ``pi``/
-    ``pf`` hold the previous row (before row 0: 0 at column −1, infinite elsewhere) and are overwritten in
-    place, each cell's old value read before being replaced."""
+    """numba ``run(Qi (Q, Tx), Ri (M, Ty), Qf (Q, Tx, D), Rf (M, Ty, D), qidx (B, W) int64, ref (B,) int64,
+    out (B, S, W))``: the squared DTWs of B blocks of W = ``width`` lanes, lane l of block k being query
+    ``qidx[k, l]`` against reference ``ref[k]``. Slices: when ``code_type`` (np.int16/np.int32, the dtype of
+    Qi/Ri) is given, first the bit-code slice Qi/Ri (cost popcount(x ^ y)) in integer lanes, then the float
+    slices ``slices`` ((lo, hi) dims of Qf/Rf). ``out[k, s, l]`` is DTW² of slice s (an integer total converted
+    exactly). Generated source: per query row, the lanes' query values are gathered into vectors; along the
+    sweep over the reference's frames, per vector of lanes and slice, ``dg`` (previous row, previous column)
+    and ``lf`` (this row, previous column) are carried in registers; ``pi``/``pf`` hold the previous row
+    (before row 0: 0 at column −1, infinite elsewhere), each cell read before it is overwritten in place."""
     key = (width, code_type, slices)
     if key in _KERNELS:
         return _KERNELS[key]
@@ -76,17 +76,17 @@ def _kernel(width: int, code_type: type | None, slices: tuple[tuple[int, int], .
     from mien.metrics import simd
 
     w, sf = width, len(slices)
-    nv = w // _VEC
     dims = sorted({d for lo, hi in slices for d in range(lo, hi)})
-    src = ["def run(Xi, Yi, Xf, Yf, ref, out):",
-           f"    nb, tx, ty = Xf.shape[0], {'Xi' if code_type else 'Xf'}.shape[1], "
-           f"{'Yi' if code_type else 'Yf'}.shape[1]",
-           "    df = Xf.shape[2]",
+    src = ["def run(Qi, Ri, Qf, Rf, qidx, ref, out):",
+           f"    nb, tx, ty = qidx.shape[0], {'Qi' if code_type else 'Qf'}.shape[1], "
+           f"{'Ri' if code_type else 'Rf'}.shape[1]",
            "    inf = vsplat(np.inf, 8)",
-           f"    pf = np.empty((ty + 1) * {sf * w})"]
+           f"    pf = np.empty((ty + 1) * {sf * w})",
+           f"    xf = np.empty({max(len(dims), 1) * w})"]
     if code_type:
         ct = code_type.__name__
         src += [f"    pi = np.empty((ty + 1) * {w}, np.{ct})",
+                f"    xc = np.empty({w}, np.{ct})",
                 f"    big = np.{ct}({np.iinfo(code_type).max})",
                 f"    vbig = vsplat(big, {w})"]
     src += ["    for k in range(nb):",
@@ -94,27 +94,29 @@ def _kernel(width: int, code_type: type | None, slices: tuple[tuple[int, int], .
             f"        pf[:] = np.inf; pf[:{sf * w}] = 0.0"]
     if code_type:
         src += [f"        pi[:] = big; pi[:{w}] = 0"]
-    src += ["        for a in range(tx):"]
+    src += ["        for a in range(tx):",
+            f"            for l in range({w}):",
+            "                q = qidx[k, l]",
+            *(["                xc[l] = Qi[q, a]"] if code_type else []),
+            *[f"                xf[{j * w} + l] = Qf[q, a, {d}]" for j, d in enumerate(dims)]]
     if code_type:
-        src += [f"            xi = vload(Xi, (k * tx + a) * {w}, {w})",
+        src += [f"            xi = vload(xc, 0, {w})",
                 f"            idg = vload(pi, 0, {w}); vstore(pi, 0, vbig); ilf = vbig"]
-    if sf:
-        src += [f"            xr = (k * tx + a) * df * {w}"]
-    for v in range(nv):
-        src += [f"            x{d}_{v} = vload(Xf, xr + {d * w + v * _VEC}, 8)" for d in dims]
+    for v in range(w // _VEC):
+        src += [f"            x{d}_{v} = vload(xf, {j * w + v * _VEC}, 8)" for j, d in enumerate(dims)]
         for s in range(sf):
             at = s * w + v * _VEC
             src += [f"            dg{s}_{v} = vload(pf, {at}, 8); vstore(pf, {at}, inf); lf{s}_{v} = inf"]
     src += ["            for b in range(ty):"]
     if code_type:
         src += [f"                iup = vload(pi, (b + 1) * {w}, {w})",
-                f"                ilf = vpopcount(xi ^ vsplat(Yi[g, b], {w})) + vmin(vmin(idg, iup), ilf)",
+                f"                ilf = vpopcount(xi ^ vsplat(Ri[g, b], {w})) + vmin(vmin(idg, iup), ilf)",
                 "                idg = iup",
                 f"                vstore(pi, (b + 1) * {w}, ilf)"]
     if sf:
-        src += [*[f"                y{d} = vsplat(Yf[g, b, {d}], 8)" for d in dims],
+        src += [*[f"                y{d} = vsplat(Rf[g, b, {d}], 8)" for d in dims],
                 f"                o = (b + 1) * {sf * w}"]
-    for v in range(nv):
+    for v in range(w // _VEC):
         for s, (lo, hi) in enumerate(slices):
             at = s * w + v * _VEC
             cost = " + ".join(f"e{d} * e{d}" for d in range(lo, hi))  # tslearn's order; 0.0 + e² == e²
@@ -133,19 +135,36 @@ def _kernel(width: int, code_type: type | None, slices: tuple[tuple[int, int], .
     return _KERNELS[key]
 
 
-_NO_CODES = np.zeros((1, 1, 1), np.int16)
+def _lockstep():
+    """numba ``run(Q (Q, T, D), R (M, T, D), cand_q, cand_r, lo, hi, out)``: ``out[i] = Σ_t ||Q[cand_q[i], t,
+    lo:hi] − R[cand_r[i], t, lo:hi]||²``, the cost of the diagonal warping path (an upper bound of DTW²)."""
+    if "lockstep" not in _KERNELS:
+        def run(Q, R, cand_q, cand_r, lo, hi, out):  # noqa: N803 - array names as in the docstring
+            for i in range(len(cand_q)):
+                q, r, acc = cand_q[i], cand_r[i], 0.0
+                for t in range(Q.shape[1]):
+                    for d in range(lo, hi):
+                        e = Q[q, t, d] - R[r, t, d]
+                        acc += e * e
+                out[i] = acc
+
+        _KERNELS["lockstep"] = _numba().njit(nogil=True, boundscheck=False)(run)
+    return _KERNELS["lockstep"]
+
+
+_NO_CODES = np.zeros((1, 1), np.int16)
 
 
 def dtw_multi(x: Any, y: Any, slices: tuple[tuple[int, int], ...]) -> np.ndarray:
     """DTW of two (T, D) sequences on each slice ``(lo, hi)`` of the feature axis: (S,) float64, each
     ``sqrt(min over warping paths Σ ||x_a[lo:hi] − y_b[lo:hi]||²)`` (``tslearn.metrics.dtw``, bit-identical).
     Lengths may differ. Needs numba."""
-    x = np.asarray(x, dtype=np.float64)
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float64)[None])
     y = np.ascontiguousarray(np.asarray(y, dtype=np.float64)[None])
     slices = tuple((int(lo), int(hi)) for lo, hi in slices)
-    xf = np.ascontiguousarray(np.repeat(x[None, :, :, None], _VEC, axis=3))  # one block, x in every lane
     out = np.empty((1, len(slices), _VEC))
-    _kernel(_VEC, None, slices)(_NO_CODES, _NO_CODES[0], xf, y, np.zeros(1, np.int64), out)
+    _kernel(_VEC, None, slices)(_NO_CODES, _NO_CODES, x, y, np.zeros((1, _VEC), np.int64), np.zeros(1, np.int64),
+                                out)  # x in all 8 lanes of one block
     return np.sqrt(out[0, :, 0])
 
 
@@ -199,22 +218,15 @@ def _run_calls(queries: np.ndarray, refs: np.ndarray, qcodes: np.ndarray | None,
                lanes: int, ex: ThreadPoolExecutor) -> np.ndarray:
     """(S, len(sel)) float64: the accumulated squared costs (DTW²) of the candidates ``sel`` on the packed
     slice (when ``qcodes`` is given, integer codes) then the float slices ``fslices``; kernel calls of up to
-    ``lanes`` lanes (at least one block) in the threads of ``ex``."""
+    ``lanes`` lanes (at least one block) in the threads of ``ex``. queries/refs C-contiguous float64."""
     code_type = None if qcodes is None else qcodes.dtype.type
-    fdims = np.array([d for lo, hi in fslices for d in range(lo, hi)], dtype=np.int64)
-    bounds = np.cumsum([0] + [hi - lo for lo, hi in fslices])
-    local = tuple(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
     ns = int(code_type is not None) + len(fslices)
-    yf = np.ascontiguousarray(refs[:, :, fdims])  # (M, Ty, Df), indexed by reference in the kernel
-    yi = _NO_CODES[0] if code_type is None else rcodes
+    qi, ri = (_NO_CODES, _NO_CODES) if code_type is None else (qcodes, rcodes)
     out = np.zeros((ns, len(cand_q)))
 
     def run(w: int, idx: np.ndarray) -> None:
-        q = cand_q[idx]  # (B, W)
-        xf = np.ascontiguousarray(queries[q][..., fdims].transpose(0, 2, 3, 1))  # (B, Tx, Df, W)
-        xi = _NO_CODES if code_type is None else np.ascontiguousarray(qcodes[q].transpose(0, 2, 1))
         acc = np.empty((len(idx), ns, w))
-        _kernel(w, code_type, local)(xi, yi, xf, yf, np.ascontiguousarray(cand_r[idx[:, 0]]), acc)
+        _kernel(w, code_type, fslices)(qi, ri, queries, refs, cand_q[idx], cand_r[idx[:, 0]], acc)
         out[:, idx.reshape(-1)] = acc.transpose(1, 0, 2).reshape(ns, -1)  # a padded lane repeats its copy
 
     calls = [(w, b[c:c + max(1, lanes // w)]) for w, b in _blocks(sel, cand_r).items()
@@ -248,8 +260,8 @@ def nearest_weighted_dtw(queries: np.ndarray, refs: np.ndarray, cand_q: np.ndarr
     Candidates are grouped by reference in blocks of 16 or 8 lanes (:func:`_blocks`); a kernel call takes
     blocks of one width, up to ``lanes`` lanes (at least one block); calls run in ``workers`` threads (default:
     the usable cores)."""
-    queries = np.asarray(queries, dtype=np.float64)
-    refs = np.asarray(refs, dtype=np.float64)
+    queries = np.ascontiguousarray(queries, dtype=np.float64)
+    refs = np.ascontiguousarray(refs, dtype=np.float64)
     cand_q, cand_r = np.asarray(cand_q, dtype=np.int64), np.asarray(cand_r, dtype=np.int64)
     weights = [float(w) for _, _, w in slices]
     tx, ty = queries.shape[1], refs.shape[1]
@@ -282,9 +294,7 @@ def nearest_weighted_dtw(queries: np.ndarray, refs: np.ndarray, cand_q: np.ndarr
             lo, hi = fslices[-1]
             w = weights[-1]
             lock = np.empty(len(cand_q))  # the last slice's cost along the diagonal path, ≥ its DTW
-            for c in range(0, len(cand_q), 256):
-                diff = queries[cand_q[c:c + 256], :, lo:hi] - refs[cand_r[c:c + 256], :, lo:hi]
-                lock[c:c + 256] = np.einsum("ntd,ntd->n", diff, diff)
+            _lockstep()(queries, refs, cand_q, cand_r, lo, hi, lock)
             upper = (bound + w * np.sqrt(lock)) * (1 + 1e-9)  # margin: a different order of summation
             least = np.full(len(queries), np.inf)
             np.minimum.at(least, cand_q, upper)
