@@ -148,6 +148,35 @@ def test_packed_slice_alone_and_calls_mixing_references_equal_pairwise():
         assert got.tolist() == full.tolist()
 
 
+def test_integer_au_path_equals_float_path_up_to_the_type_limit(monkeypatch):
+    """0/1 AU slices run in int16 lanes while max(Tx, Ty) · bits < 32767 (every cell's total is at most one
+    path's), int32 beyond, float64 past 31 bits; each gives the float path's value bit for bit, including
+    totals at the int16 limit (all 15 AUs differing on every frame of the longest sequence)."""
+    assert dtw._code_type(15, 750, 750) is np.int16 and dtw._code_type(15, 2184, 7) is np.int16  # 32,760
+    assert dtw._code_type(15, 7, 2185) is np.int32 and dtw._code_type(16, 5, 5) is np.int32  # 32,775; 16 bits
+    assert dtw._code_type(31, 5, 5) is np.int32 and dtw._code_type(32, 5, 5) is None
+    seen = []
+    real = dtw._kernel
+    monkeypatch.setattr(dtw, "_kernel", lambda w, code_type, sl: seen.append(code_type) or real(w, code_type, sl))
+    rng = np.random.default_rng(13)
+    au = ((0, 15, 1.0),)
+    for t, code_type in [(2184, np.int16), (2185, np.int32)]:
+        ones, zeros = np.ones((1, t, 15)), np.zeros((1, 3, 15))
+        seen.clear()
+        got = dtw.nearest_weighted_dtw(ones, zeros, [0], [0], au)[0]
+        assert seen == [code_type] and got == np.sqrt(15.0 * t) == dtw.dtw_multi(ones[0], zeros[0], [(0, 15)])[0]
+        x, y = (rng.random((2, t, 15)) < 0.5).astype(float), (rng.random((3, t - 40, 15)) < 0.5).astype(float)
+        got = dtw.nearest_weighted_dtw(x, y, [0, 1, 1], [2, 0, 1], au, prune=False)
+        want = [dtw.dtw_multi(x[0], y[2], [(0, 15)])[0],
+                min(dtw.dtw_multi(x[1], y[j], [(0, 15)])[0] for j in (0, 1))]
+        assert got.tolist() == want
+    wide = np.zeros((1, 4, 33))
+    wide[0, 1, :32] = 1
+    seen.clear()
+    got = dtw.nearest_weighted_dtw(wide, np.zeros((1, 4, 33)), [0], [0], ((0, 32, 1.0), (32, 33, 1.0)))[0]
+    assert seen == [None] and got == np.sqrt(32.0)  # 32 AUs: float path
+
+
 def test_pruning_completes_every_candidate_that_can_be_the_minimum():
     """Adversarial: the candidate with the lowest bound (AU + VA terms, expression deferred) is not the
     minimum; ties between candidates and between a bound and the best value."""
