@@ -142,6 +142,9 @@ def test_packed_slice_alone_and_calls_mixing_references_equal_pairwise():
     assert sorted(set(np.concatenate([b.reshape(-1) for b in blocks.values()]).tolist())) == list(range(33))
     assert all((cand_r[b] == cand_r[b[:, :1]]).all() for b in blocks.values())  # one reference per block
     assert sum(b.size for b in blocks.values()) - 33 < 8 * len(set(cand_r.tolist()))  # < 8 padded per reference
+    assert dtw._widths(((15, 17),)) == dtw._widths(((17, 25),)) == (16, 8)  # VA (+ packed AUs), expression
+    assert dtw._widths(((0, 15), (15, 17))) == (8,)  # non-binary AUs + VA: 16 lanes would spill registers
+    assert list(dtw._blocks(np.arange(33), cand_r, (8,))) == [8]
     full = _weighted_pairwise(queries, refs, cand_q, cand_r)
     for lanes in (64, 16, 3):  # several blocks (references) per call, one per call
         got = dtw.nearest_weighted_dtw(queries, refs, cand_q, cand_r, react.DTW_SLICES, 2, lanes)

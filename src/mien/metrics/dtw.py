@@ -49,6 +49,7 @@ __all__ = ["dtw_multi", "nearest_weighted_dtw", "usable_workers"]
 _KERNELS: dict[tuple, Any] = {}
 _VEC = 8  # float64 lanes per AVX-512 vector
 _WIDTHS = (16, 8)  # lanes per block: a reference's candidates run 16 at a time, the rest in one block of 16 or 8
+_REGISTERS = 24  # of AVX-512's 32 vector registers, for the query values and running cells of 16-lane blocks
 
 
 def _numba():
@@ -198,17 +199,25 @@ def usable_workers(workers: int | None) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _blocks(sel: np.ndarray, cand_r: np.ndarray) -> dict[int, np.ndarray]:
+def _widths(fslices: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
+    """Block widths for these float slices: 16 and 8 lanes when a 16-lane block's query values and running
+    cells (2 vectors × (dims + 2 per slice)) fit in ``_REGISTERS`` vector registers, else 8 (spilling them
+    costs more than 16 lanes save: 17 float dims, non-binary AUs with valence/arousal, run 15 % faster in 8)."""
+    need = 2 * sum(hi - lo + 2 for lo, hi in fslices)
+    return _WIDTHS if need <= _REGISTERS else _WIDTHS[-1:]
+
+
+def _blocks(sel: np.ndarray, cand_r: np.ndarray, widths: tuple[int, ...] = _WIDTHS) -> dict[int, np.ndarray]:
     """The candidates ``sel`` in blocks of one reference each: {width: (B, width) candidate indices}, a
-    reference's candidates 16 at a time, the rest in a block of 16 (more than 8 left) or 8, padded by
-    repeating its last candidate (a padded lane computes a copy)."""
+    reference's candidates ``widths[0]`` at a time, the rest in a block of the smallest width that holds them,
+    padded by repeating its last candidate (a padded lane computes a copy)."""
     order = sel[np.argsort(cand_r[sel], kind="stable")]
     groups = np.split(order, np.flatnonzero(np.diff(cand_r[order])) + 1) if len(order) else []
-    blocks: dict[int, list[np.ndarray]] = {w: [] for w in _WIDTHS}
+    blocks: dict[int, list[np.ndarray]] = {w: [] for w in widths}
     for group in groups:
-        for s in range(0, len(group), _WIDTHS[0]):
-            part = group[s:s + _WIDTHS[0]]
-            w = min(w for w in _WIDTHS if w >= len(part))
+        for s in range(0, len(group), widths[0]):
+            part = group[s:s + widths[0]]
+            w = min(w for w in widths if w >= len(part))
             blocks[w].append(np.r_[part, np.full(w - len(part), part[-1])])
     return {w: np.array(b, dtype=np.int64).reshape(-1, w) for w, b in blocks.items()}
 
@@ -229,7 +238,7 @@ def _run_calls(queries: np.ndarray, refs: np.ndarray, qcodes: np.ndarray | None,
         _kernel(w, code_type, fslices)(qi, ri, queries, refs, cand_q[idx], cand_r[idx[:, 0]], acc)
         out[:, idx.reshape(-1)] = acc.transpose(1, 0, 2).reshape(ns, -1)  # a padded lane repeats its copy
 
-    calls = [(w, b[c:c + max(1, lanes // w)]) for w, b in _blocks(sel, cand_r).items()
+    calls = [(w, b[c:c + max(1, lanes // w)]) for w, b in _blocks(sel, cand_r, _widths(fslices)).items()
              for c in range(0, len(b), max(1, lanes // w))]
     for f in [ex.submit(run, w, idx) for w, idx in calls]:
         f.result()
