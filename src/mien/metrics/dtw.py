@@ -233,13 +233,15 @@ def _run_calls(queries: np.ndarray, refs: np.ndarray, qcodes: np.ndarray | None,
     qi, ri = (_NO_CODES, _NO_CODES) if code_type is None else (qcodes, rcodes)
     out = np.zeros((ns, len(cand_q)))
 
+    blocks = _blocks(sel, cand_r, _widths(fslices))
+    kernels = {w: _kernel(w, code_type, fslices) for w, b in blocks.items() if len(b)}  # compiled here, once
+
     def run(w: int, idx: np.ndarray) -> None:
         acc = np.empty((len(idx), ns, w))
-        _kernel(w, code_type, fslices)(qi, ri, queries, refs, cand_q[idx], cand_r[idx[:, 0]], acc)
+        kernels[w](qi, ri, queries, refs, cand_q[idx], cand_r[idx[:, 0]], acc)
         out[:, idx.reshape(-1)] = acc.transpose(1, 0, 2).reshape(ns, -1)  # a padded lane repeats its copy
 
-    calls = [(w, b[c:c + max(1, lanes // w)]) for w, b in _blocks(sel, cand_r, _widths(fslices)).items()
-             for c in range(0, len(b), max(1, lanes // w))]
+    calls = [(w, b[c:c + max(1, lanes // w)]) for w, b in blocks.items() for c in range(0, len(b), max(1, lanes // w))]
     for f in [ex.submit(run, w, idx) for w, idx in calls]:
         f.result()
     return out[:, sel]
