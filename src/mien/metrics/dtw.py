@@ -15,25 +15,30 @@ values held in registers (:mod:`mien.metrics.simd`), so a cell costs one vector 
 row state, the reference frame's values broadcast. Blocks run in ``workers`` threads (the kernels release the
 GIL). A first slice whose values are all 0/1 (REACT's AU occurrences) is packed into integer bit codes: its
 cell cost is the popcount of an XOR, the squared differences being 0 or 1, and its recursion runs in int16
-lanes (16 candidates in one 256-bit vector) when ``max(Tx, Ty) · bits`` — a bound on every cell, the cost of
+lanes (a 16-lane block in one 256-bit vector) when ``max(Tx, Ty) · bits`` — a bound on every cell, the cost of
 one path through it — stays below int16's maximum (int32 up to int32's, the float path beyond): integer sums
 of small integers, exactly the float64 values. Fused with the float slices in one sweep it costs almost
 nothing. The last slice's DTW is computed only for the candidates that bounds cannot rule out (exact: see the
 function).
 
-CPU per lane and cell at T = 750 (2 shared Zen 4 cores): AU + valence/arousal 0.21 ns, expression 0.62 ns,
-against 0.97 and 0.91 ns for the previous kernel, whose lanes spanned a whole call (one loop per cell over
-all lanes: the running cell went through memory, three stores per vector and cell, and the AU costs were
-converted to float64). Tried and dropped before (same conditions): abandoning a DTW once its row minimum
-exceeds the best value (~2 % saved); fusing the cost and min-plus loops of the old kernel or advancing several
-rows per sweep (no gain); numba ``fastmath`` (no gain); a float32 pre-pass with rigorous error bounds (1.6×
-faster per lane, but the float64 recompute fragments the lanes: no gain end to end); cheap lower bounds on
-whole candidates (row/column minima of the cost matrix: a median 0.61 of the exact weighted sum, 70 % of the
-DTWs left; a DTW against 5-frame boxes: 0.76, 42 % left, at 1/5 of a DTW) — the deferred expression slice
-already needs only 47 % of its DTWs where the bound is 46.6 % with an oracle knowing each query's minimum, so
-ordering the candidates to prune against an exact value first gains nothing either. Lanes holding several
-references (the reference frame loaded per lane instead of broadcast) cost 11–25 % more per lane-cell than
-the padding they save; 32-lane float blocks spill registers on the 8-dim expression slice.
+Blocks are 16 lanes wide where a block's query values and running cells fit in the vector registers, else 8
+(:func:`_widths`). CPU per lane and cell at T = 750 (2 shared Zen 4 cores, alone in a kernel): AU (int16) +
+valence/arousal 0.21 ns, expression 0.62 ns, non-binary AUs + valence/arousal 1.8 ns (2.0 in 16-lane
+blocks); the previous kernel took 0.97, 0.91 and 2.5 ns: its lanes spanned a whole call, one loop per cell over
+all of them, so the running cell went through memory (three stores per vector and cell) and the AU costs were
+converted to float64
+(int32 accumulators there gained nothing; the int16 recursion riding along the VA sweep is nearly free, AU
+alone 0.03–0.04 ns). Tried and dropped (same conditions): abandoning a DTW once its row minimum exceeds the
+best value (~2 % saved); fusing loops or advancing several rows per sweep in the old kernel (no gain); numba
+``fastmath`` (no gain); a float32 pre-pass with rigorous error bounds (1.6× faster per lane, but the float64
+recompute fragments the lanes: no gain end to end); cheap lower bounds on whole candidates (row/column minima
+of the cost matrix: a median 0.61 of the exact weighted sum, 70 % of the DTWs left; a DTW against 5-frame
+boxes: 0.76, 42 % left, at 1/5 of a DTW). The deferred expression slice is computed for 49 % of the
+candidates on the benchmark's data; with the same bound an oracle knowing each query's minimum would still
+need 46.6 %, so computing a likely minimum first, to prune against its exact value, gains nothing. Blocks
+mixing references (the reference frame loaded per lane instead of broadcast) cost 11 % (expression) to 25 %
+(AU + VA) more per lane and cell, against padding of ~17 % and 7 % of the lanes: not pursued. 32-lane float
+blocks spill registers on the expression slice (0.85 ns).
 """
 
 from __future__ import annotations
@@ -202,7 +207,7 @@ def usable_workers(workers: int | None) -> int:
 def _widths(fslices: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
     """Block widths for these float slices: 16 and 8 lanes when a 16-lane block's query values and running
     cells (2 vectors × (dims + 2 per slice)) fit in ``_REGISTERS`` vector registers, else 8 (spilling them
-    costs more than 16 lanes save: 17 float dims, non-binary AUs with valence/arousal, run 15 % faster in 8)."""
+    costs more than 16 lanes save: non-binary AUs with valence/arousal, 17 float dims, run ~12 % faster in 8)."""
     need = 2 * sum(hi - lo + 2 for lo, hi in fslices)
     return _WIDTHS if need <= _REGISTERS else _WIDTHS[-1:]
 
