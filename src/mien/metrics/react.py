@@ -25,7 +25,7 @@ reactions against one listener in SIMD lanes held in registers, in ``workers`` t
 bit-packed (popcount costs, int16 lanes) and the expression DTW skipped where bounds prove the candidate is
 not the minimum (exact). FRCorr and FRSyn are batched in numpy (FFT for the 99 lags) over ``workers``
 threads. ``benchmarks/react_metrics.py`` (N=1000, R=10, T=750, 4 appropriate listeners per speaker, 2 shared
-vCPUs): ~32× the official-style code in CPU time (FRDist ~26×, FRCorr 66×, FRSyn 69×). FRDist needs
+vCPUs): ~32× the official-style code in CPU time (FRDist ~28×, FRCorr ~60×, FRSyn ~65×). FRDist needs
 ``numba`` (the ``react`` extra); the rest needs numpy/scipy only.
 """
 
