@@ -125,8 +125,8 @@ def test_nearest_weighted_dtw_packed_and_float_paths_equal_pairwise_bitwise(bina
 
 
 def test_packed_slice_alone_and_calls_mixing_references_equal_pairwise():
-    """A lone 0/1 slice (no float slice: the kernel has only the popcount loop), and kernel calls that hold
-    several references' candidates padded to whole vectors (the lanes of one reference keep its costs)."""
+    """A lone 0/1 slice (no float slice: the kernel has only the popcount recursion), and kernel calls that hold
+    several references' blocks, each padded to 16 or 8 lanes (the lanes of one reference keep its costs)."""
     rng = np.random.default_rng(12)
     queries, refs = synth(rng, (11,), 17), synth(rng, (7,), 17)
     cand_q, cand_r = np.repeat(np.arange(11), 3), rng.integers(0, 7, 33)
@@ -137,14 +137,47 @@ def test_packed_slice_alone_and_calls_mixing_references_equal_pairwise():
     for lanes, prune in [(40, True), (5, False), (16, True)]:
         got = dtw.nearest_weighted_dtw(queries, refs, cand_q, cand_r, au, 1, lanes, prune)
         assert got.tolist() == want.tolist()
-    calls = dtw._pieces(np.arange(33), cand_r, 16, 8)
-    assert sorted(np.concatenate([np.concatenate(c) for c in calls]).tolist()) == list(range(33))
-    assert all(len({int(cand_r[i]) for i in piece}) == 1 for c in calls for piece in c)
-    assert all(sum(-(-len(p) // 8) * 8 for p in c) <= 16 for c in calls) and max(len(c) for c in calls) > 1
+    blocks = dtw._blocks(np.arange(33), cand_r)
+    assert sorted(blocks) == [8, 16] and all(b.shape[1] == w for w, b in blocks.items())
+    assert sorted(set(np.concatenate([b.reshape(-1) for b in blocks.values()]).tolist())) == list(range(33))
+    assert all((cand_r[b] == cand_r[b[:, :1]]).all() for b in blocks.values())  # one reference per block
+    assert sum(b.size for b in blocks.values()) - 33 < 8 * len(set(cand_r.tolist()))  # < 8 padded per reference
+    assert dtw._widths(((15, 17),)) == dtw._widths(((17, 25),)) == (16, 8)  # VA (+ packed AUs), expression
+    assert dtw._widths(((0, 15), (15, 17))) == (8,)  # non-binary AUs + VA: 16 lanes would spill registers
+    assert list(dtw._blocks(np.arange(33), cand_r, (8,))) == [8]
     full = _weighted_pairwise(queries, refs, cand_q, cand_r)
-    for lanes in (16, 3):
+    for lanes in (64, 16, 3):  # several blocks (references) per call, one per call
         got = dtw.nearest_weighted_dtw(queries, refs, cand_q, cand_r, react.DTW_SLICES, 2, lanes)
         assert got.tolist() == full.tolist()
+
+
+def test_integer_au_path_equals_float_path_up_to_the_type_limit(monkeypatch):
+    """0/1 AU slices run in int16 lanes while max(Tx, Ty) · bits < 32767 (every cell's total is at most one
+    path's), int32 beyond, float64 past 31 bits; each gives the float path's value bit for bit, including
+    totals at the int16 limit (all 15 AUs differing on every frame of the longest sequence)."""
+    assert dtw._code_type(15, 750, 750) is np.int16 and dtw._code_type(15, 2184, 7) is np.int16  # 32,760
+    assert dtw._code_type(15, 7, 2185) is np.int32 and dtw._code_type(16, 5, 5) is np.int32  # 32,775; 16 bits
+    assert dtw._code_type(31, 5, 5) is np.int32 and dtw._code_type(32, 5, 5) is None
+    seen = []
+    real = dtw._kernel
+    monkeypatch.setattr(dtw, "_kernel", lambda w, code_type, sl: seen.append(code_type) or real(w, code_type, sl))
+    rng = np.random.default_rng(13)
+    au = ((0, 15, 1.0),)
+    for t, code_type in [(2184, np.int16), (2185, np.int32)]:
+        ones, zeros = np.ones((1, t, 15)), np.zeros((1, 3, 15))
+        seen.clear()
+        got = dtw.nearest_weighted_dtw(ones, zeros, [0], [0], au)[0]
+        assert seen == [code_type] and got == np.sqrt(15.0 * t) == dtw.dtw_multi(ones[0], zeros[0], [(0, 15)])[0]
+        x, y = (rng.random((2, t, 15)) < 0.5).astype(float), (rng.random((3, t - 40, 15)) < 0.5).astype(float)
+        got = dtw.nearest_weighted_dtw(x, y, [0, 1, 1], [2, 0, 1], au, prune=False)
+        want = [dtw.dtw_multi(x[0], y[2], [(0, 15)])[0],
+                min(dtw.dtw_multi(x[1], y[j], [(0, 15)])[0] for j in (0, 1))]
+        assert got.tolist() == want
+    wide = np.zeros((1, 4, 33))
+    wide[0, 1, :32] = 1
+    seen.clear()
+    got = dtw.nearest_weighted_dtw(wide, np.zeros((1, 4, 33)), [0], [0], ((0, 32, 1.0), (32, 33, 1.0)))[0]
+    assert seen == [None] and got == np.sqrt(32.0)  # 32 AUs: float path
 
 
 def test_pruning_completes_every_candidate_that_can_be_the_minimum():

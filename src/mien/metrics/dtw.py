@@ -3,30 +3,42 @@
 
 DTW here is ``tslearn.metrics.dtw``: ``sqrt(min over warping paths π of Σ_{(a,b)∈π} ||x_a − y_b||²)``, no band,
 each slice of the feature axis warped on its own. The kernels are generated numba code, compiled on first use
-(``numba``, the ``react`` extra), bit-identical to tslearn: the same per-cell sums of squared differences in the
-same order and the same min-plus recursion.
+(``numba``, the ``react`` extra), bit-identical to tslearn: per cell the squared differences summed in
+tslearn's order (``0.0 + d₀² + d₁² + …``, the leading ``0.0 +`` being exact), then
+``D[a, b] = cost + min(D[a−1, b−1], D[a−1, b], D[a, b−1])`` (a minimum is exact in any order).
 
 :func:`nearest_weighted_dtw` computes, for many query sequences, the minimum over each query's candidate
-references of ``Σ_s w_s DTW(x[:, s], y[:, s])``. Many queries against one reference advance together in SIMD
-lanes, in ``workers`` threads (the kernels release the GIL). A slice whose values are all 0/1 (REACT's AU
-occurrences) is packed into integer bit codes: its cell cost is the popcount of an XOR — exact, the squared
-differences are 0 or 1 and their sums are small integers. The last slice's DTW is computed only for the
-candidates that bounds cannot rule out (exact: see the function). A kernel call may hold several references,
-each one's lanes padded to whole AVX-512 vectors (a lane count off the vector width runs up to 3× slower per
-lane): ~10 % less CPU than one reference per call.
+references of ``Σ_s w_s DTW(x[:, s], y[:, s])``. A kernel runs blocks of 16 or 8 candidates of one reference in
+SIMD lanes (float64: one lane per candidate in 8-lane AVX-512 vectors), row by row over the query, sweeping the
+reference's frames; each row's running cell and the previous row's diagonal cell of every lane are vector
+values held in registers (:mod:`mien.metrics.simd`), so a cell costs one vector load and one store of the
+row state, the reference frame's values broadcast. Blocks run in ``workers`` threads (the kernels release the
+GIL). A first slice whose values are all 0/1 (REACT's AU occurrences) is packed into integer bit codes: its
+cell cost is the popcount of an XOR, the squared differences being 0 or 1, and its recursion runs in int16
+lanes (a 16-lane block in one 256-bit vector) when ``max(Tx, Ty) · bits`` — a bound on every cell, the cost of
+one path through it — stays below int16's maximum (int32 up to int32's, the float path beyond): integer sums
+of small integers, exactly the float64 values. Fused with the float slices in one sweep it costs almost
+nothing. The last slice's DTW is computed only for the candidates that bounds cannot rule out (exact: see the
+function).
 
-Tried and dropped, for the record (CPU per candidate pair at T = 750 on the benchmark's data, 2 shared cores):
-abandoning a DTW once its row minimum exceeds the best value (the row minimum grows too late to prune: ~2 %
-saved on REACT-like data); fusing the cost and min-plus loops or advancing several rows per sweep (slower or no
-gain); int32 accumulators for the packed AUs (no gain); numba ``fastmath`` nnan/nsz (no gain). Cheap lower
-bounds to prune whole candidates: the row/column minima of the cost matrix (Σ_a min_b c, Σ_b min_a c) reach a
-median 0.61 of the exact weighted sum and leave 70 % of the DTWs to compute while costing the cost matrix (most
-of a DTW); a DTW of x against 5-frame boxes of y (0.76, 42 % left) costs 1/5 of a DTW per slice and candidate,
-no better than deferring the expression slice; ordering the slices VA, AU, expression saves ~8 % in a cost model
-(not worth a third pass). A float32 pre-pass with rigorous error bounds (input rounding η√(n·D) plus γ_n for the
-sums: intervals ~1e-4 wide, so only ~1 candidate per query needs float64): the float32 kernel is 1.6× faster
-per lane, but the float64 recompute then runs a few lanes per reference and the float32 pass fragments the same
-way: 1.00 vs 0.99 ms per pair end to end, so it was dropped.
+Blocks are 16 lanes wide where a block's query values and running cells fit in the vector registers, else 8
+(:func:`_widths`). CPU per lane and cell at T = 750 (2 shared Zen 4 cores, alone in a kernel): AU (int16) +
+valence/arousal 0.21 ns, expression 0.62 ns, non-binary AUs + valence/arousal 1.8 ns (2.0 in 16-lane
+blocks); the previous kernel took 0.97, 0.91 and 2.5 ns: its lanes spanned a whole call, one loop per cell over
+all of them, so the running cell went through memory (three stores per vector and cell) and the AU costs were
+converted to float64
+(int32 accumulators there gained nothing; the int16 recursion riding along the VA sweep is nearly free, AU
+alone 0.03–0.04 ns). Tried and dropped (same conditions): abandoning a DTW once its row minimum exceeds the
+best value (~2 % saved); fusing loops or advancing several rows per sweep in the old kernel (no gain); numba
+``fastmath`` (no gain); a float32 pre-pass with rigorous error bounds (1.6× faster per lane, but the float64
+recompute fragments the lanes: no gain end to end); cheap lower bounds on whole candidates (row/column minima
+of the cost matrix: a median 0.61 of the exact weighted sum, 70 % of the DTWs left; a DTW against 5-frame
+boxes: 0.76, 42 % left, at 1/5 of a DTW). The deferred expression slice is computed for 49 % of the
+candidates on the benchmark's data; with the same bound an oracle knowing each query's minimum would still
+need 46.6 %, so computing a likely minimum first, to prune against its exact value, gains nothing. Blocks
+mixing references (the reference frame loaded per lane instead of broadcast) cost 11 % (expression) to 25 %
+(AU + VA) more per lane and cell, against padding of ~17 % and 7 % of the lanes: not pursued. 32-lane float
+blocks spill registers on the expression slice (0.85 ns).
 """
 
 from __future__ import annotations
@@ -39,8 +51,10 @@ import numpy as np
 
 __all__ = ["dtw_multi", "nearest_weighted_dtw", "usable_workers"]
 
-_BIG = 1 << 30  # "infinity" of the int32 recursion: 15 × path length stays far below it
 _KERNELS: dict[tuple, Any] = {}
+_VEC = 8  # float64 lanes per AVX-512 vector
+_WIDTHS = (16, 8)  # lanes per block: a reference's candidates run 16 at a time, the rest in one block of 16 or 8
+_REGISTERS = 24  # of AVX-512's 32 vector registers, for the query values and running cells of 16-lane blocks
 
 
 def _numba():
@@ -51,91 +65,128 @@ def _numba():
     return numba
 
 
-def _kernel(slices: tuple[tuple[int, int], ...], packed: bool):
-    """numba ``advance(Xf (Tx, Df, L), Xb (Tx, L) int32, Yf (G, Ty, Df), Yb (G, Ty) int32, gs (G+1,) int64,
-    pf (Ty+1, S, L), a0, a1) -> pf``: rows a0…a1−1 of the DTW recursions of L lanes, lanes gs[g]…gs[g+1]−1
-    against reference g. Slices: when ``packed``, first the bit-code slice Xb/Yb (cost popcount(x ^ y), an exact
-    integer), then the float slices ``slices`` of Xf. pf holds the accumulated costs of the row before a0
-    (before row 0: 0 at column 0, inf elsewhere) and comes back holding row a1−1. Per cell: one vectorised loop
-    per reference over its lanes computes each slice's cost with the dimensions unrolled (tslearn's order of
-    summation), then one loop over all (slice, lane) pairs of the row does the min-plus step on flat views
-    (``left`` carries the row's last cell, so no loop reads what it writes; the views are made once per row: a
-    view per cell costs more than the cell; unsigned lane bounds: with signed ones numba's negative-index
-    wraparound keeps the loops from vectorising, 3× slower). Generated source, compiled on first use."""
-    key = (slices, packed)
-    if key not in _KERNELS:
-        numba = _numba()
-        dims = sorted({d for lo, hi in slices for d in range(lo, hi)})
-        cost = []
-        for s, (lo, hi) in enumerate(slices, start=int(packed)):
-            terms = " + ".join(f"(xa[{d}, l] - y{d}) * (xa[{d}, l] - y{d})" for d in range(lo, hi))
-            cost.append(f"                    c[{s}, l] = {terms}")
-        popcount = ["                u = xb[l] ^ yv",  # SWAR popcount of a code of at most 30 bits
-                    "                u = u - ((u >> 1) & 0x55555555)",
-                    "                u = (u & 0x33333333) + ((u >> 2) & 0x33333333)",
-                    "                u = (u + (u >> 4)) & 0x0F0F0F0F",
-                    "                u = u + (u >> 8)",
-                    "                c[0, l] = (u + (u >> 16)) & 0x3F"]
-        src = [
-            "def advance(Xf, Xb, Yf, Yb, gs, pf, a0, a1):",
-            "    ty, nl, ns, ng = Yf.shape[1], Xf.shape[2], pf.shape[1], Yf.shape[0]",
-            "    m = ns * nl",
-            "    qf = np.empty_like(pf)",
-            "    c = np.empty((ns, nl))",
-            "    c1 = c.reshape(-1)",
-            "    lf = np.empty(m)",
-            "    for a in range(a0, a1):",
-            "        xa = Xf[a]",
-            *(["        xb = Xb[a]"] if packed else []),
-            "        qf[0] = np.inf",
-            "        lf[:] = np.inf",
-            "        p1 = pf.reshape(-1)",
-            "        q1 = qf.reshape(-1)",
-            "        for b in range(ty):",
-            "            for g in range(ng):",
-            "                l0, l1 = np.uint64(gs[g]), np.uint64(gs[g + 1])",  # unsigned: no wraparound checks
-            *([*[f"                y{d} = Yf[g, b, {d}]" for d in dims],
-               "                for l in range(l0, l1):", *cost] if cost else []),
-            *(["                yv = Yb[g, b]",
-               "                for l in range(l0, l1):",
-               *["    " + line for line in popcount]] if packed else []),
-            "            o = b * m",
-            "            for i in range(m):",
-            "                v = c1[i] + min(min(p1[o + i], p1[o + m + i]), lf[i])",
-            "                lf[i] = v",
-            "                q1[o + m + i] = v",
-            "        pf, qf = qf, pf",
-            "    return pf",
-        ]
-        ns: dict[str, Any] = {"np": np}
-        exec(compile("\n".join(src), "<mien.metrics.dtw kernel>", "exec"), ns)  # noqa: S102 - generated above
-        _KERNELS[key] = numba.njit(nogil=True, boundscheck=False)(ns["advance"])
+def _kernel(width: int, code_type: type | None, slices: tuple[tuple[int, int], ...]):
+    """numba ``run(Qi (Q, Tx), Ri (M, Ty), Qf (Q, Tx, D), Rf (M, Ty, D), qidx (B, W) int64, ref (B,) int64,
+    out (B, S, W))``: the squared DTWs of B blocks of W = ``width`` lanes, lane l of block k being query
+    ``qidx[k, l]`` against reference ``ref[k]``. Slices: when ``code_type`` (np.int16/np.int32, the dtype of
+    Qi/Ri) is given, first the bit-code slice Qi/Ri (cost popcount(x ^ y)) in integer lanes, then the float
+    slices ``slices`` ((lo, hi) dims of Qf/Rf). ``out[k, s, l]`` is DTW² of slice s (an integer total converted
+    exactly). Generated source: per query row, the lanes' query values are gathered into vectors; along the
+    sweep over the reference's frames, per vector of lanes and slice, ``dg`` (previous row, previous column)
+    and ``lf`` (this row, previous column) are carried in registers; ``pi``/``pf`` hold the previous row
+    (before row 0: 0 at column −1, infinite elsewhere), each cell read before it is overwritten in place."""
+    key = (width, code_type, slices)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    numba = _numba()
+    from mien.metrics import simd
+
+    w, sf = width, len(slices)
+    dims = sorted({d for lo, hi in slices for d in range(lo, hi)})
+    src = ["def run(Qi, Ri, Qf, Rf, qidx, ref, out):",
+           f"    nb, tx, ty = qidx.shape[0], {'Qi' if code_type else 'Qf'}.shape[1], "
+           f"{'Ri' if code_type else 'Rf'}.shape[1]",
+           "    inf = vsplat(np.inf, 8)",
+           f"    pf = np.empty((ty + 1) * {sf * w})",
+           f"    xf = np.empty({max(len(dims), 1) * w})"]
+    if code_type:
+        ct = code_type.__name__
+        src += [f"    pi = np.empty((ty + 1) * {w}, np.{ct})",
+                f"    xc = np.empty({w}, np.{ct})",
+                f"    big = np.{ct}({np.iinfo(code_type).max})",
+                f"    vbig = vsplat(big, {w})"]
+    src += ["    for k in range(nb):",
+            "        g = ref[k]",
+            f"        pf[:] = np.inf; pf[:{sf * w}] = 0.0"]
+    if code_type:
+        src += [f"        pi[:] = big; pi[:{w}] = 0"]
+    src += ["        for a in range(tx):",
+            f"            for l in range({w}):",
+            "                q = qidx[k, l]",
+            *(["                xc[l] = Qi[q, a]"] if code_type else []),
+            *[f"                xf[{j * w} + l] = Qf[q, a, {d}]" for j, d in enumerate(dims)]]
+    if code_type:
+        src += [f"            xi = vload(xc, 0, {w})",
+                f"            idg = vload(pi, 0, {w}); vstore(pi, 0, vbig); ilf = vbig"]
+    for v in range(w // _VEC):
+        src += [f"            x{d}_{v} = vload(xf, {j * w + v * _VEC}, 8)" for j, d in enumerate(dims)]
+        for s in range(sf):
+            at = s * w + v * _VEC
+            src += [f"            dg{s}_{v} = vload(pf, {at}, 8); vstore(pf, {at}, inf); lf{s}_{v} = inf"]
+    src += ["            for b in range(ty):"]
+    if code_type:
+        src += [f"                iup = vload(pi, (b + 1) * {w}, {w})",
+                f"                ilf = vpopcount(xi ^ vsplat(Ri[g, b], {w})) + vmin(vmin(idg, iup), ilf)",
+                "                idg = iup",
+                f"                vstore(pi, (b + 1) * {w}, ilf)"]
+    if sf:
+        src += [*[f"                y{d} = vsplat(Rf[g, b, {d}], 8)" for d in dims],
+                f"                o = (b + 1) * {sf * w}"]
+    for v in range(w // _VEC):
+        for s, (lo, hi) in enumerate(slices):
+            at = s * w + v * _VEC
+            cost = " + ".join(f"e{d} * e{d}" for d in range(lo, hi))  # tslearn's order; 0.0 + e² == e²
+            src += [f"                {'; '.join(f'e{d} = x{d}_{v} - y{d}' for d in range(lo, hi))}",
+                    f"                up = vload(pf, o + {at}, 8)",
+                    f"                lf{s}_{v} = ({cost}) + vmin(vmin(dg{s}_{v}, up), lf{s}_{v})",
+                    f"                dg{s}_{v} = up",
+                    f"                vstore(pf, o + {at}, lf{s}_{v})"]
+    src += [f"        for l in range({w}):"]
+    if code_type:
+        src += [f"            out[k, 0, l] = pi[ty * {w} + l]"]
+    src += [f"            out[k, {s + bool(code_type)}, l] = pf[ty * {sf * w} + {s * w} + l]" for s in range(sf)]
+    ns: dict[str, Any] = {"np": np, **{name: getattr(simd, name) for name in simd.__all__}}
+    exec(compile("\n".join(src), "<mien.metrics.dtw kernel>", "exec"), ns)  # noqa: S102 - generated above
+    _KERNELS[key] = numba.njit(nogil=True, boundscheck=False)(ns["run"])
     return _KERNELS[key]
 
 
-def _start(ty: int, ns: int, nl: int) -> np.ndarray:
-    pf = np.full((ty + 1, ns, nl), np.inf)
-    pf[0] = 0.0
-    return pf
+def _lockstep():
+    """numba ``run(Q (Q, T, D), R (M, T, D), cand_q, cand_r, lo, hi, out)``: ``out[i] = Σ_t ||Q[cand_q[i], t,
+    lo:hi] − R[cand_r[i], t, lo:hi]||²``, the cost of the diagonal warping path (an upper bound of DTW²)."""
+    if "lockstep" not in _KERNELS:
+        def run(Q, R, cand_q, cand_r, lo, hi, out):  # noqa: N803 - array names as in the docstring
+            for i in range(len(cand_q)):
+                q, r, acc = cand_q[i], cand_r[i], 0.0
+                for t in range(Q.shape[1]):
+                    for d in range(lo, hi):
+                        e = Q[q, t, d] - R[r, t, d]
+                        acc += e * e
+                out[i] = acc
+
+        _KERNELS["lockstep"] = _numba().njit(nogil=True, boundscheck=False)(run)
+    return _KERNELS["lockstep"]
 
 
-_NO_CODES = np.zeros((1, 1), np.int32)
+_NO_CODES = np.zeros((1, 1), np.int16)
 
 
 def dtw_multi(x: Any, y: Any, slices: tuple[tuple[int, int], ...]) -> np.ndarray:
     """DTW of two (T, D) sequences on each slice ``(lo, hi)`` of the feature axis: (S,) float64, each
     ``sqrt(min over warping paths Σ ||x_a[lo:hi] − y_b[lo:hi]||²)`` (``tslearn.metrics.dtw``, bit-identical).
     Lengths may differ. Needs numba."""
-    x = np.ascontiguousarray(np.asarray(x, dtype=np.float64)[:, :, None])
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float64)[None])
     y = np.ascontiguousarray(np.asarray(y, dtype=np.float64)[None])
     slices = tuple((int(lo), int(hi)) for lo, hi in slices)
-    gs = np.array([0, 1], np.int64)
-    pf = _kernel(slices, False)(x, _NO_CODES, y, _NO_CODES, gs, _start(y.shape[1], len(slices), 1), 0, len(x))
-    return np.sqrt(pf[-1, :, 0])
+    out = np.empty((1, len(slices), _VEC))
+    _kernel(_VEC, None, slices)(_NO_CODES, _NO_CODES, x, y, np.zeros((1, _VEC), np.int64), np.zeros(1, np.int64),
+                                out)  # x in all 8 lanes of one block
+    return np.sqrt(out[0, :, 0])
+
+
+def _code_type(bits: int, tx: int, ty: int) -> type | None:
+    """The integer type for the DTW of a ``bits``-dim 0/1 slice packed in codes: every cell's accumulated cost
+    is at most one path's, ``max(tx, ty) · bits``, which must stay below the type's maximum (the recursion's
+    "infinity"); np.int16, np.int32, or None (the float path)."""
+    for t in (np.int16, np.int32):
+        if bits < np.iinfo(t).bits and max(tx, ty) * bits < np.iinfo(t).max:
+            return t
+    return None
 
 
 def _pack(z: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
-    """(M, T, D) → (M, T) int32 bit codes of z[..., lo:hi] when all those values are 0 or 1, else None."""
+    """(M, T, D) → (M, T) int32 bit codes of z[..., lo:hi] (< 31 dims) when all those values are 0 or 1, else
+    None."""
     codes = np.zeros(z.shape[:2], np.int32)
     for c in range(0, len(z), 64):  # chunks bound the temporaries
         part = z[c:c + 64, :, lo:hi]
@@ -153,64 +204,57 @@ def usable_workers(workers: int | None) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _pieces(sel: np.ndarray, cand_r: np.ndarray, lanes: int, width: int) -> list[list[np.ndarray]]:
-    """Kernel calls for the candidates ``sel``: each call a list of pieces (candidates of one reference, each
-    padded to a multiple of ``width`` lanes in the call), together at most ``lanes`` padded lanes (a piece
-    alone may reach ``lanes`` rounded up). A lane count off the SIMD width runs far slower, and references
-    with few candidates share a call instead of running short of lanes."""
+def _widths(fslices: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
+    """Block widths for these float slices: 16 and 8 lanes when a 16-lane block's query values and running
+    cells (2 vectors × (dims + 2 per slice)) fit in ``_REGISTERS`` vector registers, else 8 (spilling them
+    costs more than 16 lanes save: non-binary AUs with valence/arousal, 17 float dims, run ~12 % faster in 8)."""
+    need = 2 * sum(hi - lo + 2 for lo, hi in fslices)
+    return _WIDTHS if need <= _REGISTERS else _WIDTHS[-1:]
+
+
+def _blocks(sel: np.ndarray, cand_r: np.ndarray, widths: tuple[int, ...] = _WIDTHS) -> dict[int, np.ndarray]:
+    """The candidates ``sel`` in blocks of one reference each: {width: (B, width) candidate indices}, a
+    reference's candidates ``widths[0]`` at a time, the rest in a block of the smallest width that holds them,
+    padded by repeating its last candidate (a padded lane computes a copy)."""
     order = sel[np.argsort(cand_r[sel], kind="stable")]
     groups = np.split(order, np.flatnonzero(np.diff(cand_r[order])) + 1) if len(order) else []
-    pieces = sorted((p for g in groups for p in np.array_split(g, -(-len(g) // lanes))), key=len, reverse=True)
-    calls: list[list[np.ndarray]] = []
-    free: list[int] = []
-    for piece in pieces:  # first fit, longest first
-        need = -(-len(piece) // width) * width
-        i = next((i for i, f in enumerate(free) if f >= need), len(calls))
-        if i == len(calls):
-            calls.append([])
-            free.append(max(lanes, need))
-        calls[i].append(piece)
-        free[i] -= need
-    return calls
+    blocks: dict[int, list[np.ndarray]] = {w: [] for w in widths}
+    for group in groups:
+        for s in range(0, len(group), widths[0]):
+            part = group[s:s + widths[0]]
+            w = min(w for w in widths if w >= len(part))
+            blocks[w].append(np.r_[part, np.full(w - len(part), part[-1])])
+    return {w: np.array(b, dtype=np.int64).reshape(-1, w) for w, b in blocks.items()}
 
 
 def _run_calls(queries: np.ndarray, refs: np.ndarray, qcodes: np.ndarray | None, rcodes: np.ndarray | None,
                cand_q: np.ndarray, cand_r: np.ndarray, sel: np.ndarray, fslices: tuple[tuple[int, int], ...],
                lanes: int, ex: ThreadPoolExecutor) -> np.ndarray:
     """(S, len(sel)) float64: the accumulated squared costs (DTW²) of the candidates ``sel`` on the packed
-    slice (when ``qcodes`` is given) then the float slices ``fslices``."""
-    pack = qcodes is not None
-    fdims = np.array([d for lo, hi in fslices for d in range(lo, hi)], dtype=np.int64)
-    bounds = np.cumsum([0] + [hi - lo for lo, hi in fslices])
-    kernel = _kernel(tuple(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)), pack)
-    width = 8  # float64 lanes of an AVX-512 vector
-    ns = int(pack) + len(fslices)
+    slice (when ``qcodes`` is given, integer codes) then the float slices ``fslices``; kernel calls of up to
+    ``lanes`` lanes (at least one block) in the threads of ``ex``. queries/refs C-contiguous float64."""
+    code_type = None if qcodes is None else qcodes.dtype.type
+    ns = int(code_type is not None) + len(fslices)
+    qi, ri = (_NO_CODES, _NO_CODES) if code_type is None else (qcodes, rcodes)
     out = np.zeros((ns, len(cand_q)))
 
-    def run(call: list[np.ndarray]) -> None:
-        qs, gs = [], [0]
-        for piece in call:
-            q = cand_q[piece]
-            qs.append(np.r_[q, np.full(-len(q) % width, q[-1])])
-            gs.append(gs[-1] + len(qs[-1]))
-        q = np.concatenate(qs)
-        rs = np.array([cand_r[piece[0]] for piece in call])
-        xf = np.ascontiguousarray(queries[q][:, :, fdims].transpose(1, 2, 0))  # (T, Df, L)
-        xb = np.ascontiguousarray(qcodes[q].T) if pack else _NO_CODES
-        yf = np.ascontiguousarray(refs[rs][:, :, fdims])  # (G, T, Df)
-        yb = np.ascontiguousarray(rcodes[rs]) if pack else _NO_CODES
-        acc = kernel(xf, xb, yf, yb, np.array(gs, np.int64), _start(yf.shape[1], ns, len(q)), 0,
-                     len(xf))[-1]
-        for piece, g0 in zip(call, gs, strict=False):
-            out[:, piece] = acc[:, g0:g0 + len(piece)]
+    blocks = _blocks(sel, cand_r, _widths(fslices))
+    kernels = {w: _kernel(w, code_type, fslices) for w, b in blocks.items() if len(b)}  # compiled here, once
 
-    list(ex.map(run, _pieces(sel, cand_r, lanes, width)))
+    def run(w: int, idx: np.ndarray) -> None:
+        acc = np.empty((len(idx), ns, w))
+        kernels[w](qi, ri, queries, refs, cand_q[idx], cand_r[idx[:, 0]], acc)
+        out[:, idx.reshape(-1)] = acc.transpose(1, 0, 2).reshape(ns, -1)  # a padded lane repeats its copy
+
+    calls = [(w, b[c:c + max(1, lanes // w)]) for w, b in blocks.items() for c in range(0, len(b), max(1, lanes // w))]
+    for f in [ex.submit(run, w, idx) for w, idx in calls]:
+        f.result()
     return out[:, sel]
 
 
 def nearest_weighted_dtw(queries: np.ndarray, refs: np.ndarray, cand_q: np.ndarray, cand_r: np.ndarray,
                          slices: tuple[tuple[int, int, float], ...], workers: int | None = None,
-                         lanes: int = 40, prune: bool = True) -> np.ndarray:
+                         lanes: int = 64, prune: bool = True) -> np.ndarray:
     """For each query q: ``min over candidates (q, r) of Σ_s w_s DTW(queries[q][:, lo:hi], refs[r][:, lo:hi])``,
     the terms added in the order of ``slices`` ((lo, hi, w), w ≥ 0) as ``res += w * dtw(...)`` from 0.
 
@@ -218,7 +262,8 @@ def nearest_weighted_dtw(queries: np.ndarray, refs: np.ndarray, cand_q: np.ndarr
     query without one gets inf). Returns (Q,) float64, exactly the minimum of the candidates' sums: the DTW of
     every candidate that can be the minimum is computed in float64, bit-identical to ``tslearn.metrics.dtw``.
 
-    The first slice is bit-packed when all its values, in queries and refs, are 0/1 and it spans ≤ 30 dims.
+    The first slice is bit-packed when all its values, in queries and refs, are 0/1 and its integer DTW fits
+    int16 or int32 (:func:`_code_type`; REACT's 15 AUs: int16 up to 2,184 frames).
     With ``prune`` (sequences of one length, a query with several candidates), the last slice is deferred:
     every candidate's other slices are computed first; the sum with the last term set to 0 is a lower bound of
     the full sum (the terms are ≥ 0 and floating-point addition is monotone in each operand), and the same sum
@@ -228,21 +273,21 @@ def nearest_weighted_dtw(queries: np.ndarray, refs: np.ndarray, cand_q: np.ndarr
     most its sum, which is at most every candidate's upper bound, so it is always among them; the others get
     inf. On REACT-like data about half the expression DTWs are skipped. ``prune=False`` computes every
     candidate in full (for checks).
-    Candidates are grouped by reference; a kernel call takes up to ``lanes`` queries (each reference's share
-    padded to whole SIMD vectors, several references per call when their shares are small, :func:`_pieces`),
-    calls run in ``workers`` threads (default: the usable cores)."""
-    queries = np.asarray(queries, dtype=np.float64)
-    refs = np.asarray(refs, dtype=np.float64)
+    Candidates are grouped by reference in blocks of 16 or 8 lanes (:func:`_blocks`); a kernel call takes
+    blocks of one width, up to ``lanes`` lanes (at least one block); calls run in ``workers`` threads (default:
+    the usable cores)."""
+    queries = np.ascontiguousarray(queries, dtype=np.float64)
+    refs = np.ascontiguousarray(refs, dtype=np.float64)
     cand_q, cand_r = np.asarray(cand_q, dtype=np.int64), np.asarray(cand_r, dtype=np.int64)
     weights = [float(w) for _, _, w in slices]
+    tx, ty = queries.shape[1], refs.shape[1]
     lo0, hi0 = slices[0][0], slices[0][1]
-    qcodes = _pack(queries, lo0, hi0) if hi0 - lo0 <= 30 else None
+    code_type = _code_type(hi0 - lo0, tx, ty)
+    qcodes = _pack(queries, lo0, hi0) if code_type else None
     rcodes = _pack(refs, lo0, hi0) if qcodes is not None else None
     packed = rcodes is not None
-    if not packed:
-        qcodes = None
+    qcodes, rcodes = (qcodes.astype(code_type), rcodes.astype(code_type)) if packed else (None, None)
     fslices = tuple((lo, hi) for lo, hi, _ in slices[int(packed):])
-    tx, ty = queries.shape[1], refs.shape[1]
     every = np.arange(len(cand_q))
     dist = np.zeros((len(slices), len(cand_q)))  # per-slice DTWs of the candidates
 
@@ -265,9 +310,7 @@ def nearest_weighted_dtw(queries: np.ndarray, refs: np.ndarray, cand_q: np.ndarr
             lo, hi = fslices[-1]
             w = weights[-1]
             lock = np.empty(len(cand_q))  # the last slice's cost along the diagonal path, ≥ its DTW
-            for c in range(0, len(cand_q), 256):
-                diff = queries[cand_q[c:c + 256], :, lo:hi] - refs[cand_r[c:c + 256], :, lo:hi]
-                lock[c:c + 256] = np.einsum("ntd,ntd->n", diff, diff)
+            _lockstep()(queries, refs, cand_q, cand_r, lo, hi, lock)
             upper = (bound + w * np.sqrt(lock)) * (1 + 1e-9)  # margin: a different order of summation
             least = np.full(len(queries), np.inf)
             np.minimum.at(least, cand_q, upper)

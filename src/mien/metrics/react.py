@@ -20,14 +20,13 @@ dimension that is constant at every lag then shifts every lag's score equally an
 FRDiv/FRVar/FRDvs are the same in both modes.
 
 Speed: FRDist needs one DTW per appropriate (k, j) pair and reaction: :func:`mien.metrics.dtw.nearest_weighted_dtw`
-runs them in generated numba kernels (bit-identical to ``tslearn.metrics.dtw``) that advance many reactions
-against one listener in SIMD lanes, in ``workers`` threads, with the 0/1 AUs bit-packed (popcount costs) and
-the expression DTW skipped where bounds prove the candidate is not the minimum (exact). FRCorr and FRSyn are
-batched in numpy (FFT for the 99 lags) over ``workers`` threads. ``benchmarks/react_metrics.py`` (N=1000,
-R=10, T=750, 4 appropriate listeners per speaker, 2 shared vCPUs): 15× the official-style code in CPU time
-(FRDist 11×, FRCorr 64×, FRSyn 68×; the issue's 20× is not reached: FRDist is ~89 % of the time, see
-:mod:`mien.metrics.dtw` for what was tried). FRDist needs ``numba`` (the ``react`` extra); the rest needs
-numpy/scipy only.
+runs them in generated numba kernels (bit-identical to ``tslearn.metrics.dtw``) that advance blocks of 16 or 8
+reactions against one listener in SIMD lanes held in registers, in ``workers`` threads, with the 0/1 AUs
+bit-packed (popcount costs, int16 lanes) and the expression DTW skipped where bounds prove the candidate is
+not the minimum (exact). FRCorr and FRSyn are batched in numpy (FFT for the 99 lags) over ``workers``
+threads. ``benchmarks/react_metrics.py`` (N=1000, R=10, T=750, 4 appropriate listeners per speaker, 2 shared
+vCPUs): ~32× the official-style code in CPU time (FRDist ~28×, FRCorr ~60×, FRSyn ~65×). FRDist needs
+``numba`` (the ``react`` extra); the rest needs numpy/scipy only.
 """
 
 from __future__ import annotations
@@ -198,29 +197,30 @@ def dtw_slices(x: Any, y: Any) -> np.ndarray:
 
 
 def frdist(pred: Any, listener: Any, appropriate: Any, corrected: bool = False, workers: int | None = None,
-           lanes: int = 40) -> float:
+           lanes: int = 64) -> float:
     """FRDist (distance to the closest appropriate real reaction, lower is better): mean over speakers k of
     Σ_i min_{j: A[k,j]} Σ_s w_s DTW(P_{k,i}[:, s], L_j[:, s]) with the slices/weights of :data:`DTW_SLICES`
     (1/15, 1, 1/8) — a sum over the R reactions; ``corrected=True`` divides by R.
 
     Only pairs with A[k, j] are computed, by :func:`mien.metrics.dtw.nearest_weighted_dtw` (exact minimum;
     the expression DTW skipped where bounds prove a candidate is not the minimum; 0/1 AUs bit-packed), up to
-    ``lanes`` reactions per kernel call against one or a few listeners, in ``workers`` threads (default: the
-    usable cores). Shapes as :func:`frcorr`; needs numba."""
+    ``lanes`` reactions per kernel call (blocks of 16 or 8 against one listener), in ``workers`` threads
+    (default: the usable cores). Shapes as :func:`frcorr`; needs numba."""
     p = _pred(pred)
     return _frdist(p, _seqs(p, listener, "listener"), _appropriate(p, appropriate), corrected, workers, lanes)
 
 
 def _same_reaction(p: np.ndarray) -> np.ndarray:
     """(N, R) int: for each reaction, the index of the first reaction of the same speaker equal to it (itself
-    when none) — copies share their candidates, so FRDist computes them once. Keyed by every 7th frame, then
-    confirmed in full."""
+    when none) — copies share their candidates, so FRDist computes them once. Keyed by the sum of every 7th
+    frame (one vectorised pass), then confirmed in full."""
     n, r = p.shape[:2]
     src = np.tile(np.arange(r), (n, 1))
+    keys = p[:, :, ::7].sum(axis=(2, 3)).tolist()  # equal reactions have equal keys; others rarely do
     for k in range(n):
-        seen: dict[bytes, list[int]] = {}
+        seen: dict[float, list[int]] = {}
         for i in range(r):
-            key = p[k, i, ::7].tobytes()
+            key = keys[k][i]
             same = [i2 for i2 in seen.get(key, ()) if np.array_equal(p[k, i], p[k, i2])]
             if same:
                 src[k, i] = same[0]
@@ -230,7 +230,7 @@ def _same_reaction(p: np.ndarray) -> np.ndarray:
 
 
 def _frdist(p: np.ndarray, lst: np.ndarray, a: np.ndarray, corrected: bool, workers: int | None,
-            lanes: int = 40) -> float:
+            lanes: int = 64) -> float:
     n, r, t, _ = p.shape
     src = _same_reaction(p)
     ks, js = np.nonzero(a)
