@@ -76,6 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--crop-size", type=int, default=64,
                     help="crop side written by mien prepare (64; 112 for the face-api expression backbone)")
     ap.add_argument("--json", type=Path, default=None, help="write the held-out report here")
+    ap.add_argument("--warp-reference", choices=["medoid", "mean", "first"], default="medoid",
+                    help="warp decoder (tokenizer-warp-tiny): each subject's reference face from its training frames "
+                         "(mien.models.tokenizer.warp.reference_frames)")
     return ap.parse_args(argv)
 
 
@@ -89,7 +92,7 @@ def prepare_clips(videos: list[str], out: Path, crop_size: int = 64) -> list[dic
     prepare(videos, str(out), PrepareOptions(mode="all", clip_seconds=0.8, fps=10.0, crop_size=crop_size), workers=2)
     print(f"prepared {len(videos)} videos into {out} in {time.perf_counter() - t0:.0f} s (resumed when present)")
     return [{"video": s["video"], "subject_id": int(s["meta"]["subject_id"]), "start": float(s["meta"]["start_sec"]),
-             "source": s["meta"]["source"], "key": s["__key__"]}
+             "source": s["meta"]["source"], "key": s["__key__"], "landmarks": s["landmarks"][..., :2]}
             for s in ClipDataset(str(out), split_nodes=False, split_workers=False, audio=False)]
 
 
@@ -111,7 +114,8 @@ def train_tokenizer(train: list[dict], n_subjects: int, args: argparse.Namespace
     from mien.tasks.tokenizer import TokenizerTask
     from mien.tasks.tokenizer.config import ScheduleConfig, TokenizerLoss, TokenizerWeights
 
-    items = [{"frames": c["video"], "subject_id": c["subject_id"], "__key__": c["key"]} for c in train]
+    items = [{"frames": c["video"], "subject_id": c["subject_id"], "__key__": c["key"], "landmarks": c["landmarks"]}
+             for c in train]
     loader = torch.utils.data.DataLoader(items, batch_size=args.batch_size, shuffle=True)
     import mien
 
@@ -129,6 +133,8 @@ def train_tokenizer(train: list[dict], n_subjects: int, args: argparse.Namespace
                                                   swap_emotion=(0.0, args.swap_emotion, args.swap_emotion)),
                          loss=TokenizerLoss(variance_target=args.variance_target,
                                             diversity_scope=args.diversity_scope, motion_gain=args.motion_gain))
+    if task.model.config.decoder == "warp":
+        set_references(task.model, train, args.warp_reference)
     class Progress(pl.Callback):
         """Print the step, wall time and loss terms every 25 steps (no logger in these runs)."""
 
@@ -156,6 +162,20 @@ def train_tokenizer(train: list[dict], n_subjects: int, args: argparse.Namespace
     print(f"trained to step {trainer.global_step} on {len(train)} clips in {task.train_seconds:.0f} s"
           f"{' (resumed from ' + str(ckpt) + ')' if ckpt else ''}")
     return task
+
+
+def set_references(model, train: list[dict], kind: str) -> None:
+    """Warp decoder: each subject's reference face (crop + landmarks) chosen from its training frames."""
+    import torch
+
+    from mien.models.tokenizer.warp import reference_frames
+
+    refs = reference_frames(torch.cat([c["video"] for c in train]).numpy(),
+                            torch.cat([torch.as_tensor(c["landmarks"]) for c in train]).numpy(),
+                            np.concatenate([[c["subject_id"]] * len(c["video"]) for c in train]), kind)
+    ids = sorted(refs)
+    model.reconstruction.set_references(ids, np.stack([refs[i][0] for i in ids]), np.stack([refs[i][1] for i in ids]))
+    print(f"warp decoder: {kind} reference faces of {len(ids)} subjects")
 
 
 def report(task, held: list[dict], train: list[dict] | None = None, label: str = "") -> dict:
@@ -186,6 +206,15 @@ def report(task, held: list[dict], train: list[dict] | None = None, label: str =
             frames = [c["video"] for c in train if c["subject_id"] == int(s)]
             train_mean[hi == s] = (torch.cat(frames).float() / 255.0).mean(0, keepdim=True) if frames else 0.5
         baselines.append(("subject's mean training frame", train_mean))
+    if task.model.config.decoder == "warp" and all("landmarks" in c for c in held):
+        # the classical warp: each subject's reference moved to the frame's *true* landmarks (no token involved)
+        dec = task.model.reconstruction
+        lm = torch.cat([torch.as_tensor(c["landmarks"]) for c in held]).float()[:, :dec.ref_points.shape[1], :2]
+        with torch.inference_mode():
+            warped = torch.cat([dec.warp(dec.ref_images[hi[i:i + 64]], dec.ref_points[hi[i:i + 64]], lm[i:i + 64])[0]
+                                for i in range(0, len(hi), 64)])
+        baselines.append(("classical warp of the reference to the true landmarks", warped.clamp(0, 1)))
+        baselines.append(("subject's reference face", dec.ref_images[hi]))
     baselines.append(("subject's mean image", subj_mean))
     for name, img in baselines:
         q = image_quality(img, hf)

@@ -122,6 +122,13 @@ class TokenizerConfig(_JsonConfig):
             memory as one extra token; callers pass them as ``condition`` (M, global_dim).
         global_dim: width G of the global features; set from ``global_condition`` when 0 (1660, or the default AU
             model's number of AUs), and saved with the config so an export loads without the AU model.
+        decoder: "image" (the seed's reconstruction transformer + CNN decoder, from the subject embedding) or
+            "warp" (:class:`~mien.models.tokenizer.warp.WarpDecoder`: token → mesh displacements → piecewise-affine
+            warp of the subject's reference crop → optional refinement; needs ``max_subjects > 0`` and
+            landmarks in the training batches; the recon_* and decoder_channels fields are unused).
+        warp_hidden: width of the warp decoder's displacement MLP.
+        warp_refiner_width: first-level width of its refinement U-Net (0 = pure warp).
+        warp_refiner_levels: the U-Net's ×2 downsamplings (crop_size must be divisible by 2**levels).
     """
 
     backbone: str = "conv"
@@ -151,8 +158,16 @@ class TokenizerConfig(_JsonConfig):
     norm_first: bool = True
     global_condition: str = "none"
     global_dim: int = 0
+    decoder: str = "image"
+    warp_hidden: int = 256
+    warp_refiner_width: int = 8
+    warp_refiner_levels: int = 4
 
     def __post_init__(self) -> None:
+        if self.decoder not in ("image", "warp"):
+            raise ValueError(f"decoder must be 'image' or 'warp', got {self.decoder!r}")
+        if self.decoder == "warp" and self.max_subjects <= 0:
+            raise ValueError("decoder='warp' draws each subject's reference face: it needs max_subjects > 0")
         if self.global_condition not in GLOBAL_CONDITIONS:
             raise ValueError(f"global_condition must be one of {GLOBAL_CONDITIONS}, got {self.global_condition!r}")
         if self.global_condition == "none":
@@ -242,6 +257,10 @@ FACEAPI_EXPRESSION = dict(_FACEAPI_HEADS, backbone="faceapi-expression", crop_si
                           std=FACEAPI_STD)
 FACEAPI_RECOGNITION = dict(_FACEAPI_HEADS, backbone="faceapi-recognition", crop_size=150, mean=FACEAPI_MEAN,
                            std=FACEAPI_STD)
+# Warp-guided decoder (issue 9) on the frozen face-api expression map: token (D = 64) → 468 mesh displacements →
+# mesh warp of the subject's reference crop → zero-initialised refinement U-Net. Draws a face from step 0.
+WARP_TINY = dict(FACEAPI_EXPRESSION, dim=64, expr_heads=2, expr_layers=1, expr_ff=128, max_subjects=32,
+                 dropout=0.0, decoder="warp", warp_hidden=256, warp_refiner_width=8, warp_refiner_levels=4)
 PREDICTOR_TINY = dict(dim=32, max_len=32, heads=2, layers=1, ff=64, dropout=0.0)
 # Seed's prediction run: heads 8, layers 4, ff 4·384, max_seq 50.
 PREDICTOR_S = dict(dim=384, max_len=50, heads=8, layers=4, ff=1536, dropout=0.1)

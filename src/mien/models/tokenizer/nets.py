@@ -229,10 +229,13 @@ class TokenizerOutput:
     Attributes:
         tokens: float (B, T, D) unit-norm expression tokens ((B, D) for (B, 3, H, W) input).
         recon: float (B, T, 3, H, W) RGB in [0, 1] ((B, 3, H, W) for image input).
+        points: warp decoder only: float (B, T, 468, 2) the mesh points the reference was moved to, crop px
+            (differentiable w.r.t. the tokens; the landmark loss's prediction); None for the image decoder.
     """
 
     tokens: torch.Tensor
     recon: torch.Tensor
+    points: torch.Tensor | None = None
 
 
 class ExpressionTokenizer(nn.Module):
@@ -258,10 +261,16 @@ class ExpressionTokenizer(nn.Module):
         self.expression = ExpressionTransformer(config.dim, n, config.expr_heads, config.expr_layers,
                                                 config.expr_ff, config.dropout, config.max_subjects,
                                                 config.norm_first, config.subject_in_encoder, config.global_dim)
-        self.reconstruction = ExpressionReconstruction(config.dim, self.grid, config.crop_size, config.recon_heads,
-                                                       config.recon_cross_layers, config.recon_self_layers,
-                                                       config.recon_ff, config.dropout, config.decoder_channels,
-                                                       config.norm_first, config.recon_token_scale)
+        if config.decoder == "warp":
+            from mien.models.tokenizer.warp import WarpDecoder
+
+            self.reconstruction = WarpDecoder(config.dim, config.crop_size, config.max_subjects, config.warp_hidden,
+                                              config.warp_refiner_width, config.warp_refiner_levels)
+        else:
+            self.reconstruction = ExpressionReconstruction(
+                config.dim, self.grid, config.crop_size, config.recon_heads, config.recon_cross_layers,
+                config.recon_self_layers, config.recon_ff, config.dropout, config.decoder_channels,
+                config.norm_first, config.recon_token_scale)
 
     @property
     def contract(self):
@@ -319,16 +328,25 @@ class ExpressionTokenizer(nn.Module):
                             self._condition(condition, lead))
         return z.reshape(*lead, -1)
 
+    def _reconstruct(self, z: torch.Tensor, ids, pos: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(M, D) tokens → (M, 3, H, W) faces and, for the warp decoder, (M, 468, 2) mesh points."""
+        if self.config.decoder == "warp":
+            return self.reconstruction(z, ids)
+        subj = self.expression.subject_embedding(ids, z.shape[0]) if self.config.max_subjects > 0 else None
+        return self.reconstruction(z, self.recon_positions(pos), subj), None
+
     def decode(self, tokens: torch.Tensor, subject_ids=None) -> torch.Tensor:
         """Faces from expression tokens: (B, T, D) → float (B, T, 3, H, W), (B, D) → (B, 3, H, W); [0, 1].
 
-        ``subject_ids`` choose the identity (a different id than the encoding one = identity swap).
+        ``subject_ids`` choose the identity (a different id than the encoding one = identity swap; for the warp
+        decoder: that subject's reference face, moved by the token's displacements).
         """
         lead = tuple(tokens.shape[:-1])
         z = tokens.reshape(-1, tokens.shape[-1])
-        ids = self._subject_ids(subject_ids, lead)
-        subj = self.expression.subject_embedding(ids, z.shape[0]) if self.config.max_subjects > 0 else None
-        img = self.reconstruction(z, self.recon_positions(), subj)
+        img, _ = self._reconstruct(z, self._subject_ids(subject_ids, lead))
+        if self.config.decoder == "warp":
+            img = img.clamp(0, 1)
         return img.reshape(*lead, *img.shape[1:])
 
     def forward(self, frames: torch.Tensor, subject_ids=None,
@@ -347,9 +365,9 @@ class ExpressionTokenizer(nn.Module):
         ids = self._subject_ids(subject_ids, lead)
         z = self.expression(tokens, None if self.tokenizer.positions_in_tokens else pos, ids,
                             self._condition(condition, lead))
-        subj = self.expression.subject_embedding(ids, z.shape[0]) if self.config.max_subjects > 0 else None
-        img = self.reconstruction(z, self.recon_positions(pos), subj)
-        return TokenizerOutput(z.reshape(*lead, -1), img.reshape(*lead, *img.shape[1:]))
+        img, pts = self._reconstruct(z, ids, pos)
+        return TokenizerOutput(z.reshape(*lead, -1), img.reshape(*lead, *img.shape[1:]),
+                               None if pts is None else pts.reshape(*lead, *pts.shape[1:]))
 
 
 class ExpressionPredictor(nn.Module):
