@@ -12,6 +12,11 @@ Usage:
         --videos ../shared/data/videos/talking ../shared/data/videos/expressive --batch-size 4 --warmup 100 \
         --expression 0.005 --emotion 0.01 --swap-emotion 0.02 --ckpt-dir runs/ckpt --max-minutes 44 \
         --save runs/model --json runs/report.json
+    # issue 9: warp-guided decoder (token -> mesh displacements -> warp of each subject's mean training face); adds
+    # the classical warp of the reference to the frames' true landmarks as a baseline row
+    python benchmarks/tokenizer_evidence.py --model tokenizer-warp-tiny --crop-size 112 --warp-reference mean \
+        --overrides '{"warp_refiner_width": 0}' --videos ../shared/data/videos/talking ../shared/data/videos/expressive \
+        --batch-size 4 --lr 1e-3 --warmup 50 --steps 1500 --max-minutes 32 --save runs/warp --json runs/warp.json
 
 Held-out frames: per video, the clips in the last quarter of the video (never trained on); reported per folder
 of ``--videos`` and over all. Baselines by the same command: the mean held-out image, each subject's mean
@@ -189,7 +194,10 @@ def report(task, held: list[dict], train: list[dict] | None = None, label: str =
 
     hf = torch.cat([c["video"] for c in held]).float() / 255.0  # (N·T, 3, S, S)
     hi = torch.cat([torch.full((c["video"].shape[0],), c["subject_id"]) for c in held])
-    rep = tokenizer_swap_report(task.model, hf, hi)
+    cond = None
+    if task.model.config.global_dim > 0:  # global_condition (e.g. "au-features"): MediaPipe + face-api per crop
+        cond = task.condition_for(None, hf[None])[0]
+    rep = tokenizer_swap_report(task.model, hf, hi, condition=cond)
     print(f"\nheld-out frames{' (' + label + ')' if label else ''}: {int(rep['n_frames']['value'])}")
     print(f"{'condition':28s} {'PSNR dB':>8s} {'SSIM':>6s} {'PSNR moving px':>15s}")
     for k in ("reconstruction", "token_swap", "subject_swap"):
@@ -222,8 +230,10 @@ def report(task, held: list[dict], train: list[dict] | None = None, label: str =
         print(f"{name:28s} {q['psnr']:8.2f} {q['ssim']:6.3f} {rep[name]['psnr_moving']:15.2f}")
     sims = []
     with torch.inference_mode():
-        for c in held:
-            z = task.model.encode(c["video"][None].float() / 255.0, torch.tensor([c["subject_id"]]))[0]
+        for i, c in enumerate(held):
+            t = c["video"].shape[0]
+            z = task.model.encode(c["video"][None].float() / 255.0, torch.tensor([c["subject_id"]]),
+                                  None if cond is None else cond[i * t:(i + 1) * t][None])[0]
             sims.append(float((z @ z.T).mean()))
     rep["within_clip_cosine"] = float(np.mean(sims))
     print(f"mean within-clip token cosine (held-out): {rep['within_clip_cosine']:.4f}")
