@@ -151,3 +151,15 @@ def test_training_steps_reduce_landmark_and_pixel_loss(real_faces):
     # before: every frame drawn as its clip's first frame (zero displacement) — the no-motion baseline
     assert float(after["loss_landmarks"]) < 0.85 * float(before["loss_landmarks"])  # 0.0039 → 0.0030 of the side
     assert float(after["loss_recon"]) < 0.8 * float(before["loss_recon"])  # 0.0016 → 0.0010
+
+
+def test_crop_mesh_condition_reads_the_crop_geometry(real_faces):
+    from mien.models.tokenizer.condition import global_condition
+
+    x, p = real_faces
+    g, ok = global_condition(x[:4].permute(0, 2, 3, 1).numpy(), "crop-mesh")
+    assert g.shape == (4, 936) and ok.all()
+    pts = (g.reshape(4, MESH_POINTS, 2) + 0.5) * 64
+    err = np.linalg.norm(pts - p[:4, :MESH_POINTS].numpy(), axis=-1).mean()
+    assert err < 2.0  # px at 64²: the same face geometry as the shard's landmarks (found on the whole frame)
+    assert TokenizerConfig(**dict(WARP64, global_condition="crop-mesh")).global_dim == 936

@@ -61,15 +61,17 @@ class _JsonConfig:
         return cls.from_dict({**base, **overrides}) if overrides or isinstance(config, dict) else config
 
 
-GLOBAL_CONDITIONS = ("none", "au-features", "au-probabilities")
+GLOBAL_CONDITIONS = ("none", "au-features", "au-probabilities", "crop-mesh")
 """Values of :attr:`TokenizerConfig.global_condition`."""
 
 
 def global_condition_dim(kind: str) -> int:
-    """G of a global condition: 1660 for "au-features", the default AU model's A for "au-probabilities", 0 for
-    "none"."""
+    """G of a global condition: 1660 for "au-features", the default AU model's A for "au-probabilities", 936 for
+    "crop-mesh", 0 for "none"."""
     if kind == "none":
         return 0
+    if kind == "crop-mesh":
+        return 468 * 2
     if kind == "au-features":
         from mien.models.au.features import EXPRESSION_DIM, GEOMETRY_DIM
 
@@ -118,7 +120,9 @@ class TokenizerConfig(_JsonConfig):
         global_condition: per-frame global features the expression transformer also attends to (issue 9):
             "none"; "au-features" (mien's default AU-model input, 1660: face-api expression embedding ‖
             canonical-aligned mesh, :func:`mien.models.au.au_features`); "au-probabilities" (the default AU
-            model's A occurrence probabilities). They are projected to D by a Linear and enter the encoder's
+            model's A occurrence probabilities); "crop-mesh" (936: MediaPipe's 468 mesh points found on the crop
+            itself, x, y / crop side − 0.5 — the geometry the warp decoder's displacements are read from). They
+            are projected to D by a Linear and enter the encoder's
             memory as one extra token; callers pass them as ``condition`` (M, global_dim).
         global_dim: width G of the global features; set from ``global_condition`` when 0 (1660, or the default AU
             model's number of AUs), and saved with the config so an export loads without the AU model.
