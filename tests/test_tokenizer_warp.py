@@ -57,13 +57,13 @@ def _model(faces=None, seed=0):
 def test_registered_config_contract_and_shapes():
     m = mien.create_model("tokenizer-warp-tiny")
     assert m.contract.crop_size == 112 and m.config.decoder == "warp" and m.config.backbone == "faceapi-expression"
-    assert m.reconstruction.refiner is not None
-    x = torch.rand(2, 3, 3, 112, 112)
+    assert m.reconstruction.refiner is not None and m.config.global_condition == "crop-mesh"
+    x, cond = torch.rand(2, 3, 3, 112, 112), torch.randn(2, 3, 936) * 0.1
     with pytest.raises(ValueError, match="no reference face"):
-        m(x, torch.tensor([0, 1]))
+        m(x, torch.tensor([0, 1]), condition=cond)
     refs = torch.rand(2, 478, 3) * 40 + 36
     m.reconstruction.set_references([0, 1], torch.rand(2, 3, 112, 112), refs)
-    out = m.eval()(x, torch.tensor([0, 1]))
+    out = m.eval()(x, torch.tensor([0, 1]), condition=cond)
     assert out.tokens.shape == (2, 3, 64) and out.recon.shape == (2, 3, 3, 112, 112)
     assert out.points.shape == (2, 3, MESH_POINTS, 2)
     # untrained: zero displacements, the decoded points are the references'
@@ -72,6 +72,17 @@ def test_registered_config_contract_and_shapes():
         TokenizerConfig(**dict(WARP64, max_subjects=0))
     with pytest.raises(ValueError, match="decoder"):
         TokenizerConfig(**dict(WARP64, decoder="paint"))
+    with pytest.raises(ValueError, match="nothing to attend to"):
+        TokenizerConfig(**dict(WARP64, encoder_patches=False, subject_in_encoder=False))
+    # without patches the token depends on the condition (and subject) only, and encode skips the backbone
+    m2 = ExpressionTokenizer(TokenizerConfig(**dict(WARP64, encoder_patches=False, global_condition="crop-mesh",
+                                                    condition_in_query=True))).eval()
+    c = torch.randn(2, 936) * 0.1
+    with torch.no_grad():
+        za, zb = m2.encode(torch.rand(2, 3, 64, 64), torch.tensor([0, 0]), c), m2.encode(
+            torch.rand(2, 3, 64, 64), torch.tensor([0, 0]), c)
+        assert torch.allclose(za, zb, atol=1e-6)
+        assert not torch.allclose(za, m2.encode(torch.rand(2, 3, 64, 64), torch.tensor([0, 0]), c.flip(0)))
 
 
 def test_untrained_decoder_is_the_mesh_warp(real_faces):
@@ -151,6 +162,10 @@ def test_training_steps_reduce_landmark_and_pixel_loss(real_faces):
     # before: every frame drawn as its clip's first frame (zero displacement) — the no-motion baseline
     assert float(after["loss_landmarks"]) < 0.85 * float(before["loss_landmarks"])  # 0.0039 → 0.0030 of the side
     assert float(after["loss_recon"]) < 0.8 * float(before["loss_recon"])  # 0.0016 → 0.0010
+    # without refinement no warp is drawn in training (no parameter learns from pixels): points only
+    task.model.reconstruction.refiner = None
+    out = task.compute_losses(frames, ids, landmarks=lm)
+    assert float(out["loss_recon"]) == 0 and torch.allclose(out["loss_landmarks"], after["loss_landmarks"])
 
 
 def test_crop_mesh_condition_reads_the_crop_geometry(real_faces):
@@ -159,7 +174,9 @@ def test_crop_mesh_condition_reads_the_crop_geometry(real_faces):
     x, p = real_faces
     g, ok = global_condition(x[:4].permute(0, 2, 3, 1).numpy(), "crop-mesh")
     assert g.shape == (4, 936) and ok.all()
-    pts = (g.reshape(4, MESH_POINTS, 2) + 0.5) * 64
+    from mien.models.tokenizer.condition import canonical_crop_mesh
+
+    pts = (g.reshape(4, MESH_POINTS, 2) / 10.0 + canonical_crop_mesh()) * 64
     err = np.linalg.norm(pts - p[:4, :MESH_POINTS].numpy(), axis=-1).mean()
     assert err < 2.0  # px at 64²: the same face geometry as the shard's landmarks (found on the whole frame)
     assert TokenizerConfig(**dict(WARP64, global_condition="crop-mesh")).global_dim == 936

@@ -5,7 +5,8 @@ The crop (the tokenizer's own, e.g. a 64² aligned face) goes through the AU pat
 MediaPipe landmarks on the upscaled, black-padded crop (:func:`mien.models.au.tight_crop_features`), the
 face-api expression embedding of the 1.1× landmark-box crop ‖ the canonical-aligned mesh (1660); for
 "au-probabilities" the default AU model's probabilities of those features (A). "crop-mesh": the 468 MediaPipe
-mesh points of the same landmarker run, in the crop's own frame (x, y / S − 0.5; 936). A crop without a detected
+mesh points of the same landmarker run, in the crop's own frame, as offsets from :func:`canonical_crop_mesh` in
+units of 10 % of the crop side (936; expression moves points by ~0.1 unit). A crop without a detected
 face gets a zero row (and is counted in the returned mask).
 """
 
@@ -13,7 +14,19 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["global_condition"]
+__all__ = ["canonical_crop_mesh", "global_condition"]
+
+
+def canonical_crop_mesh() -> np.ndarray:
+    """MediaPipe's frontal canonical face (:func:`mien.face.geometry.canonical_face`) placed in the aligned crop by
+    the crop's own similarity alignment (:func:`mien.face.align.similarity_params`, margin 0): float64 (468, 2),
+    x, y in units of the crop side (0..1)."""
+    from mien.face.align import params_to_affine, similarity_params, transform_landmarks
+    from mien.face.geometry import canonical_face
+
+    c = canonical_face().astype(np.float64)[None]
+    a = params_to_affine(similarity_params(c, 0.0), 1)
+    return transform_landmarks(c, a)[0, :, :2].astype(np.float64)
 
 
 def global_condition(crops: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +59,7 @@ def global_condition(crops: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarr
 
         lm = tight_crop_landmarks(list(crops))
         ok = np.isfinite(lm).all(axis=(1, 2))
-        out[ok] = (lm[ok, :468, :2] / crops.shape[1] - 0.5).reshape(int(ok.sum()), -1)
+        out[ok] = ((lm[ok, :468, :2] / crops.shape[1] - canonical_crop_mesh()) * 10.0).reshape(int(ok.sum()), -1)
         return out, ok
     from mien.models.au import predict_au, tight_crop_features
 

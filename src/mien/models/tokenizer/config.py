@@ -133,6 +133,10 @@ class TokenizerConfig(_JsonConfig):
         warp_hidden: width of the warp decoder's displacement MLP.
         warp_refiner_width: first-level width of its refinement U-Net (0 = pure warp).
         warp_refiner_levels: the U-Net's ×2 downsamplings (crop_size must be divisible by 2**levels).
+        condition_in_query: the global condition → Linear (no LayerNorm) is added to the expression query instead
+            of joining the encoder's memory as one more token.
+        encoder_patches: the expression transformer attends to the patch tokens; False: only to the subject
+            embedding and the global condition (the patch tokenizer is then not run by ``encode``).
     """
 
     backbone: str = "conv"
@@ -166,8 +170,14 @@ class TokenizerConfig(_JsonConfig):
     warp_hidden: int = 256
     warp_refiner_width: int = 8
     warp_refiner_levels: int = 4
+    condition_in_query: bool = False
+    encoder_patches: bool = True
 
     def __post_init__(self) -> None:
+        if not self.encoder_patches and not (self.global_condition != "none" or
+                                             (self.max_subjects > 0 and self.subject_in_encoder)):
+            raise ValueError("encoder_patches=False leaves the expression transformer nothing to attend to: "
+                             "give it a global_condition or subject embeddings")
         if self.decoder not in ("image", "warp"):
             raise ValueError(f"decoder must be 'image' or 'warp', got {self.decoder!r}")
         if self.decoder == "warp" and self.max_subjects <= 0:
@@ -263,8 +273,12 @@ FACEAPI_RECOGNITION = dict(_FACEAPI_HEADS, backbone="faceapi-recognition", crop_
                            std=FACEAPI_STD)
 # Warp-guided decoder (issue 9) on the frozen face-api expression map: token (D = 64) → 468 mesh displacements →
 # mesh warp of the subject's reference crop → zero-initialised refinement U-Net. Draws a face from step 0.
+# The token is read from the crop's own MediaPipe mesh ("crop-mesh", added to the expression query) and the subject
+# embedding; on held-out talking-head frames the face-api patch tokens made the decoded landmarks worse (they fit
+# appearance: docs/benchmarks.md), so the encoder does not attend to them (the backbone stays for probes/ablation).
 WARP_TINY = dict(FACEAPI_EXPRESSION, dim=64, expr_heads=2, expr_layers=1, expr_ff=128, max_subjects=32,
-                 dropout=0.0, decoder="warp", warp_hidden=256, warp_refiner_width=8, warp_refiner_levels=4)
+                 dropout=0.0, decoder="warp", warp_hidden=256, warp_refiner_width=8, warp_refiner_levels=4,
+                 global_condition="crop-mesh", condition_in_query=True, encoder_patches=False)
 PREDICTOR_TINY = dict(dim=32, max_len=32, heads=2, layers=1, ff=64, dropout=0.0)
 # Seed's prediction run: heads 8, layers 4, ff 4·384, max_seq 50.
 PREDICTOR_S = dict(dim=384, max_len=50, heads=8, layers=4, ff=1536, dropout=0.1)

@@ -206,7 +206,8 @@ class TokenizerTask(ScheduledTask):
     def backbone_tokens_for(self, batch, frames: torch.Tensor) -> torch.Tensor | None:
         """Cached frozen-backbone tokens (B·T, P, C) of a keyed batch (mien shards: ``__key__``), computing and
         storing (float16, CPU) those not seen yet; None when caching is off or the batch has no keys."""
-        if not self.cache_backbone_tokens or not isinstance(batch, dict) or "__key__" not in batch:
+        if not self.cache_backbone_tokens or not isinstance(batch, dict) or "__key__" not in batch \
+                or not self.model.config.encoder_patches:
             return None
         keys = list(batch["__key__"])
         missing = [i for i, k in enumerate(keys) if k not in self._backbone_cache]
@@ -266,7 +267,11 @@ class TokenizerTask(ScheduledTask):
             if landmarks is None:
                 raise ValueError("the warp decoder trains on landmarks: batches need 'landmarks' (mien shards)")
             self.ensure_references(frames, subject_ids, landmarks)
-        out = self.model(frames, subject_ids, backbone_tokens=backbone_tokens, condition=condition)
+        # the warp decoder without refinement has nothing to learn from pixels: skip the warp (points only)
+        draw = not warp or self.model.reconstruction.refiner is not None
+        out = self.model(frames, subject_ids, backbone_tokens=backbone_tokens, condition=condition, draw=draw)
+        if not draw:
+            return self._points_only_losses(out, frames, landmarks, w)
         pred, target = out.recon.flatten(0, 1), frames.flatten(0, 1)
         err = 0
         if h.recon in ("mse", "mse+l1"):
@@ -292,6 +297,16 @@ class TokenizerTask(ScheduledTask):
         logs = {"loss": total, "loss_recon": recon, "loss_perceptual": perc, "loss_temporal": temporal,
                 "loss_coherence": coherence, "loss_contrast": contrast, "loss_diversity": div, "loss_variance": var,
                 **{f"loss_{k}": v for k, v in expr.items()}}
+        logs.update({f"w_{k}": torch.tensor(float(v), device=frames.device) for k, v in w.items()})
+        logs.update(similarity_stats(out.tokens))
+        return logs
+
+    def _points_only_losses(self, out, frames: torch.Tensor, landmarks: torch.Tensor, w: dict) -> dict:
+        """Losses of a warp decoder without refinement (``out.recon`` None): the landmark term; the pixel terms
+        are 0 (they have no trainable parameter)."""
+        lm = (out.points - landmarks[..., :out.points.shape[-2], :2]).norm(dim=-1).mean() / frames.shape[-1]
+        zero = frames.new_zeros(())
+        logs = {"loss": w.get("landmarks", 0.0) * lm, "loss_landmarks": lm, "loss_recon": zero}
         logs.update({f"w_{k}": torch.tensor(float(v), device=frames.device) for k, v in w.items()})
         logs.update(similarity_stats(out.tokens))
         return logs
