@@ -349,13 +349,10 @@ class ExpressionTokenizer(nn.Module):
         return z.reshape(*lead, -1)
 
     def _patches(self, x: torch.Tensor, backbone_tokens: torch.Tensor | None = None):
-        """Patch tokens and positions of (M, 3, H, W) frames; (M, 0, D) without running the patch tokenizer when
-        the expression transformer does not attend to patches (``config.encoder_patches = False``)."""
+        """Patch tokens, positions of (M, 3, H, W) frames; (M, 0, D) unrun if ``config.encoder_patches`` is False."""
         if not self.config.encoder_patches:
             return x.new_zeros(x.shape[0], 0, self.config.dim), None
-        if backbone_tokens is not None:
-            return self.tokenizer(x, backbone_tokens=backbone_tokens)
-        return self.tokenizer(x)
+        return self.tokenizer(x, **({} if backbone_tokens is None else {"backbone_tokens": backbone_tokens}))
 
     def _reconstruct(self, z: torch.Tensor, ids, pos: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
