@@ -16,7 +16,7 @@ Usage:
     # the classical warp of the reference to the frames' true landmarks as a baseline row
     python benchmarks/tokenizer_evidence.py --model tokenizer-warp-tiny --crop-size 112 --warp-reference mean \
         --overrides '{"warp_refiner_width": 0}' --videos ../shared/data/videos/talking ../shared/data/videos/expressive \
-        --batch-size 4 --lr 1e-3 --warmup 50 --steps 1500 --max-minutes 32 --save runs/warp --json runs/warp.json
+        --batch-size 4 --lr 1e-3 --warmup 30 --steps 2000 --max-minutes 20 --save runs/warp --json runs/warp.json
 
 Held-out frames: per video, the clips in the last quarter of the video (never trained on); reported per folder
 of ``--videos`` and over all. Baselines by the same command: the mean held-out image, each subject's mean
