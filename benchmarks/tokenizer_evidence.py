@@ -12,6 +12,11 @@ Usage:
         --videos ../shared/data/videos/talking ../shared/data/videos/expressive --batch-size 4 --warmup 100 \
         --expression 0.005 --emotion 0.01 --swap-emotion 0.02 --ckpt-dir runs/ckpt --max-minutes 44 \
         --save runs/model --json runs/report.json
+    # issue 9: warp-guided decoder (token -> mesh displacements -> warp of each subject's mean training face); adds
+    # the classical warp of the reference to the frames' true landmarks as a baseline row
+    python benchmarks/tokenizer_evidence.py --model tokenizer-warp-tiny --crop-size 112 --warp-reference mean \
+        --overrides '{"warp_refiner_width": 0}' --videos ../shared/data/videos/talking ../shared/data/videos/expressive \
+        --batch-size 4 --lr 1e-3 --warmup 30 --steps 2000 --max-minutes 20 --save runs/warp --json runs/warp.json
 
 Held-out frames: per video, the clips in the last quarter of the video (never trained on); reported per folder
 of ``--videos`` and over all. Baselines by the same command: the mean held-out image, each subject's mean
@@ -76,6 +81,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--crop-size", type=int, default=64,
                     help="crop side written by mien prepare (64; 112 for the face-api expression backbone)")
     ap.add_argument("--json", type=Path, default=None, help="write the held-out report here")
+    ap.add_argument("--warp-reference", choices=["medoid", "mean", "first"], default="medoid",
+                    help="warp decoder (tokenizer-warp-tiny): each subject's reference face from its training frames "
+                         "(mien.models.tokenizer.warp.reference_frames)")
     return ap.parse_args(argv)
 
 
@@ -89,7 +97,7 @@ def prepare_clips(videos: list[str], out: Path, crop_size: int = 64) -> list[dic
     prepare(videos, str(out), PrepareOptions(mode="all", clip_seconds=0.8, fps=10.0, crop_size=crop_size), workers=2)
     print(f"prepared {len(videos)} videos into {out} in {time.perf_counter() - t0:.0f} s (resumed when present)")
     return [{"video": s["video"], "subject_id": int(s["meta"]["subject_id"]), "start": float(s["meta"]["start_sec"]),
-             "source": s["meta"]["source"], "key": s["__key__"]}
+             "source": s["meta"]["source"], "key": s["__key__"], "landmarks": s["landmarks"][..., :2]}
             for s in ClipDataset(str(out), split_nodes=False, split_workers=False, audio=False)]
 
 
@@ -111,7 +119,8 @@ def train_tokenizer(train: list[dict], n_subjects: int, args: argparse.Namespace
     from mien.tasks.tokenizer import TokenizerTask
     from mien.tasks.tokenizer.config import ScheduleConfig, TokenizerLoss, TokenizerWeights
 
-    items = [{"frames": c["video"], "subject_id": c["subject_id"], "__key__": c["key"]} for c in train]
+    items = [{"frames": c["video"], "subject_id": c["subject_id"], "__key__": c["key"], "landmarks": c["landmarks"]}
+             for c in train]
     loader = torch.utils.data.DataLoader(items, batch_size=args.batch_size, shuffle=True)
     import mien
 
@@ -129,6 +138,8 @@ def train_tokenizer(train: list[dict], n_subjects: int, args: argparse.Namespace
                                                   swap_emotion=(0.0, args.swap_emotion, args.swap_emotion)),
                          loss=TokenizerLoss(variance_target=args.variance_target,
                                             diversity_scope=args.diversity_scope, motion_gain=args.motion_gain))
+    if task.model.config.decoder == "warp":
+        set_references(task.model, train, args.warp_reference)
     class Progress(pl.Callback):
         """Print the step, wall time and loss terms every 25 steps (no logger in these runs)."""
 
@@ -158,6 +169,20 @@ def train_tokenizer(train: list[dict], n_subjects: int, args: argparse.Namespace
     return task
 
 
+def set_references(model, train: list[dict], kind: str) -> None:
+    """Warp decoder: each subject's reference face (crop + landmarks) chosen from its training frames."""
+    import torch
+
+    from mien.models.tokenizer.warp import reference_frames
+
+    refs = reference_frames(torch.cat([c["video"] for c in train]).numpy(),
+                            torch.cat([torch.as_tensor(c["landmarks"]) for c in train]).numpy(),
+                            np.concatenate([[c["subject_id"]] * len(c["video"]) for c in train]), kind)
+    ids = sorted(refs)
+    model.reconstruction.set_references(ids, np.stack([refs[i][0] for i in ids]), np.stack([refs[i][1] for i in ids]))
+    print(f"warp decoder: {kind} reference faces of {len(ids)} subjects")
+
+
 def report(task, held: list[dict], train: list[dict] | None = None, label: str = "") -> dict:
     """Print and return the held-out swap report (+ mean-image baselines, within-clip token cosine).
 
@@ -169,7 +194,10 @@ def report(task, held: list[dict], train: list[dict] | None = None, label: str =
 
     hf = torch.cat([c["video"] for c in held]).float() / 255.0  # (N·T, 3, S, S)
     hi = torch.cat([torch.full((c["video"].shape[0],), c["subject_id"]) for c in held])
-    rep = tokenizer_swap_report(task.model, hf, hi)
+    cond = None
+    if task.model.config.global_dim > 0:  # global_condition (e.g. "au-features"): MediaPipe + face-api per crop
+        cond = task.condition_for(None, hf[None])[0]
+    rep = tokenizer_swap_report(task.model, hf, hi, condition=cond)
     print(f"\nheld-out frames{' (' + label + ')' if label else ''}: {int(rep['n_frames']['value'])}")
     print(f"{'condition':28s} {'PSNR dB':>8s} {'SSIM':>6s} {'PSNR moving px':>15s}")
     for k in ("reconstruction", "token_swap", "subject_swap"):
@@ -186,6 +214,15 @@ def report(task, held: list[dict], train: list[dict] | None = None, label: str =
             frames = [c["video"] for c in train if c["subject_id"] == int(s)]
             train_mean[hi == s] = (torch.cat(frames).float() / 255.0).mean(0, keepdim=True) if frames else 0.5
         baselines.append(("subject's mean training frame", train_mean))
+    if task.model.config.decoder == "warp" and all("landmarks" in c for c in held):
+        # the classical warp: each subject's reference moved to the frame's *true* landmarks (no token involved)
+        dec = task.model.reconstruction
+        lm = torch.cat([torch.as_tensor(c["landmarks"]) for c in held]).float()[:, :dec.ref_points.shape[1], :2]
+        with torch.inference_mode():
+            warped = torch.cat([dec.warp(dec.ref_images[hi[i:i + 64]], dec.ref_points[hi[i:i + 64]], lm[i:i + 64])[0]
+                                for i in range(0, len(hi), 64)])
+        baselines.append(("classical warp of the reference to the true landmarks", warped.clamp(0, 1)))
+        baselines.append(("subject's reference face", dec.ref_images[hi]))
     baselines.append(("subject's mean image", subj_mean))
     for name, img in baselines:
         q = image_quality(img, hf)
@@ -193,8 +230,10 @@ def report(task, held: list[dict], train: list[dict] | None = None, label: str =
         print(f"{name:28s} {q['psnr']:8.2f} {q['ssim']:6.3f} {rep[name]['psnr_moving']:15.2f}")
     sims = []
     with torch.inference_mode():
-        for c in held:
-            z = task.model.encode(c["video"][None].float() / 255.0, torch.tensor([c["subject_id"]]))[0]
+        for i, c in enumerate(held):
+            t = c["video"].shape[0]
+            z = task.model.encode(c["video"][None].float() / 255.0, torch.tensor([c["subject_id"]]),
+                                  None if cond is None else cond[i * t:(i + 1) * t][None])[0]
             sims.append(float((z @ z.T).mean()))
     rep["within_clip_cosine"] = float(np.mean(sims))
     print(f"mean within-clip token cosine (held-out): {rep['within_clip_cosine']:.4f}")

@@ -56,7 +56,7 @@ class WarpGuidedConfig(_Json):
     """Architecture of :class:`WarpGuidedRefiner`.
 
     Attributes:
-        size: crop side S in px (power of 2, ≥ 32); input and output side.
+        size: crop side S in px (≥ 32 and divisible by 2**levels, e.g. 64, 112, 128); input and output side.
         width: channels of the first U-Net level (doubled per level, capped at 8×).
         levels: ×2 downsamplings of the U-Net (S / 2**levels at the bottom).
         blocks: residual blocks at the bottom.
@@ -70,10 +70,10 @@ class WarpGuidedConfig(_Json):
     sigma: float = 1.5
 
     def __post_init__(self):
-        if self.size < 32 or self.size & (self.size - 1):
-            raise ValueError(f"size must be a power of 2 >= 32, got {self.size}")
         if not 1 <= self.levels <= 5:
             raise ValueError(f"levels must be in 1..5, got {self.levels}")
+        if self.size < 32 or self.size % 2 ** self.levels:
+            raise ValueError(f"size must be >= 32 and divisible by 2**levels = {2 ** self.levels}, got {self.size}")
 
     @property
     def out_size(self) -> int:

@@ -13,6 +13,9 @@ Registered configurations (``mien.list_models("tokenizer")``):
                             offline: weights ship with mien), D = 256
 ``tokenizer-faceapi-recognition`` frozen pretrained face-api FaceRecognitionNet ``conv256_2`` map (150²,
                             4×4 × 256, offline), D = 256
+``tokenizer-warp-tiny``     frozen face-api FaceExpressionNet map (112²), D = 64, warp-guided decoder: the token
+                            moves the 468 mesh points of a per-subject reference crop (piecewise-affine warp +
+                            zero-initialised refinement; :mod:`mien.models.tokenizer.warp`)
 ``tokenizer-timm``          any timm model by name (``timm_name=…``; default resnet18 at 224²)
 ``tokenizer-predictor-tiny`` next-token predictor, D = 32
 ``tokenizer-predictor-s``   next-token predictor, D = 384 (seed: 8 heads × 4 layers, ff 1536, 50 tokens)
@@ -64,6 +67,8 @@ _LAZY = {
     "ConvPatchEncoder": "mien.models.tokenizer.patch",
     "TimmPatchTokenizer": "mien.models.tokenizer.patch",
     "FaceApiPatchTokenizer": "mien.models.tokenizer.faceapi_patch",
+    "WarpDecoder": "mien.models.tokenizer.warp",
+    "reference_frames": "mien.models.tokenizer.warp",
     "save_pretrained": "mien.models.tokenizer.export",
     "load_pretrained": "mien.models.tokenizer.export",
 }
@@ -111,6 +116,9 @@ def _register() -> None:
         ("tokenizer-faceapi-recognition", _cfg.FACEAPI_RECOGNITION,
          "expression tokenizer on frozen pretrained face-api FaceRecognitionNet features (150², 4×4×256, "
          "offline)"),
+        ("tokenizer-warp-tiny", _cfg.WARP_TINY,
+         "warp-guided expression tokenizer: face-api expression map (112², D=64) → mesh displacements → warp of a "
+         "per-subject reference crop (+ refinement); draws faces from step 0"),
         ("tokenizer-timm", _cfg.TIMM_GENERIC, "expression tokenizer on any timm backbone (timm_name=...)"),
     ]
     for name, defaults, desc in tok:

@@ -61,15 +61,17 @@ class _JsonConfig:
         return cls.from_dict({**base, **overrides}) if overrides or isinstance(config, dict) else config
 
 
-GLOBAL_CONDITIONS = ("none", "au-features", "au-probabilities")
+GLOBAL_CONDITIONS = ("none", "au-features", "au-probabilities", "crop-mesh")
 """Values of :attr:`TokenizerConfig.global_condition`."""
 
 
 def global_condition_dim(kind: str) -> int:
-    """G of a global condition: 1660 for "au-features", the default AU model's A for "au-probabilities", 0 for
-    "none"."""
+    """G of a global condition: 1660 for "au-features", the default AU model's A for "au-probabilities", 936 for
+    "crop-mesh", 0 for "none"."""
     if kind == "none":
         return 0
+    if kind == "crop-mesh":
+        return 468 * 2
     if kind == "au-features":
         from mien.models.au.features import EXPRESSION_DIM, GEOMETRY_DIM
 
@@ -118,10 +120,23 @@ class TokenizerConfig(_JsonConfig):
         global_condition: per-frame global features the expression transformer also attends to (issue 9):
             "none"; "au-features" (mien's default AU-model input, 1660: face-api expression embedding ‖
             canonical-aligned mesh, :func:`mien.models.au.au_features`); "au-probabilities" (the default AU
-            model's A occurrence probabilities). They are projected to D by a Linear and enter the encoder's
+            model's A occurrence probabilities); "crop-mesh" (936: MediaPipe's 468 mesh points found on the crop
+            itself, x, y / crop side − 0.5 — the geometry the warp decoder's displacements are read from). They
+            are projected to D by a Linear and enter the encoder's
             memory as one extra token; callers pass them as ``condition`` (M, global_dim).
         global_dim: width G of the global features; set from ``global_condition`` when 0 (1660, or the default AU
             model's number of AUs), and saved with the config so an export loads without the AU model.
+        decoder: "image" (the seed's reconstruction transformer + CNN decoder, from the subject embedding) or
+            "warp" (:class:`~mien.models.tokenizer.warp.WarpDecoder`: token → mesh displacements → piecewise-affine
+            warp of the subject's reference crop → optional refinement; needs ``max_subjects > 0`` and
+            landmarks in the training batches; the recon_* and decoder_channels fields are unused).
+        warp_hidden: width of the warp decoder's displacement MLP.
+        warp_refiner_width: first-level width of its refinement U-Net (0 = pure warp).
+        warp_refiner_levels: the U-Net's ×2 downsamplings (crop_size must be divisible by 2**levels).
+        condition_in_query: the global condition → Linear (no LayerNorm) is added to the expression query instead
+            of joining the encoder's memory as one more token.
+        encoder_patches: the expression transformer attends to the patch tokens; False: only to the subject
+            embedding and the global condition (the patch tokenizer is then not run by ``encode``).
     """
 
     backbone: str = "conv"
@@ -151,8 +166,22 @@ class TokenizerConfig(_JsonConfig):
     norm_first: bool = True
     global_condition: str = "none"
     global_dim: int = 0
+    decoder: str = "image"
+    warp_hidden: int = 256
+    warp_refiner_width: int = 8
+    warp_refiner_levels: int = 4
+    condition_in_query: bool = False
+    encoder_patches: bool = True
 
     def __post_init__(self) -> None:
+        if not self.encoder_patches and not (self.global_condition != "none" or
+                                             (self.max_subjects > 0 and self.subject_in_encoder)):
+            raise ValueError("encoder_patches=False leaves the expression transformer nothing to attend to: "
+                             "give it a global_condition or subject embeddings")
+        if self.decoder not in ("image", "warp"):
+            raise ValueError(f"decoder must be 'image' or 'warp', got {self.decoder!r}")
+        if self.decoder == "warp" and self.max_subjects <= 0:
+            raise ValueError("decoder='warp' draws each subject's reference face: it needs max_subjects > 0")
         if self.global_condition not in GLOBAL_CONDITIONS:
             raise ValueError(f"global_condition must be one of {GLOBAL_CONDITIONS}, got {self.global_condition!r}")
         if self.global_condition == "none":
@@ -242,6 +271,14 @@ FACEAPI_EXPRESSION = dict(_FACEAPI_HEADS, backbone="faceapi-expression", crop_si
                           std=FACEAPI_STD)
 FACEAPI_RECOGNITION = dict(_FACEAPI_HEADS, backbone="faceapi-recognition", crop_size=150, mean=FACEAPI_MEAN,
                            std=FACEAPI_STD)
+# Warp-guided decoder (issue 9) on the frozen face-api expression map: token (D = 64) → 468 mesh displacements →
+# mesh warp of the subject's reference crop → zero-initialised refinement U-Net. Draws a face from step 0.
+# The token is read from the crop's own MediaPipe mesh ("crop-mesh", added to the expression query) and the subject
+# embedding; on held-out talking-head frames the face-api patch tokens made the decoded landmarks worse (they fit
+# appearance: docs/benchmarks.md), so the encoder does not attend to them (the backbone stays for probes/ablation).
+WARP_TINY = dict(FACEAPI_EXPRESSION, dim=64, expr_heads=2, expr_layers=1, expr_ff=128, max_subjects=32,
+                 dropout=0.0, decoder="warp", warp_hidden=256, warp_refiner_width=8, warp_refiner_levels=4,
+                 global_condition="crop-mesh", condition_in_query=True, encoder_patches=False)
 PREDICTOR_TINY = dict(dim=32, max_len=32, heads=2, layers=1, ff=64, dropout=0.0)
 # Seed's prediction run: heads 8, layers 4, ff 4·384, max_seq 50.
 PREDICTOR_S = dict(dim=384, max_len=50, heads=8, layers=4, ff=1536, dropout=0.1)

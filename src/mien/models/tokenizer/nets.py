@@ -54,6 +54,10 @@ class ExpressionTransformer(nn.Module):
             function of the subject id alone.
         global_dim: G > 0 adds a global conditioning input (e.g. mien's AU features, issue 9): ``condition``
             (M, G) → LayerNorm → Linear(G, D), one more memory token beside the subject embedding.
+        condition_in_query: the condition → Linear(G, D) (no LayerNorm, which would drop its magnitude) is added to
+            the expression query instead of joining the memory (it is not diluted among the patch tokens).
+        use_patches: attend to the patch tokens (False: only to the subject embedding / condition; then
+            ``patch_tokens`` may be (M, 0, D)).
 
     Forward:
         patch_tokens: float (M, N, D) (M = B·T frames).
@@ -71,12 +75,18 @@ class ExpressionTransformer(nn.Module):
 
     def __init__(self, dim: int, num_patches: int, heads: int = 4, layers: int = 4, ff: int = 768,
                  dropout: float = 0.1, max_subjects: int = 0, norm_first: bool = True,
-                 subject_in_encoder: bool = True, global_dim: int = 0):
+                 subject_in_encoder: bool = True, global_dim: int = 0, condition_in_query: bool = False,
+                 use_patches: bool = True):
         super().__init__()
         self.dim, self.num_patches, self.max_subjects = dim, num_patches, max_subjects
         self.global_dim = int(global_dim)
-        self.global_proj = nn.Sequential(nn.LayerNorm(global_dim), nn.Linear(global_dim, dim)) if global_dim > 0 \
-            else None
+        self.condition_in_query, self.use_patches = bool(condition_in_query), bool(use_patches)
+        if global_dim <= 0:
+            self.global_proj = None
+        elif condition_in_query:
+            self.global_proj = nn.Sequential(nn.Linear(global_dim, dim))
+        else:
+            self.global_proj = nn.Sequential(nn.LayerNorm(global_dim), nn.Linear(global_dim, dim))
         self.subject_in_encoder = subject_in_encoder
         self.subject_embeddings = nn.Embedding(max_subjects, dim) if max_subjects > 0 else None
         self.expression_query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
@@ -123,20 +133,28 @@ class ExpressionTransformer(nn.Module):
 
     def forward(self, patch_tokens: torch.Tensor, pos: torch.Tensor | None = None,
                 subject_ids: torch.Tensor | None = None, condition: torch.Tensor | None = None) -> torch.Tensor:
-        if patch_tokens.ndim != 3 or patch_tokens.shape[1:] != (self.num_patches, self.dim):
+        m = patch_tokens.shape[0]
+        if not self.use_patches:
+            x = patch_tokens.new_zeros(m, 0, self.dim)
+        elif patch_tokens.ndim != 3 or patch_tokens.shape[1:] != (self.num_patches, self.dim):
             raise ValueError(f"expected patch tokens (M, {self.num_patches}, {self.dim}), got "
                              f"{tuple(patch_tokens.shape)}")
-        m = patch_tokens.shape[0]
-        x = patch_tokens + self.delta_pos
-        if pos is not None:
-            x = x + pos.unsqueeze(0)
+        else:
+            x = patch_tokens + self.delta_pos
+            if pos is not None:
+                x = x + pos.unsqueeze(0)
         subj = self.subject_embedding(subject_ids, m) if self.subject_in_encoder else None
         if subj is not None:
             x = torch.cat([subj.unsqueeze(1), x], 1)
         cond = self.condition_token(condition, m)
-        if cond is not None:
+        query = self.expression_query.expand(m, -1, -1)
+        if cond is not None and self.condition_in_query:
+            query = query + cond
+        elif cond is not None:
             x = torch.cat([cond, x], 1)
-        h = self.decoder(self.expression_query.expand(m, -1, -1), x)
+        if x.shape[1] == 0:
+            raise ValueError("nothing to attend to: use_patches=False needs a subject embedding or a condition")
+        h = self.decoder(query, x)
         return F.normalize(self.norm(self.output_proj(h[:, 0])), dim=-1)
 
 
@@ -228,11 +246,15 @@ class TokenizerOutput:
 
     Attributes:
         tokens: float (B, T, D) unit-norm expression tokens ((B, D) for (B, 3, H, W) input).
-        recon: float (B, T, 3, H, W) RGB in [0, 1] ((B, 3, H, W) for image input).
+        recon: float (B, T, 3, H, W) RGB in [0, 1] ((B, 3, H, W) for image input); None from
+            ``forward(..., draw=False)``.
+        points: warp decoder only: float (B, T, 468, 2) the mesh points the reference was moved to, crop px
+            (differentiable w.r.t. the tokens; the landmark loss's prediction); None for the image decoder.
     """
 
     tokens: torch.Tensor
     recon: torch.Tensor
+    points: torch.Tensor | None = None
 
 
 class ExpressionTokenizer(nn.Module):
@@ -257,11 +279,18 @@ class ExpressionTokenizer(nn.Module):
         n = self.tokenizer.num_patches
         self.expression = ExpressionTransformer(config.dim, n, config.expr_heads, config.expr_layers,
                                                 config.expr_ff, config.dropout, config.max_subjects,
-                                                config.norm_first, config.subject_in_encoder, config.global_dim)
-        self.reconstruction = ExpressionReconstruction(config.dim, self.grid, config.crop_size, config.recon_heads,
-                                                       config.recon_cross_layers, config.recon_self_layers,
-                                                       config.recon_ff, config.dropout, config.decoder_channels,
-                                                       config.norm_first, config.recon_token_scale)
+                                                config.norm_first, config.subject_in_encoder, config.global_dim,
+                                                config.condition_in_query, config.encoder_patches)
+        if config.decoder == "warp":
+            from mien.models.tokenizer.warp import WarpDecoder
+
+            self.reconstruction = WarpDecoder(config.dim, config.crop_size, config.max_subjects, config.warp_hidden,
+                                              config.warp_refiner_width, config.warp_refiner_levels)
+        else:
+            self.reconstruction = ExpressionReconstruction(
+                config.dim, self.grid, config.crop_size, config.recon_heads, config.recon_cross_layers,
+                config.recon_self_layers, config.recon_ff, config.dropout, config.decoder_channels,
+                config.norm_first, config.recon_token_scale)
 
     @property
     def contract(self):
@@ -313,43 +342,59 @@ class ExpressionTokenizer(nn.Module):
             ValueError: wrong frame shape/size, missing or out-of-range subject ids, missing/wrong condition.
         """
         x, lead = self._flatten(frames)
-        tokens, pos = self.tokenizer(x)
+        tokens, pos = self._patches(x)
         ids = self._subject_ids(subject_ids, lead)
         z = self.expression(tokens, None if self.tokenizer.positions_in_tokens else pos, ids,
                             self._condition(condition, lead))
         return z.reshape(*lead, -1)
 
+    def _patches(self, x: torch.Tensor, backbone_tokens: torch.Tensor | None = None):
+        """Patch tokens, positions of (M, 3, H, W) frames; (M, 0, D) unrun if ``config.encoder_patches`` is False."""
+        if not self.config.encoder_patches:
+            return x.new_zeros(x.shape[0], 0, self.config.dim), None
+        return self.tokenizer(x, **({} if backbone_tokens is None else {"backbone_tokens": backbone_tokens}))
+
+    def _reconstruct(self, z: torch.Tensor, ids, pos: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(M, D) tokens → (M, 3, H, W) faces and, for the warp decoder, (M, 468, 2) mesh points."""
+        if self.config.decoder == "warp":
+            return self.reconstruction(z, ids)
+        subj = self.expression.subject_embedding(ids, z.shape[0]) if self.config.max_subjects > 0 else None
+        return self.reconstruction(z, self.recon_positions(pos), subj), None
+
     def decode(self, tokens: torch.Tensor, subject_ids=None) -> torch.Tensor:
         """Faces from expression tokens: (B, T, D) → float (B, T, 3, H, W), (B, D) → (B, 3, H, W); [0, 1].
 
-        ``subject_ids`` choose the identity (a different id than the encoding one = identity swap).
+        ``subject_ids`` choose the identity (a different id than the encoding one = identity swap; for the warp
+        decoder: that subject's reference face, moved by the token's displacements).
         """
         lead = tuple(tokens.shape[:-1])
         z = tokens.reshape(-1, tokens.shape[-1])
-        ids = self._subject_ids(subject_ids, lead)
-        subj = self.expression.subject_embedding(ids, z.shape[0]) if self.config.max_subjects > 0 else None
-        img = self.reconstruction(z, self.recon_positions(), subj)
+        img, _ = self._reconstruct(z, self._subject_ids(subject_ids, lead))
+        if self.config.decoder == "warp":
+            img = img.clamp(0, 1)
         return img.reshape(*lead, *img.shape[1:])
 
     def forward(self, frames: torch.Tensor, subject_ids=None,
-                backbone_tokens: torch.Tensor | None = None, condition=None) -> TokenizerOutput:
+                backbone_tokens: torch.Tensor | None = None, condition=None, draw: bool = True) -> TokenizerOutput:
         """Encode and reconstruct in one batched pass (see :meth:`encode`, :meth:`decode`; ``condition`` as in
         :meth:`encode`).
 
         ``backbone_tokens`` (B·T, P, C): cached outputs of a frozen timm backbone
         (:meth:`~mien.models.tokenizer.patch.TimmPatchTokenizer.backbone_tokens`) for these frames.
+        ``draw=False`` (warp decoder): only tokens and mesh points, ``recon`` is None (no warp is computed).
         """
         x, lead = self._flatten(frames)
-        if backbone_tokens is not None:
-            tokens, pos = self.tokenizer(x, backbone_tokens=backbone_tokens)
-        else:
-            tokens, pos = self.tokenizer(x)
+        tokens, pos = self._patches(x, backbone_tokens)
         ids = self._subject_ids(subject_ids, lead)
         z = self.expression(tokens, None if self.tokenizer.positions_in_tokens else pos, ids,
                             self._condition(condition, lead))
-        subj = self.expression.subject_embedding(ids, z.shape[0]) if self.config.max_subjects > 0 else None
-        img = self.reconstruction(z, self.recon_positions(pos), subj)
-        return TokenizerOutput(z.reshape(*lead, -1), img.reshape(*lead, *img.shape[1:]))
+        if not draw and self.config.decoder == "warp":
+            pts = self.reconstruction.points(z, ids)
+            return TokenizerOutput(z.reshape(*lead, -1), None, pts.reshape(*lead, *pts.shape[1:]))
+        img, pts = self._reconstruct(z, ids, pos)
+        return TokenizerOutput(z.reshape(*lead, -1), img.reshape(*lead, *img.shape[1:]),
+                               None if pts is None else pts.reshape(*lead, *pts.shape[1:]))
 
 
 class ExpressionPredictor(nn.Module):

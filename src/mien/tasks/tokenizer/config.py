@@ -41,6 +41,10 @@ class TokenizerWeights:
     of the reconstruction, ``emotion`` = KL of its emotion probabilities from the input's, ``swap_emotion`` = the
     same KL for the input's tokens decoded with *another* subject's embedding of the batch (identity swap; every
     other frame), which no subject embedding can meet without the token.
+
+    ``landmarks`` (warp decoder only, ``TokenizerConfig.decoder = "warp"``; needs batches with landmarks, e.g. mien
+    shards): mean Euclidean distance between the decoder's 468 target mesh points and the frame's own landmarks,
+    in units of the crop side (the displacement head learns from it; the refinement from ``recon``).
     """
 
     recon: Triple = (0.01, 0.2, 0.5)
@@ -51,6 +55,7 @@ class TokenizerWeights:
     expression: Triple = (0.0, 0.0, 0.0)
     emotion: Triple = (0.0, 0.0, 0.0)
     swap_emotion: Triple = (0.0, 0.0, 0.0)
+    landmarks: Triple = (1.0, 1.0, 1.0)
 
 
 @dataclass

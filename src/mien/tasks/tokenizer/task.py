@@ -132,6 +132,16 @@ class ScheduledTask(pl.LightningModule):
             frames = frames.clamp(0, 1).unflatten(0, (b, t))
         return frames, ids
 
+    @staticmethod
+    def _landmarks(batch, frames: torch.Tensor) -> torch.Tensor | None:
+        """Landmarks (B, T, K, 2) in px of the (possibly resized) ``frames`` (B, T, 3, S, S) from a batch's
+        ``landmarks`` (shards: crop px of the shard's crops), or None when the batch has none."""
+        if not isinstance(batch, dict) or batch.get("landmarks") is None:
+            return None
+        lm = torch.as_tensor(batch["landmarks"]).float()[..., :2]
+        src = batch["video"].shape[-1] if "video" in batch else batch["frames"].shape[-1]
+        return (lm * (frames.shape[-1] / src)).to(frames.device)
+
 
 class TokenizerTask(ScheduledTask):
     """LightningModule training an :class:`~mien.models.tokenizer.nets.ExpressionTokenizer`.
@@ -196,7 +206,8 @@ class TokenizerTask(ScheduledTask):
     def backbone_tokens_for(self, batch, frames: torch.Tensor) -> torch.Tensor | None:
         """Cached frozen-backbone tokens (B·T, P, C) of a keyed batch (mien shards: ``__key__``), computing and
         storing (float16, CPU) those not seen yet; None when caching is off or the batch has no keys."""
-        if not self.cache_backbone_tokens or not isinstance(batch, dict) or "__key__" not in batch:
+        if not self.cache_backbone_tokens or not isinstance(batch, dict) or "__key__" not in batch \
+                or not self.model.config.encoder_patches:
             return None
         keys = list(batch["__key__"])
         missing = [i for i, k in enumerate(keys) if k not in self._backbone_cache]
@@ -240,16 +251,27 @@ class TokenizerTask(ScheduledTask):
 
     # ---- steps ---------------------------------------------------------------------------------------------
     def compute_losses(self, frames: torch.Tensor, subject_ids=None, weights: dict[str, float] | None = None,
-                       backbone_tokens: torch.Tensor | None = None, condition: torch.Tensor | None = None
-                       ) -> dict[str, torch.Tensor]:
+                       backbone_tokens: torch.Tensor | None = None, condition: torch.Tensor | None = None,
+                       landmarks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """All loss components and the weighted total for a (B, T, 3, H, W) [0, 1] batch (``backbone_tokens``:
         cached frozen-backbone tokens of its frames, see :meth:`backbone_tokens_for`; ``condition``: global
-        features (B, T, G), computed by :meth:`condition_for` when None and the model needs them)."""
+        features (B, T, G), computed by :meth:`condition_for` when None and the model needs them; ``landmarks``:
+        (B, T, K ≥ 468, 2) px of the frames, the warp decoder's landmark target — its subjects without a
+        reference face get the clip's first frame, :meth:`ensure_references`)."""
         h = self.loss_cfg
         w = weights or self.loss_weights()
         if condition is None:
             condition = self.condition_for(None, frames)
-        out = self.model(frames, subject_ids, backbone_tokens=backbone_tokens, condition=condition)
+        warp = self.model.config.decoder == "warp"
+        if warp:
+            if landmarks is None:
+                raise ValueError("the warp decoder trains on landmarks: batches need 'landmarks' (mien shards)")
+            self.ensure_references(frames, subject_ids, landmarks)
+        # the warp decoder without refinement has nothing to learn from pixels: skip the warp (points only)
+        draw = not warp or self.model.reconstruction.refiner is not None
+        out = self.model(frames, subject_ids, backbone_tokens=backbone_tokens, condition=condition, draw=draw)
+        if not draw:
+            return self._points_only_losses(out, frames, landmarks, w)
         pred, target = out.recon.flatten(0, 1), frames.flatten(0, 1)
         err = 0
         if h.recon in ("mse", "mse+l1"):
@@ -267,6 +289,9 @@ class TokenizerTask(ScheduledTask):
         div = diversity_loss(out.tokens, h.diversity_stride, h.diversity_scope)
         var = variance_loss(out.tokens, h.variance_target)
         expr = self.expression_losses(out, frames, subject_ids, backbone_tokens)
+        if warp:
+            s = frames.shape[-1]
+            expr["landmarks"] = (out.points - landmarks[..., :out.points.shape[-2], :2]).norm(dim=-1).mean() / s
         total = (w["recon"] * recon + w["perceptual"] * perc + w["temporal"] * temporal + w["diversity"] * div
                  + w.get("variance", 0.0) * var + sum(w.get(k, 0.0) * v for k, v in expr.items()))
         logs = {"loss": total, "loss_recon": recon, "loss_perceptual": perc, "loss_temporal": temporal,
@@ -275,6 +300,30 @@ class TokenizerTask(ScheduledTask):
         logs.update({f"w_{k}": torch.tensor(float(v), device=frames.device) for k, v in w.items()})
         logs.update(similarity_stats(out.tokens))
         return logs
+
+    def _points_only_losses(self, out, frames: torch.Tensor, landmarks: torch.Tensor, w: dict) -> dict:
+        """Losses of a warp decoder without refinement (``out.recon`` None): the landmark term; the pixel terms
+        are 0 (they have no trainable parameter)."""
+        lm = (out.points - landmarks[..., :out.points.shape[-2], :2]).norm(dim=-1).mean() / frames.shape[-1]
+        zero = frames.new_zeros(())
+        logs = {"loss": w.get("landmarks", 0.0) * lm, "loss_landmarks": lm, "loss_recon": zero}
+        logs.update({f"w_{k}": torch.tensor(float(v), device=frames.device) for k, v in w.items()})
+        logs.update(similarity_stats(out.tokens))
+        return logs
+
+    def ensure_references(self, frames: torch.Tensor, subject_ids, landmarks: torch.Tensor) -> None:
+        """Warp decoder: give every subject of the batch that has no reference face yet the first frame of its
+        first clip here (crop and landmarks). Runs that choose references beforehand
+        (:func:`mien.models.tokenizer.warp.reference_frames`, :meth:`WarpDecoder.set_references`) are unchanged."""
+        dec = self.model.reconstruction
+        ids = torch.as_tensor(subject_ids).long().reshape(-1).tolist()
+        new: dict[int, int] = {}
+        for i, sid in enumerate(ids):
+            if not bool(dec.ref_set[sid]) and sid not in new:
+                new[sid] = i
+        if new:
+            rows = list(new.values())
+            dec.set_references(list(new), frames[rows, 0].detach(), landmarks[rows, 0].detach().cpu())
 
     def expression_losses(self, out, frames: torch.Tensor, subject_ids=None,
                           backbone_tokens: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -315,7 +364,8 @@ class TokenizerTask(ScheduledTask):
     def training_step(self, batch, batch_idx):
         frames, ids = self._unpack(batch, self.model.config.crop_size)
         logs = self.compute_losses(frames, ids, backbone_tokens=self.backbone_tokens_for(batch, frames),
-                                   condition=self.condition_for(batch, frames))
+                                   condition=self.condition_for(batch, frames),
+                                   landmarks=self._landmarks(batch, frames))
         logs["lr"] = torch.tensor(float(self.optimizers().param_groups[0]["lr"]), device=frames.device)
         self.log_dict({f"train/{k}": v.detach() if torch.is_tensor(v) else v for k, v in logs.items()},
                       on_step=True, on_epoch=False, prog_bar=False, batch_size=frames.shape[0])
@@ -325,7 +375,8 @@ class TokenizerTask(ScheduledTask):
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         frames, ids = self._unpack(batch, self.model.config.crop_size)
         logs = self.compute_losses(frames, ids, backbone_tokens=self.backbone_tokens_for(batch, frames),
-                                   condition=self.condition_for(batch, frames))
+                                   condition=self.condition_for(batch, frames),
+                                   landmarks=self._landmarks(batch, frames))
         prefix = self.val_prefix(dataloader_idx)
         self.log_dict({f"{prefix}/{k}": v.detach() for k, v in logs.items()}, on_step=False, on_epoch=True,
                       batch_size=frames.shape[0], add_dataloader_idx=False)

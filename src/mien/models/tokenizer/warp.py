@@ -1,0 +1,213 @@
+"""Warp-guided reconstruction of an expression tokenizer (``TokenizerConfig.decoder = "warp"``, issue 9).
+
+A from-scratch image decoder does not learn to draw faces in a CPU budget, so its tokens have nothing to carry.
+This decoder draws a face by *moving the pixels of an identity reference* instead:
+
+1. the expression token z (unit norm, D) → MLP → displacements Δ (468, 2) of MediaPipe's mesh points, in units
+   of the crop side, relative to the subject's reference points (trained against the frame's own landmarks: a
+   landmark loss, :attr:`mien.tasks.tokenizer.config.TokenizerWeights.landmarks`);
+2. the subject's reference crop is warped by the piecewise-affine mesh warp of :mod:`mien.face.warp`
+   (:func:`~mien.face.warp.mesh_warp`, the classical warp of ``mien evaluate reenact``'s baseline (b)) from its
+   reference points P_ref to P_ref + S·Δ;
+3. an optional refinement U-Net (:class:`mien.models.reenact.warpguided.WarpGuidedRefiner`, zero-initialised
+   output layers: it returns the warp exactly until trained) adds what a warp cannot draw (mouth interior, eyelids)
+   and is trained by the pixel loss.
+
+The displacement head's last layer is zero-initialised, so an untrained decoder returns the reference itself:
+the output is a face from step 0 and training only has to learn the geometry of the expression. Identity swap =
+A's token with B's reference (relative motion: A's displacement from A's reference applied to B's reference
+points); token swap = another frame's token with the same reference.
+
+The references (crop + points per subject id) are buffers of the model (saved with the weights):
+:meth:`WarpDecoder.set_references`; :func:`reference_frames` chooses one per subject from training frames.
+
+Related: the landmark-driven warp + refinement of Averbuch-Elor et al., "Bringing Portraits to Life" (SIGGRAPH
+Asia 2017); relative keypoint motion as in Siarohin et al., "First Order Motion Model" (NeurIPS 2019).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["MESH_POINTS", "WarpDecoder", "reference_frames"]
+
+MESH_POINTS = 468
+"""Number of mesh points the decoder moves (MediaPipe's tessellated face mesh; the 10 iris points are not used)."""
+DISPLACEMENT_UNIT = 0.01
+"""The displacement MLP's output unit, as a fraction of the crop side (1 = 1 % of the side). Expression moves
+points by ~1 % of the side; in this unit an AdamW step of size lr changes a displacement by ~lr %, not by ~lr
+crop sides (which threw the points off the face within a few steps at lr 1e-3)."""
+
+
+def reference_frames(images: np.ndarray, points: np.ndarray, subjects: np.ndarray, kind: str = "medoid"
+                     ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """One reference (crop, points) per subject from its training frames.
+
+    Args:
+        images: float32 or uint8 (N, 3, S, S) RGB crops (uint8 is divided by 255).
+        points: float (N, K ≥ 468, 2|3) landmarks in crop px.
+        subjects: int (N,) subject ids.
+        kind: "medoid" — the frame whose 468 points are closest (mean L2) to the subject's mean points (a sharp,
+            typical frame); "mean" — the pixel mean of the frames with the mean points (blurry; equals the
+            subject-mean baseline at zero displacement); "first" — the subject's first frame.
+
+    Returns:
+        {subject id: (float32 (3, S, S) in [0, 1], float32 (468, 2) crop px)}.
+
+    Raises:
+        ValueError: unknown kind or mismatched lengths.
+    """
+    if kind not in ("medoid", "mean", "first"):
+        raise ValueError(f"reference kind must be 'medoid', 'mean' or 'first', got {kind!r}")
+    images = np.asarray(images)
+    points = np.asarray(points, np.float32)[:, :MESH_POINTS, :2]
+    subjects = np.asarray(subjects).reshape(-1)
+    if not len(images) == len(points) == len(subjects):
+        raise ValueError(f"images, points and subjects differ in length: {len(images)}, {len(points)}, "
+                         f"{len(subjects)}")
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    out = {}
+    for s in np.unique(subjects):
+        idx = np.flatnonzero(subjects == s)
+        p = points[idx]
+        if kind == "mean":
+            img = images[idx].astype(np.float64).mean(0) / scale
+            out[int(s)] = (img.astype(np.float32), p.mean(0))
+            continue
+        j = idx[0] if kind == "first" else idx[int(np.linalg.norm(p - p.mean(0), axis=-1).mean(1).argmin())]
+        out[int(s)] = ((images[j].astype(np.float32) / scale), points[j].copy())
+    return out
+
+
+class WarpDecoder(nn.Module):
+    """Token → mesh displacements → piecewise-affine warp of the subject's reference (→ refinement).
+
+    Args:
+        dim: token size D.
+        crop_size: S (square crops, the tokenizer's).
+        max_subjects: size of the reference bank (subject ids index it).
+        hidden: width of the displacement MLP (Linear D→hidden, GELU, Linear hidden→hidden, GELU,
+            Linear hidden→468·2, the last zero-initialised), in units of :data:`DISPLACEMENT_UNIT` of the side.
+        refiner_width: first-level width of the refinement U-Net; 0 = no refinement (pure warp).
+        refiner_levels: its ×2 downsamplings (S must be divisible by 2**levels).
+
+    Forward:
+        tokens: float (M, D) unit-norm expression tokens.
+        subject_ids: long (M,) ids with a reference set (:meth:`set_references`).
+
+    Returns:
+        (images float (M, 3, S, S) RGB [0, 1]-ish (the refinement may leave [0, 1] slightly; clamp to show),
+        points float (M, 468, 2) the target mesh points in crop px, differentiable w.r.t. the tokens).
+
+    Raises:
+        ValueError: wrong token shape, ids out of range or without a reference.
+    """
+
+    def __init__(self, dim: int, crop_size: int, max_subjects: int, hidden: int = 256, refiner_width: int = 8,
+                 refiner_levels: int = 4):
+        super().__init__()
+        if max_subjects <= 0:
+            raise ValueError("the warp decoder needs max_subjects > 0 (one reference per subject id)")
+        self.dim, self.size, self.max_subjects = dim, crop_size, max_subjects
+        self.token_scale = math.sqrt(dim)
+        self.displacement = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                          nn.Linear(hidden, MESH_POINTS * 2))
+        nn.init.zeros_(self.displacement[-1].weight)
+        nn.init.zeros_(self.displacement[-1].bias)
+        self.register_buffer("ref_images", torch.zeros(max_subjects, 3, crop_size, crop_size))
+        self.register_buffer("ref_points", torch.zeros(max_subjects, MESH_POINTS, 2))
+        self.register_buffer("ref_set", torch.zeros(max_subjects, dtype=torch.bool))
+        self.refiner = None
+        if refiner_width > 0:
+            from mien.models.reenact.warpguided import WarpGuidedConfig, WarpGuidedRefiner
+
+            self.refiner = WarpGuidedRefiner(WarpGuidedConfig(size=crop_size, width=refiner_width,
+                                                              levels=refiner_levels))
+        self._triangles = None
+
+    # ---- references ----------------------------------------------------------------------------------------
+    def set_references(self, subject_ids, images, points) -> None:
+        """Store reference crops and points for subject ids (overwriting).
+
+        Args:
+            subject_ids: int (R,) in [0, max_subjects).
+            images: float (R, 3, S, S) RGB in [0, 1] (uint8 is divided by 255).
+            points: float (R, K ≥ 468, 2|3) crop px.
+
+        Raises:
+            ValueError: ids out of range or wrong shapes.
+        """
+        ids = torch.as_tensor(np.asarray(subject_ids)).long().reshape(-1)
+        img = torch.as_tensor(np.asarray(images))
+        img = img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
+        pts = torch.as_tensor(np.asarray(points, np.float32))[:, :MESH_POINTS, :2]
+        if img.shape != (len(ids), 3, self.size, self.size) or pts.shape != (len(ids), MESH_POINTS, 2):
+            raise ValueError(f"expected images ({len(ids)}, 3, {self.size}, {self.size}) and points "
+                             f"({len(ids)}, ≥{MESH_POINTS}, 2), got {tuple(img.shape)} and {tuple(pts.shape)}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.max_subjects):
+            raise ValueError(f"subject ids must lie in [0, {self.max_subjects})")
+        dev = self.ref_images.device
+        self.ref_images[ids.to(dev)] = img.to(dev)
+        self.ref_points[ids.to(dev)] = pts.to(dev)
+        self.ref_set[ids.to(dev)] = True
+
+    def _check_ids(self, subject_ids, m: int) -> torch.Tensor:
+        if subject_ids is None:
+            raise ValueError("the warp decoder draws a subject's reference: pass subject_ids")
+        ids = torch.as_tensor(subject_ids, device=self.ref_set.device).long().reshape(-1)
+        if ids.shape[0] != m:
+            raise ValueError(f"expected {m} subject ids, got {ids.shape[0]}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.max_subjects):
+            raise ValueError(f"subject ids must lie in [0, {self.max_subjects})")
+        missing = sorted({int(i) for i in ids[~self.ref_set[ids]].tolist()})
+        if missing:
+            raise ValueError(f"no reference face set for subject id(s) {missing} (WarpDecoder.set_references)")
+        return ids
+
+    # ---- drawing -------------------------------------------------------------------------------------------
+    def points(self, tokens: torch.Tensor, subject_ids) -> torch.Tensor:
+        """Target mesh points (M, 468, 2) crop px: the subjects' reference points + S · displacement(token)."""
+        if tokens.ndim != 2 or tokens.shape[1] != self.dim:
+            raise ValueError(f"expected expression tokens (M, {self.dim}), got {tuple(tokens.shape)}")
+        ids = self._check_ids(subject_ids, tokens.shape[0])
+        delta = self.displacement(tokens * self.token_scale).view(-1, MESH_POINTS, 2)
+        return self.ref_points[ids] + (self.size * DISPLACEMENT_UNIT) * delta
+
+    def warp(self, images: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mesh warp (:func:`mien.face.warp.mesh_warp`) of (M, 3, S, S) images moving ``src`` points to ``dst``
+        (M, 468, 2) crop px; no gradient. Returns (warped (M, 3, S, S), flow (M, 2, S, S)
+        (:func:`mien.models.reenact.warpguided.flow_field`))."""
+        from mien.face.warp import mesh_warp
+        from mien.models.reenact.warpguided import flow_field
+
+        if self._triangles is None:
+            from mien.models.face3d.mien_face import canonical_triangles
+
+            self._triangles = canonical_triangles()
+        imgs = images.detach().float().permute(0, 2, 3, 1).cpu().numpy()
+        s_np, d_np = src.detach().double().cpu().numpy(), dst.detach().double().cpu().numpy()
+        warped, flows = [], []
+        for img, s, d in zip(imgs, s_np, d_np, strict=True):
+            w, mx, my = mesh_warp(np.ascontiguousarray(img), s, d, self._triangles)
+            warped.append(w)
+            flows.append(flow_field(mx, my))
+        dev = images.device
+        return (torch.from_numpy(np.stack(warped)).permute(0, 3, 1, 2).to(dev),
+                torch.from_numpy(np.stack(flows)).to(dev))
+
+    def draw(self, points: torch.Tensor, subject_ids) -> torch.Tensor:
+        """Faces (M, 3, S, S) of the subjects' references moved to ``points`` (M, 468, 2) crop px (+ refinement)."""
+        ids = self._check_ids(subject_ids, points.shape[0])
+        ref = self.ref_images[ids]
+        warped, flow = self.warp(ref, self.ref_points[ids], points)
+        if self.refiner is None:
+            return warped
+        return self.refiner(warped, ref, flow, points.detach())
+
+    def forward(self, tokens: torch.Tensor, subject_ids) -> tuple[torch.Tensor, torch.Tensor]:
+        pts = self.points(tokens, subject_ids)
+        return self.draw(pts, subject_ids), pts

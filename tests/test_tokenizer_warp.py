@@ -1,0 +1,182 @@
+"""Warp-guided tokenizer decoder (mien.models.tokenizer.warp, ``decoder="warp"``): shapes and contract, an untrained
+decoder is exactly the mesh warp of the reference, export/load parity, training on real face crops with landmarks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("lightning.pytorch")
+
+import mien  # noqa: E402
+from mien.face.warp import mesh_warp  # noqa: E402
+from mien.models.tokenizer import TokenizerConfig, load_pretrained, save_pretrained  # noqa: E402
+from mien.models.tokenizer.config import TINY  # noqa: E402
+from mien.models.tokenizer.nets import ExpressionTokenizer  # noqa: E402
+from mien.models.tokenizer.warp import DISPLACEMENT_UNIT, MESH_POINTS, reference_frames  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+VIDEO = "videos/talking/face_1.mp4"
+# conv patch encoder at 64² (fast) with the warp decoder; the registered tokenizer-warp-tiny uses face-api at 112²
+WARP64 = dict(TINY, decoder="warp", max_subjects=4, warp_hidden=32, warp_refiner_width=4, warp_refiner_levels=3)
+
+
+@pytest.fixture(scope="module")
+def real_faces(shared_data):
+    """uint8 (12, 3, 64, 64) aligned crops of the first second of a real talking-head video, float32 (12, 478, 2)
+    landmarks in crop px (the crop of ``mien prepare``, margin 0)."""
+    from mien.face.align import params_to_affine, similarity_params, transform_landmarks, warp_crop
+    from mien.io.video import VideoSource
+    from mien.pipelines.analyze import analyze
+    from mien.pipelines.tokens import first_faces
+
+    path = shared_data / VIDEO
+    faces = first_faces(analyze(path, end=1.0))
+    crops, points = [], []
+    for fr in VideoSource(path, end=1.0):
+        if fr.index in faces and len(crops) < 12:
+            lm = faces[fr.index][1]
+            a = params_to_affine(similarity_params(np.asarray(lm)[None], 0.0), 64)
+            crops.append(warp_crop(fr.image, a[0], 64))
+            points.append(transform_landmarks(np.asarray(lm)[None], a)[0, :, :2])
+    assert len(crops) == 12
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
+    return x, torch.from_numpy(np.stack(points)).float()
+
+
+def _model(faces=None, seed=0):
+    torch.manual_seed(seed)
+    m = ExpressionTokenizer(TokenizerConfig(**WARP64))
+    if faces is not None:
+        x, p = faces
+        m.reconstruction.set_references([0, 1], x[[0, 6]], p[[0, 6]])
+    return m
+
+
+def test_registered_config_contract_and_shapes():
+    m = mien.create_model("tokenizer-warp-tiny")
+    assert m.contract.crop_size == 112 and m.config.decoder == "warp" and m.config.backbone == "faceapi-expression"
+    assert m.reconstruction.refiner is not None and m.config.global_condition == "crop-mesh"
+    x, cond = torch.rand(2, 3, 3, 112, 112), torch.randn(2, 3, 936) * 0.1
+    with pytest.raises(ValueError, match="no reference face"):
+        m(x, torch.tensor([0, 1]), condition=cond)
+    refs = torch.rand(2, 478, 3) * 40 + 36
+    m.reconstruction.set_references([0, 1], torch.rand(2, 3, 112, 112), refs)
+    out = m.eval()(x, torch.tensor([0, 1]), condition=cond)
+    assert out.tokens.shape == (2, 3, 64) and out.recon.shape == (2, 3, 3, 112, 112)
+    assert out.points.shape == (2, 3, MESH_POINTS, 2)
+    # untrained: zero displacements, the decoded points are the references'
+    assert torch.allclose(out.points[1, 2], refs[1, :MESH_POINTS, :2])
+    with pytest.raises(ValueError, match="max_subjects"):
+        TokenizerConfig(**dict(WARP64, max_subjects=0))
+    with pytest.raises(ValueError, match="decoder"):
+        TokenizerConfig(**dict(WARP64, decoder="paint"))
+    with pytest.raises(ValueError, match="nothing to attend to"):
+        TokenizerConfig(**dict(WARP64, encoder_patches=False, subject_in_encoder=False))
+    # without patches the token depends on the condition (and subject) only, and encode skips the backbone
+    m2 = ExpressionTokenizer(TokenizerConfig(**dict(WARP64, encoder_patches=False, global_condition="crop-mesh",
+                                                    condition_in_query=True))).eval()
+    c = torch.randn(2, 936) * 0.1
+    with torch.no_grad():
+        za, zb = m2.encode(torch.rand(2, 3, 64, 64), torch.tensor([0, 0]), c), m2.encode(
+            torch.rand(2, 3, 64, 64), torch.tensor([0, 0]), c)
+        assert torch.allclose(za, zb, atol=1e-6)
+        assert not torch.allclose(za, m2.encode(torch.rand(2, 3, 64, 64), torch.tensor([0, 0]), c.flip(0)))
+
+
+def test_untrained_decoder_is_the_mesh_warp(real_faces):
+    x, p = real_faces
+    m = _model(real_faces).eval()
+    ref = m.reconstruction.ref_images[0].permute(1, 2, 0).numpy()
+    with torch.no_grad():
+        z = m.encode(x[:3].float() / 255, torch.zeros(3, dtype=torch.long))
+        assert torch.equal(m.decode(z, torch.zeros(3, dtype=torch.long))[0], m.reconstruction.ref_images[0])
+        # a known displacement (bias of the zero-initialised last layer): the output is mien.face.warp.mesh_warp
+        delta = torch.zeros(MESH_POINTS, 2)
+        delta[[13, 14, 17, 0], 1] = torch.tensor([-0.04, 0.06, 0.08, -0.02])
+        m.reconstruction.displacement[-1].bias.copy_(delta.reshape(-1) / DISPLACEMENT_UNIT)
+        img = m.decode(z[:1], torch.zeros(1, dtype=torch.long))[0].permute(1, 2, 0).numpy()
+    src = p[0, :MESH_POINTS].double().numpy()
+    from mien.models.face3d.mien_face import canonical_triangles
+
+    want = mesh_warp(np.ascontiguousarray(ref), src, src + 64 * delta.double().numpy(), canonical_triangles())[0]
+    np.testing.assert_allclose(img, want.clip(0, 1), atol=1e-6)
+    assert np.abs(img - ref).max() > 0.1  # the mouth moved
+
+
+def test_export_load_parity_keeps_references(real_faces, tmp_path):
+    x, _ = real_faces
+    m = _model(real_faces).eval()
+    with torch.no_grad():
+        m.reconstruction.displacement[-1].weight.normal_(0, 1e-3)
+    save_pretrained(m, tmp_path / "warp")
+    back = load_pretrained(tmp_path / "warp")
+    assert back.config.decoder == "warp"
+    assert torch.equal(back.reconstruction.ref_set, m.reconstruction.ref_set)
+    ids = torch.tensor([0, 1, 1])
+    with torch.no_grad():
+        z1, z2 = m.encode(x[:3].float() / 255, ids), back.encode(x[:3].float() / 255, ids)
+        assert torch.equal(z1, z2)
+        assert torch.equal(m.decode(z1, ids.flip(0)), back.decode(z2, ids.flip(0)))  # identity swap too
+
+
+def test_reference_frames_kinds(real_faces):
+    x, p = real_faces
+    subj = np.array([0] * 6 + [1] * 6)
+    med = reference_frames(x.numpy(), p.numpy(), subj, "medoid")
+    mean = reference_frames(x.numpy(), p.numpy(), subj, "mean")
+    first = reference_frames(x.numpy(), p.numpy(), subj, "first")
+    assert sorted(med) == [0, 1] and med[0][0].shape == (3, 64, 64) and med[0][1].shape == (MESH_POINTS, 2)
+    assert any(np.allclose(med[1][0], x[i].numpy() / 255.0, atol=1e-6) for i in range(6, 12))
+    np.testing.assert_allclose(mean[0][1], p[:6, :MESH_POINTS].numpy().mean(0), rtol=1e-5)
+    np.testing.assert_allclose(first[1][0], x[6].numpy() / 255.0)
+    with pytest.raises(ValueError):
+        reference_frames(x.numpy(), p.numpy(), subj, "best")
+
+
+def test_training_steps_reduce_landmark_and_pixel_loss(real_faces):
+    from mien.tasks.tokenizer import TokenizerTask
+    from mien.tasks.tokenizer.config import ScheduleConfig, TokenizerWeights
+
+    x, p = real_faces
+    torch.manual_seed(0)
+    task = TokenizerTask("tokenizer-tiny", model_overrides={k: v for k, v in WARP64.items() if k in (
+        "decoder", "max_subjects", "warp_hidden", "warp_refiner_width", "warp_refiner_levels")},
+        schedule=ScheduleConfig(lr=2e-3, warmup_steps=1, total_steps=30),
+        weights=TokenizerWeights(recon=(1, 1, 1), temporal=(0, 0, 0), diversity=(0, 0, 0)))
+    batch = {"frames": x.view(2, 6, 3, 64, 64), "subject_id": torch.tensor([0, 1]), "landmarks": p.view(2, 6, 478, 2)}
+    frames, ids = task._unpack(batch, 64)
+    lm = task._landmarks(batch, frames)
+    with pytest.raises(ValueError, match="landmarks"):
+        task.compute_losses(frames, ids)
+    before = task.compute_losses(frames, ids, landmarks=lm)
+    assert bool(task.model.reconstruction.ref_set[:2].all())  # first frames became the references
+    opt = torch.optim.AdamW([q for q in task.parameters() if q.requires_grad], lr=2e-3)
+    for _ in range(30):
+        loss = task.compute_losses(frames, ids, landmarks=lm)
+        opt.zero_grad()
+        loss["loss"].backward()
+        opt.step()
+    after = task.compute_losses(frames, ids, landmarks=lm)
+    # before: every frame drawn as its clip's first frame (zero displacement) — the no-motion baseline
+    assert float(after["loss_landmarks"]) < 0.85 * float(before["loss_landmarks"])  # 0.0039 → 0.0030 of the side
+    assert float(after["loss_recon"]) < 0.8 * float(before["loss_recon"])  # 0.0016 → 0.0010
+    # without refinement no warp is drawn in training (no parameter learns from pixels): points only
+    task.model.reconstruction.refiner = None
+    out = task.compute_losses(frames, ids, landmarks=lm)
+    assert float(out["loss_recon"]) == 0 and torch.allclose(out["loss_landmarks"], after["loss_landmarks"])
+
+
+def test_crop_mesh_condition_reads_the_crop_geometry(real_faces):
+    from mien.models.tokenizer.condition import global_condition
+
+    x, p = real_faces
+    g, ok = global_condition(x[:4].permute(0, 2, 3, 1).numpy(), "crop-mesh")
+    assert g.shape == (4, 936) and ok.all()
+    from mien.models.tokenizer.condition import canonical_crop_mesh
+
+    pts = (g.reshape(4, MESH_POINTS, 2) / 10.0 + canonical_crop_mesh()) * 64
+    err = np.linalg.norm(pts - p[:4, :MESH_POINTS].numpy(), axis=-1).mean()
+    assert err < 2.0  # px at 64²: the same face geometry as the shard's landmarks (found on the whole frame)
+    assert TokenizerConfig(**dict(WARP64, global_condition="crop-mesh")).global_dim == 936
