@@ -17,7 +17,11 @@ baseline (b)) and training only has to learn the corrections. Motion comes from 
 
 Evidence (``docs/benchmarks.md``): ``reenact-warpguided-tiny`` trained 275 steps (batch 8, 54 min on a shared
 2-core CPU) is within noise of the warp on held-out subjects — nominally lower AKD and AED-AU, equal AED-expr,
-lower emotion agreement — so it is not a default.
+lower emotion agreement — so it is not a default. Most of the warp's cross-reenactment AKD is the source/driver
+face-shape difference that relative motion keeps (its target points are as far from the driver as its output), so
+an image refinement has ~1 % of AKD to gain. The ``region_mask`` variant with the cross-identity expression term
+(``warpguided_region_tiny``, 250 steps, checkpoint chosen on training-subject validation videos) is also level with
+the warp on held-out AKD / AED, with lower CSIM and emotion agreement.
 
 Related: the landmark/mesh-warp + refinement-network design of Averbuch-Elor et al., "Bringing Portraits to
 Life", SIGGRAPH Asia 2017 (2-D warp of the source + a network for the hidden mouth interior), and
