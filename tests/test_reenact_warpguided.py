@@ -141,3 +141,69 @@ def test_warpguided_stage_lowers_the_loss_and_exports(crops, tmp_path):
         torch.testing.assert_close(loaded(*args), task.model(*args), rtol=0, atol=0)
     r = load_reenactor(tmp_path / "wg")
     assert isinstance(r, WarpGuidedReenactor) and r.name == "wg" and r.au_directions
+
+
+def test_region_mask_keeps_the_warp_outside_eyes_and_mouth(crops):
+    """``region_mask``: a trained (here perturbed) refiner changes only the eye/brow and mouth boxes of the target
+    points; every other pixel is the warp exactly; zero-initialised it is still the warp everywhere."""
+    from mien.models.reenact.warpguided import LIPS_INNER
+    from mien.pipelines.reenact import WarpReenactor
+
+    w = WarpReenactor(128)
+    st = w.encode_source(crops[0])
+    warps = [w.warp(st, d, crops[1]) for d in crops[2:]]
+    from mien.models.reenact.warpguided import flow_field
+
+    def img(x):
+        return torch.from_numpy(np.stack(x)).permute(0, 3, 1, 2).float() / 255.0
+
+    args = (img([x[0] for x in warps]), img([crops[0].image] * 3),
+            torch.from_numpy(np.stack([flow_field(x[1], x[2]) for x in warps])),
+            torch.from_numpy(np.stack([x[3] for x in warps]).astype(np.float32)))
+    m0 = create_model("reenact-warpguided-tiny", region_mask=True)
+    with torch.no_grad():
+        assert torch.equal(m0(*args), args[0])
+    m = _perturbed()
+    m.config.region_mask = True
+    with torch.no_grad():
+        out, mask = m(*args), m.region_mask(args[3])
+    assert mask.shape == (3, 1, 128, 128) and float(mask.min()) == 0.0 and float(mask.max()) == 1.0
+    outside = (mask == 0).expand_as(out)
+    assert 0.3 < float(outside.float().mean()) < 0.95
+    assert torch.equal(out[outside], args[0][outside])
+    assert float((out - args[0]).abs()[~outside].max()) > 0.05
+    inner = args[3][:, list(LIPS_INNER)].mean(1).round().long()  # the mouth centre is inside
+    assert all(float(mask[i, 0, y, x]) == 1.0 for i, (x, y) in enumerate(inner.tolist()))
+
+
+def test_relative_targets_and_cross_warp(crops):
+    """Cross-identity training warps: another subject's source moved by the driver's motion relative to its own
+    source frame (the targets of ``WarpReenactor`` at evaluation); None for a one-subject batch; the task's cross
+    term at step 0 equals the warp's expression distance."""
+    from mien.face.warp import relative_targets
+    from mien.pipelines.reenact import WarpReenactor
+    from mien.tasks.reenact import ReenactTask
+    from mien.tasks.reenact.data import cross_warp
+
+    a, b, c = (x.landmarks[:468, :2].astype(np.float64) for x in crops[:3])
+    np.testing.assert_allclose(relative_targets(a, b, b), a)
+    w = WarpReenactor(128)
+    np.testing.assert_allclose(relative_targets(a, c, b), w.targets(w.encode_source(crops[0]), crops[2], crops[1]))
+    batch = _batch(crops)
+    assert cross_warp(batch) is None  # one subject
+    batch["subject"] = torch.tensor([0, 0, 1, 1])
+    rows, srcs, warped, flow, points = cross_warp(batch)
+    assert rows.tolist() == [0, 1, 2, 3] and srcs.tolist() == [2, 2, 0, 0]
+    assert warped.shape == (4, 3, 128, 128) and flow.shape == (4, 2, 128, 128) and points.shape == (4, 468, 2)
+    slm, dlm = batch["src_landmarks"].double().numpy(), batch["drv_landmarks"].double().numpy()
+    np.testing.assert_allclose(points[0].numpy(), relative_targets(slm[2, :468], dlm[0, :468], slm[0, :468]),
+                               atol=1e-4)
+    task = ReenactTask("reenact-warpguided-tiny", {"region_mask": True}, stage="warpguided", color_jitter=0.0,
+                       perceptual_stages=1, weights=dict(l1=1.0, perceptual=0.0, identity=0.0, expression=0.0,
+                                                          cross=0.5))
+    logs: dict = {}
+    total, *_ = task._step(batch, logs)
+    assert float(logs["cross_expression"].detach()) == pytest.approx(float(logs["cross_expression_warp"]), abs=1e-6)
+    assert float(logs["cross_expression"].detach()) > 0
+    total.backward()
+    assert task.model.to_mask.weight.grad.abs().sum() > 0

@@ -157,5 +157,25 @@ def mesh_warp(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np
     return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), mx, my
 
 
-__all__ = ["border_points", "extend_to_border", "mesh_boundary", "mesh_warp", "piecewise_affine_maps",
-           "piecewise_affine_warp"]
+def hull_area(points: np.ndarray) -> float:
+    """Area (px²) of the convex hull of points (N, 2)."""
+    return float(cv2.contourArea(cv2.convexHull(np.asarray(points, np.float32)[:, :2])))
+
+
+def relative_targets(source: np.ndarray, driver: np.ndarray, reference: np.ndarray,
+                     source_area: float | None = None) -> np.ndarray:
+    """Relative motion of mesh points: ``source + (driver − reference) · s`` with ``s`` = √(source hull area /
+    reference hull area) (FOMM's movement-scale adaptation), float64 (N, 2).
+
+    Args:
+        source, driver, reference: (N, ≥2) points in px (the same N mesh points); source_area: the source's
+            :func:`hull_area` when already known.
+    """
+    src = np.asarray(source, np.float64)[:, :2]
+    ref = np.asarray(reference, np.float64)[:, :2]
+    area = hull_area(src) if source_area is None else source_area
+    return src + (np.asarray(driver, np.float64)[:, :2] - ref) * np.sqrt(area / max(hull_area(ref), 1e-6))
+
+
+__all__ = ["border_points", "extend_to_border", "hull_area", "mesh_boundary", "mesh_warp", "piecewise_affine_maps",
+           "piecewise_affine_warp", "relative_targets"]

@@ -179,7 +179,7 @@ class WarpReenactor:
     def encode_source(self, source: FaceCrop) -> dict:
         from mien.face.align import umeyama
         from mien.face.geometry import canonical_face
-        from mien.face.warp import extend_to_border
+        from mien.face.warp import extend_to_border, hull_area
         from mien.models.face3d.mien_face import canonical_triangles
 
         pts = np.asarray(source.landmarks[:468, :2], np.float64)
@@ -188,16 +188,16 @@ class WarpReenactor:
         s, R, _ = umeyama(canonical_face().astype(np.float64), source.landmarks[:468].astype(np.float64))
         au = {k: (s * d[:468].astype(np.float64) @ R.T)[:, :2] for k, d in self._au.items()}
         return {"image": source.image, "points": pts, "border": border, "triangles": tri,
-                "area": _hull_area(pts), "au": au}
+                "area": hull_area(pts), "au": au}
 
     def targets(self, state: dict, driver: FaceCrop, reference: FaceCrop | None) -> np.ndarray:
         """Target positions (468, 2) crop px of the source mesh points for one driver."""
+        from mien.face.warp import relative_targets
+
         drv = np.asarray(driver.landmarks[:468, :2], np.float64)
         if reference is None:
             return drv
-        ref = np.asarray(reference.landmarks[:468, :2], np.float64)
-        s = np.sqrt(state["area"] / max(_hull_area(ref), 1e-6))
-        return state["points"] + (drv - ref) * s
+        return relative_targets(state["points"], drv, reference.landmarks[:468], state["area"])
 
     def warp(self, state: dict, driver: FaceCrop, reference: FaceCrop | None,
              edit: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -272,12 +272,6 @@ def _loaded(model, loader: str):
 
         return getattr(reenact, loader)(os.fspath(model)), os.path.basename(os.path.normpath(os.fspath(model)))
     return model, type(model).__name__
-
-
-def _hull_area(pts: np.ndarray) -> float:
-    import cv2
-
-    return float(cv2.contourArea(cv2.convexHull(pts.astype(np.float32))))
 
 
 def _expand(x, n: int):

@@ -17,7 +17,11 @@ baseline (b)) and training only has to learn the corrections. Motion comes from 
 
 Evidence (``docs/benchmarks.md``): ``reenact-warpguided-tiny`` trained 275 steps (batch 8, 54 min on a shared
 2-core CPU) is within noise of the warp on held-out subjects — nominally lower AKD and AED-AU, equal AED-expr,
-lower emotion agreement — so it is not a default.
+lower emotion agreement — so it is not a default. Most of the warp's cross-reenactment AKD is the source/driver
+face-shape difference that relative motion keeps (its target points are as far from the driver as its output), so
+an image refinement has ~1 % of AKD to gain. The ``region_mask`` variant with the cross-identity expression term
+(``warpguided_region_tiny``, 250 steps, checkpoint chosen on training-subject validation videos) is also level with
+the warp on held-out AKD / AED, with lower CSIM and emotion agreement.
 
 Related: the landmark/mesh-warp + refinement-network design of Averbuch-Elor et al., "Bringing Portraits to
 Life", SIGGRAPH Asia 2017 (2-D warp of the source + a network for the hidden mouth interior), and
@@ -61,6 +65,10 @@ class WarpGuidedConfig(_Json):
         levels: ×2 downsamplings of the U-Net (S / 2**levels at the bottom).
         blocks: residual blocks at the bottom.
         sigma: standard deviation (px at side S) of the target-point heatmaps.
+        region_mask: restrict the refinement to the eye-and-brow and mouth regions of the target points
+            (:meth:`WarpGuidedRefiner.region_mask`): outside them the output is the warp exactly. Off by default
+            (the refiner may correct any pixel).
+        mask_pad: growth of each region box on every side, as a fraction of its size.
     """
 
     size: int = 128
@@ -68,6 +76,8 @@ class WarpGuidedConfig(_Json):
     levels: int = 4
     blocks: int = 2
     sigma: float = 1.5
+    region_mask: bool = False
+    mask_pad: float = 0.35
 
     def __post_init__(self):
         if not 1 <= self.levels <= 5:
@@ -124,6 +134,9 @@ class WarpGuidedRefiner(nn.Module):
         t = torch.arange(-r, r + 1, dtype=torch.float32)
         g = torch.exp(-0.5 * (t / cfg.sigma) ** 2)
         self.register_buffer("blur", (g / g.max()), persistent=False)
+        eye_r = np.concatenate([L.EYE_RIGHT, BROWS[:10]])  # subject's right eye and brow
+        eye_l = np.concatenate([L.EYE_LEFT, BROWS[10:]])
+        self.region_index = [torch.as_tensor(v) for v in (eye_r, eye_l, LIPS_OUTER + LIPS_INNER)]
         cin = 3 + 3 + 2 + len(idx)
         widths = [min(cfg.width * 2 ** i, cfg.width * 8) for i in range(cfg.levels + 1)]
         self.stem = nn.Conv2d(cin, widths[0], 3, padding=1)
@@ -178,4 +191,30 @@ class WarpGuidedRefiner(nn.Module):
         a = self.to_mask(h)
         alpha = a + (a.clamp(0, 1) - a).detach()  # values clamped to [0, 1], gradient passed (a starts at 0)
         gen = torch.sigmoid(self.to_rgb(h))
-        return warped + alpha * (gen - warped) + self.to_residual(h)
+        correction = alpha * (gen - warped) + self.to_residual(h)
+        if self.config.region_mask:
+            correction = correction * self.region_mask(points).to(correction.dtype)
+        return warped + correction
+
+    def region_mask(self, points: torch.Tensor) -> torch.Tensor:
+        """Soft mask (B, 1, S, S) in [0, 1] of the regions the refiner may change: per side, the box around the
+        target eye and brow points, and the box around the lip points, each grown by ``config.mask_pad`` of its
+        size on every side (so an opening mouth's interior and a closing eyelid are inside), edges softened by
+        a 5-px box blur.
+
+        Args:
+            points: (B, 468, 2) target mesh points, crop px.
+        """
+        s, pad = self.size, self.config.mask_pad
+        p = points[..., :2].float()
+        coord = torch.arange(s, device=p.device, dtype=p.dtype) + 0.5
+        m = p.new_zeros(p.shape[0], s, s)
+        for idx in self.region_index:
+            q = p[:, idx]
+            lo, hi = q.amin(1), q.amax(1)
+            ext = (hi - lo) * pad
+            lo, hi = lo - ext, hi + ext
+            inx = (coord[None] >= lo[:, :1]) & (coord[None] <= hi[:, :1])  # (B, S) over x
+            iny = (coord[None] >= lo[:, 1:]) & (coord[None] <= hi[:, 1:])
+            m = torch.maximum(m, (iny[:, :, None] & inx[:, None, :]).to(p.dtype))
+        return F.avg_pool2d(m[:, None], 5, stride=1, padding=2, count_include_pad=False)

@@ -18,7 +18,9 @@ class ReenactWeights:
         identity: 1 − cos of FaceRecognitionNet descriptors (output vs target; cross pairs: vs the source).
         expression: L1 between face-api FaceExpressionNet embeddings of output and target (frozen, shipped).
         gan: hinge adversarial loss of the generator; feature_matching: L1 of discriminator features.
-        cross: MegaPortraits' contrastive cross-reenactment loss on expression latents (see ``losses``).
+        cross: MegaPortraits' contrastive cross-reenactment loss on expression latents (see ``losses``); in the
+            warpguided stage, the cross-identity expression term (L1 of FaceExpressionNet embeddings of the
+            cross-reenacted output and the driver).
         eye_region, mouth_region: extra weight of the eye / mouth boxes (from the driver's landmarks) in the L1
             map: gaze and blink consistency through eye-region weighting.
         distill: L1 of the student to its teacher's output.

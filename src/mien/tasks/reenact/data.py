@@ -17,7 +17,7 @@ import torch
 from mien.data.datamodule import subject_split
 from mien.data.reader import ClipDataset, open_dataset, shard_urls
 
-__all__ = ["PairDataset", "ReenactDataModule", "add_warp", "cross_permutation", "flip_pair"]
+__all__ = ["PairDataset", "ReenactDataModule", "add_warp", "cross_permutation", "cross_warp", "flip_pair"]
 
 
 def flip_pair(item: dict) -> dict:
@@ -136,6 +136,45 @@ def cross_permutation(subjects: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
                 perm[i], valid[i] = j, True
                 break
     return perm, valid
+
+
+def cross_warp(batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Cross-identity warps of a batch of pairs, as ``mien evaluate reenact`` makes them: row i's driver motion
+    (its driver relative to its own source frame, the reference) applied by relative motion
+    (:func:`mien.face.warp.relative_targets`) to the source of another subject in the batch
+    (:func:`cross_permutation`), and that source warped onto the targets (:func:`mien.face.warp.mesh_warp`).
+
+    Args:
+        batch: collated pairs with ``src`` uint8 (B, 3, S, S), ``src_landmarks``, ``drv_landmarks`` (B, 478, ≥2)
+            crop px, ``subject`` (B,).
+
+    Returns:
+        None when the batch has one subject, else (rows (R,) long: the driver rows; sources (R,) long: the rows
+        whose source is animated; warped float32 (R, 3, S, S) in [0, 1]; flow float32 (R, 2, S, S); points
+        float32 (R, 468, 2)), on the batch's device.
+    """
+    from mien.face.warp import mesh_warp, relative_targets
+    from mien.models.face3d.mien_face import canonical_triangles
+    from mien.models.reenact.warpguided import flow_field
+
+    perm, valid = cross_permutation(batch["subject"])
+    rows = valid.nonzero().flatten()
+    if not len(rows):
+        return None
+    dev = batch["src"].device
+    src = batch["src"].detach().cpu()
+    slm, dlm = batch["src_landmarks"].detach().cpu().double().numpy(), batch["drv_landmarks"].detach().cpu().double().numpy()
+    tri = canonical_triangles()
+    warped, flows, points = [], [], []
+    for i in rows.tolist():
+        j = int(perm[i])
+        tgt = relative_targets(slm[j, :468], dlm[i, :468], slm[i, :468])
+        w, mx, my = mesh_warp(src[j].permute(1, 2, 0).numpy(), slm[j, :468], tgt, tri)
+        warped.append(torch.from_numpy(w).permute(2, 0, 1))
+        flows.append(torch.from_numpy(flow_field(mx, my)))
+        points.append(torch.from_numpy(tgt.astype("float32")))
+    return (rows.to(dev), perm[rows].to(dev), (torch.stack(warped).float() / 255.0).to(dev), torch.stack(flows).to(dev),
+            torch.stack(points).to(dev))
 
 
 class ReenactDataModule(pl.LightningDataModule):

@@ -10,7 +10,9 @@ and the hybrid ``warpguided``.
   output for (avatar source, driver).
 * ``warpguided``: a :class:`~mien.models.reenact.warpguided.WarpGuidedRefiner` from its zero initialisation (its
   output = the classical mesh warp) on self-reenactment pairs whose warp the data module adds (``data.warp:
-  true``); the same reconstruction losses (region-weighted L1, face-api perceptual / identity / expression).
+  true``); the same reconstruction losses (region-weighted L1, face-api perceptual / identity / expression),
+  and with ``weights.cross`` > 0 a cross-identity term: another subject's source warped by each driver's relative
+  motion, its refined output's FaceExpressionNet embedding pulled to the driver's.
 
 Every loss term is logged (``train/…``, ``val/…``) and weighted in config (:class:`ReenactWeights`). Manual
 optimisation (generator and discriminator steps; Lightning's precision plugin handles bf16 / fp16).
@@ -32,7 +34,7 @@ from mien.models.reenact.nets import ReenactModel
 from mien.models.registry import create_model
 from mien.tasks.config import as_config, as_dict
 from mien.tasks.reenact.config import OptimConfig, ReenactWeights
-from mien.tasks.reenact.data import cross_permutation
+from mien.tasks.reenact.data import cross_permutation, cross_warp
 from mien.tasks.reenact.losses import (
     FaceApiLoss,
     cross_contrastive,
@@ -139,7 +141,8 @@ class ReenactTask(pl.LightningModule):
             self.register_buffer("avatar_pose", torch.zeros(n, 6))
             self.register_buffer("avatar_subject", torch.full((n,), -1, dtype=torch.long))
         w = self.w
-        need_fa = stage != "student" and (w.perceptual or w.identity or w.expression)
+        need_fa = stage != "student" and bool(w.perceptual or w.identity or w.expression
+                                               or (stage == "warpguided" and w.cross))
         self.faceapi = FaceApiLoss(faceapi_pretrained, perceptual_stages) if need_fa else None
         self.disc = (MultiScaleDiscriminator(disc_scales, disc_width)
                      if stage != "student" and (w.gan or w.feature_matching) else None)
@@ -236,7 +239,24 @@ class ReenactTask(pl.LightningModule):
             b["cross"] = cross.detach()
         return total, out
 
-    def _warpguided_step(self, b, logs) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cross_expression(self, batch, b, logs) -> torch.Tensor:
+        """warpguided stage: the cross-identity term — another subject's source animated by each driver's
+        relative motion (:func:`~mien.tasks.reenact.data.cross_warp`, as in cross-reenactment at evaluation);
+        no ground truth exists, so only the L1 between the FaceExpressionNet embeddings of the output and of the
+        driver is minimised (the expression of the driver, not its identity: the refiner never sees the driver's
+        pixels). No colour jitter on these rows."""
+        x = cross_warp(batch)
+        if x is None:
+            return b["drv"].new_zeros(())
+        rows, srcs, warped, flow, points = x
+        out = self.model(warped, b["src"][srcs], flow, points)
+        with torch.no_grad():
+            target = self.faceapi.expression(b["drv"][rows])
+            logs["cross_expression_warp"] = (self.faceapi.expression(warped) - target).abs().mean()
+        logs["cross_expression"] = (self.faceapi.expression(out) - target).abs().mean()
+        return logs["cross_expression"]
+
+    def _warpguided_step(self, b, logs, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
         src, warped, drv = b["src"], b["warped"], b["drv"]
         if self.training and self.color_jitter:  # one jitter per pair on source, its warp and the target
             seed = int(torch.randint(0, 2**31, (1,)))
@@ -246,6 +266,8 @@ class ReenactTask(pl.LightningModule):
         total = self._recon_losses(out, drv, b, logs)
         with torch.no_grad():
             logs["warp_l1"] = (warped - drv).abs().mean()  # baseline (b) on the same pairs
+        if self.w.cross and self.faceapi is not None and batch is not None:
+            total = total + self.w.cross * self._cross_expression(batch, b, logs)
         return total, out
 
     def _hr_step(self, b_lo, b_hi, logs):
@@ -295,7 +317,7 @@ class ReenactTask(pl.LightningModule):
             return total, b, out, None
         if self.stage == "warpguided":
             b = self._images(batch, self.model.size)
-            total, out = self._warpguided_step(b, logs)
+            total, out = self._warpguided_step(b, logs, batch)
             return total, b, out, None
         if self.stage == "hr":
             b_hi = self._images(batch, self.model.size)
