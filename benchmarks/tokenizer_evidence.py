@@ -17,6 +17,12 @@ Usage:
     python benchmarks/tokenizer_evidence.py --model tokenizer-warp-tiny --crop-size 112 --warp-reference mean \
         --overrides '{"warp_refiner_width": 0}' --videos ../shared/data/videos/talking ../shared/data/videos/expressive \
         --batch-size 4 --lr 1e-3 --warmup 30 --steps 2000 --max-minutes 20 --save runs/warp --json runs/warp.json
+    # second stage: the same model with its refinement on, initialised from that points-only export (the refiner
+    # starts at zero: the output starts as the warp) and trained with the pixel + landmark losses
+    python benchmarks/tokenizer_evidence.py --model tokenizer-warp-tiny --crop-size 112 --warp-reference mean \
+        --overrides '{"warp_refiner_width": 8}' --init runs/warp --videos ../shared/data/videos/talking \
+        ../shared/data/videos/expressive --batch-size 4 --lr 1e-3 --warmup 30 --steps 800 --max-minutes 25 \
+        --save runs/warp_refined --json runs/warp_refined.json
 
 Held-out frames: per video, the clips in the last quarter of the video (never trained on); reported per folder
 of ``--videos`` and over all. Baselines by the same command: the mean held-out image, each subject's mean
@@ -72,6 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--max-minutes", type=float, default=None, help="stop training after this wall time")
     ap.add_argument("--overrides", type=json.loads, default={},
                     help='JSON model_overrides, e.g. \'{"dim": 64, "decoder_channels": 64}\'')
+    ap.add_argument("--init", type=Path, default=None,
+                    help="initialise from this exported tokenizer (TokenizerTask.init_from), e.g. a points-only "
+                         "warp model before training its refiner")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", type=Path, default=None, help="export the trained model here (config + safetensors)")
@@ -137,7 +146,8 @@ def train_tokenizer(train: list[dict], n_subjects: int, args: argparse.Namespace
                                                   emotion=(0.0, args.emotion, args.emotion),
                                                   swap_emotion=(0.0, args.swap_emotion, args.swap_emotion)),
                          loss=TokenizerLoss(variance_target=args.variance_target,
-                                            diversity_scope=args.diversity_scope, motion_gain=args.motion_gain))
+                                            diversity_scope=args.diversity_scope, motion_gain=args.motion_gain),
+                         init_from=str(args.init) if args.init else None)
     if task.model.config.decoder == "warp":
         set_references(task.model, train, args.warp_reference)
     class Progress(pl.Callback):

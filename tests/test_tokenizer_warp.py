@@ -180,3 +180,37 @@ def test_crop_mesh_condition_reads_the_crop_geometry(real_faces):
     err = np.linalg.norm(pts - p[:4, :MESH_POINTS].numpy(), axis=-1).mean()
     assert err < 2.0  # px at 64²: the same face geometry as the shard's landmarks (found on the whole frame)
     assert TokenizerConfig(**dict(WARP64, global_condition="crop-mesh")).global_dim == 936
+
+
+def test_init_from_points_only_export_starts_at_its_warp(real_faces, tmp_path):
+    """A second stage: TokenizerTask(init_from=...) loads a points-only export (warp_refiner_width 0) into a config
+    with the refiner; the refiner starts at zero, so the output is the loaded model's warp. Other gaps refuse."""
+    from mien.errors import InputError
+    from mien.models.tokenizer.export import load_weights_into
+    from mien.tasks.tokenizer import TokenizerTask
+
+    x, _ = real_faces
+    points_only = ExpressionTokenizer(TokenizerConfig(**dict(WARP64, warp_refiner_width=0)))
+    points_only.reconstruction.set_references([0, 1], *(t[[0, 6]] for t in real_faces))
+    with torch.no_grad():
+        points_only.reconstruction.displacement[-1].bias.normal_(0, 0.5)
+    save_pretrained(points_only, tmp_path / "stage1")
+    keys = ("decoder", "max_subjects", "warp_hidden", "warp_refiner_width", "warp_refiner_levels")
+    task = TokenizerTask("tokenizer-tiny", model_overrides={k: v for k, v in WARP64.items() if k in keys},
+                         init_from=str(tmp_path / "stage1"))
+    m = task.model.eval()
+    assert m.reconstruction.refiner is not None and task.hparams["init_from"] == str(tmp_path / "stage1")
+    ids = torch.tensor([0, 1, 1])
+    with torch.no_grad():
+        z = points_only.eval().encode(x[:3].float() / 255, ids)
+        assert torch.equal(m.encode(x[:3].float() / 255, ids), z)
+        want, got = points_only.decode(z, ids), m.decode(z, ids)
+    assert torch.allclose(got, want, atol=1e-6) and (want - m.reconstruction.ref_images[ids]).abs().max() > 0.05
+    # only the refiner may be missing: another displacement width, or refiner weights the model lacks, refuse
+    with pytest.raises(InputError, match="shapes differ"):
+        load_weights_into(ExpressionTokenizer(TokenizerConfig(**dict(WARP64, warp_hidden=16))), tmp_path / "stage1")
+    save_pretrained(m, tmp_path / "stage2")
+    with pytest.raises(InputError, match="unexpected"):
+        load_weights_into(points_only, tmp_path / "stage2")
+    with pytest.raises(InputError, match="missing"):
+        load_weights_into(m, tmp_path / "stage1", allow_missing=())

@@ -54,3 +54,39 @@ def load_pretrained(directory: str | os.PathLike, device: str | torch.device = "
         model = ExpressionPredictor(PredictorConfig.from_dict(meta["config"]))
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
+
+
+def load_weights_into(model: ExpressionTokenizer, directory: str | os.PathLike,
+                      allow_missing: tuple[str, ...] = ("reconstruction.refiner.",)) -> list[str]:
+    """Initialise ``model`` (in place) from the weights of a tokenizer written by :func:`save_pretrained` — a
+    second training stage, e.g. the warp decoder's refinement trained on a points-only model
+    (``warp_refiner_width`` 0 in the export, > 0 in ``model``; the refiner is zero-initialised, so the model still
+    draws the plain warp after loading).
+
+    Args:
+        model: the model to initialise (its own config may add modules the export lacks).
+        directory: the export folder (``config.json`` + ``model.safetensors``).
+        allow_missing: prefixes of ``model``'s state keys that may be absent from the export (kept as
+            initialised).
+
+    Returns:
+        The state keys kept as initialised (sorted).
+
+    Raises:
+        mien.errors.InputError: not a tokenizer export; or the export lacks keys outside ``allow_missing`` or
+            has keys ``model`` does not (another architecture); or a tensor's shape differs.
+    """
+    from mien.errors import InputError
+
+    _, state = read_model_folder(directory, fmt=FORMAT, version=FORMAT_VERSION, kind="tokenizer",
+                                 what="tokenizer", hint="written by `mien export tokenizer`")
+    own = model.state_dict()
+    missing = sorted(k for k in own if k not in state)
+    bad = [k for k in missing if not k.startswith(allow_missing)] + sorted(k for k in state if k not in own)
+    shape = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if bad or shape:
+        what = bad[:3] if bad else [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shape[:3]]
+        raise InputError(str(directory), f"weights do not fit {type(model).__name__} "
+                         f"({'missing/unexpected keys' if bad else 'shapes differ'}: {', '.join(what)})")
+    model.load_state_dict(state, strict=False)
+    return missing

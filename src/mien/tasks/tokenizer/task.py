@@ -158,6 +158,10 @@ class TokenizerTask(ScheduledTask):
             positions included; kept in eval mode) and optimise only the rest, as the seed's fine-tuning run.
         cache_backbone_tokens: keep the frozen timm backbone's patch tokens of every sample (by its shard key,
             float16 in CPU memory) so later epochs skip the backbone; needs keyed batches (mien shards).
+        init_from: an exported tokenizer folder (``mien export tokenizer``) whose weights initialise the model — a
+            second stage; only the warp decoder's refiner may be absent from it (``warp_refiner_width`` 0 there:
+            the refiner starts at zero, the output at the loaded model's warp), see
+            :func:`mien.models.tokenizer.export.load_weights_into`.
 
     Logged every step (``train/``) and per epoch (``val/``, or ``val_<set>/`` per validation set, see
     :meth:`val_prefix`): loss, loss_recon, loss_perceptual, loss_temporal, loss_coherence, loss_contrast,
@@ -168,7 +172,7 @@ class TokenizerTask(ScheduledTask):
     def __init__(self, model: str = "tokenizer-tiny", model_overrides: dict | None = None,
                  schedule: ScheduleConfig = ScheduleConfig(), weights: TokenizerWeights = TokenizerWeights(),  # noqa: B008
                  loss: TokenizerLoss = TokenizerLoss(), freeze_expression_transformer: bool = False,  # noqa: B008
-                 cache_backbone_tokens: bool = False):
+                 cache_backbone_tokens: bool = False, init_from: str | None = None):
         super().__init__()
         self._init_schedule(schedule, weights, TokenizerWeights)
         self.loss_cfg = as_config(TokenizerLoss, loss)
@@ -178,10 +182,14 @@ class TokenizerTask(ScheduledTask):
                                    "schedule": as_dict(self.schedule_cfg), "weights": as_dict(self.weights_cfg),
                                    "loss": as_dict(self.loss_cfg),
                                    "freeze_expression_transformer": self.freeze_expression_transformer,
-                                   "cache_backbone_tokens": self.cache_backbone_tokens})
+                                   "cache_backbone_tokens": self.cache_backbone_tokens, "init_from": init_from})
         self.model: ExpressionTokenizer = create_model(model, **(model_overrides or {}))
         if not isinstance(self.model, ExpressionTokenizer):
             raise TypeError(f"{model!r} is not an expression tokenizer")
+        if init_from:
+            from mien.models.tokenizer.export import load_weights_into
+
+            load_weights_into(self.model, init_from)
         c = self.loss_cfg
         self.perceptual = PerceptualLoss(c.perceptual_net, c.perceptual_pretrained) if c.perceptual_net else None
         w = as_dict(self.weights_cfg)
