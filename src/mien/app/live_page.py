@@ -67,7 +67,12 @@ def decode_frame(data_url, max_pixels: int) -> np.ndarray:
 
 
 def encode_preview(image: np.ndarray, quality: int = JPEG_QUALITY) -> str:
-    """An RGB uint8 (H, W, 3) image as a ``data:image/jpeg;base64,…`` string (libjpeg-turbo through OpenCV)."""
+    """An RGB uint8 (H, W, 3) image as a ``data:image/jpeg;base64,…`` string (libjpeg-turbo through OpenCV;
+    ``quality`` 0–100).
+
+    Raises:
+        ValueError: OpenCV could not encode the image.
+    """
     import cv2
 
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])

@@ -13,6 +13,10 @@ EYE_RIGHT = np.array([33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 1
 EYE_LEFT = np.array([263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466])
 IRIS_RIGHT_CENTER = 468  # 469–472: right iris contour
 IRIS_LEFT_CENTER = 473  # 474–477: left iris contour
+# Lip contours (20 points each, as tuples) and the brows (10 points each: the subject's right brow first).
+LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
+BROWS = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46, 300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
 # Inner lips (upper 13, lower 14) and inner mouth corners (78, 308).
 MOUTH_INNER_UPPER, MOUTH_INNER_LOWER = 13, 14
 MOUTH_CORNER_RIGHT, MOUTH_CORNER_LEFT = 78, 308

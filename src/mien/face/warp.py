@@ -138,20 +138,24 @@ def piecewise_affine_warp(image: np.ndarray, src: np.ndarray, dst: np.ndarray, t
 
 
 def mesh_warp(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray,
-              per_side: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              per_side: int = 4, ring: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The face-mesh warp of one image: ``src`` mesh points move to ``dst``, the ring between the mesh outline
     and the image border (:func:`extend_to_border`, computed on ``src``) follows, the border stays fixed.
 
     Args:
-        image: (H, W, C) uint8; src, dst: (V, 2) mesh points in pixels; triangles: int (F, 3) the face mesh.
+        image: (H, W, C) uint8, or float32 (any range); src, dst: (V, 2) mesh points in pixels; triangles: int
+            (F, 3) the face mesh.
+        ring: ``extend_to_border(src, triangles, W, H, per_side)`` when already computed (a source warped to
+            many targets), else None.
 
     Returns:
-        (warped (H, W, C) uint8, map_x, map_y float32 (H, W)) — the same pixels as
+        (warped (H, W, C) of the image's dtype, map_x, map_y float32 (H, W)) — the same pixels as
         :func:`piecewise_affine_warp` with the extended mesh.
     """
     h, w = image.shape[:2]
     src = np.asarray(src, np.float64)[:, :2]
-    border, tri = extend_to_border(src, triangles, w, h, per_side)
+    border, tri = extend_to_border(src, triangles, w, h, per_side) if ring is None else ring
     mx, my = piecewise_affine_maps(np.concatenate([src, border]),
                                    np.concatenate([np.asarray(dst, np.float64)[:, :2], border]), tri, w, h)
     return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), mx, my

@@ -46,6 +46,35 @@ def write_model_folder(directory: str | os.PathLike, meta: dict, state: dict, *,
     return d
 
 
+def read_model_meta(directory: str | os.PathLike, *, fmt: str, version: int | None = 1,
+                    kind: str | tuple[str, ...] | None = None, what: str = "model", hint: str = "") -> dict:
+    """The ``config.json`` of a folder written by :func:`write_model_folder`, checked (arguments as
+    :func:`read_model_folder`), without loading the weights.
+
+    Raises:
+        mien.errors.InputError: config missing or not JSON, another format or version, another kind; the message
+            names the file.
+    """
+    from mien.errors import InputError
+
+    d = Path(directory)
+    cfg = d / CONFIG_NAME
+    if not cfg.is_file():
+        raise InputError(str(d), f"not a {what} export ({cfg.name} missing{'; ' + hint if hint else ''})")
+    try:
+        meta = json.loads(cfg.read_text())
+    except ValueError as e:
+        raise InputError(str(cfg), f"not JSON ({e})") from None
+    if meta.get("format") != fmt or (version is not None and meta.get("format_version") != version):
+        want = fmt if version is None else f"{fmt} v{version}"
+        raise InputError(str(cfg), f"not a {want} export (format {meta.get('format')!r} "
+                                   f"v{meta.get('format_version')!r})")
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds is not None and meta.get("kind") not in kinds:
+        raise InputError(str(d), f"holds a {meta.get('kind')!r} export, not a {what}")
+    return meta
+
+
 def read_model_folder(directory: str | os.PathLike, *, fmt: str, version: int | None = 1,
                       kind: str | tuple[str, ...] | None = None, what: str = "model",
                       hint: str = "") -> tuple[dict, dict]:
@@ -66,21 +95,10 @@ def read_model_folder(directory: str | os.PathLike, *, fmt: str, version: int | 
     from mien.errors import InputError
 
     d = Path(directory)
-    cfg, weights = d / CONFIG_NAME, d / WEIGHTS_NAME
-    for p in (cfg, weights):
-        if not p.is_file():
-            raise InputError(str(d), f"not a {what} export ({p.name} missing{'; ' + hint if hint else ''})")
-    try:
-        meta = json.loads(cfg.read_text())
-    except ValueError as e:
-        raise InputError(str(cfg), f"not JSON ({e})") from None
-    if meta.get("format") != fmt or (version is not None and meta.get("format_version") != version):
-        want = fmt if version is None else f"{fmt} v{version}"
-        raise InputError(str(cfg), f"not a {want} export (format {meta.get('format')!r} "
-                                   f"v{meta.get('format_version')!r})")
-    kinds = (kind,) if isinstance(kind, str) else kind
-    if kinds is not None and meta.get("kind") not in kinds:
-        raise InputError(str(d), f"holds a {meta.get('kind')!r} export, not a {what}")
+    weights = d / WEIGHTS_NAME
+    if (d / CONFIG_NAME).is_file() and not weights.is_file():
+        raise InputError(str(d), f"not a {what} export ({weights.name} missing{'; ' + hint if hint else ''})")
+    meta = read_model_meta(d, fmt=fmt, version=version, kind=kind, what=what, hint=hint)
     try:
         state = load_file(str(weights))
     except Exception as e:  # SafetensorError and friends for a damaged file

@@ -203,16 +203,13 @@ class WarpReenactor:
              edit: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """One driver's warp: (warped uint8 (S, S, 3), map_x, map_y float32 (S, S) backward maps, target points
         float64 (468, 2) crop px)."""
-        import cv2
-
-        from mien.face.warp import piecewise_affine_maps
+        from mien.face.warp import mesh_warp
+        from mien.models.face3d.mien_face import canonical_triangles
 
         shift = sum((w * state["au"][k] for k, w in (edit or {}).items()), np.zeros_like(state["points"]))
         tgt = self.targets(state, driver, reference) + shift
-        mx, my = piecewise_affine_maps(np.concatenate([state["points"], state["border"]]),
-                                       np.concatenate([tgt, state["border"]]), state["triangles"], self.size,
-                                       self.size)
-        img = cv2.remap(state["image"], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        img, mx, my = mesh_warp(state["image"], state["points"], tgt, canonical_triangles(),
+                                ring=(state["border"], state["triangles"]))
         return img, mx, my, tgt
 
     def animate(self, state, drivers, reference, edit=None) -> np.ndarray:

@@ -11,7 +11,7 @@ import gradio as gr
 
 from mien.app.jobs import AppContext, FilesProgress, frame_progress, user_errors
 from mien.app.safety import check_upload
-from mien.app.tabs.common import table_html
+from mien.app.tabs.common import stop_button, table_html
 from mien.errors import InputError
 from mien.pipelines.analyze import AnalyzeOptions, analyze
 from mien.pipelines.batch import analyze_files, output_paths, write_outputs
@@ -158,10 +158,7 @@ def build(ctx: AppContext) -> None:
                 gr.update(value=out["overlays"], visible=True), gr.update(value=None, visible=False),
                 table_html(res), out["files"])
 
-    def on_stop(request: gr.Request):
-        ctx.cancel(request.session_hash)
-
     event = run.click(on_run, [upload, webcam, every, start, end, max_faces, au, emotion, smooth, wanted],
                       [summary, video, image, gallery, plot, table, files], concurrency_limit=ctx.concurrency,
                       concurrency_id="heavy")
-    stop.click(on_stop, None, None, cancels=[event], queue=False)
+    stop_button(ctx, stop, event)

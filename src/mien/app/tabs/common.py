@@ -49,3 +49,15 @@ def exports(models, fmt: str, kinds: tuple[str, ...] | None = None) -> dict[str,
                 and (kinds is None or meta.get("kind") in kinds)):
             found[p.name] = str(p)
     return found
+
+
+def stop_button(ctx, button, event) -> None:
+    """Wire a tab's Stop ``button`` (gr.Button) to its running ``event``: the click sets the session's cancel
+    token (:meth:`mien.app.jobs.AppContext.cancel`; the job's ``on_frame`` callback then raises inside the
+    pipeline, which writes no file) and cancels the queued event; it bypasses the queue."""
+    import gradio as gr
+
+    def on_stop(request: gr.Request):
+        ctx.cancel(request.session_hash)
+
+    button.click(on_stop, None, None, cancels=[event], queue=False)

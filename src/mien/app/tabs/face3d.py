@@ -10,7 +10,7 @@ import gradio as gr
 
 from mien.app.jobs import AppContext, frame_progress, progress_span, user_errors
 from mien.app.safety import check_upload
-from mien.app.tabs.common import exports
+from mien.app.tabs.common import exports, stop_button
 from mien.errors import InputError
 from mien.pipelines.face3d import render_face3d
 from mien.pipelines.face3d_transfer import expression_transfer
@@ -123,12 +123,9 @@ def build(ctx: AppContext) -> None:
                 f" at {rep.fps:.2f} fps, {rep.seconds:.1f} s", gr.update(value=rep.output,
                                                                       label=" | ".join(rep.panels)), [rep.output])
 
-    def on_stop(request: gr.Request):
-        ctx.cancel(request.session_hash)
-
     heavy = {"concurrency_limit": ctx.concurrency, "concurrency_id": "heavy"}
     event = run.click(on_run, [upload, smooth, end, max_faces], [summary, video, files], **heavy)
     t_event = t_run.click(on_transfer, [source, target, relative, t_smooth, t_end, encoder, swap],
                           [summary, video, files], **heavy)
-    stop.click(on_stop, None, None, cancels=[event], queue=False)
-    t_stop.click(on_stop, None, None, cancels=[t_event], queue=False)
+    stop_button(ctx, stop, event)
+    stop_button(ctx, t_stop, t_event)

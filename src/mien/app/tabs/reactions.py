@@ -8,7 +8,7 @@ import gradio as gr
 
 from mien.app.jobs import AppContext, frame_progress, progress_span, user_errors
 from mien.app.safety import check_upload
-from mien.app.tabs.common import exports
+from mien.app.tabs.common import exports, stop_button
 from mien.errors import InputError
 from mien.pipelines.react import ReactOptions, react_to_files
 from mien.results.reaction import read_reactions
@@ -87,9 +87,6 @@ def build(ctx: AppContext) -> None:
         return (text, str(out["plot"]) if "plot" in out else None, vids[0] if vids else None,
                 [str(out["parquet"]), *vids])
 
-    def on_stop(request: gr.Request):
-        ctx.cancel(request.session_hash)
-
     event = run.click(on_run, [model, upload, n, videos, temperature, seed, online, end],
                       [summary, plot, video, files], concurrency_limit=ctx.concurrency, concurrency_id="heavy")
-    stop.click(on_stop, None, None, cancels=[event], queue=False)
+    stop_button(ctx, stop, event)

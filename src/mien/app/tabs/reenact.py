@@ -7,7 +7,7 @@ import gradio as gr
 
 from mien.app.jobs import AppContext, frame_progress, progress_span, user_errors
 from mien.app.safety import check_upload
-from mien.app.tabs.common import exports
+from mien.app.tabs.common import exports, stop_button
 from mien.errors import InputError
 from mien.pipelines.reenact_video import ReenactOptions, reenact_video
 
@@ -99,9 +99,6 @@ def build(ctx: AppContext) -> None:
         return (text, gr.update(value=rep.output if is_video else None, visible=is_video),
                 gr.update(value=None if is_video else rep.output, visible=not is_video), [rep.output])
 
-    def on_stop(request: gr.Request):
-        ctx.cancel(request.session_hash)
-
     event = run.click(on_run, [source, driving, webcam, model, side, absolute, end, *sliders],
                       [summary, video, image, files], concurrency_limit=ctx.concurrency, concurrency_id="heavy")
-    stop.click(on_stop, None, None, cancels=[event], queue=False)
+    stop_button(ctx, stop, event)

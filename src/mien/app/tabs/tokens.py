@@ -9,7 +9,7 @@ import gradio as gr
 
 from mien.app.jobs import AppContext, frame_progress, progress_span, user_errors
 from mien.app.safety import check_upload
-from mien.app.tabs.common import exports
+from mien.app.tabs.common import exports, stop_button
 from mien.errors import InputError
 from mien.pipelines.render import KINDS, render_video
 
@@ -65,9 +65,6 @@ def build(ctx: AppContext) -> None:
         return (f"{rep.kind}: {rep.frames} frames ({rep.faces} with a face), {rep.width}x{rep.height} at "
                 f"{rep.fps:.2f} fps, {rep.seconds:.1f} s", rep.output)
 
-    def on_stop(request: gr.Request):
-        ctx.cancel(request.session_hash)
-
     event = run.click(on_run, [upload, tok, kind, target, end], [summary, video], concurrency_limit=ctx.concurrency,
                       concurrency_id="heavy")
-    stop.click(on_stop, None, None, cancels=[event], queue=False)
+    stop_button(ctx, stop, event)

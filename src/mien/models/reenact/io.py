@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from mien.models.folder import read_model_folder, write_model_folder
+from mien.models.folder import read_model_folder, read_model_meta, write_model_folder
 from mien.models.reenact.config import CROP, ReenactConfig, StudentConfig
 
 FORMAT = "mien-reenact"
@@ -65,18 +65,8 @@ def export_kind(directory: str | os.PathLike) -> str:
     Raises:
         mien.errors.InputError: no readable ``config.json`` of this format.
     """
-    import json
-
-    from mien.errors import InputError
-
-    p = Path(directory) / "config.json"
-    try:
-        meta = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(str(directory), f"not a reenactment model folder ({p.name}: {e}); export a model with "
-                                         "`mien export reenact`") from None
-    if meta.get("format") != FORMAT:
-        raise InputError(str(directory), f"config.json is {meta.get('format')!r}, not {FORMAT!r}")
+    meta = read_model_meta(directory, fmt=FORMAT, version=None, what="reenactment model",
+                           hint="export a model with `mien export reenact`")
     return str(meta.get("kind", "reenact"))
 
 

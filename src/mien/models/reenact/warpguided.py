@@ -38,14 +38,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from mien.face import landmarks as L
+from mien.face.landmarks import BROWS, LIPS_INNER, LIPS_OUTER
 from mien.models.reenact.blocks import ResBlock2d
 from mien.models.reenact.config import _Json
 
 __all__ = ["HEATMAP_GROUPS", "WarpGuidedConfig", "WarpGuidedRefiner", "flow_field"]
-
-LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
-LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
-BROWS = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46, 300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
 
 HEATMAP_GROUPS: dict[str, tuple[int, ...]] = {
     "eyes": tuple(int(i) for i in np.concatenate([L.EYE_RIGHT, L.EYE_LEFT])),
@@ -84,10 +81,6 @@ class WarpGuidedConfig(_Json):
             raise ValueError(f"levels must be in 1..5, got {self.levels}")
         if self.size < 32 or self.size % 2 ** self.levels:
             raise ValueError(f"size must be >= 32 and divisible by 2**levels = {2 ** self.levels}, got {self.size}")
-
-    @property
-    def out_size(self) -> int:
-        return self.size
 
 
 def flow_field(map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:

@@ -127,7 +127,6 @@ class WarpDecoder(nn.Module):
 
             self.refiner = WarpGuidedRefiner(WarpGuidedConfig(size=crop_size, width=refiner_width,
                                                               levels=refiner_levels))
-        self._triangles = None
 
     # ---- references ----------------------------------------------------------------------------------------
     def set_references(self, subject_ids, images, points) -> None:
@@ -155,6 +154,12 @@ class WarpDecoder(nn.Module):
         self.ref_points[ids.to(dev)] = pts.to(dev)
         self.ref_set[ids.to(dev)] = True
 
+    def _check_tokens(self, tokens: torch.Tensor) -> int:
+        """M of (M, D) tokens; ValueError for another shape."""
+        if tokens.ndim != 2 or tokens.shape[1] != self.dim:
+            raise ValueError(f"expected expression tokens (M, {self.dim}), got {tuple(tokens.shape)}")
+        return tokens.shape[0]
+
     def _check_ids(self, subject_ids, m: int) -> torch.Tensor:
         if subject_ids is None:
             raise ValueError("the warp decoder draws a subject's reference: pass subject_ids")
@@ -171,9 +176,9 @@ class WarpDecoder(nn.Module):
     # ---- drawing -------------------------------------------------------------------------------------------
     def points(self, tokens: torch.Tensor, subject_ids) -> torch.Tensor:
         """Target mesh points (M, 468, 2) crop px: the subjects' reference points + S · displacement(token)."""
-        if tokens.ndim != 2 or tokens.shape[1] != self.dim:
-            raise ValueError(f"expected expression tokens (M, {self.dim}), got {tuple(tokens.shape)}")
-        ids = self._check_ids(subject_ids, tokens.shape[0])
+        return self._points(tokens, self._check_ids(subject_ids, self._check_tokens(tokens)))
+
+    def _points(self, tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         delta = self.displacement(tokens * self.token_scale).view(-1, MESH_POINTS, 2)
         return self.ref_points[ids] + (self.size * DISPLACEMENT_UNIT) * delta
 
@@ -182,17 +187,14 @@ class WarpDecoder(nn.Module):
         (M, 468, 2) crop px; no gradient. Returns (warped (M, 3, S, S), flow (M, 2, S, S)
         (:func:`mien.models.reenact.warpguided.flow_field`))."""
         from mien.face.warp import mesh_warp
+        from mien.models.face3d.mien_face import canonical_triangles
         from mien.models.reenact.warpguided import flow_field
 
-        if self._triangles is None:
-            from mien.models.face3d.mien_face import canonical_triangles
-
-            self._triangles = canonical_triangles()
         imgs = images.detach().float().permute(0, 2, 3, 1).cpu().numpy()
         s_np, d_np = src.detach().double().cpu().numpy(), dst.detach().double().cpu().numpy()
         warped, flows = [], []
         for img, s, d in zip(imgs, s_np, d_np, strict=True):
-            w, mx, my = mesh_warp(np.ascontiguousarray(img), s, d, self._triangles)
+            w, mx, my = mesh_warp(np.ascontiguousarray(img), s, d, canonical_triangles())
             warped.append(w)
             flows.append(flow_field(mx, my))
         dev = images.device
@@ -201,7 +203,9 @@ class WarpDecoder(nn.Module):
 
     def draw(self, points: torch.Tensor, subject_ids) -> torch.Tensor:
         """Faces (M, 3, S, S) of the subjects' references moved to ``points`` (M, 468, 2) crop px (+ refinement)."""
-        ids = self._check_ids(subject_ids, points.shape[0])
+        return self._draw(points, self._check_ids(subject_ids, points.shape[0]))
+
+    def _draw(self, points: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         ref = self.ref_images[ids]
         warped, flow = self.warp(ref, self.ref_points[ids], points)
         if self.refiner is None:
@@ -209,5 +213,6 @@ class WarpDecoder(nn.Module):
         return self.refiner(warped, ref, flow, points.detach())
 
     def forward(self, tokens: torch.Tensor, subject_ids) -> tuple[torch.Tensor, torch.Tensor]:
-        pts = self.points(tokens, subject_ids)
-        return self.draw(pts, subject_ids), pts
+        ids = self._check_ids(subject_ids, self._check_tokens(tokens))  # checked once for both steps
+        pts = self._points(tokens, ids)
+        return self._draw(pts, ids), pts

@@ -138,7 +138,7 @@ def cross_permutation(subjects: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return perm, valid
 
 
-def cross_warp(batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+def cross_warp(batch: dict) -> tuple[torch.Tensor, ...] | None:
     """Cross-identity warps of a batch of pairs, as ``mien evaluate reenact`` makes them: row i's driver motion
     (its driver relative to its own source frame, the reference) applied by relative motion
     (:func:`mien.face.warp.relative_targets`) to the source of another subject in the batch

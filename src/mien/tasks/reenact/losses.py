@@ -16,7 +16,7 @@ from mien.face import landmarks as L
 __all__ = ["FaceApiLoss", "cross_contrastive", "d_hinge", "feature_matching", "g_hinge", "multiscale_l1",
            "region_weights"]
 
-LIPS = np.array([61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185])
+LIPS = np.array(L.LIPS_OUTER)
 """MediaPipe outer-lip contour (the mouth box of :func:`region_weights`)."""
 
 

@@ -298,8 +298,7 @@ class TokenizerTask(ScheduledTask):
         var = variance_loss(out.tokens, h.variance_target)
         expr = self.expression_losses(out, frames, subject_ids, backbone_tokens)
         if warp:
-            s = frames.shape[-1]
-            expr["landmarks"] = (out.points - landmarks[..., :out.points.shape[-2], :2]).norm(dim=-1).mean() / s
+            expr["landmarks"] = _landmark_loss(out.points, landmarks, frames.shape[-1])
         total = (w["recon"] * recon + w["perceptual"] * perc + w["temporal"] * temporal + w["diversity"] * div
                  + w.get("variance", 0.0) * var + sum(w.get(k, 0.0) * v for k, v in expr.items()))
         logs = {"loss": total, "loss_recon": recon, "loss_perceptual": perc, "loss_temporal": temporal,
@@ -312,7 +311,7 @@ class TokenizerTask(ScheduledTask):
     def _points_only_losses(self, out, frames: torch.Tensor, landmarks: torch.Tensor, w: dict) -> dict:
         """Losses of a warp decoder without refinement (``out.recon`` None): the landmark term; the pixel terms
         are 0 (they have no trainable parameter)."""
-        lm = (out.points - landmarks[..., :out.points.shape[-2], :2]).norm(dim=-1).mean() / frames.shape[-1]
+        lm = _landmark_loss(out.points, landmarks, frames.shape[-1])
         zero = frames.new_zeros(())
         logs = {"loss": w.get("landmarks", 0.0) * lm, "loss_landmarks": lm, "loss_recon": zero}
         logs.update({f"w_{k}": torch.tensor(float(v), device=frames.device) for k, v in w.items()})
@@ -322,7 +321,12 @@ class TokenizerTask(ScheduledTask):
     def ensure_references(self, frames: torch.Tensor, subject_ids, landmarks: torch.Tensor) -> None:
         """Warp decoder: give every subject of the batch that has no reference face yet the first frame of its
         first clip here (crop and landmarks). Runs that choose references beforehand
-        (:func:`mien.models.tokenizer.warp.reference_frames`, :meth:`WarpDecoder.set_references`) are unchanged."""
+        (:func:`mien.models.tokenizer.warp.reference_frames`, :meth:`WarpDecoder.set_references`) are unchanged.
+
+        Args:
+            frames: float (B, T, 3, S, S) RGB [0, 1] crops; subject_ids: int (B,); landmarks: float (B, T, K ≥ 468,
+                ≥2) in the crops' pixels.
+        """
         dec = self.model.reconstruction
         ids = torch.as_tensor(subject_ids).long().reshape(-1).tolist()
         new: dict[int, int] = {}
@@ -420,3 +424,8 @@ class TokenizerTask(ScheduledTask):
 
         return save_pretrained(self.model, directory)
 
+
+def _landmark_loss(points: torch.Tensor, landmarks: torch.Tensor, side: int) -> torch.Tensor:
+    """Mean distance of the warp decoder's points (…, K, 2) crop px to the shard landmarks (…, ≥K, ≥2), in units
+    of the crop side ``side`` px."""
+    return (points - landmarks[..., :points.shape[-2], :2]).norm(dim=-1).mean() / side
