@@ -283,7 +283,25 @@ def test_evaluate_reenact_cli(shared_data, tmp_path, capsys, monkeypatch):
         assert 0 < t["self_ssim"] <= 1 and t["self_psnr"] > 10
         assert np.isfinite(t["self_lpips"]) == (rep["lpips"] == "ok")
         assert t["cross_face_rate"] == 1.0 and np.isfinite([t["cross_akd"], t["cross_apd"], t["cross_aed_au"]]).all()
+    # the warp is driven by the transfer target, so it is nearer to it than copying the source is
+    assert warp["cross_akd_target"] < copy["cross_akd_target"]
     assert "| warp |" in (out / "report.md").read_text() and (out / "metrics.csv").exists()
+    assert "AKD-target" in (out / "report.md").read_text()
+
+
+def test_transfer_targets():
+    from mien.face.warp import relative_targets
+    from mien.pipelines.reenact_eval import transfer_targets
+
+    rng = np.random.default_rng(0)
+    src, ref = rng.uniform(0, 100, (478, 3)), rng.uniform(0, 100, (478, 3))
+    drivers = np.stack([ref, ref + [3.0, -2.0, 0.0], np.full_like(ref, np.nan)])
+    t = transfer_targets(src, drivers, ref)
+    assert t.shape == (3, 478, 2)
+    np.testing.assert_allclose(t[0], src[:, :2])  # no driver motion: the source's own points
+    np.testing.assert_allclose(t[1], relative_targets(src, drivers[1], ref))
+    assert np.isnan(t[2]).all()  # driver face missing
+    assert np.isnan(transfer_targets(np.full_like(src, np.nan), drivers, ref)).all()  # source face missing
 
 
 def test_reenact_with_exported_model(shared_data, tmp_path, tiny_reenact_export):

@@ -16,7 +16,11 @@ model's crop size, :class:`~mien.pipelines.reenact.FaceCropper`):
   probabilities, mean |Δ|; face-api expression embeddings, L2), emotion agreement (face-api 7-class argmax) and
   APD (PnP head pose, degrees). With relative motion the output keeps the source's face shape and its own
   starting pose, so AKD and APD against the driver are not 0 even for a perfect transfer; the baselines share
-  that offset.
+  that offset. **AKD-target** measures the motion alone: the output's landmarks against the *transfer target*,
+  the source's landmarks moved by the driver's motion (:func:`mien.face.warp.relative_targets`: source +
+  (driver − driver's reference) × √(hull-area ratio), all three found by the same analysis); with
+  ``absolute`` the target is the driver's landmarks, so AKD-target = AKD. Copying the source scores the
+  driver's motion; a perfect identity-preserving transfer scores the detector's noise.
 
 Outputs, landmarks, poses, AU and expression vectors come from mien's own analysis (the
 :class:`~mien.pipelines.frame_analyzer.FrameAnalyzer` with the AU and expression heads, and the face-api
@@ -38,7 +42,7 @@ from mien.metrics import reenact as M
 from mien.pipelines.reenact import BASELINES, FaceCrop, FaceCropper, load_reenactor
 
 SELF_METRICS = ("l1", "psnr", "ssim", "lpips")
-CROSS_METRICS = ("csim", "akd", "aed_au", "aed_expr", "emotion_agreement", "apd", "face_rate")
+CROSS_METRICS = ("csim", "akd", "akd_target", "aed_au", "aed_expr", "emotion_agreement", "apd", "face_rate")
 
 
 @dataclass
@@ -184,6 +188,30 @@ def _mean(v) -> float:
     return float(v.mean()) if len(v) else float("nan")
 
 
+def transfer_targets(source: np.ndarray, drivers: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Where relative motion should put the source's landmarks: per driver frame,
+    :func:`mien.face.warp.relative_targets` (source + (driver − reference) × √(source / reference hull area)).
+
+    Args:
+        source: float (K, ≥2) the source's landmarks, px; drivers: float (T, K, ≥2) the driver's landmarks;
+            reference: float (K, ≥2) the driver's reference frame's landmarks (the same K points, px).
+
+    Returns:
+        float64 (T, K, 2) target points in the source's pixel frame; all NaN where a face is missing (NaN input).
+    """
+    from mien.face.warp import hull_area, relative_targets
+
+    drivers = np.asarray(drivers, np.float64)
+    out = np.full(drivers.shape[:2] + (2,), np.nan)
+    if not (np.isfinite(source[:, :2]).all() and np.isfinite(reference[:, :2]).all()):
+        return out
+    area = hull_area(np.asarray(source, np.float64)[:, :2])
+    for t, d in enumerate(drivers):
+        if np.isfinite(d[:, :2]).all():
+            out[t] = relative_targets(source, d, reference, area)
+    return out
+
+
 def evaluate_reenact(videos: list[str], options: ReenactEvalOptions | None = None, log=print) -> dict:
     """Run the held-out self- and cross-reenactment protocol (module docstring) for the model and both baselines.
 
@@ -240,16 +268,18 @@ def evaluate_reenact(videos: list[str], options: ReenactEvalOptions | None = Non
                     row.update(l1=_mean(M.l1(p, t)), psnr=_mean(M.psnr(p, t)), ssim=_mean(M.ssim(p, t)),
                                lpips=_mean(M.lpips(p, t, net)) if net is not None else float("nan"))
                 row["_ids"] = ana.add(out)
-                row["_src"], row["_drv"] = ref_ids[i][0], ref_ids[j][1]
+                row["_src"], row["_drv"], row["_ref"] = ref_ids[i][0], ref_ids[j][1], ref_ids[j][0]
                 pairs.append(row)
         log(f"{name}: {sum(p['model'] == name and p['kind'] == 'cross' for p in pairs)} cross + {len(held)} self "
             "pairs reenacted")
     a = ana.finish()
     for row in pairs:
-        ids, src, drv = row.pop("_ids"), row.pop("_src"), row.pop("_drv")
+        ids, src, drv, ref = row.pop("_ids"), row.pop("_src"), row.pop("_drv"), row.pop("_ref")
         lm_o, lm_d = a["landmarks"][ids], a["landmarks"][drv]
+        target = lm_d if o.absolute else transfer_targets(a["landmarks"][src], lm_d, a["landmarks"][ref])
         row.update(csim=_mean(M.csim(a["identity"][ids], np.repeat(a["identity"][src][None], len(ids), 0))),
-                   akd=_mean(M.akd(lm_o, lm_d)), apd=_mean(M.apd(a["pose"][ids], a["pose"][drv])),
+                   akd=_mean(M.akd(lm_o, lm_d)), akd_target=_mean(M.akd(lm_o, target)),
+                   apd=_mean(M.apd(a["pose"][ids], a["pose"][drv])),
                    aed_au=_mean(M.aed(a["au"][ids], a["au"][drv], "mae")) if a["au"].shape[1] else float("nan"),
                    aed_expr=_mean(M.aed(a["expression"][ids], a["expression"][drv])),
                    emotion_agreement=_mean(M.emotion_agreement(a["emotion"][ids], a["emotion"][drv])),
@@ -267,7 +297,8 @@ def evaluate_reenact(videos: list[str], options: ReenactEvalOptions | None = Non
 
 
 COLUMNS = (("self_l1", "L1 ↓"), ("self_psnr", "PSNR ↑"), ("self_ssim", "SSIM ↑"), ("self_lpips", "LPIPS ↓"),
-           ("self_akd", "AKD ↓"), ("self_face_rate", "face found"), ("cross_csim", "CSIM ↑"), ("cross_akd", "AKD ↓"), ("cross_aed_au", "AED-AU ↓"),
+           ("self_akd", "AKD ↓"), ("self_face_rate", "face found"), ("cross_csim", "CSIM ↑"), ("cross_akd", "AKD ↓"),
+           ("cross_akd_target", "AKD-target ↓"), ("cross_aed_au", "AED-AU ↓"),
            ("cross_aed_expr", "AED-expr ↓"), ("cross_emotion_agreement", "Emotion agr. ↑"),
            ("cross_apd", "APD (°) ↓"), ("cross_face_rate", "face found"))
 
@@ -326,4 +357,4 @@ def write_report(report: dict, out_dir: str | os.PathLike) -> dict[str, str]:
 
 
 __all__ = ["CropAnalysis", "HeldOutVideo", "ReenactEvalOptions", "evaluate_reenact", "markdown_table",
-           "sample_video", "write_report"]
+           "sample_video", "transfer_targets", "write_report"]
