@@ -92,7 +92,7 @@ def frame_progress(progress, cancel: threading.Event | None, start: float, span:
     the job when ``cancel`` is set (raises :class:`Cancelled` inside the pipeline, which then writes no file).
 
     When ``state`` is a step of a multi-step job (``name``, ``index``, ``count``: a
-    :class:`~mien.pipelines.react.ReactStep`), the bar moves through step ``index``'s share of the range and shows
+    :class:`~mien.pipelines.analyze.Step`), the bar moves through step ``index``'s share of the range and shows
     its name."""
 
     def on_frame(frame, state=None):

@@ -1,0 +1,42 @@
+"""The one per-frame step callback of the jobs of several passes (renders, ``mien react``):
+:class:`mien.pipelines.analyze.StepCallback` over a :class:`~mien.pipelines.analyze.Step`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mien.io.video import Frame
+
+
+def _frames(n: int) -> list[Frame]:
+    return [Frame(i, i / 10, np.zeros((2, 2, 3), np.uint8)) for i in range(n)]
+
+
+def test_step_callback_counts_shifts_time_and_stops_only_on_true():
+    from mien.pipelines.analyze import Step, StepCallback
+
+    seen = []
+
+    def on_frame(frame, step):
+        seen.append((frame.index, frame.t_sec, step))
+        return 1 if frame.index == 1 else frame.index == 2  # only True stops (1 is not True)
+
+    step = Step("video0", 1, 3)
+    cb = StepCallback(on_frame, step, t0=5.0)
+    out = [cb(f, "ignored state") for f in _frames(3)]
+    assert out == [False, False, True] and cb.stopped and cb.frames == 3
+    assert [(i, round(t, 6)) for i, t, _ in seen] == [(0, 5.0), (1, 5.1), (2, 5.2)] and cb.t_sec == seen[-1][1]
+    assert all(s is step for *_, s in seen)
+    counter = StepCallback(None, Step("render"))  # no user callback: it only counts
+    assert [counter(f) for f in _frames(2)] == [False, False] and counter.frames == 2 and not counter.stopped
+    assert counter.t_sec == 0.1  # no shift
+
+
+def test_every_multi_pass_job_uses_the_one_step_type():
+    import mien.pipelines.analyze as analyze
+    import mien.pipelines.face3d_transfer as transfer
+    import mien.pipelines.react as react
+    import mien.pipelines.render as render
+
+    assert react.Step is render.Step is transfer.Step is analyze.Step
+    assert react.StepCallback is render.StepCallback is transfer.StepCallback is analyze.StepCallback
