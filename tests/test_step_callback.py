@@ -40,3 +40,19 @@ def test_every_multi_pass_job_uses_the_one_step_type():
 
     assert react.Step is render.Step is transfer.Step is analyze.Step
     assert react.StepCallback is render.StepCallback is transfer.StepCallback is analyze.StepCallback
+
+
+def test_step_callback_limit_is_the_frames_of_a_stopped_step():
+    """``limit``: what a render's later pass may take after its analysis pass (the frames seen when stopped)."""
+    from mien.pipelines.analyze import Step, StepCallback
+
+    run = StepCallback(lambda f, s: None, Step("analysis", 0, 2))
+    for f in _frames(4):
+        run(f)
+    assert run.limit is None  # ran to the end: no limit
+    stop = StepCallback(lambda f, s: f.index == 2, Step("analysis", 0, 2))
+    for f in _frames(4):
+        if stop(f):
+            break
+    assert stop.limit == 3
+    assert StepCallback(None, Step("render")).limit is None

@@ -50,7 +50,7 @@ class StepCallback:
     """``on_frame`` bound to one :class:`Step`, as a pipeline's callback ``f(frame, state)`` (``state`` is
     ignored): calls ``on_frame(frame, step)`` with the frame's time shifted by ``t0`` s, and records the frames seen
     (``frames``; ``t_sec``: the last one's time as given to ``on_frame``, s) and whether it returned True
-    (``stopped``).
+    (``stopped``; then :attr:`limit` is the frame count a later pass may render).
 
     Args:
         on_frame: the user's callback, or None (then the object only counts).
@@ -71,6 +71,12 @@ class StepCallback:
         self.t_sec = float(frame.t_sec)
         self.stopped = self.on_frame is not None and self.on_frame(frame, self.step) is True
         return self.stopped
+
+    @property
+    def limit(self) -> int | None:
+        """Frames a later pass over the same input may take: the frames this step saw when ``on_frame`` stopped it
+        (a stopped analysis renders only the frames it saw), else None (no limit)."""
+        return self.frames if self.stopped else None
 
 
 @dataclass

@@ -273,7 +273,7 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
         analysis = resolve_analysis(video, analysis)
     if len(analysis) == 0:
         raise InputError(str(video), "no face found in the processed frames")
-    limit = first.frames if first.stopped else None  # a stopped analysis: render the frames it saw
+    limit = first.limit
     step = StepCallback(on_frame, Step("render", n_pass - 1, n_pass))
     fit = fit_result(analysis, head=head)
     cols = analysis.columns()

@@ -182,8 +182,7 @@ def expression_transfer(source: str | os.PathLike, target: str | os.PathLike, ou
                    on_frame=t_cb if on_frame is not None else None)
     if len(t_an) == 0:
         raise InputError(str(target), "no face found in the processed frames")
-    # a stopped analysis: only the frame pairs it saw are rendered
-    limit = min([cb.frames for cb in (s_cb, t_cb) if cb.stopped], default=None)
+    limit = min((n for n in (s_cb.limit, t_cb.limit) if n is not None), default=None)  # the frame pairs seen
     fs, ft = fit_result(s_an, head=head), fit_result(t_an, head=head)
     s_rows, t_rows = _rows_by_frame(fs.frame), _rows_by_frame(ft.frame)
     s_box, s_lm = _boxes(s_an)

@@ -130,7 +130,7 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
                                          first if on_frame is not None else None))
     if not boxes:
         raise InputError(str(video), "no face found in the processed frames")
-    limit = first.frames if first.stopped else None  # a stopped analysis: render the frames it saw
+    limit = first.limit
     step = StepCallback(on_frame, Step("render", n_pass - 1, n_pass))
     src = VideoSource(video, start=start, end=end, every=every)
     fps = (src.info.fps or 25.0) / every
