@@ -124,3 +124,45 @@ def test_metadata_records_models_and_source(analyzed):
     for m in r.meta["models"].values():
         assert len(m["sha256"]) == 64
     assert r.meta["corrupt_frames"] == 0
+
+
+def test_latest_heads_finishes_each_batch_once(shared_data, torch_one_thread):
+    """A live preview asks for the heads' latest values once per frame; while no newer batch has finished, the
+    AU head's per-track post-step (features + MLP) runs once per batch and the values are the uncached ones."""
+    import av
+
+    from mien.io.video import Frame
+    from mien.pipelines.analyze import AnalyzeOptions
+    from mien.pipelines.frame_analyzer import FrameAnalyzer
+
+    with av.open(str(shared_data / "samples/single_face.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(2), c.decode(video=0), strict=False)]
+    fa = FrameAnalyzer(640, 360, AnalyzeOptions(au=True, identity=False, batch_size=1), static=True)
+    head = fa.head("au")
+    calls = []
+    finish = head.finish
+    head.finish = lambda cols, ids: calls.append(len(ids)) or finish(cols, ids)
+
+    def same(a, b):
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[1].keys() == b[1].keys()
+        for k, v in a[1].items():
+            np.testing.assert_array_equal(v, b[1][k])
+
+    try:
+        fa.process(Frame(0, 0.0, frames[0]))
+        asks = [fa.latest_heads() for _ in range(3)]
+        assert calls == [1]  # finished once for three asks
+        assert len(asks[0][0]) == 1 and "AU12" in asks[0][1]
+        for a in asks[1:]:
+            same(a, asks[0])
+        fa.latest_heads(finish=("expression",))  # other post-steps asked for: recomputed, without the AU head's
+        assert calls == [1]
+        fa.process(Frame(1, 1 / 30, frames[1]))  # a newer batch: finished once more
+        cached = [fa.latest_heads() for _ in range(2)]
+        assert calls == [1, 1]
+        fa._latest = None  # forget the cache: the uncached answer is the same
+        same(fa.latest_heads(), cached[1])
+        assert calls == [1, 1, 1]
+    finally:
+        fa.close()

@@ -491,3 +491,35 @@ def test_face3d_and_tokens_tabs_progress_by_frame_and_stop(files, shared_data, t
             job(stopper(stop), stop)
         assert not [p.name for p in last_job().iterdir() if p.suffix == ".mp4" and not p.name.startswith("source")
                     or p.name == "mesh"], name
+
+
+def test_batch_progress_is_named_by_each_input_position(files, shared_data, monkeypatch):
+    """``analyze_files`` gives each frame's input position (a Step) with its progress: a middle upload that fails
+    after producing frames (here its outputs cannot be written) does not shift the later files' names and shares
+    of the bar (the tab used to infer the file from counters and counted such an input twice)."""
+    pytest.importorskip("gradio")
+    import mien.pipelines.batch as batch
+    from mien.app.jobs import AppContext
+    from mien.app.tabs.analyze import run_batch
+    from mien.pipelines.analyze import AnalyzeOptions
+
+    names = ["a.mp4", "b.mp4", "c.mp4", "d.mp4"]
+    ups = [_upload(files, shared_data / SAMPLE, n) for n in names]
+    write = batch.write_outputs
+
+    def failing_write(result, source, outputs):
+        if source.endswith("b.mp4"):
+            assert len(result) > 0  # b produced frames (and faces) before failing
+            raise InputError(source, "cannot write its outputs")
+        write(result, source, outputs)
+
+    monkeypatch.setattr(batch, "write_outputs", failing_write)
+    seen = []
+    out = run_batch(AppContext(files), ups, AnalyzeOptions(end=0.2, identity=False),
+                    lambda f, desc: seen.append((f, desc)), overlay=False, plot=False)
+    assert out["skipped"] == ["b.mp4: cannot write its outputs"] and out["analysed"] == 3
+    seen = [(f, d) for f, d in seen if d.startswith("analysing")]
+    assert list(dict.fromkeys(d for _, d in seen)) == [f"analysing {n} ({i + 1} of 4)" for i, n in enumerate(names)]
+    for f, desc in seen:
+        i = int(desc.split("(")[1].split()[0]) - 1
+        assert 0.9 * i / 4 <= f <= 0.9 * (i + 1) / 4  # each file within its own quarter of the bar (0 … 0.9)

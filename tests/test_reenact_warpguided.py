@@ -207,3 +207,44 @@ def test_relative_targets_and_cross_warp(crops):
     assert float(logs["cross_expression"].detach()) > 0
     total.backward()
     assert task.model.to_mask.weight.grad.abs().sum() > 0
+
+
+def test_cross_expression_warp_is_computed_only_on_logged_steps(crops):
+    """``cross_expression_warp`` (the warp's own cross-identity expression distance) is a metric only: its
+    FaceExpressionNet pass runs on the training steps Lightning writes, not on the others, whose loss and
+    gradients are the same."""
+    from types import SimpleNamespace
+
+    from mien.tasks.reenact import ReenactTask
+
+    batch = _batch(crops)
+    batch["subject"] = torch.tensor([0, 0, 1, 1])
+    torch.manual_seed(0)
+    task = ReenactTask("reenact-warpguided-tiny", stage="warpguided", color_jitter=0.0, perceptual_stages=1,
+                       weights=dict(l1=1.0, perceptual=0.0, identity=0.0, expression=0.0, cross=0.5))
+    calls = []
+    expression = task.faceapi.expression
+    task.faceapi.expression = lambda x: calls.append(len(x)) or expression(x)
+
+    def step(logged: bool):
+        task._trainer = SimpleNamespace(fast_dev_run=False, _logger_connector=SimpleNamespace(
+            should_update_logs=logged))
+        task.zero_grad(set_to_none=True)
+        logs: dict = {}
+        total, *_ = task._step(batch, logs)
+        total.backward()
+        return total.detach(), {n: p.grad.clone() for n, p in task.model.named_parameters() if p.grad is not None}, logs
+
+    try:
+        logged, quiet = step(True), step(False)
+    finally:
+        task._trainer = None
+    assert "cross_expression_warp" in logged[2] and "cross_expression_warp" not in quiet[2]
+    assert len(calls) == 3 + 2  # driver target, the warp (logged step only), the output
+    assert torch.equal(logged[0], quiet[0]) and logged[1].keys() == quiet[1].keys() and logged[1]
+    assert all(torch.equal(g, quiet[1][n]) for n, g in logged[1].items())
+    task.eval()  # validation: always (epoch means)
+    logs: dict = {}
+    with torch.no_grad():
+        task._step(batch, logs)
+    assert "cross_expression_warp" in logs

@@ -92,7 +92,7 @@ def frame_progress(progress, cancel: threading.Event | None, start: float, span:
     the job when ``cancel`` is set (raises :class:`Cancelled` inside the pipeline, which then writes no file).
 
     When ``state`` is a step of a multi-step job (``name``, ``index``, ``count``: a
-    :class:`~mien.pipelines.react.ReactStep`), the bar moves through step ``index``'s share of the range and shows
+    :class:`~mien.pipelines.analyze.Step`), the bar moves through step ``index``'s share of the range and shows
     its name."""
 
     def on_frame(frame, state=None):
@@ -119,10 +119,9 @@ def progress_span(end: float | None, media) -> float | None:
 
 
 class FilesProgress:
-    """``on_frame`` and ``log`` for :func:`mien.pipelines.batch.analyze_files` over checked uploads: the bar moves
-    from ``lo`` to ``hi`` by file (file i of n; a video's share by its frames' time), named by the user's file
-    name; Stop raises :class:`Cancelled`. Inputs run in order, one analyzer each, so the file being analysed is
-    the number of analyzers seen before it plus the failed inputs ``log`` was told about.
+    """``on_frame`` for :func:`mien.pipelines.batch.analyze_files` over checked uploads: the bar moves from ``lo``
+    to ``hi`` by file (file i of n, i the position ``analyze_files`` gives with each frame; a video's share by its
+    frames' time), named by the user's file name; Stop raises :class:`Cancelled`.
 
     Args:
         media: the checked uploads (:class:`~mien.app.safety.Media`) in the order given to ``analyze_files``.
@@ -130,24 +129,15 @@ class FilesProgress:
 
     def __init__(self, progress, cancel: threading.Event | None, media: list, lo: float = 0.0, hi: float = 1.0):
         self.progress, self.cancel, self.media, self.lo, self.hi = progress, cancel, media, lo, hi
-        self.failed: list[str] = []
-        self._analyzer, self._seen, self._i = None, 0, 0
 
-    def log(self, message: str) -> None:
-        self.failed.append(message)
-
-    def __call__(self, frame, analyzer=None) -> bool:
+    def __call__(self, frame, step) -> bool:
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled()
-        if analyzer is not self._analyzer:
-            self._analyzer = analyzer
-            self._i = min(self._seen + len(self.failed), len(self.media) - 1)
-            self._seen += 1
         if self.progress is not None:
-            m, n = self.media[self._i], len(self.media)
+            i, n = step.index, len(self.media)
+            m = self.media[i]
             f = min(max(frame.t_sec / m.duration_sec, 0.0), 1.0) if m.duration_sec else 1.0
-            self.progress(self.lo + (self.hi - self.lo) * (self._i + f) / n,
-                          desc=f"analysing {m.name} ({self._i + 1} of {n})")
+            self.progress(self.lo + (self.hi - self.lo) * (i + f) / n, desc=f"analysing {m.name} ({i + 1} of {n})")
         return False
 
 

@@ -1,4 +1,5 @@
-"""Index sets of the MediaPipe 478-point face mesh used across mien.
+"""Index sets of the MediaPipe 478-point face mesh used across mien, and the padded boxes around groups of them
+(:func:`region_box_masks`: the eye/brow and lip regions of the reenactment losses and refiner).
 
 Sides are the subject's: the subject's right eye is on the image's left in an unmirrored frame.
 """
@@ -31,3 +32,33 @@ IBUG68 = np.array([
     61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,
     78, 82, 13, 312, 308, 317, 14, 87,
 ])
+
+
+def region_box_masks(points, groups, size: int, pad: float):
+    """Pixels inside padded landmark boxes: per group of landmark indices, the axis-aligned box of those points grown
+    by ``pad`` of its size on every side; a pixel is inside when its centre (x + 0.5, y + 0.5) is (edges included).
+
+    Args:
+        points: torch float tensor (B, K, ≥2) landmarks (x, y) in the pixels of a ``size`` × ``size`` image.
+        groups: index sequences into K (e.g. ``EYE_LEFT``, ``LIPS_OUTER``).
+        size: image side S in pixels. pad: growth per side, a fraction of the box's width / height.
+
+    Returns:
+        bool tensor (B, G, S, S) on the points' device, indexed [b, group, y, x].
+    """
+    import torch
+
+    p = points[..., :2]
+    coord = torch.arange(size, device=p.device, dtype=p.dtype) + 0.5
+    masks = []
+    for idx in groups:
+        q = p[:, torch.as_tensor(idx, device=p.device)]
+        lo, hi = q.amin(1), q.amax(1)
+        ext = (hi - lo) * pad
+        lo, hi = lo - ext, hi + ext
+        inx = (coord[None] >= lo[:, :1]) & (coord[None] <= hi[:, :1])  # (B, S) over x
+        iny = (coord[None] >= lo[:, 1:]) & (coord[None] <= hi[:, 1:])
+        masks.append(iny[:, :, None] & inx[:, None, :])
+    if not masks:
+        return torch.zeros(p.shape[0], 0, size, size, dtype=torch.bool, device=p.device)
+    return torch.stack(masks, 1)

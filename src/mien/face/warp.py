@@ -86,6 +86,36 @@ def extend_to_border(points: np.ndarray, triangles: np.ndarray, width: int, heig
     return border, np.concatenate([ring_idx[tri[outside]], np.asarray(triangles, np.int64)])
 
 
+class BorderRings:
+    """:func:`extend_to_border` of point sets that recur, each computed once: a subject's reference points warped
+    to many targets, or one source of a batch animated by several drivers. Rings are kept by the points' exact
+    values (float64), the ``size`` most recently used at most, so points that change get their own ring.
+
+    Args:
+        triangles: int (F, 3) the face mesh; width, height: image size in pixels; per_side: border points per
+            side (:func:`border_points`); size: most rings kept.
+
+    Calling it with (V, ≥2) points in pixels returns ``extend_to_border(points[:, :2], triangles, width, height,
+    per_side)`` (the same arrays for the same points; do not modify them), ready for :func:`mesh_warp`'s ``ring``.
+    """
+
+    def __init__(self, triangles: np.ndarray, width: int, height: int, per_side: int = 4, size: int = 64):
+        self.triangles, self.width, self.height, self.per_side = triangles, int(width), int(height), per_side
+        self.size = max(int(size), 1)
+        self._rings: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pts = np.ascontiguousarray(np.asarray(points, np.float64)[:, :2])
+        key = (pts.shape, pts.tobytes())
+        ring = self._rings.pop(key, None)
+        if ring is None:
+            ring = extend_to_border(pts, self.triangles, self.width, self.height, self.per_side)
+            while len(self._rings) >= self.size:
+                self._rings.pop(next(iter(self._rings)))  # the least recently used
+        self._rings[key] = ring
+        return ring
+
+
 def piecewise_affine_maps(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, width: int,
                           height: int) -> tuple[np.ndarray, np.ndarray]:
     """Backward maps of the piecewise-affine warp that moves ``src`` points onto ``dst`` points.
@@ -181,5 +211,5 @@ def relative_targets(source: np.ndarray, driver: np.ndarray, reference: np.ndarr
     return src + (np.asarray(driver, np.float64)[:, :2] - ref) * np.sqrt(area / max(hull_area(ref), 1e-6))
 
 
-__all__ = ["border_points", "extend_to_border", "hull_area", "mesh_boundary", "mesh_warp", "piecewise_affine_maps",
+__all__ = ["BorderRings", "border_points", "extend_to_border", "hull_area", "mesh_boundary", "mesh_warp", "piecewise_affine_maps",
            "piecewise_affine_warp", "relative_targets"]

@@ -8,6 +8,7 @@ and an image's EXIF orientation is applied.
 
 from __future__ import annotations
 
+import functools
 import glob
 import logging
 import math
@@ -424,9 +425,26 @@ def expand_inputs(specs: Sequence[str | os.PathLike]) -> list[str]:
 def packet_timing(path: str | os.PathLike) -> tuple[float | None, float | None]:
     """(average frame rate in frames/s, duration in s) of the first video stream from its packets' presentation
     times (demuxed, not decoded), for containers whose header has neither (WebM from a browser's MediaRecorder:
-    the stream's "guessed" rate is then its time base, e.g. 1000). (None, None) when it cannot tell."""
+    the stream's "guessed" rate is then its time base, e.g. 1000). (None, None) when it cannot tell.
+
+    Every packet is read once per version of a file: the answer is kept by (resolved path, mtime_ns, size), the
+    32 most recent, so the passes of one job that open the file again reuse it and a changed file is read again."""
     try:
-        with av.open(str(path)) as c:
+        st = os.stat(path)
+    except OSError:
+        return None, None
+    return _cached_packet_timing(os.path.realpath(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_packet_timing(path: str, _mtime_ns: int, _size: int) -> tuple[float | None, float | None]:
+    return _read_packet_timing(path)
+
+
+def _read_packet_timing(path: str) -> tuple[float | None, float | None]:
+    """:func:`packet_timing` without the cache."""
+    try:
+        with av.open(path) as c:
             s = c.streams.video[0]
             pts = sorted(float(p.pts * p.time_base) for p in c.demux(s) if p.pts is not None and p.time_base)
     except (av.FFmpegError, IndexError, UnicodeDecodeError):

@@ -3,6 +3,10 @@
 :func:`analyze` opens a source and feeds its frames to a :class:`~mien.pipelines.frame_analyzer.FrameAnalyzer`
 (landmarks, tracking, pose, gaze, heads); :func:`mien.pipelines.batch.analyze_files` runs it over many inputs
 (in parallel) into a results dataset.
+
+The per-frame callback contract of every long pipeline is :func:`analyze`'s ``on_frame(frame, state) -> bool |
+None``; a job of several passes (the renders, ``mien react``) gives as ``state`` the :class:`Step` the frame belongs
+to, through a :class:`StepCallback`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,62 @@ from mien.io.video import Frame, ImageSource, VideoSource, WebcamSource, open_so
 from mien.pipelines.frame_analyzer import FrameAnalyzer
 from mien.results.result import AnalysisResult
 
-__all__ = ["AnalyzeOptions", "FrameAnalyzer", "analyze", "analyze_source"]
+__all__ = ["AnalyzeOptions", "FrameAnalyzer", "Step", "StepCallback", "analyze", "analyze_source"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """The step of a job of several passes that calls ``on_frame(frame, step)`` (the per-frame callback contract of
+    :func:`analyze`, with this as its second argument).
+
+    The steps of the renders (:func:`~mien.pipelines.render.render_video`,
+    :func:`~mien.pipelines.face3d.render_face3d`, :func:`~mien.pipelines.face3d_transfer.expression_transfer`):
+    "analysis" ("source" and "target" for the expression transfer: each processed frame of that input), then
+    "render" (each output frame, given with the input frame it shows); a render given an earlier analysis has only
+    "render". Of :func:`~mien.pipelines.react.react_to_files`: "speaker" (the speaker's analysed frames), "video<i>"
+    (reaction i's mesh video) and "portrait<i>" (reaction i on the listener portrait), rendered frame k given at the
+    speaker time start + k / fps s, so every step runs over the same time window.
+
+    Attributes:
+        name: the step. index: its 0-based position. count: steps of the run.
+    """
+
+    name: str
+    index: int = 0
+    count: int = 1
+
+
+class StepCallback:
+    """``on_frame`` bound to one :class:`Step`, as a pipeline's callback ``f(frame, state)`` (``state`` is
+    ignored): calls ``on_frame(frame, step)`` with the frame's time shifted by ``t0`` s, and records the frames seen
+    (``frames``; ``t_sec``: the last one's time as given to ``on_frame``, s) and whether it returned True
+    (``stopped``; then :attr:`limit` is the frame count a later pass may render).
+
+    Args:
+        on_frame: the user's callback, or None (then the object only counts).
+        step: the step.
+        t0: seconds added to each frame's ``t_sec`` (a rendered frame k at ``t0 + k / fps``: the input's time axis).
+    """
+
+    def __init__(self, on_frame: Callable | None, step: Step, t0: float = 0.0):
+        self.on_frame, self.step, self.t0 = on_frame, step, float(t0)
+        self.frames = 0
+        self.t_sec: float | None = None
+        self.stopped = False
+
+    def __call__(self, frame: Frame, _state=None) -> bool:
+        if self.t0:
+            frame = Frame(frame.index, self.t0 + frame.t_sec, frame.image)
+        self.frames += 1
+        self.t_sec = float(frame.t_sec)
+        self.stopped = self.on_frame is not None and self.on_frame(frame, self.step) is True
+        return self.stopped
+
+    @property
+    def limit(self) -> int | None:
+        """Frames a later pass over the same input may take: the frames this step saw when ``on_frame`` stopped it
+        (a stopped analysis renders only the frames it saw), else None (no limit)."""
+        return self.frames if self.stopped else None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mien.io.video import open_source
-from mien.pipelines.analyze import AnalyzeOptions, analyze
+from mien.pipelines.analyze import AnalyzeOptions, Step, StepCallback, analyze
 from mien.results.result import AnalysisResult
 
 __all__ = ["BatchReport", "analyze_files", "output_keys", "output_paths", "write_outputs"]
@@ -158,9 +158,11 @@ def analyze_files(inputs: list[str], out_dir: str | os.PathLike, options: Analyz
         workers: parallel workers (1: in this process).
         executor: "local" (processes) or "ray" (Ray tasks; ``ray_address`` joins a cluster, default a local
             Ray with ``workers`` CPUs; inputs and ``out_dir`` must then be reachable from every node).
-        on_frame: :func:`~mien.pipelines.analyze.analyze`'s ``on_frame(frame, analyzer)`` for every input (one
-            analyzer per input, inputs in order; in-process runs only, ``workers`` = 1); True ends that input's
-            analysis at the frame; an exception it raises (a cancelled job) stops the batch.
+        on_frame: ``on_frame(frame, step)`` per processed frame of every input (:func:`mien.analyze`'s contract;
+            in-process runs only, ``workers`` = 1), ``step`` a :class:`~mien.pipelines.analyze.Step` naming the
+            input (``name``: the input as given, ``index``: its position in ``inputs``, ``count``: the number of
+            inputs; inputs done before are skipped, the others run in order); True ends that input's analysis at
+            the frame; an exception it raises (a cancelled job) stops the batch.
 
     Returns:
         :class:`BatchReport`.
@@ -204,11 +206,11 @@ def analyze_files(inputs: list[str], out_dir: str | os.PathLike, options: Analyz
     worker_opts = dataclasses.replace(options, progress=False)
     seen = [0]  # frames counted by the per-frame hook (in-process runs)
 
-    def hook(frame, analyzer) -> bool | None:
+    def hook(frame, step: Step) -> bool | None:
         if bar is not None:
             seen[0] += 1
             bar.update(1)
-        return on_frame(frame, analyzer) if on_frame is not None else None
+        return on_frame(frame, step) if on_frame is not None else None
 
     models: dict = {}
 
@@ -231,7 +233,9 @@ def analyze_files(inputs: list[str], out_dir: str | os.PathLike, options: Analyz
 
     manifest = _write_manifest(out_dir, manifest, settings, {}, formats, report, pending=todo)
     use_hook = report.workers == 1 and (bar is not None or on_frame is not None)
-    tasks = ((src, key, outs, worker_opts, hook if use_hook else None) for src, key, outs in todo)
+    position = {key: i for i, key in enumerate(keys)}
+    tasks = ((src, key, outs, worker_opts, StepCallback(hook, Step(src, position[key], len(inputs))) if use_hook
+              else None) for src, key, outs in todo)
     t0 = time.perf_counter()
     try:
         run_tasks(_analyze_task, tasks, on_result, workers=min(report.workers, max(len(todo), 1)),

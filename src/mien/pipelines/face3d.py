@@ -25,7 +25,7 @@ from mien.errors import InputError
 
 if TYPE_CHECKING:
     from mien.io.video import Frame
-    from mien.pipelines.tokens import RenderStep
+    from mien.pipelines.analyze import Step
 
 STILL_SPEED = 0.1
 """Still-segment threshold: face speed below this many inter-ocular distances per second (of the
@@ -203,7 +203,7 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
                   max_faces: int = 1, height: int | None = None, analysis=None, export_mesh=None,
                   obj: bool = False, gltf: bool = False, alpha: float = 0.6, crf: int = 18,
                   encoder: str | os.PathLike | None = None,
-                  on_frame: Callable[[Frame, RenderStep], bool | None] | None = None) -> Face3DRenderReport:
+                  on_frame: Callable[[Frame, Step], bool | None] | None = None) -> Face3DRenderReport:
     """Write ``[input | shaded mesh | mesh overlay (| neural reconstruction)]`` for every processed frame of a
     video.
 
@@ -222,7 +222,7 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
         encoder: a face3d export folder (``mien export face3d``): adds a fourth panel, the input frame with each
             face crop replaced by the neural renderer's reconstruction of it from the encoder's parameters
             (:class:`mien.pipelines.face3d_encoder.EncoderRunner`).
-        on_frame: ``on_frame(frame, step)`` per analysed frame (``step``: :class:`~mien.pipelines.tokens.RenderStep`
+        on_frame: ``on_frame(frame, step)`` per analysed frame (``step``: :class:`~mien.pipelines.analyze.Step`
             "analysis"; none with ``analysis``) and per output frame once written ("render", with the input
             :class:`~mien.io.video.Frame`); True ends that pass at that frame (a stopped analysis renders only the
             frames it saw; the mesh sequence holds the frames rendered); an exception it raises propagates and
@@ -258,10 +258,10 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
         from mien.pipelines.face3d_encoder import open_encoder
 
         neural = open_encoder(encoder)
-    from mien.pipelines.tokens import RenderStep, StepCallback
+    from mien.pipelines.analyze import Step, StepCallback
 
     n_pass = 2 if analysis is None else 1
-    first = StepCallback(on_frame, RenderStep("analysis", 0, n_pass))
+    first = StepCallback(on_frame, Step("analysis", 0, n_pass))
     if analysis is None:
         from mien.pipelines.analyze import analyze
 
@@ -273,8 +273,8 @@ def render_face3d(video: str | os.PathLike, output: str | os.PathLike, *, model:
         analysis = resolve_analysis(video, analysis)
     if len(analysis) == 0:
         raise InputError(str(video), "no face found in the processed frames")
-    limit = first.frames if first.stopped else None  # a stopped analysis: render the frames it saw
-    step = StepCallback(on_frame, RenderStep("render", n_pass - 1, n_pass))
+    limit = first.limit
+    step = StepCallback(on_frame, Step("render", n_pass - 1, n_pass))
     fit = fit_result(analysis, head=head)
     cols = analysis.columns()
     order = np.lexsort((cols["face_id"], cols["frame"]))

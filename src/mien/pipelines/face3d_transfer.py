@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from mien.errors import InputError
-from mien.pipelines.tokens import RenderStep, StepCallback
+from mien.pipelines.analyze import Step, StepCallback
 
 if TYPE_CHECKING:
     from mien.io.video import Frame
@@ -117,7 +117,7 @@ def expression_transfer(source: str | os.PathLike, target: str | os.PathLike, ou
                         start: float | None = None, end: float | None = None, every: int = 1,
                         height: int | None = None, encoder: str | os.PathLike | None = None,
                         swap: str | None = None, alpha: float = 0.6, crf: int = 18,
-                        on_frame: Callable[[Frame, RenderStep], bool | None] | None = None) -> TransferReport:
+                        on_frame: Callable[[Frame, Step], bool | None] | None = None) -> TransferReport:
     """Write the expression-transfer video (see the module docstring).
 
     Args:
@@ -132,7 +132,7 @@ def expression_transfer(source: str | os.PathLike, target: str | os.PathLike, ou
             (TEASER's token swap; needs an export with a token encoder).
         alpha: opacity of the mesh over the target. crf: x264 quality.
         on_frame: ``on_frame(frame, step)`` per analysed frame of the source and of the target (``step``:
-            :class:`~mien.pipelines.tokens.RenderStep` "source", "target") and per output frame once written
+            :class:`~mien.pipelines.analyze.Step` "source", "target") and per output frame once written
             ("render", with the source :class:`~mien.io.video.Frame`); True ends that pass at that frame (a
             stopped analysis renders only the frame pairs it saw: a shorter video); an exception it raises
             propagates and leaves no output file.
@@ -169,7 +169,7 @@ def expression_transfer(source: str | os.PathLike, target: str | os.PathLike, ou
         neural = open_encoder(encoder)
         if swap == "tokens" and not neural.has_tokens:
             raise InputError(str(encoder), "the export has no token encoder (TEASER); --swap tokens needs one")
-    s_cb, t_cb, r_cb = (StepCallback(on_frame, RenderStep(name, i, 3)) for i, name in
+    s_cb, t_cb, r_cb = (StepCallback(on_frame, Step(name, i, 3)) for i, name in
                         enumerate(("source", "target", "render")))
     s_an = analyze(source, start=start, end=end, every=every, max_faces=1, identity=False,
                    on_frame=s_cb if on_frame is not None else None)
@@ -182,8 +182,7 @@ def expression_transfer(source: str | os.PathLike, target: str | os.PathLike, ou
                    on_frame=t_cb if on_frame is not None else None)
     if len(t_an) == 0:
         raise InputError(str(target), "no face found in the processed frames")
-    # a stopped analysis: only the frame pairs it saw are rendered
-    limit = min([cb.frames for cb in (s_cb, t_cb) if cb.stopped], default=None)
+    limit = min((n for n in (s_cb.limit, t_cb.limit) if n is not None), default=None)  # the frame pairs seen
     fs, ft = fit_result(s_an, head=head), fit_result(t_an, head=head)
     s_rows, t_rows = _rows_by_frame(fs.frame), _rows_by_frame(ft.frame)
     s_box, s_lm = _boxes(s_an)

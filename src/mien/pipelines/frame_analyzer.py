@@ -92,6 +92,7 @@ class FrameAnalyzer:
         self._landmarks: list[np.ndarray] = []
         self._out: list = []  # per flushed batch: the {column: array} of the heads, or its Future
         self._out_start: list[int] = []  # per flushed batch: its first row
+        self._latest: tuple | None = None  # latest_heads' last answer: (batch, finish, face ids, columns)
         self._pool = None
         if self.heads and not static:
             from concurrent.futures import ThreadPoolExecutor
@@ -249,11 +250,15 @@ class FrameAnalyzer:
 
         Returns:
             ``(face_id (N,) int, {column: (N, ...)})``, the batch's rows; N = 0 and ``{}`` when no batch has
-            finished.
+            finished. While no newer batch has finished, the same batch's answer is returned again without
+            re-running the post-steps (a live preview asks once per frame).
         """
         for start, b in zip(reversed(self._out_start), reversed(self._out), strict=True):
             if hasattr(b, "done") and not b.done():
                 continue
+            last = self._latest
+            if last is not None and last[0] is b and last[1] == finish:
+                return last[2], dict(last[3])
             cols = dict(b.result() if hasattr(b, "result") else b)
             n = len(next(iter(cols.values()))) if cols else 0
             if n == 0:
@@ -264,7 +269,8 @@ class FrameAnalyzer:
                 if finish is None or h.name in finish:
                     cols.update(h.finish(cols, ids))
             del cols["landmarks"]
-            return ids, cols
+            self._latest = (b, finish, ids, cols)
+            return ids, dict(cols)
         return np.zeros(0, np.int64), {}
 
     def drop_rows(self, keep: int) -> None:

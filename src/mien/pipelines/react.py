@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from mien.errors import InputError
+from mien.pipelines.analyze import Step, StepCallback, analyze
 from mien.results.reaction import ReactionResult
 
-__all__ = ["ReactOptions", "ReactStep", "react", "react_to_files", "speaker_inputs"]
+__all__ = ["ReactOptions", "react", "react_to_files", "speaker_inputs"]
 
 
 @dataclass
@@ -89,23 +90,6 @@ class ReactOptions:
         return temps, np.clip(self.top_p + i * self.top_p_step, 1e-3, 1.0).tolist()
 
 
-@dataclass(frozen=True)
-class ReactStep:
-    """The step of a react run that calls ``on_frame(frame, step)`` (the per-frame callback contract of
-    :func:`mien.analyze`, with this as its second argument).
-
-    Attributes:
-        name: "speaker" (analysing the speaker video: the speaker's frames), "video<i>" (rendering reaction i's
-            mesh video) or "portrait<i>" (rendering reaction i on the listener portrait): rendered frame k is given
-            at the speaker time start + k / fps s, so every step runs over the same time window.
-        index: 0-based position of the step. count: steps of the run (1 + videos, + videos with a portrait).
-    """
-
-    name: str
-    index: int = 0
-    count: int = 1
-
-
 def _groups(names: list[str]) -> list[str]:
     out: list[str] = []
     for n in names:
@@ -130,7 +114,6 @@ def speaker_inputs(video: str | os.PathLike, feature_names: list[str], fps: floa
             audio features of a video without sound).
     """
     from mien.data.react import attributes_25, audio_features, feature_columns, frame_grid, speaker_features
-    from mien.pipelines.analyze import analyze
 
     path = str(video)
     res = analyze(path, au=True, emotion=True, start=start, end=end, on_frame=on_frame)
@@ -164,7 +147,7 @@ def react(speaker: str | os.PathLike, model=None, n: int | None = None, options:
         speaker: speaker video file.
         model: a :class:`~mien.models.reaction.ReactionModel` or the folder of one (``mien export reaction``).
         n: reactions (overrides ``options.n``). options: :class:`ReactOptions`; ``kwargs`` override its fields.
-        on_frame: ``on_frame(frame, step)`` per analysed speaker frame (``step``: :class:`ReactStep` "speaker");
+        on_frame: ``on_frame(frame, step)`` per analysed speaker frame (``step``: :class:`~mien.pipelines.analyze.Step` "speaker");
             True ends the speaker analysis at that frame (the reactions cover the speaker up to it); an exception it
             raises (a cancelled job) propagates.
 
@@ -183,7 +166,7 @@ def react(speaker: str | os.PathLike, model=None, n: int | None = None, options:
     import dataclasses
 
     opts = dataclasses.replace(options or ReactOptions(), **kwargs, **({"n": n} if n is not None else {}))
-    return _react(speaker, model, opts, _step(on_frame, "speaker"))[0]
+    return _react(speaker, model, opts, StepCallback(on_frame, Step("speaker")))[0]
 
 
 def _listener(opts: ReactOptions):
@@ -193,18 +176,6 @@ def _listener(opts: ReactOptions):
     from mien.pipelines.react_portrait import ListenerPortrait
 
     return ListenerPortrait(opts.listener_image, opts.listener_model, opts.listener_gain)
-
-
-def _step(on_frame: Callable | None, name: str, index: int = 0, count: int = 1, t0: float = 0.0):
-    """``on_frame`` bound to one :class:`ReactStep` (frames shifted by ``t0`` s), as a pipeline's callback."""
-    if on_frame is None:
-        return None
-    from mien.io.video import Frame
-
-    step = ReactStep(name, index, count)
-    if not t0:
-        return lambda frame, _state: on_frame(frame, step)
-    return lambda frame, _state: on_frame(Frame(frame.index, t0 + frame.t_sec, frame.image), step)
 
 
 def _react(speaker, model, opts: ReactOptions, on_frame: Callable | None = None):
@@ -241,7 +212,7 @@ def react_to_files(speaker: str | os.PathLike, output: str | os.PathLike, model,
     Returns {kind: path} (kinds ``parquet``, ``plot``, ``video<i>``, ``portrait<i>``).
 
     ``on_frame(frame, step)`` is called per analysed speaker frame and per rendered video frame, ``step`` the
-    :class:`ReactStep` it belongs to; True ends that step at that frame (the analysis, or that video); an exception
+    :class:`~mien.pipelines.analyze.Step` it belongs to; True ends that step at that frame (the analysis, or that video); an exception
     it raises (a cancelled job) propagates: every file is written atomically, so none is left half-written (the
     files finished before it stay)."""
     from mien.viz.reaction import plot_reactions, render_reaction_video
@@ -249,7 +220,7 @@ def react_to_files(speaker: str | os.PathLike, output: str | os.PathLike, model,
     opts = options or ReactOptions()
     k = min(opts.videos, opts.n)
     count = 1 + k * (2 if opts.listener_image is not None else 1)
-    res, portrait = _react(speaker, model, opts, _step(on_frame, "speaker", 0, count))
+    res, portrait = _react(speaker, model, opts, StepCallback(on_frame, Step("speaker", 0, count)))
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(str(speaker)).stem
@@ -264,12 +235,12 @@ def react_to_files(speaker: str | os.PathLike, output: str | os.PathLike, model,
     for i in range(k):
         files[f"video{i}"] = render_reaction_video(res.reactions[i], res.fps, out / f"{stem}.reaction{i}.mp4",
                                                    speaker_video=spk,
-                                                   on_frame=_step(on_frame, f"video{i}", step, count, t0))
+                                                   on_frame=StepCallback(on_frame, Step(f"video{i}", step, count), t0))
         step += 1
         if portrait is not None:
+            cb = StepCallback(on_frame, Step(f"portrait{i}", step, count), t0)
             files[f"portrait{i}"] = Path(portrait.render(res.reactions[i], res.fps,
                                                          out / f"{stem}.reaction{i}.portrait.mp4", audio_from=speaker,
-                                                         audio_start=t0,
-                                                         on_frame=_step(on_frame, f"portrait{i}", step, count, t0)).output)
+                                                         audio_start=t0, on_frame=cb).output)
             step += 1
     return files

@@ -27,7 +27,8 @@ import numpy as np
 from mien.errors import InputError
 from mien.heads.tokens import TokenExtractor
 from mien.io.video import Frame
-from mien.pipelines.tokens import RenderStep, StepCallback, first_faces, resolve_analysis
+from mien.pipelines.analyze import Step, StepCallback
+from mien.pipelines.tokens import first_faces, resolve_analysis
 
 KINDS = ("reconstruction", "swap")
 
@@ -68,7 +69,7 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
                  *, subject: int = 0, target_subject: int | None = None, start: float | None = None,
                  end: float | None = None, every: int = 1, size: int | None = None, device: str = "cpu",
                  batch_size: int = 16, crf: int = 18, analysis=None,
-                 on_frame: Callable[[Frame, RenderStep], bool | None] | None = None) -> RenderReport:
+                 on_frame: Callable[[Frame, Step], bool | None] | None = None) -> RenderReport:
     """Write a side-by-side ``[input crop | rendered face]`` MP4 of a video.
 
     Args:
@@ -84,7 +85,7 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
         analysis: face boxes to use instead of analysing the video: an :class:`~mien.AnalysisResult` of it or
             the path of its Parquet file from ``mien analyze`` (see
             :func:`mien.pipelines.tokens.resolve_analysis`).
-        on_frame: ``on_frame(frame, step)`` per analysed frame (``step``: :class:`~mien.pipelines.tokens.RenderStep`
+        on_frame: ``on_frame(frame, step)`` per analysed frame (``step``: :class:`~mien.pipelines.analyze.Step`
             "analysis"; none when ``analysis`` is given) and per output frame once written ("render", with the
             input :class:`~mien.io.video.Frame`); True ends that pass at that frame (a stopped analysis renders
             only the frames it saw: a shorter video); an exception it raises propagates and leaves no output file.
@@ -124,13 +125,13 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
         raise ValueError(f"size must be >= 2 px, got {size}")
 
     n_pass = 1 if analysis is not None else 2
-    first = StepCallback(on_frame, RenderStep("analysis", 0, n_pass))
+    first = StepCallback(on_frame, Step("analysis", 0, n_pass))
     boxes = first_faces(resolve_analysis(video, analysis, start, end, every, ex.device,
                                          first if on_frame is not None else None))
     if not boxes:
         raise InputError(str(video), "no face found in the processed frames")
-    limit = first.frames if first.stopped else None  # a stopped analysis: render the frames it saw
-    step = StepCallback(on_frame, RenderStep("render", n_pass - 1, n_pass))
+    limit = first.limit
+    step = StepCallback(on_frame, Step("render", n_pass - 1, n_pass))
     src = VideoSource(video, start=start, end=end, every=every)
     fps = (src.info.fps or 25.0) / every
     black = np.zeros((size, size, 3), np.uint8)

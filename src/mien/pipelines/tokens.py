@@ -9,8 +9,6 @@ Main entry points:
   :func:`mien.pipelines.analyze.analyze` (or a given analysis).
 * :func:`video_tokens` — the (N, D) tokens of a video's frames that have a face.
 * :func:`plot_video_tokens` — cosine-to-reference and PCA plot of a video's tokens.
-* :class:`RenderStep`, :class:`StepCallback` — the per-frame callback of the two-pass renders (``mien render``,
-  ``render face3d``, ``render expression-transfer``): the analysis pass, then the frames written.
 """
 
 from __future__ import annotations
@@ -23,49 +21,6 @@ import numpy as np
 
 from mien.errors import InputError
 from mien.heads.tokens import TokenExtractor
-
-
-# ------------------------------------------------------------------------------------------------------------
-# per-frame callbacks of the renders
-@dataclass(frozen=True)
-class RenderStep:
-    """The pass of a render that calls ``on_frame(frame, step)`` (the per-frame callback contract of
-    :func:`mien.analyze`, with this as its second argument).
-
-    A render first analyses its input(s) (name "analysis"; "source" and "target" for the expression transfer:
-    each processed frame of that input) and then writes its output ("render": each output frame, given with the
-    input frame it shows). A render given an earlier analysis has only the "render" pass.
-
-    Attributes:
-        name: the pass. index: 0-based position of the pass. count: passes of the run.
-    """
-
-    name: str
-    index: int = 0
-    count: int = 1
-
-
-class StepCallback:
-    """``on_frame`` bound to one :class:`RenderStep`, as a pipeline's callback ``f(frame, state)`` (``state`` is
-    ignored): calls ``on_frame(frame, step)`` and counts the frames seen (``frames``; ``t_sec``: the last one's
-    time, s) and whether it returned True (``stopped``).
-
-    Args:
-        on_frame: the user's callback, or None (then the object only counts).
-        step: the pass.
-    """
-
-    def __init__(self, on_frame: Callable | None, step: RenderStep):
-        self.on_frame, self.step = on_frame, step
-        self.frames = 0
-        self.t_sec: float | None = None
-        self.stopped = False
-
-    def __call__(self, frame, _state=None) -> bool:
-        self.frames += 1
-        self.t_sec = float(frame.t_sec)
-        self.stopped = self.on_frame is not None and self.on_frame(frame, self.step) is True
-        return self.stopped
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -266,5 +221,5 @@ def plot_video_tokens(video: str | os.PathLike, tokenizer, output: str | os.Path
             "explained": res["explained"]}
 
 
-__all__ = ["FaceFrame", "RenderStep", "StepCallback", "VideoTokens", "analyze_video", "first_faces", "iter_face_crops", "plot_video_tokens",
+__all__ = ["FaceFrame", "VideoTokens", "analyze_video", "first_faces", "iter_face_crops", "plot_video_tokens",
            "reference_row", "resolve_analysis", "video_tokens"]

@@ -79,8 +79,7 @@ def run_batch(ctx: AppContext, uploads: list[str], options: AnalyzeOptions, prog
     names = {m.path: m.name for m in media}
     track = FilesProgress(progress, cancel, media, 0.0, 0.9)
     rep = analyze_files([m.path for m in media], str(job / "results"), options,
-                        ("parquet", *(f for f in formats if f != "parquet")), overlay, plot, log=track.log,
-                        on_frame=track)
+                        ("parquet", *(f for f in formats if f != "parquet")), overlay, plot, on_frame=track)
     skipped += [f"{names[r['input']]}: {r['reason']}" for r in rep.failed]
     if not rep.ok:
         raise InputError(f"{len(uploads)} file(s)", f"none can be analysed ({skipped[0]})")

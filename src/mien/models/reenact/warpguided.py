@@ -193,21 +193,11 @@ class WarpGuidedRefiner(nn.Module):
         """Soft mask (B, 1, S, S) in [0, 1] of the regions the refiner may change: per side, the box around the
         target eye and brow points, and the box around the lip points, each grown by ``config.mask_pad`` of its
         size on every side (so an opening mouth's interior and a closing eyelid are inside), edges softened by
-        a 5-px box blur.
+        a 5-px box blur (boxes: :func:`mien.face.landmarks.region_box_masks`).
 
         Args:
             points: (B, 468, 2) target mesh points, crop px.
         """
-        s, pad = self.size, self.config.mask_pad
         p = points[..., :2].float()
-        coord = torch.arange(s, device=p.device, dtype=p.dtype) + 0.5
-        m = p.new_zeros(p.shape[0], s, s)
-        for idx in self.region_index:
-            q = p[:, idx]
-            lo, hi = q.amin(1), q.amax(1)
-            ext = (hi - lo) * pad
-            lo, hi = lo - ext, hi + ext
-            inx = (coord[None] >= lo[:, :1]) & (coord[None] <= hi[:, :1])  # (B, S) over x
-            iny = (coord[None] >= lo[:, 1:]) & (coord[None] <= hi[:, 1:])
-            m = torch.maximum(m, (iny[:, :, None] & inx[:, None, :]).to(p.dtype))
-        return F.avg_pool2d(m[:, None], 5, stride=1, padding=2, count_include_pad=False)
+        m = L.region_box_masks(p, self.region_index, self.size, self.config.mask_pad).any(1, keepdim=True)
+        return F.avg_pool2d(m.to(p.dtype), 5, stride=1, padding=2, count_include_pad=False)

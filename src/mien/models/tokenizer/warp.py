@@ -194,12 +194,23 @@ class WarpDecoder(nn.Module):
         s_np, d_np = src.detach().double().cpu().numpy(), dst.detach().double().cpu().numpy()
         warped, flows = [], []
         for img, s, d in zip(imgs, s_np, d_np, strict=True):
-            w, mx, my = mesh_warp(np.ascontiguousarray(img), s, d, canonical_triangles())
+            w, mx, my = mesh_warp(np.ascontiguousarray(img), s, d, canonical_triangles(), ring=self._ring(s, img.shape))
             warped.append(w)
             flows.append(flow_field(mx, my))
         dev = images.device
         return (torch.from_numpy(np.stack(warped)).permute(0, 3, 1, 2).to(dev),
                 torch.from_numpy(np.stack(flows)).to(dev))
+
+    def _ring(self, points: np.ndarray, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """The border ring of ``mesh_warp`` for (468, 2) float64 points in an (H, W, C) image, computed once per
+        reference (:class:`mien.face.warp.BorderRings`, kept by the points' values: new references get new rings)."""
+        from mien.face.warp import BorderRings
+        from mien.models.face3d.mien_face import canonical_triangles
+
+        rings = getattr(self, "_rings", None)
+        if rings is None or (rings.height, rings.width) != tuple(shape[:2]):
+            rings = self._rings = BorderRings(canonical_triangles(), shape[1], shape[0], size=2 * self.max_subjects)
+        return rings(points)
 
     def draw(self, points: torch.Tensor, subject_ids) -> torch.Tensor:
         """Faces (M, 3, S, S) of the subjects' references moved to ``points`` (M, 468, 2) crop px (+ refinement)."""

@@ -153,7 +153,7 @@ def cross_warp(batch: dict) -> tuple[torch.Tensor, ...] | None:
         whose source is animated; warped float32 (R, 3, S, S) in [0, 1]; flow float32 (R, 2, S, S); points
         float32 (R, 468, 2)), on the batch's device.
     """
-    from mien.face.warp import mesh_warp, relative_targets
+    from mien.face.warp import BorderRings, mesh_warp, relative_targets
     from mien.models.face3d.mien_face import canonical_triangles
     from mien.models.reenact.warpguided import flow_field
 
@@ -165,11 +165,12 @@ def cross_warp(batch: dict) -> tuple[torch.Tensor, ...] | None:
     src = batch["src"].detach().cpu()
     slm, dlm = batch["src_landmarks"].detach().cpu().double().numpy(), batch["drv_landmarks"].detach().cpu().double().numpy()
     tri = canonical_triangles()
+    rings = BorderRings(tri, src.shape[-1], src.shape[-2], size=len(rows))  # a source animated by several rows
     warped, flows, points = [], [], []
     for i in rows.tolist():
         j = int(perm[i])
         tgt = relative_targets(slm[j, :468], dlm[i, :468], slm[i, :468])
-        w, mx, my = mesh_warp(src[j].permute(1, 2, 0).numpy(), slm[j, :468], tgt, tri)
+        w, mx, my = mesh_warp(src[j].permute(1, 2, 0).numpy(), slm[j, :468], tgt, tri, ring=rings(slm[j, :468]))
         warped.append(torch.from_numpy(w).permute(2, 0, 1))
         flows.append(torch.from_numpy(flow_field(mx, my)))
         points.append(torch.from_numpy(tgt.astype("float32")))

@@ -22,27 +22,19 @@ LIPS = np.array(L.LIPS_OUTER)
 
 def region_weights(landmarks: torch.Tensor, crop: int, size: int, eye: float, mouth: float,
                    pad: float = 0.3) -> torch.Tensor:
-    """Per-pixel loss weights (B, 1, size, size): 1 + ``eye`` inside each eye box + ``mouth`` inside the mouth box.
+    """Per-pixel loss weights (B, 1, size, size): 1 + ``eye`` inside each eye box + ``mouth`` inside the mouth box
+    (boxes: :func:`mien.face.landmarks.region_box_masks`).
 
     Args:
         landmarks: (B, 478, ≥2) MediaPipe landmarks in the pixels of a ``crop``-sized crop.
         pad: boxes grown by this fraction of their size on each side.
     """
-    b = landmarks.shape[0]
     lm = landmarks[..., :2].float() * (size / crop)
-    ys = torch.arange(size, device=lm.device, dtype=lm.dtype).view(1, size, 1) + 0.5
-    xs = torch.arange(size, device=lm.device, dtype=lm.dtype).view(1, 1, size) + 0.5
-    w = torch.ones(b, size, size, device=lm.device, dtype=lm.dtype)
-    for idx, gain in ((L.EYE_LEFT, eye), (L.EYE_RIGHT, eye), (LIPS, mouth)):
-        if not gain:
-            continue
-        p = lm[:, torch.as_tensor(idx, device=lm.device)]
-        lo, hi = p.amin(1), p.amax(1)
-        ext = (hi - lo) * pad
-        lo, hi = lo - ext, hi + ext
-        inside = ((xs >= lo[:, 0, None, None]) & (xs <= hi[:, 0, None, None])
-                  & (ys >= lo[:, 1, None, None]) & (ys <= hi[:, 1, None, None]))
-        w = w + gain * inside.to(w.dtype)
+    gains = [(idx, g) for idx, g in ((L.EYE_LEFT, eye), (L.EYE_RIGHT, eye), (LIPS, mouth)) if g]
+    boxes = L.region_box_masks(lm, [idx for idx, _ in gains], size, pad)
+    w = torch.ones(lm.shape[0], size, size, device=lm.device, dtype=lm.dtype)
+    for k, (_, gain) in enumerate(gains):
+        w = w + gain * boxes[:, k].to(w.dtype)
     return w.unsqueeze(1)
 
 

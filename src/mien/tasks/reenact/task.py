@@ -244,7 +244,8 @@ class ReenactTask(pl.LightningModule):
         relative motion (:func:`~mien.tasks.reenact.data.cross_warp`, as in cross-reenactment at evaluation);
         no ground truth exists, so only the L1 between the FaceExpressionNet embeddings of the output and of the
         driver is minimised (the expression of the driver, not its identity: the refiner never sees the driver's
-        pixels). No colour jitter on these rows."""
+        pixels). No colour jitter on these rows. ``cross_expression_warp``, the same distance of the warp itself
+        (baseline (b) on these pairs), is a metric only: computed on the steps whose metrics are written."""
         x = cross_warp(batch)
         if x is None:
             return b["drv"].new_zeros(())
@@ -252,9 +253,19 @@ class ReenactTask(pl.LightningModule):
         out = self.model(warped, b["src"][srcs], flow, points)
         with torch.no_grad():
             target = self.faceapi.expression(b["drv"][rows])
-            logs["cross_expression_warp"] = (self.faceapi.expression(warped) - target).abs().mean()
+            if self._logged_step():
+                logs["cross_expression_warp"] = (self.faceapi.expression(warped) - target).abs().mean()
         logs["cross_expression"] = (self.faceapi.expression(out) - target).abs().mean()
         return logs["cross_expression"]
+
+    def _logged_step(self) -> bool:
+        """Whether this step's metrics are written: every validation step (epoch means) and every call outside a
+        Trainer; in training the steps Lightning logs (every ``log_every_n_steps``-th, as its logger connector
+        decides for the ``on_step`` values of ``training_step``)."""
+        if not self.training or self._trainer is None:
+            return True
+        t = self.trainer
+        return bool(t.fast_dev_run) or bool(t._logger_connector.should_update_logs)
 
     def _warpguided_step(self, b, logs, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
         src, warped, drv = b["src"], b["warped"], b["drv"]
