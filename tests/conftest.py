@@ -127,3 +127,28 @@ def tiny_reaction_export(tmp_path_factory):
                            vocab_sizes=tok.vocab_sizes)
     return save_reaction_model(ReactionModel(tok, tr, names, {"maskgit_steps": 4}),
                                tmp_path_factory.mktemp("models") / "tiny-reaction")
+
+
+@pytest.fixture
+def live_webm():
+    """``write(path, frames)``: a WebM as a browser's MediaRecorder writes it (64×48, 15 fps in a 1 ms time base,
+    no duration in the header) — what the app's webcam recordings look like."""
+    av = pytest.importorskip("av")
+    from fractions import Fraction
+
+    import numpy as np
+
+    def write(path, frames: int = 30) -> Path:
+        with av.open(str(path), "w", format="webm", options={"live": "1"}) as c:
+            s = c.add_stream("libvpx", rate=15)
+            s.width, s.height, s.pix_fmt, s.time_base = 64, 48, "yuv420p", Fraction(1, 1000)
+            for i in range(frames):
+                f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 8, np.uint8), format="rgb24")
+                f.pts, f.time_base = round(i * 1000 / 15), Fraction(1, 1000)
+                for pk in s.encode(f):
+                    c.mux(pk)
+            for pk in s.encode():
+                c.mux(pk)
+        return Path(path)
+
+    return write

@@ -377,26 +377,14 @@ def test_reenact_tab_progress_by_frame_and_stop(files, shared_data):
     assert not [p for p in jobs[-1].iterdir() if p.suffix == ".mp4" and p.name.startswith("reenact")]
 
 
-def test_live_webm_without_duration_is_timed_from_its_packets(files, tmp_path):
+def test_live_webm_without_duration_is_timed_from_its_packets(files, tmp_path, live_webm):
     """A browser's webcam recording is a live WebM whose header has no duration: the upload check and mien's
     video reader take its duration and frame rate from the packets, so the duration limit still applies."""
-    from fractions import Fraction
-
     import av
 
     from mien.io.video import open_source, packet_timing
 
-    path = tmp_path / "rec.webm"
-    with av.open(str(path), "w", format="webm", options={"live": "1"}) as c:
-        s = c.add_stream("libvpx", rate=15)
-        s.width, s.height, s.pix_fmt, s.time_base = 64, 48, "yuv420p", Fraction(1, 1000)
-        for i in range(30):
-            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 8, np.uint8), format="rgb24")
-            f.pts, f.time_base = round(i * 1000 / 15), Fraction(1, 1000)
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    path = live_webm(tmp_path / "rec.webm", 30)
     with av.open(str(path)) as c:
         assert c.duration is None and c.streams.video[0].duration is None
     fps, dur = packet_timing(path)

@@ -95,23 +95,7 @@ def test_expand_inputs(tmp_path, shared_data):
     assert expand_inputs(["webcam:0"]) == ["webcam:0"]
 
 
-def _live_webm(path, frames: int) -> None:
-    """A WebM as a browser's MediaRecorder writes it: no duration in the header, 15 fps in a 1 ms time base."""
-    from fractions import Fraction
-
-    with av.open(str(path), "w", format="webm", options={"live": "1"}) as c:
-        s = c.add_stream("libvpx", rate=15)
-        s.width, s.height, s.pix_fmt, s.time_base = 64, 48, "yuv420p", Fraction(1, 1000)
-        for i in range(frames):
-            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 8, np.uint8), format="rgb24")
-            f.pts, f.time_base = round(i * 1000 / 15), Fraction(1, 1000)
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-
-
-def test_packet_timing_reads_each_file_version_once(tmp_path, monkeypatch):
+def test_packet_timing_reads_each_file_version_once(tmp_path, monkeypatch, live_webm):
     """A header-less WebM's packets are read once however many passes open it; a rewritten or touched file is
     read again."""
     import os
@@ -122,14 +106,14 @@ def test_packet_timing_reads_each_file_version_once(tmp_path, monkeypatch):
     read = video._read_packet_timing
     monkeypatch.setattr(video, "_read_packet_timing", lambda p: reads.append(p) or read(p))
     path = tmp_path / "rec.webm"
-    _live_webm(path, 30)
+    live_webm(path, 30)
     fps, dur = video.packet_timing(path)
     assert fps == pytest.approx(15, rel=0.01) and dur == pytest.approx(2.0, rel=0.01)
     monkeypatch.chdir(tmp_path)
     assert video.packet_timing("rec.webm") == (fps, dur)  # the same file by another name
     assert open_source(path).info.duration_sec == dur  # the reader's pass too
     assert len(reads) == 1
-    _live_webm(path, 15)  # rewritten: read again
+    live_webm(path, 15)  # rewritten: read again
     assert video.packet_timing(path)[1] == pytest.approx(1.0, rel=0.02) and len(reads) == 2
     st = os.stat(path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: read again

@@ -265,7 +265,12 @@ class ReenactTask(pl.LightningModule):
         if not self.training or self._trainer is None:
             return True
         t = self.trainer
-        return bool(t.fast_dev_run) or bool(t._logger_connector.should_update_logs)
+        if t.fast_dev_run:
+            return True
+        connector = getattr(t, "_logger_connector", None)  # Lightning's own decision, when it still exposes it
+        if connector is not None and hasattr(connector, "should_update_logs"):
+            return bool(connector.should_update_logs)
+        return (t.global_step + 1) % max(t.log_every_n_steps, 1) == 0
 
     def _warpguided_step(self, b, logs, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
         src, warped, drv = b["src"], b["warped"], b["drv"]
