@@ -329,3 +329,24 @@ def test_bank_is_built_from_the_given_frames_only(real_faces):
         bank_frames(p.numpy(), np.zeros(12), 2, "random")
     with pytest.raises(ValueError, match="no exemplar bank"):
         ExpressionTokenizer(TokenizerConfig(**WARP64)).reconstruction.set_bank(0, x[:1], p[:1])
+
+
+def test_transfer_warp_baselines_use_the_true_source_mesh(real_faces, tmp_path):
+    """The identity-swap baselines of a banked warp tokenizer: the source frames' own meshes (found on the crops)
+    select and warp bank entries; a subject's own frames find themselves (or a neighbour) in its bank."""
+    from mien.heads.tokens import TokenExtractor
+    from mien.pipelines.token_eval import TransferFrames, warp_baselines
+
+    x, _ = real_faces
+    save_pretrained(_banked(real_faces, bank=6).eval(), tmp_path / "bank")
+    ex = TokenExtractor(tmp_path / "bank")
+    crops = x.permute(0, 2, 3, 1).numpy()
+    own = warp_baselines(TransferFrames(crops[:6], 0, crops[:6], 0), ex)
+    assert len(own) == 3 and all(v.shape == (6, 64, 64, 3) and v.dtype == np.uint8 for v in own.values())
+    unwarped = own["target bank frame nearest the source mesh, unwarped (baseline)"]
+    bank = {c.tobytes() for c in crops[:6]}
+    assert all(u.tobytes() in bank for u in unwarped) and sum(np.array_equal(u, c) for u, c in zip(unwarped, crops[:6],
+                                                                                                   strict=True)) >= 3
+    swap = warp_baselines(TransferFrames(crops[:6], 0, crops[6:], 1), ex)
+    assert all(u.tobytes() in {c.tobytes() for c in crops[6:]} for u in
+               swap["target bank frame nearest the source mesh, unwarped (baseline)"])
