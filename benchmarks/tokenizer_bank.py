@@ -140,7 +140,7 @@ def main(argv=None) -> None:
     s1 = [run(*v) for v in itertools.product(*STAGE1.values())]
     w1 = best(s1)
     s2 = [run(w1["method"], w1["m"], w1["distance"], k, t) for k, t in itertools.product(*STAGE2.values())]
-    w2 = max(s2, key=lambda r: r["recon"]["psnr"])
+    w2 = best(s2)
     chosen = w2 if w2["recon"]["psnr"] > w1["recon"]["psnr"] + 0.05 else w1
     print(f"stage-1 winner: {w1['variant']}; chosen: {chosen['variant']}")
     if args.json:
