@@ -55,7 +55,12 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     import torch
 
-    from mien.metrics.reconstruction import image_quality, moving_mask, moving_region_psnr
+    from mien.metrics.reconstruction import (
+        image_quality,
+        moving_mask,
+        moving_region_psnr,
+        same_subject_permutation,
+    )
     from mien.models.tokenizer import TokenizerConfig
     from mien.models.tokenizer.bank import build_bank
     from mien.models.tokenizer.condition import global_condition
@@ -83,14 +88,7 @@ def main(argv=None) -> None:
     dec = model.reconstruction
     cond = torch.from_numpy(global_condition(vx.permute(0, 2, 3, 1).numpy(), cfg["global_condition"])[0]) \
         if cfg["global_condition"] != "none" else None
-    rng = np.random.default_rng(0)
-    perm = np.arange(len(vs))
-    for s in np.unique(vs.numpy()):  # another validation frame of the same subject (as tokenizer_swap_report)
-        idx = np.flatnonzero(vs.numpy() == s)
-        shifted = rng.permutation(idx)
-        same = shifted == idx
-        shifted[same] = np.roll(shifted, 1)[same]
-        perm[idx] = shifted
+    perm = same_subject_permutation(vs.numpy())  # another validation frame of the same subject
     with torch.inference_mode():
         z = model.encode(vf, vs, cond)
         pts = dec.points(z, vs)
