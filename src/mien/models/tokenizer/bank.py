@@ -17,7 +17,7 @@ Mesh distances (``warp_bank_distance``), all RMS over the 468 points in crop px:
 Bank building (:func:`bank_frames`) picks the M entries of each subject among the frames it is given (the training
 split) on pose-normalised meshes (each aligned to the subject's mean mesh, :func:`mien.face.align.align_to_reference`):
 ``"fps"`` — farthest-point sampling from the medoid (covers the extremes: the widest mouth, the closed eyes);
-``"kmeans"`` — scikit-learn k-means, the member nearest each centre (typical frames).
+``"kmeans"`` — scikit-learn k-means (``mien[react]``), the member nearest each centre (typical frames).
 """
 
 from __future__ import annotations
