@@ -17,6 +17,11 @@ Usage:
     python benchmarks/tokenizer_evidence.py --model tokenizer-warp-tiny --crop-size 112 --warp-reference mean \
         --overrides '{"warp_refiner_width": 0}' --videos ../shared/data/videos/talking ../shared/data/videos/expressive \
         --batch-size 4 --lr 1e-3 --warmup 30 --steps 2000 --max-minutes 20 --save runs/warp --json runs/warp.json
+    # issue 9: the same points-only model drawing from a per-subject exemplar bank (training frames only; the
+    # variant chosen on validation frames by benchmarks/tokenizer_bank.py); adds the bank's true-landmark baselines
+    python benchmarks/tokenizer_evidence.py --model tokenizer-warp-tiny --crop-size 112 --load runs/warp \
+        --overrides '{"warp_refiner_width": 0, "warp_bank": 16, "warp_bank_distance": "aligned"}' --bank-method fps \
+        --videos ../shared/data/videos/talking ../shared/data/videos/expressive --json runs/warp_bank.json
     # second stage: the same model with its refinement on, initialised from that points-only export (the refiner
     # starts at zero: the output starts as the warp) and trained with the pixel + landmark losses
     python benchmarks/tokenizer_evidence.py --model tokenizer-warp-tiny --crop-size 112 --warp-reference mean \
@@ -81,6 +86,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--init", type=Path, default=None,
                     help="initialise from this exported tokenizer (TokenizerTask.init_from), e.g. a points-only "
                          "warp model before training its refiner")
+    ap.add_argument("--load", type=Path, default=None,
+                    help="evaluate this exported tokenizer instead of training one (its weights, with --overrides; a "
+                         "warp_bank override gets a bank built from the training split)")
+    ap.add_argument("--bank-method", choices=["fps", "kmeans"], default="fps",
+                    help="warp decoder with warp_bank > 0: how each subject's exemplars are chosen from its training "
+                         "frames (mien.models.tokenizer.bank.bank_frames)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", type=Path, default=None, help="export the trained model here (config + safetensors)")
@@ -147,9 +158,16 @@ def train_tokenizer(train: list[dict], n_subjects: int, args: argparse.Namespace
                                                   swap_emotion=(0.0, args.swap_emotion, args.swap_emotion)),
                          loss=TokenizerLoss(variance_target=args.variance_target,
                                             diversity_scope=args.diversity_scope, motion_gain=args.motion_gain),
-                         init_from=str(args.init) if args.init else None)
+                         init_from=str(args.init or args.load) if (args.init or args.load) else None)
     if task.model.config.decoder == "warp":
-        set_references(task.model, train, args.warp_reference)
+        if args.load is None:  # an exported model keeps the references it was trained with
+            set_references(task.model, train, args.warp_reference)
+        if task.model.config.warp_bank > 0:
+            set_bank(task.model, train, args.bank_method)
+    if args.load is not None:
+        task.train_seconds = 0.0
+        return task
+
     class Progress(pl.Callback):
         """Print the step, wall time and loss terms every 25 steps (no logger in these runs)."""
 
@@ -193,6 +211,21 @@ def set_references(model, train: list[dict], kind: str) -> None:
     print(f"warp decoder: {kind} reference faces of {len(ids)} subjects")
 
 
+def set_bank(model, train: list[dict], method: str) -> None:
+    """Warp decoder with ``warp_bank`` > 0: each subject's exemplar bank from its training frames only."""
+    import torch
+
+    from mien.models.tokenizer.bank import build_bank
+
+    dec = model.reconstruction
+    chosen = build_bank(dec, torch.cat([c["video"] for c in train]).numpy(),
+                        torch.cat([torch.as_tensor(c["landmarks"]) for c in train]).numpy(),
+                        np.concatenate([[c["subject_id"]] * len(c["video"]) for c in train]), method)
+    mib = (dec.bank_images.numel() + 4 * dec.bank_points.numel()) / 2 ** 20
+    print(f"warp decoder: exemplar banks ({method}, ≤ {dec.bank_size} frames) of {len(chosen)} subjects, "
+          f"{sum(len(v) for v in chosen.values())} frames; stored {mib:.1f} MiB (uint8 crops, float32 points)")
+
+
 def report(task, held: list[dict], train: list[dict] | None = None, label: str = "") -> dict:
     """Print and return the held-out swap report (+ mean-image baselines, within-clip token cosine).
 
@@ -233,6 +266,19 @@ def report(task, held: list[dict], train: list[dict] | None = None, label: str =
                                 for i in range(0, len(hi), 64)])
         baselines.append(("classical warp of the reference to the true landmarks", warped.clamp(0, 1)))
         baselines.append(("subject's reference face", dec.ref_images[hi]))
+        if dec.bank_size > 0:  # the bank's own baselines: its nearest entry by the TRUE landmarks, unwarped / warped
+            from mien.models.tokenizer.bank import compose, nearest
+
+            near, blend = [], []
+            with torch.inference_mode():
+                for i in range(0, len(hi), 64):
+                    p, s = lm[i:i + 64], hi[i:i + 64]
+                    idx, w = nearest(dec, p, s)
+                    near.append(dec.bank_images[s, idx[:, 0]].float() / 255.0)
+                    blend.append(compose(dec, p, s, idx, w)[0])
+            baselines.append(("nearest bank frame by the true landmarks, unwarped", torch.cat(near)))
+            baselines.append(("bank frame(s) by the true landmarks, warped to them (bank oracle)",
+                              torch.cat(blend).clamp(0, 1)))
     baselines.append(("subject's mean image", subj_mean))
     for name, img in baselines:
         q = image_quality(img, hf)

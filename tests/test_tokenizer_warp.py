@@ -119,6 +119,16 @@ def test_export_load_parity_keeps_references(real_faces, tmp_path):
         z1, z2 = m.encode(x[:3].float() / 255, ids), back.encode(x[:3].float() / 255, ids)
         assert torch.equal(z1, z2)
         assert torch.equal(m.decode(z1, ids.flip(0)), back.decode(z2, ids.flip(0)))  # identity swap too
+    # with an exemplar bank (uint8 crops + points, stored with the weights; its selection settings in the config)
+    mb = _banked(real_faces, bank=4, warp_bank_k=2, warp_bank_distance="aligned-expression").eval()
+    save_pretrained(mb, tmp_path / "bank")
+    back = load_pretrained(tmp_path / "bank")
+    assert back.reconstruction.bank_images.dtype == torch.uint8 and back.config.warp_bank_k == 2
+    for k in ("bank_images", "bank_points", "bank_count"):
+        assert torch.equal(getattr(back.reconstruction, k), getattr(mb.reconstruction, k))
+    with torch.no_grad():
+        z = mb.encode(x[:3].float() / 255, ids)
+        assert torch.equal(mb.decode(z, ids.flip(0)), back.decode(z, ids.flip(0)))
 
 
 def test_reference_frames_kinds(real_faces):
@@ -214,3 +224,129 @@ def test_init_from_points_only_export_starts_at_its_warp(real_faces, tmp_path):
         load_weights_into(points_only, tmp_path / "stage2")
     with pytest.raises(InputError, match="missing"):
         load_weights_into(m, tmp_path / "stage1", allow_missing=())
+
+
+def _banked(faces, bank, seed=0, **cfg):
+    """WARP64 with a bank of ``bank`` entries per subject: subject 0 from frames 0..5, subject 1 from 6..11."""
+    from mien.models.tokenizer.bank import build_bank
+
+    x, p = faces
+    torch.manual_seed(seed)
+    m = ExpressionTokenizer(TokenizerConfig(**dict(WARP64, warp_bank=bank, **cfg)))
+    m.reconstruction.set_references([0, 1], x[[0, 6]], p[[0, 6]])
+    with torch.no_grad():
+        m.reconstruction.displacement[-1].weight.normal_(0, 2e-2)
+    build_bank(m.reconstruction, x.numpy(), p.numpy(), np.array([0] * 6 + [1] * 6))
+    return m
+
+
+def test_bank_of_one_equals_the_reference_decoder(real_faces):
+    """warp_bank = 1 holding each subject's reference frame draws exactly what the decoder without a bank draws
+    (refinement included); without a bank nothing about the model changed (no bank buffers)."""
+    x, p = real_faces
+    ref = _model(real_faces).eval()
+    with torch.no_grad():
+        ref.reconstruction.displacement[-1].weight.normal_(0, 2e-2)
+        ref.reconstruction.refiner.requires_grad_(False)
+        for q in ref.reconstruction.refiner.parameters():
+            q.normal_(0, 1e-2)
+    one = ExpressionTokenizer(TokenizerConfig(**dict(WARP64, warp_bank=1))).eval()
+    one.load_state_dict({**ref.state_dict(), **{k: v for k, v in one.state_dict().items() if "bank_" in k}})
+    one.reconstruction.set_bank(0, x[[0]], p[[0]])
+    one.reconstruction.set_bank(1, x[[6]], p[[6]])
+    assert not any("bank" in k for k in ref.state_dict())
+    ids = torch.tensor([0, 0, 1, 1])
+    with torch.no_grad():
+        z = ref.encode(x[[1, 2, 7, 8]].float() / 255, ids)
+        want = ref.decode(z, ids)
+        assert torch.equal(one.decode(z, ids), want) and torch.equal(one.decode(z, ids.flip(0)), ref.decode(z, ids.flip(0)))
+    assert (want - ref.reconstruction.ref_images[ids]).abs().max() > 0.01  # the points moved
+
+
+def test_bank_selects_the_exact_entry_and_blends(real_faces):
+    from mien.models.tokenizer.bank import blend_weights, compose, mesh_distance, nearest
+
+    x, p = real_faces
+    m = _banked(real_faces, bank=6).eval()
+    dec = m.reconstruction
+    assert dec.bank_count[:2].tolist() == [6, 6]
+    ids = torch.tensor([0, 0, 1])
+    for distance in ("points", "aligned", "aligned-expression"):
+        dec.bank_distance = distance
+        want = torch.tensor([2, 5, 3])
+        idx, w = nearest(dec, dec.bank_points[ids, want], ids)
+        assert torch.equal(idx[:, 0], want) and torch.equal(w, torch.ones(3, 1))
+        with torch.no_grad():
+            img = dec.draw(dec.bank_points[ids, want], ids)  # warp of an entry to its own mesh: the entry itself
+        torch.testing.assert_close(img, dec.bank_images[ids, want].float() / 255, atol=2e-6, rtol=0)
+    # a rotated, scaled, shifted copy of an entry's mesh: the same shape for the aligned distances
+    q = dec.bank_points[0, 4]
+    c, s = np.cos(0.2), np.sin(0.2)
+    moved = (q - q.mean(0)) @ torch.tensor([[c, -s], [s, c]], dtype=torch.float32).T * 1.1 + q.mean(0) + 3.0
+    d = mesh_distance(moved[None], dec.bank_points[[0]], "aligned")[0]
+    assert int(d.argmin()) == 4 and float(d[4]) < 1e-3 < float(mesh_distance(moved[None], dec.bank_points[[0]],
+                                                                              "points")[0, 4])
+    # top-k softmax blend: weights sum to 1, nearest first, invalid entries never chosen; k = 1 = hard selection
+    dist = torch.tensor([[3.0, 1.0, 2.0, 0.5], [1.0, 2.0, 9.0, 9.0]])
+    valid = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    idx, w = blend_weights(dist, valid, 3, 1.0)
+    assert idx[0].tolist() == [1, 2, 0] and idx[1, :2].tolist() == [0, 1] and float(w[1, 2]) == 0.0
+    torch.testing.assert_close(w.sum(1), torch.ones(2))
+    torch.testing.assert_close(w[0], torch.softmax(-torch.tensor([1.0, 2.0, 3.0]), 0))
+    dec.bank_k, dec.bank_temperature = 3, 0.5
+    pts = dec.points(m.encode(x[[1, 7]].float() / 255, ids[1:]), ids[1:])
+    i3, w3 = nearest(dec, pts, ids[1:])
+    with torch.no_grad():
+        blend, img0, _ = compose(dec, pts, ids[1:], i3, w3)
+        hard, _, _ = compose(dec, pts, ids[1:], i3[:, :1], torch.ones(2, 1))
+        dec.bank_k = 1
+        torch.testing.assert_close(dec.draw(pts, ids[1:]), hard, atol=1e-6, rtol=0)  # untrained refiner: the warp
+    assert torch.equal(img0, dec.bank_images[ids[1:], i3[:, 0]].float() / 255)
+    assert (blend - hard).abs().max() > 0 and blend.min() >= 0 and blend.max() <= 1 + 1e-6
+    dec.set_references([2], x[:1], p[:1])  # a reference but no bank: refused, not drawn from an empty bank
+    with pytest.raises(ValueError, match="no exemplar bank"):
+        dec.draw(pts, torch.tensor([1, 2]))
+
+
+def test_bank_is_built_from_the_given_frames_only(real_faces):
+    from mien.models.tokenizer.bank import bank_frames, build_bank
+
+    x, p = real_faces
+    train = np.array([0, 1, 2, 3, 6, 7, 8, 9])  # frames 4, 5, 10, 11 are "held out"
+    subj = np.array([0] * 4 + [1] * 4)
+    for method in ("fps", "kmeans"):
+        chosen = bank_frames(p.numpy()[train], subj, 3, method)
+        assert sorted(chosen) == [0, 1] and all(len(v) == len(set(v.tolist())) == 3 for v in chosen.values())
+        assert set(chosen[0].tolist()) <= {0, 1, 2, 3} and set(chosen[1].tolist()) <= {4, 5, 6, 7}
+    m = ExpressionTokenizer(TokenizerConfig(**dict(WARP64, warp_bank=8)))
+    chosen = build_bank(m.reconstruction, x.numpy()[train], p.numpy()[train], subj, "fps")
+    assert m.reconstruction.bank_count[:2].tolist() == [4, 4]  # ≤ M frames given: all of them
+    given = {x[i].numpy().tobytes() for i in train}
+    for s in (0, 1):
+        for j in range(4):
+            assert m.reconstruction.bank_images[s, j].numpy().tobytes() in given
+    with pytest.raises(ValueError, match="bank"):
+        bank_frames(p.numpy(), np.zeros(12), 2, "random")
+    with pytest.raises(ValueError, match="no exemplar bank"):
+        ExpressionTokenizer(TokenizerConfig(**WARP64)).reconstruction.set_bank(0, x[:1], p[:1])
+
+
+def test_transfer_warp_baselines_use_the_true_source_mesh(real_faces, tmp_path):
+    """The identity-swap baselines of a banked warp tokenizer: the source frames' own meshes (found on the crops)
+    select and warp bank entries; a subject's own frames find themselves (or a neighbour) in its bank."""
+    from mien.heads.tokens import TokenExtractor
+    from mien.pipelines.token_eval import TransferFrames, warp_baselines
+
+    x, _ = real_faces
+    save_pretrained(_banked(real_faces, bank=6).eval(), tmp_path / "bank")
+    ex = TokenExtractor(tmp_path / "bank")
+    crops = x.permute(0, 2, 3, 1).numpy()
+    own = warp_baselines(TransferFrames(crops[:6], 0, crops[:6], 0), ex)
+    assert len(own) == 3 and all(v.shape == (6, 64, 64, 3) and v.dtype == np.uint8 for v in own.values())
+    unwarped = own["target bank frame nearest the source mesh, unwarped (baseline)"]
+    bank = {c.tobytes() for c in crops[:6]}
+    assert all(u.tobytes() in bank for u in unwarped) and sum(np.array_equal(u, c) for u, c in zip(unwarped, crops[:6],
+                                                                                                   strict=True)) >= 3
+    swap = warp_baselines(TransferFrames(crops[:6], 0, crops[6:], 1), ex)
+    assert all(u.tobytes() in {c.tobytes() for c in crops[6:]} for u in
+               swap["target bank frame nearest the source mesh, unwarped (baseline)"])

@@ -56,6 +56,22 @@ def moving_mask(frames, subject_ids, quantile: float = 0.8):
     return mask
 
 
+def same_subject_permutation(subject_ids: np.ndarray, seed: int = 0) -> np.ndarray:
+    """For each frame, the index of a random OTHER frame of the same subject (itself when the subject has one frame):
+    int64 (N,) from int (N,) subject ids — the token swap of :func:`tokenizer_swap_report`."""
+    rng = np.random.default_rng(seed)
+    ids = np.asarray(subject_ids)
+    perm = np.arange(len(ids))
+    for s in np.unique(ids):
+        idx = np.flatnonzero(ids == s)
+        if len(idx) > 1:
+            shifted = rng.permutation(idx)
+            same = shifted == idx
+            shifted[same] = np.roll(shifted, 1)[same]
+            perm[idx] = shifted
+    return perm
+
+
 def tokenizer_swap_report(model, frames, subject_ids, seed: int = 0, condition=None) -> dict[str, dict[str, float]]:
     """Reconstruction quality of held-out frames, plain and with swaps.
 
@@ -80,7 +96,6 @@ def tokenizer_swap_report(model, frames, subject_ids, seed: int = 0, condition=N
     import torch
 
     model.eval()
-    rng = np.random.default_rng(seed)
     ids = subject_ids.long()
     mask = moving_mask(frames, ids)
 
@@ -90,14 +105,7 @@ def tokenizer_swap_report(model, frames, subject_ids, seed: int = 0, condition=N
     with torch.inference_mode():
         tokens = model.encode(frames, ids, condition) if condition is not None else model.encode(frames, ids)
         out = {"reconstruction": quality(model.decode(tokens, ids))}
-        perm = np.arange(len(ids))
-        for s in np.unique(ids.numpy()):
-            idx = np.flatnonzero(ids.numpy() == s)
-            if len(idx) > 1:
-                shifted = rng.permutation(idx)
-                same = shifted == idx
-                shifted[same] = np.roll(shifted, 1)[same]
-                perm[idx] = shifted
+        perm = same_subject_permutation(ids.numpy(), seed)
         out["token_swap"] = quality(model.decode(tokens[torch.from_numpy(perm)], ids))
         uniq = np.unique(ids.numpy())
         if getattr(model.config, "max_subjects", 0) and len(uniq) > 1:

@@ -35,7 +35,7 @@ from mien.data.au.images import read_rgb
 from mien.heads.tokens import TokenExtractor
 
 __all__ = ["NEUTRAL", "ProbeSet", "TransferFrames", "face_measures", "load_ckplus", "probe_report", "representations",
-           "transfer_report"]
+           "transfer_report", "warp_baselines"]
 
 MIN_POSITIVES = 30
 
@@ -282,6 +282,45 @@ def face_measures(a: dict, b: dict, thresholds: np.ndarray) -> dict:
             "pairs": int(len(both)), "pairs_with_faces": int(both.sum())}
 
 
+def warp_baselines(frames: TransferFrames, extractor: TokenExtractor) -> dict[str, np.ndarray]:
+    """Identity-swap baselines of a warp-decoder tokenizer that use the source frames' TRUE meshes (no token).
+
+    The source frame's MediaPipe mesh found on its crop (as the ``crop-mesh`` condition) is moved to the target by
+    its motion relative to the source's reference (target reference points + source mesh − source reference
+    points); rendered as the classical warp of the target's reference crop to it and, when the decoder has an
+    exemplar bank (:mod:`mien.models.tokenizer.bank`), as the target's nearest bank entry unwarped and as the
+    bank entries warped to it (the bank decoder's oracle). Frames without a face keep the target's reference mesh.
+
+    Returns:
+        {row name: uint8 (N, S, S, 3)}; {} for a tokenizer without the warp decoder.
+    """
+    model = extractor.model
+    if model.config.decoder != "warp":
+        return {}
+    import torch
+
+    from mien.models.tokenizer.bank import compose, nearest
+    from mien.models.tokenizer.condition import canonical_crop_mesh, global_condition
+
+    dec = model.reconstruction
+    g, ok = global_condition(frames.source, "crop-mesh")
+    mesh = (g.reshape(len(g), -1, 2) / 10.0 + canonical_crop_mesh()) * frames.source.shape[1]
+    dev = dec.ref_points.device
+    tgt = dec.ref_points[frames.target_subject]
+    want = tgt + torch.from_numpy(mesh.astype(np.float32)).to(dev) - dec.ref_points[frames.source_subject]
+    want[torch.from_numpy(~ok).to(dev)] = tgt
+    ids = torch.full((len(want),), frames.target_subject, dtype=torch.long, device=dev)
+    with torch.inference_mode():
+        out = {"classical warp of the target reference to the source mesh (baseline)":
+               dec.warp(dec.ref_images[ids], dec.ref_points[ids], want)[0]}
+        if dec.bank_size > 0:
+            idx, w = nearest(dec, want, ids)
+            out["target bank frame nearest the source mesh, unwarped (baseline)"] = \
+                dec.bank_images[ids, idx[:, 0]].float() / 255.0
+            out["target bank frames warped to the source mesh (bank oracle)"] = compose(dec, want, ids, idx, w)[0]
+    return {k: v.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy() for k, v in out.items()}
+
+
 def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures: FaceMeasures | None = None,
                     seed: int = 0) -> dict:
     """Expression-transfer measures of token swaps and identity swaps (see the module docstring).
@@ -291,7 +330,9 @@ def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures:
     replaced frame`` (frame i decoded from frame j's token; compared with frame j and with frame i),
     ``identity swap`` (own token, target subject), baselines ``copy source`` (the source crop itself: CSIM of
     the source to the target) and ``target mean frame`` (the pixel mean of the target's crops: its CSIM to the
-    target, and its agreement with the source frames).
+    target, and its agreement with the source frames); for a warp-decoder tokenizer also the rows of
+    :func:`warp_baselines` (the target drawn at the source's true mesh: classical warp, nearest bank frame, bank
+    oracle).
 
     Raises:
         ValueError: fewer than 2 source frames or no target frame.
@@ -323,9 +364,11 @@ def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures:
         return float(np.nanmean(identity_similarity(d, np.repeat(tgt_mean[None], len(d), 0))))
 
     mean_frame = frames.target.astype(np.float64).mean(0).round().astype(np.uint8)[None]
+    warped = warp_baselines(frames, extractor)
     try:
         ms, mr, mt, mi = (m.measure(x) for x in (src, recon, tswap, iswap))
         mm = _take(m.measure(mean_frame), np.zeros(len(src), np.int64))
+        mw = {k: m.measure(v) for k, v in warped.items()}
     finally:
         if measures is None:
             m.close()
@@ -337,6 +380,7 @@ def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures:
         "identity swap": {**face_measures(ms, mi, thr), "csim_target": csim(iswap)},
         "copy source (baseline)": {**face_measures(ms, ms, thr), "csim_target": csim(src)},
         "target mean frame (baseline)": {**face_measures(ms, mm, thr), "csim_target": csim(mean_frame)},
+        **{k: {**face_measures(ms, mw[k], thr), "csim_target": csim(v)} for k, v in warped.items()},
     }
     own = identity_similarity(tgt_desc, np.repeat(tgt_mean[None], len(tgt_desc), 0))
     rows["target frames (reference)"] = {"csim_target": float(np.nanmean(own)), "pairs": int(len(tgt_desc))}

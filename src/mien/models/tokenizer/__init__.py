@@ -15,7 +15,8 @@ Registered configurations (``mien.list_models("tokenizer")``):
                             4×4 × 256, offline), D = 256
 ``tokenizer-warp-tiny``     frozen face-api FaceExpressionNet map (112²), D = 64, warp-guided decoder: the token
                             moves the 468 mesh points of a per-subject reference crop (piecewise-affine warp +
-                            zero-initialised refinement; :mod:`mien.models.tokenizer.warp`)
+                            zero-initialised refinement; :mod:`mien.models.tokenizer.warp`); ``warp_bank`` > 0
+                            warps the nearest of M stored frames per subject instead (:mod:`mien.models.tokenizer.bank`)
 ``tokenizer-timm``          any timm model by name (``timm_name=…``; default resnet18 at 224²)
 ``tokenizer-predictor-tiny`` next-token predictor, D = 32
 ``tokenizer-predictor-s``   next-token predictor, D = 384 (seed: 8 heads × 4 layers, ff 1536, 50 tokens)
@@ -69,6 +70,7 @@ _LAZY = {
     "FaceApiPatchTokenizer": "mien.models.tokenizer.faceapi_patch",
     "WarpDecoder": "mien.models.tokenizer.warp",
     "reference_frames": "mien.models.tokenizer.warp",
+    "build_bank": "mien.models.tokenizer.bank",
     "save_pretrained": "mien.models.tokenizer.export",
     "load_pretrained": "mien.models.tokenizer.export",
 }

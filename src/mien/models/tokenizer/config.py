@@ -133,6 +133,11 @@ class TokenizerConfig(_JsonConfig):
         warp_hidden: width of the warp decoder's displacement MLP.
         warp_refiner_width: first-level width of its refinement U-Net (0 = pure warp).
         warp_refiner_levels: the U-Net's ×2 downsamplings (crop_size must be divisible by 2**levels).
+        warp_bank: exemplar frames M per subject the warp decoder retrieves from and warps
+            (:mod:`mien.models.tokenizer.bank`); 0 = none, the subject's one reference crop is warped.
+        warp_bank_k: bank entries blended (1 = the nearest only); warp_bank_temperature: softmax temperature of
+            the blend, crop px of mesh distance; warp_bank_distance: "points", "aligned" or "aligned-expression"
+            (:func:`mien.models.tokenizer.bank.mesh_distance`).
         condition_in_query: the global condition → Linear (no LayerNorm) is added to the expression query instead
             of joining the encoder's memory as one more token.
         encoder_patches: the expression transformer attends to the patch tokens; False: only to the subject
@@ -170,6 +175,10 @@ class TokenizerConfig(_JsonConfig):
     warp_hidden: int = 256
     warp_refiner_width: int = 8
     warp_refiner_levels: int = 4
+    warp_bank: int = 0
+    warp_bank_k: int = 1
+    warp_bank_temperature: float = 1.0
+    warp_bank_distance: str = "aligned"
     condition_in_query: bool = False
     encoder_patches: bool = True
 
@@ -182,6 +191,12 @@ class TokenizerConfig(_JsonConfig):
             raise ValueError(f"decoder must be 'image' or 'warp', got {self.decoder!r}")
         if self.decoder == "warp" and self.max_subjects <= 0:
             raise ValueError("decoder='warp' draws each subject's reference face: it needs max_subjects > 0")
+        if self.warp_bank < 0 or self.warp_bank_k < 1 or self.warp_bank_temperature <= 0 or \
+                self.warp_bank_distance not in ("points", "aligned", "aligned-expression"):
+            raise ValueError("warp_bank must be >= 0, warp_bank_k >= 1, warp_bank_temperature > 0 and "
+                             "warp_bank_distance 'points', 'aligned' or 'aligned-expression'")
+        if self.warp_bank > 0 and self.decoder != "warp":
+            raise ValueError("warp_bank needs decoder='warp'")
         if self.global_condition not in GLOBAL_CONDITIONS:
             raise ValueError(f"global_condition must be one of {GLOBAL_CONDITIONS}, got {self.global_condition!r}")
         if self.global_condition == "none":

@@ -57,11 +57,13 @@ def load_pretrained(directory: str | os.PathLike, device: str | torch.device = "
 
 
 def load_weights_into(model: ExpressionTokenizer, directory: str | os.PathLike,
-                      allow_missing: tuple[str, ...] = ("reconstruction.refiner.",)) -> list[str]:
+                      allow_missing: tuple[str, ...] = ("reconstruction.refiner.", "reconstruction.bank_")
+                      ) -> list[str]:
     """Initialise ``model`` (in place) from the weights of a tokenizer written by :func:`save_pretrained` — a
     second training stage, e.g. the warp decoder's refinement trained on a points-only model
     (``warp_refiner_width`` 0 in the export, > 0 in ``model``; the refiner is zero-initialised, so the model still
-    draws the plain warp after loading).
+    draws the plain warp after loading), or a warp decoder given an exemplar bank (``warp_bank`` > 0 in ``model``;
+    fill it with :func:`mien.models.tokenizer.bank.build_bank` before drawing).
 
     Args:
         model: the model to initialise (its own config may add modules the export lacks).

@@ -285,7 +285,9 @@ class ExpressionTokenizer(nn.Module):
             from mien.models.tokenizer.warp import WarpDecoder
 
             self.reconstruction = WarpDecoder(config.dim, config.crop_size, config.max_subjects, config.warp_hidden,
-                                              config.warp_refiner_width, config.warp_refiner_levels)
+                                              config.warp_refiner_width, config.warp_refiner_levels, config.warp_bank,
+                                              config.warp_bank_k, config.warp_bank_temperature,
+                                              config.warp_bank_distance)
         else:
             self.reconstruction = ExpressionReconstruction(
                 config.dim, self.grid, config.crop_size, config.recon_heads, config.recon_cross_layers,

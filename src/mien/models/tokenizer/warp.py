@@ -19,7 +19,9 @@ A's token with B's reference (relative motion: A's displacement from A's referen
 points); token swap = another frame's token with the same reference.
 
 The references (crop + points per subject id) are buffers of the model (saved with the weights):
-:meth:`WarpDecoder.set_references`; :func:`reference_frames` chooses one per subject from training frames.
+:meth:`WarpDecoder.set_references`; :func:`reference_frames` chooses one per subject from training frames. The
+displacements stay relative to the reference points; with an exemplar bank (``bank`` > 0,
+:mod:`mien.models.tokenizer.bank`) step 2 warps the subject's bank entries whose meshes are nearest the wanted mesh instead of the reference crop.
 
 Related: the landmark-driven warp + refinement of Averbuch-Elor et al., "Bringing Portraits to Life" (SIGGRAPH
 Asia 2017); relative keypoint motion as in Siarohin et al., "First Order Motion Model" (NeurIPS 2019).
@@ -89,11 +91,16 @@ class WarpDecoder(nn.Module):
     Args:
         dim: token size D.
         crop_size: S (square crops, the tokenizer's).
-        max_subjects: size of the reference bank (subject ids index it).
+        max_subjects: number of subject ids (one reference, and one exemplar bank, per id).
         hidden: width of the displacement MLP (Linear D→hidden, GELU, Linear hidden→hidden, GELU,
             Linear hidden→468·2, the last zero-initialised), in units of :data:`DISPLACEMENT_UNIT` of the side.
         refiner_width: first-level width of the refinement U-Net; 0 = no refinement (pure warp).
         refiner_levels: its ×2 downsamplings (S must be divisible by 2**levels).
+        bank: exemplar entries per subject M (0: no bank, the reference crop is warped — the decoder before banks);
+            stored as uint8 (max_subjects, M, 3, S, S) crops + float32 (max_subjects, M, 468, 2) points
+            (:meth:`set_bank`, :func:`mien.models.tokenizer.bank.build_bank`).
+        bank_k, bank_temperature, bank_distance: entries blended, softmax temperature (crop px) and mesh distance
+            of the bank selection (:func:`mien.models.tokenizer.bank.nearest`).
 
     Forward:
         tokens: float (M, D) unit-norm expression tokens.
@@ -108,7 +115,8 @@ class WarpDecoder(nn.Module):
     """
 
     def __init__(self, dim: int, crop_size: int, max_subjects: int, hidden: int = 256, refiner_width: int = 8,
-                 refiner_levels: int = 4):
+                 refiner_levels: int = 4, bank: int = 0, bank_k: int = 1, bank_temperature: float = 1.0,
+                 bank_distance: str = "aligned"):
         super().__init__()
         if max_subjects <= 0:
             raise ValueError("the warp decoder needs max_subjects > 0 (one reference per subject id)")
@@ -121,6 +129,13 @@ class WarpDecoder(nn.Module):
         self.register_buffer("ref_images", torch.zeros(max_subjects, 3, crop_size, crop_size))
         self.register_buffer("ref_points", torch.zeros(max_subjects, MESH_POINTS, 2))
         self.register_buffer("ref_set", torch.zeros(max_subjects, dtype=torch.bool))
+        self.bank_size, self.bank_k, self.bank_temperature, self.bank_distance = (int(bank), int(bank_k),
+                                                                                  float(bank_temperature), bank_distance)
+        if bank > 0:
+            self.register_buffer("bank_images", torch.zeros(max_subjects, bank, 3, crop_size, crop_size,
+                                                            dtype=torch.uint8))
+            self.register_buffer("bank_points", torch.zeros(max_subjects, bank, MESH_POINTS, 2))
+            self.register_buffer("bank_count", torch.zeros(max_subjects, dtype=torch.long))
         self.refiner = None
         if refiner_width > 0:
             from mien.models.reenact.warpguided import WarpGuidedConfig, WarpGuidedRefiner
@@ -153,6 +168,35 @@ class WarpDecoder(nn.Module):
         self.ref_images[ids.to(dev)] = img.to(dev)
         self.ref_points[ids.to(dev)] = pts.to(dev)
         self.ref_set[ids.to(dev)] = True
+
+    def set_bank(self, subject_id: int, images, points) -> None:
+        """Store a subject's exemplar bank (overwriting it): m ≤ ``bank`` entries.
+
+        Args:
+            subject_id: in [0, max_subjects).
+            images: uint8 (m, 3, S, S) RGB crops (float [0, 1] is rounded to uint8).
+            points: float (m, K ≥ 468, 2|3) their mesh points, crop px.
+
+        Raises:
+            ValueError: no bank (``bank`` 0), id out of range, m outside [1, bank] or wrong shapes.
+        """
+        if self.bank_size <= 0:
+            raise ValueError("this warp decoder has no exemplar bank (TokenizerConfig.warp_bank = 0)")
+        if not 0 <= int(subject_id) < self.max_subjects:
+            raise ValueError(f"subject id must lie in [0, {self.max_subjects}), got {subject_id}")
+        img = torch.as_tensor(np.asarray(images))
+        if img.dtype != torch.uint8:
+            img = (img.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
+        pts = torch.as_tensor(np.asarray(points, np.float32))[:, :MESH_POINTS, :2]
+        m = img.shape[0]
+        if not 1 <= m <= self.bank_size or img.shape[1:] != (3, self.size, self.size) \
+                or pts.shape != (m, MESH_POINTS, 2):
+            raise ValueError(f"expected 1..{self.bank_size} bank crops (m, 3, {self.size}, {self.size}) and points "
+                             f"(m, ≥{MESH_POINTS}, 2), got {tuple(img.shape)} and {tuple(pts.shape)}")
+        s = int(subject_id)
+        self.bank_images[s, :m] = img.to(self.bank_images.device)
+        self.bank_points[s, :m] = pts.to(self.bank_points.device)
+        self.bank_count[s] = m
 
     def _check_tokens(self, tokens: torch.Tensor) -> int:
         """M of (M, D) tokens; ValueError for another shape."""
@@ -217,8 +261,16 @@ class WarpDecoder(nn.Module):
         return self._draw(points, self._check_ids(subject_ids, points.shape[0]))
 
     def _draw(self, points: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        ref = self.ref_images[ids]
-        warped, flow = self.warp(ref, self.ref_points[ids], points)
+        if self.bank_size > 0:
+            from mien.models.tokenizer.bank import compose, nearest
+
+            missing = sorted({int(i) for i in ids[self.bank_count[ids] == 0].tolist()})
+            if missing:
+                raise ValueError(f"no exemplar bank set for subject id(s) {missing} (WarpDecoder.set_bank)")
+            warped, ref, flow = compose(self, points, ids, *nearest(self, points, ids))
+        else:
+            ref = self.ref_images[ids]
+            warped, flow = self.warp(ref, self.ref_points[ids], points)
         if self.refiner is None:
             return warped
         return self.refiner(warped, ref, flow, points.detach())

@@ -1,0 +1,191 @@
+"""Per-subject exemplar bank of the warp decoder (``TokenizerConfig.warp_bank``, issue 9).
+
+One reference crop cannot show an open mouth, closed eyes or a smile's cheeks: a mesh warp only moves the pixels it
+has. With a bank the decoder keeps M training frames per subject (crop + its 468 mesh points) and, for a wanted mesh
+(the token's), retrieves the entries whose mesh is closest and warps them to the wanted mesh — exemplar-based
+synthesis as in Bregler et al., "Video Rewrite" (SIGGRAPH 1997), here with the piecewise-affine mesh warp of
+:mod:`mien.face.warp`. The top-k warped entries are blended with softmax weights of their distances
+(``warp_bank_k``, ``warp_bank_temperature``); k = 1 is hard selection.
+
+Mesh distances (``warp_bank_distance``), all RMS over the 468 points in crop px:
+
+* ``"points"``: the raw point distance (pose included: a frame with the same head pose warps with less distortion);
+* ``"aligned"``: after the least-squares similarity (rotation, scale, translation) that maps the wanted mesh onto the
+  entry's (2-D Procrustes), i.e. the shape difference only;
+* ``"aligned-expression"``: aligned, with the lips, eyes and brows points weighted ×:data:`EXPRESSION_WEIGHT`.
+
+Bank building (:func:`bank_frames`) picks the M entries of each subject among the frames it is given (the training
+split) on pose-normalised meshes (each aligned to the subject's mean mesh, :func:`mien.face.align.align_to_reference`):
+``"fps"`` — farthest-point sampling from the medoid (covers the extremes: the widest mouth, the closed eyes);
+``"kmeans"`` — scikit-learn k-means (``mien[react]``), the member nearest each centre (typical frames).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["BANK_DISTANCES", "EXPRESSION_WEIGHT", "bank_frames", "blend_weights", "build_bank", "compose",
+           "mesh_distance", "nearest"]
+
+BANK_DISTANCES = ("points", "aligned", "aligned-expression")
+EXPRESSION_WEIGHT = 5.0
+"""Weight of the lips, eyes and brows points in the ``"aligned-expression"`` distance (the others: 1)."""
+
+
+def _point_weights(distance: str, device) -> torch.Tensor | None:
+    if distance != "aligned-expression":
+        return None
+    from mien.face import landmarks as L
+
+    w = torch.ones(468, device=device)
+    idx = np.unique(np.concatenate([L.LIPS_OUTER, L.LIPS_INNER, L.EYE_LEFT, L.EYE_RIGHT, L.BROWS]))
+    w[torch.as_tensor(idx, device=device)] = EXPRESSION_WEIGHT
+    return w / w.mean()
+
+
+def mesh_distance(query: torch.Tensor, entries: torch.Tensor, distance: str = "aligned") -> torch.Tensor:
+    """RMS distance (crop px) of wanted meshes to bank entries.
+
+    Args:
+        query: float (N, 468, 2) wanted mesh points, crop px.
+        entries: float (N, M, 468, 2) the candidate entries' points (each query's own subject's bank).
+        distance: one of :data:`BANK_DISTANCES`.
+
+    Returns:
+        float (N, M).
+
+    Raises:
+        ValueError: unknown distance.
+    """
+    if distance not in BANK_DISTANCES:
+        raise ValueError(f"bank distance must be one of {BANK_DISTANCES}, got {distance!r}")
+    q = query.double()[:, None]  # (N, 1, K, 2)
+    e = entries.double()
+    if distance != "points":  # 2-D Procrustes in complex numbers: e − ē ≈ a · (q − q̄), a = scale · e^{iθ}
+        qc, ec = torch.view_as_complex(q.contiguous()), torch.view_as_complex(e.contiguous())
+        qm, em = qc.mean(-1, keepdim=True), ec.mean(-1, keepdim=True)
+        x, y = qc - qm, ec - em
+        a = (x.conj() * y).sum(-1, keepdim=True) / (x.abs() ** 2).sum(-1, keepdim=True).clamp_min(1e-12)
+        q = torch.view_as_real(a * x + em)
+    sq = ((q - e) ** 2).sum(-1)  # (N, M, K)
+    w = _point_weights(distance, sq.device)
+    return (sq.mean(-1) if w is None else (sq * w.double()).mean(-1)).sqrt().float()
+
+
+def blend_weights(dist: torch.Tensor, valid: torch.Tensor, k: int, temperature: float
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k entries and their softmax weights exp(−d/τ) / Σ (invalid entries never chosen).
+
+    Args:
+        dist: float (N, M) distances (crop px); valid: bool (N, M), ≥ 1 True per row.
+        k: entries blended (clipped to M); temperature: τ in crop px (> 0).
+
+    Returns:
+        (long (N, k) entry indices, nearest first; float (N, k) weights, rows summing to 1; exactly [1] for k = 1).
+    """
+    d = dist.masked_fill(~valid, float("inf"))
+    k = min(int(k), d.shape[1])
+    top, idx = torch.topk(d, k, dim=1, largest=False)
+    if k == 1:
+        return idx, torch.ones_like(top)
+    return idx, torch.softmax(-(top - top[:, :1]) / float(temperature), dim=1)
+
+
+def nearest(dec, points: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bank entries of subjects ``ids`` (long (N,)) for wanted meshes ``points`` (N, 468, 2) crop px by the
+    decoder's distance, k and temperature: (long (N, k) indices, float (N, k) weights), see :func:`blend_weights`."""
+    entries = dec.bank_points[ids]
+    valid = torch.arange(entries.shape[1], device=ids.device)[None] < dec.bank_count[ids][:, None]
+    return blend_weights(mesh_distance(points.detach(), entries, dec.bank_distance), valid, dec.bank_k,
+                         dec.bank_temperature)
+
+
+def compose(dec, points: torch.Tensor, ids: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Σ_j weights[:, j] · (bank entry idx[:, j] warped to ``points``) (the mesh warp, no gradient).
+
+    Returns:
+        (blend float (N, 3, S, S) [0, 1], the nearest entry's crop (N, 3, S, S) and its flow (N, 2, S, S)).
+    """
+    out = flow0 = img0 = None
+    for j in range(idx.shape[1]):
+        img = dec.bank_images[ids, idx[:, j]].float() / 255.0
+        warped, flow = dec.warp(img, dec.bank_points[ids, idx[:, j]], points)
+        if j == 0:
+            img0, flow0 = img, flow
+            out = warped if idx.shape[1] == 1 else warped * weights[:, :1, None, None]
+        else:
+            out = out + warped * weights[:, j:j + 1, None, None]
+    return out, img0, flow0
+
+
+def bank_frames(points: np.ndarray, subjects: np.ndarray, m: int, method: str = "fps", seed: int = 0
+                ) -> dict[int, np.ndarray]:
+    """The M bank entries of each subject among the given frames (row indices), on pose-normalised meshes.
+
+    Args:
+        points: float (N, K ≥ 468, 2|3) landmarks, crop px; subjects: int (N,) subject ids.
+        m: entries per subject (all of a subject's frames when it has ≤ m).
+        method: "fps" (farthest-point sampling from the medoid) or "kmeans" (scikit-learn KMeans, ``seed``; the
+            frame nearest each centre).
+
+    Returns:
+        {subject id: int64 (≤ m,) indices into ``points`` (distinct, in selection order)}.
+
+    Raises:
+        ValueError: unknown method, m < 1 or mismatched lengths.
+    """
+    from mien.face.align import align_to_reference
+
+    if method not in ("fps", "kmeans"):
+        raise ValueError(f"bank method must be 'fps' or 'kmeans', got {method!r}")
+    if m < 1:
+        raise ValueError(f"bank size must be >= 1, got {m}")
+    pts = np.asarray(points, np.float64)[:, :468, :2]
+    subjects = np.asarray(subjects).reshape(-1)
+    if len(pts) != len(subjects):
+        raise ValueError(f"points and subjects differ in length: {len(pts)}, {len(subjects)}")
+    out = {}
+    for s in np.unique(subjects):
+        rows = np.flatnonzero(subjects == s)
+        x = align_to_reference(pts[rows], pts[rows].mean(0)).reshape(len(rows), -1)
+        if len(rows) <= m:
+            out[int(s)] = rows.astype(np.int64)
+            continue
+        if method == "kmeans":
+            from sklearn.cluster import KMeans
+
+            km = KMeans(m, n_init=4, random_state=seed).fit(x)
+            d = ((x[:, None] - km.cluster_centers_[None]) ** 2).sum(-1)  # (n, m)
+            pick = []
+            for c in range(m):  # nearest member of each centre, distinct
+                order = np.argsort(d[:, c])
+                pick.append(next(int(i) for i in order if int(i) not in pick))
+        else:
+            pick = [int(((x - x.mean(0)) ** 2).sum(1).argmin())]
+            gap = ((x - x[pick[0]]) ** 2).sum(1)
+            while len(pick) < m:
+                pick.append(int(gap.argmax()))
+                gap = np.minimum(gap, ((x - x[pick[-1]]) ** 2).sum(1))
+        out[int(s)] = rows[np.asarray(pick)].astype(np.int64)
+    return out
+
+
+def build_bank(decoder, images: np.ndarray, points: np.ndarray, subjects: np.ndarray, method: str = "fps",
+               seed: int = 0) -> dict[int, np.ndarray]:
+    """Fill a :class:`~mien.models.tokenizer.warp.WarpDecoder`'s bank (``decoder.bank_size`` entries per
+    subject) from the given frames only (pass the training split), by :func:`bank_frames`.
+
+    Args:
+        images: uint8 (N, 3, S, S) crops (float [0, 1] is rounded to uint8); points: (N, K ≥ 468, 2|3) crop px;
+        subjects: int (N,).
+
+    Returns:
+        The chosen row indices per subject (as :func:`bank_frames`).
+    """
+    chosen = bank_frames(points, subjects, decoder.bank_size, method, seed)
+    images = np.asarray(images)
+    for s, rows in chosen.items():
+        decoder.set_bank(s, images[rows], np.asarray(points)[rows])
+    return chosen
