@@ -350,3 +350,31 @@ def test_transfer_warp_baselines_use_the_true_source_mesh(real_faces, tmp_path):
     swap = warp_baselines(TransferFrames(crops[:6], 0, crops[6:], 1), ex)
     assert all(u.tobytes() in {c.tobytes() for c in crops[6:]} for u in
                swap["target bank frame nearest the source mesh, unwarped (baseline)"])
+
+
+def test_fill_banks_from_shard_batches_and_export_needs_them(real_faces, tmp_path):
+    """``fill_banks`` pools training batches per subject (shard layout) and fills the
+    decoder's banks; exporting a banked tokenizer whose banks are empty is refused with the remedy."""
+    from mien.tasks.tokenizer import TokenizerTask
+    from mien.tasks.tokenizer.banks import fill_banks
+
+    x, p = real_faces
+    keys = ("decoder", "max_subjects", "warp_hidden", "warp_refiner_width", "warp_refiner_levels")
+    task = TokenizerTask("tokenizer-tiny", model_overrides={**{k: v for k, v in WARP64.items() if k in keys},
+                                                            "warp_bank": 3})
+    dec = task.model.reconstruction
+    dec.set_references([0, 1], x[[0, 6]], p[[0, 6]])
+    with pytest.raises(ValueError, match=r"exemplar banks are empty for subject id\(s\) \[0, 1\].*--bank-data"):
+        task.export(tmp_path / "nobank")
+    batches = [{"video": x[i:i + 6].view(1, 6, 3, 64, 64), "meta": [{"subject_id": s}],
+                "landmarks": p[i:i + 6].view(1, 6, 478, 2)} for i, s in ((0, 0), (6, 1))]
+    seen = fill_banks(task, batches, "fps", pool=4)
+    assert seen == {0: 6, 1: 6} and dec.bank_count[:2].tolist() == [3, 3]
+    own = {0: {x[i].numpy().tobytes() for i in range(6)}, 1: {x[i].numpy().tobytes() for i in range(6, 12)}}
+    for s in (0, 1):  # each subject's entries are its own training frames
+        assert all(dec.bank_images[s, j].numpy().tobytes() in own[s] for j in range(3))
+    loaded = load_pretrained(task.export(tmp_path / "bank"))
+    assert torch.equal(loaded.reconstruction.bank_images, dec.bank_images)
+    with pytest.raises(ValueError, match="no exemplar bank"):
+        fill_banks(TokenizerTask("tokenizer-tiny", model_overrides={k: v for k, v in WARP64.items() if k in keys}),
+                   batches)

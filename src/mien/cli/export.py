@@ -16,7 +16,14 @@ from collections.abc import Callable
 def _tokenizer(args) -> str:
     from mien.export.tokenizer import export_checkpoint
 
-    return f"{export_checkpoint(args.checkpoint, args.output)} (config.json + model.safetensors)"
+    from mien.errors import InputError
+
+    try:
+        out = export_checkpoint(args.checkpoint, args.output, bank_data=args.bank_data, bank_method=args.bank_method,
+                                bank_val_fraction=args.bank_val_fraction)
+    except ValueError as e:
+        raise InputError(args.checkpoint, str(e)) from None
+    return f"{out} (config.json + model.safetensors)"
 
 
 def _au(args) -> str:
@@ -73,6 +80,12 @@ def add_parser(sub) -> None:
                                                         "the training subjects of this `mien prepare` dataset")
     p.add_argument("--bn-val-fraction", type=float, default=0.1,
                    help="face3d --bn-data: subject fraction held out (as in training; default 0.1)")
+    p.add_argument("--bank-data", metavar="DATASET", help="tokenizer with exemplar banks (warp_bank > 0): fill them "
+                                                          "from the training subjects of this `mien prepare` dataset")
+    p.add_argument("--bank-method", choices=("kmeans", "fps"), default="kmeans",
+                   help="tokenizer --bank-data: how each subject's frames are chosen (default kmeans)")
+    p.add_argument("--bank-val-fraction", type=float, default=0.1,
+                   help="tokenizer --bank-data: subject fraction held out (as in training; default 0.1)")
     p.set_defaults(func=run)
 
 

@@ -253,7 +253,7 @@ class WarpDecoder(nn.Module):
 
         rings = getattr(self, "_rings", None)
         if rings is None or (rings.height, rings.width) != tuple(shape[:2]):
-            rings = self._rings = BorderRings(canonical_triangles(), shape[1], shape[0], size=2 * self.max_subjects)
+            rings = self._rings = BorderRings(canonical_triangles(), shape[1], shape[0], size=2 * self.max_subjects * max(self.bank_size, 1))
         return rings(points)
 
     def draw(self, points: torch.Tensor, subject_ids) -> torch.Tensor:

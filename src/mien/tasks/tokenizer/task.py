@@ -419,8 +419,20 @@ class TokenizerTask(ScheduledTask):
         return self.model.encode(frames, ids, self.condition_for(batch, frames))
 
     def export(self, directory: str | os.PathLike) -> Path:
-        """Write the model as ``config.json`` + ``model.safetensors`` (see :func:`save_pretrained`)."""
+        """Write the model as ``config.json`` + ``model.safetensors`` (see :func:`save_pretrained`).
+
+        Raises:
+            ValueError: a warp decoder with exemplar banks (``warp_bank`` > 0) whose subjects with a reference have
+                no bank yet (fill them first: :func:`mien.tasks.tokenizer.banks.fill_banks`, ``--bank-data``).
+        """
         from mien.models.tokenizer.export import save_pretrained
+
+        dec = getattr(self.model, "reconstruction", None)
+        if getattr(dec, "bank_size", 0) > 0:
+            missing = (dec.ref_set.bool() & (dec.bank_count == 0)).nonzero().flatten().tolist()
+            if missing:
+                raise ValueError(f"the warp decoder's exemplar banks are empty for subject id(s) {missing}: export "
+                                 "with --bank-data DATASET (the training shards)")
 
         return save_pretrained(self.model, directory)
 

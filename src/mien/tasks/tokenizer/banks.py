@@ -1,0 +1,71 @@
+"""Exemplar banks of a trained warp tokenizer (``TokenizerConfig.warp_bank`` > 0), filled from training batches.
+
+A bank holds, per subject, M training frames chosen on their meshes (:func:`mien.models.tokenizer.bank.build_bank`).
+Training never needs it (the warp decoder trains on points, or draws from its reference); the bank is filled once,
+after training, from the frames of the training split — ``mien export tokenizer CKPT -o DIR --bank-data DATASET``
+(:func:`mien.export.tokenizer.export_checkpoint`) or :func:`fill_banks` on any iterable of batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+__all__ = ["fill_banks"]
+
+
+def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512, seed: int = 0) -> dict[int, int]:
+    """Fill the exemplar bank of every subject seen in ``batches`` (training data only).
+
+    Frames are pooled per subject by reservoir sampling (at most ``pool`` frames each, uniform over everything
+    seen), then :func:`~mien.models.tokenizer.bank.build_bank` picks the decoder's M entries among them.
+
+    Args:
+        task: a :class:`~mien.tasks.tokenizer.TokenizerTask` whose model has the warp decoder with ``warp_bank`` > 0.
+        batches: training batches in any form :meth:`TokenizerTask.training_step` takes that carries
+            ``landmarks`` (mien shards: ``video`` uint8 (B, T, 3, S, S), ``meta[i]["subject_id"]``, ``landmarks``
+            (B, T, K ≥ 468, 2|3) crop px); crops are resized to the model's crop size as in training.
+        method: ``"kmeans"`` (scikit-learn, ``mien[react]``) or ``"fps"`` (:func:`~mien.models.tokenizer.bank.bank_frames`).
+        pool: frames kept per subject before choosing.
+        seed: reservoir and k-means seed.
+
+    Returns:
+        {subject id: frames seen}.
+
+    Raises:
+        ValueError: the model has no exemplar bank, a batch has no landmarks or subject ids, or no frame was given.
+    """
+    from mien.models.tokenizer.bank import build_bank
+
+    dec = getattr(task.model, "reconstruction", None)
+    if getattr(dec, "bank_size", 0) <= 0:
+        raise ValueError("this tokenizer has no exemplar bank (a warp decoder with TokenizerConfig.warp_bank > 0)")
+    rng = np.random.default_rng(seed)
+    kept: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    seen: dict[int, int] = {}
+    size = task.model.config.crop_size
+    for batch in batches:
+        frames, ids = task._unpack(batch, size)
+        landmarks = task._landmarks(batch, frames)
+        if landmarks is None or ids is None:
+            raise ValueError("exemplar banks need batches with landmarks and subject ids (mien shards)")
+        crops = (frames.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        points = landmarks.cpu().numpy()
+        for b, sid in enumerate(torch.as_tensor(ids).reshape(-1).tolist()):
+            for t in range(crops.shape[1]):
+                n = seen.get(sid, 0)
+                seen[sid] = n + 1
+                slot = kept.setdefault(sid, [])
+                if len(slot) < pool:
+                    slot.append((crops[b, t], points[b, t]))
+                elif (j := int(rng.integers(n + 1))) < pool:
+                    slot[j] = (crops[b, t], points[b, t])
+    if not kept:
+        raise ValueError("no frames to fill the exemplar banks from")
+    subjects = np.concatenate([[s] * len(v) for s, v in kept.items()])
+    images = np.stack([c for v in kept.values() for c, _ in v])
+    points = np.stack([p for v in kept.values() for _, p in v])
+    build_bank(dec, images, points, subjects, method, seed)
+    return seen
