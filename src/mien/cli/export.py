@@ -14,9 +14,8 @@ from collections.abc import Callable
 
 
 def _tokenizer(args) -> str:
-    from mien.export.tokenizer import export_checkpoint
-
     from mien.errors import InputError
+    from mien.export.tokenizer import export_checkpoint
 
     try:
         out = export_checkpoint(args.checkpoint, args.output, bank_data=args.bank_data, bank_method=args.bank_method,
