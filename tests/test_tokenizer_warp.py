@@ -378,3 +378,22 @@ def test_fill_banks_from_shard_batches_and_export_needs_them(real_faces, tmp_pat
     with pytest.raises(ValueError, match="no exemplar bank"):
         fill_banks(TokenizerTask("tokenizer-tiny", model_overrides={k: v for k, v in WARP64.items() if k in keys}),
                    batches)
+
+
+def test_with_bank_adds_an_empty_bank_and_keeps_every_weight(real_faces):
+    from mien.models.tokenizer.export import with_bank
+
+    x, p = real_faces
+    m = _model(real_faces).eval()
+    b = with_bank(m, 4, k=2, temperature=0.5)
+    assert (b.config.warp_bank, b.config.warp_bank_k, b.config.warp_bank_temperature) == (4, 2, 0.5)
+    assert not b.training and b.reconstruction.bank_count.sum() == 0
+    old, new = m.state_dict(), b.state_dict()
+    assert all(torch.equal(old[k], new[k]) for k in old)
+    assert sorted(set(new) - set(old)) == ["reconstruction.bank_count", "reconstruction.bank_images",
+                                          "reconstruction.bank_points"]
+    ids = torch.tensor([0, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(b.encode(x[:2].float() / 255, ids), m.encode(x[:2].float() / 255, ids))
+    with pytest.raises(ValueError, match="warp decoder"):
+        with_bank(ExpressionTokenizer(TokenizerConfig(**TINY)), 4)

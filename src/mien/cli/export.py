@@ -19,7 +19,8 @@ def _tokenizer(args) -> str:
 
     try:
         out = export_checkpoint(args.checkpoint, args.output, bank_data=args.bank_data, bank_method=args.bank_method,
-                                bank_val_fraction=args.bank_val_fraction)
+                                bank_val_fraction=args.bank_val_fraction, bank=args.bank, bank_k=args.bank_k,
+                                bank_temperature=args.bank_temperature, bank_distance=args.bank_distance)
     except ValueError as e:
         raise InputError(args.checkpoint, str(e)) from None
     return f"{out} (config.json + model.safetensors)"
@@ -79,8 +80,16 @@ def add_parser(sub) -> None:
                                                         "the training subjects of this `mien prepare` dataset")
     p.add_argument("--bn-val-fraction", type=float, default=0.1,
                    help="face3d --bn-data: subject fraction held out (as in training; default 0.1)")
-    p.add_argument("--bank-data", metavar="DATASET", help="tokenizer with exemplar banks (warp_bank > 0): fill them "
-                                                          "from the training subjects of this `mien prepare` dataset")
+    p.add_argument("--bank", type=int, metavar="N", help="tokenizer (warp decoder): add an exemplar bank of N "
+                                                         "training frames per subject (with --bank-data)")
+    p.add_argument("--bank-k", type=int, default=1, help="tokenizer --bank: entries blended (default 1)")
+    p.add_argument("--bank-temperature", type=float, default=1.0,
+                   help="tokenizer --bank: blend temperature, crop px of mesh distance (default 1)")
+    p.add_argument("--bank-distance", choices=("points", "aligned", "aligned-expression"), default="aligned",
+                   help="tokenizer --bank: mesh distance of the selection (default aligned)")
+    p.add_argument("--bank-data", metavar="DATASET", help="tokenizer with exemplar banks (--bank or warp_bank > 0): "
+                                                          "fill them from the training subjects of this `mien prepare` "
+                                                          "dataset")
     p.add_argument("--bank-method", choices=("kmeans", "fps"), default="kmeans",
                    help="tokenizer --bank-data: how each subject's frames are chosen (default kmeans)")
     p.add_argument("--bank-val-fraction", type=float, default=0.1,

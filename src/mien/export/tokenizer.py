@@ -14,7 +14,8 @@ __all__ = ["export_checkpoint"]
 
 def export_checkpoint(checkpoint: str | os.PathLike, directory: str | os.PathLike, bank_data: str | None = None,
                       bank_method: str = "kmeans", bank_val_fraction: float = 0.1, bank_pool: int = 512,
-                      **overrides) -> Path:
+                      bank: int | None = None, bank_k: int = 1, bank_temperature: float = 1.0,
+                      bank_distance: str = "aligned", **overrides) -> Path:
     """Lightning checkpoint of a :class:`TokenizerTask` → ``config.json`` + ``model.safetensors``.
 
     The model is rebuilt with ``pretrained=False`` (every weight, a frozen timm backbone's included, comes
@@ -24,6 +25,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, directory: str | os.PathLik
         bank_data: a ``mien prepare`` dataset: fill the warp decoder's exemplar banks (``warp_bank`` > 0) from the
             crops of its training subjects (:func:`mien.data.datamodule.subject_split` with ``bank_val_fraction``,
             as in training; :func:`mien.tasks.tokenizer.banks.fill_banks` with ``bank_method`` and ``bank_pool``).
+        bank, bank_k, bank_temperature, bank_distance: give a trained warp tokenizer an exemplar bank of ``bank``
+            entries per subject at export (:func:`mien.models.tokenizer.export.with_bank`; needs ``bank_data``).
 
     Raises:
         FileNotFoundError: no such checkpoint.
@@ -37,6 +40,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, directory: str | os.PathLik
     from mien.tasks.tokenizer import TokenizerTask
 
     task = TokenizerTask.load_from_checkpoint(str(checkpoint), map_location="cpu", **overrides)
+    if bank:
+        from mien.models.tokenizer.export import with_bank
+
+        task.model = with_bank(task.model, bank, bank_k, bank_temperature, bank_distance)
     if bank_data is not None:
         from mien.data.datamodule import _collate, subject_split
         from mien.data.reader import ClipDataset

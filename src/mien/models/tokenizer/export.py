@@ -36,6 +36,29 @@ def save_pretrained(model: ExpressionTokenizer | ExpressionPredictor, directory:
                               fmt=FORMAT, version=FORMAT_VERSION)
 
 
+def with_bank(model: ExpressionTokenizer, bank: int, k: int = 1, temperature: float = 1.0,
+              distance: str = "aligned") -> ExpressionTokenizer:
+    """A copy of a trained warp tokenizer whose decoder has an exemplar bank (``TokenizerConfig.warp_bank`` = ``bank``
+    entries per subject, ``warp_bank_k``/``_temperature``/``_distance`` = ``k``/``temperature``/``distance``),
+    every other weight copied and the banks empty (fill them: :func:`mien.models.tokenizer.bank.build_bank`). A bank
+    changes only the drawing, so it is added after training (``mien export tokenizer --bank N --bank-data DATASET``).
+
+    Raises:
+        ValueError: not a warp decoder, or an invalid bank setting (:class:`TokenizerConfig`).
+    """
+    import dataclasses
+
+    if model.config.decoder != "warp":
+        raise ValueError(f"exemplar banks need the warp decoder (decoder='warp'), not {model.config.decoder!r}")
+    cfg = dataclasses.replace(model.config, warp_bank=int(bank), warp_bank_k=int(k),
+                              warp_bank_temperature=float(temperature), warp_bank_distance=distance, pretrained=False)
+    new = ExpressionTokenizer(cfg).to(next(model.parameters()).device)
+    old = {n: t for n, t in model.state_dict().items() if not n.startswith("reconstruction.bank_")}
+    missing, unexpected = new.load_state_dict(old, strict=False)
+    assert not unexpected and all(n.startswith("reconstruction.bank_") for n in missing), (missing, unexpected)
+    return new.train(model.training)
+
+
 def load_pretrained(directory: str | os.PathLike, device: str | torch.device = "cpu"
                     ) -> ExpressionTokenizer | ExpressionPredictor:
     """Rebuild a model written by :func:`save_pretrained` (eval mode, float32 as saved).
