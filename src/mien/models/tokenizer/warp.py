@@ -266,7 +266,8 @@ class WarpDecoder(nn.Module):
 
             missing = sorted({int(i) for i in ids[self.bank_count[ids] == 0].tolist()})
             if missing:
-                raise ValueError(f"no exemplar bank set for subject id(s) {missing} (WarpDecoder.set_bank)")
+                raise ValueError(f"no exemplar bank set for subject id(s) {missing}: banks are added after training "
+                                 "(mien export tokenizer --bank N --bank-data SHARDS, or WarpDecoder.set_bank)")
             warped, ref, flow = compose(self, points, ids, *nearest(self, points, ids))
         else:
             ref = self.ref_images[ids]
