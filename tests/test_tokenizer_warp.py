@@ -361,7 +361,7 @@ def test_fill_banks_from_shard_batches_and_export_needs_them(real_faces, tmp_pat
     x, p = real_faces
     keys = ("decoder", "max_subjects", "warp_hidden", "warp_refiner_width", "warp_refiner_levels")
     task = TokenizerTask("tokenizer-tiny", model_overrides={**{k: v for k, v in WARP64.items() if k in keys},
-                                                            "warp_bank": 3})
+                                                            "warp_bank": 3, "warp_refiner_width": 0})
     dec = task.model.reconstruction
     dec.set_references([0, 1], x[[0, 6]], p[[0, 6]])
     with pytest.raises(ValueError, match=r"exemplar banks are empty for subject id\(s\) \[0, 1\].*--bank-data"):
@@ -397,3 +397,14 @@ def test_with_bank_adds_an_empty_bank_and_keeps_every_weight(real_faces):
         torch.testing.assert_close(b.encode(x[:2].float() / 255, ids), m.encode(x[:2].float() / 255, ids))
     with pytest.raises(ValueError, match="warp decoder"):
         with_bank(ExpressionTokenizer(TokenizerConfig(**TINY)), 4)
+
+
+def test_training_with_a_bank_and_refiner_is_refused_with_the_remedy():
+    from mien.tasks.tokenizer import TokenizerTask
+
+    keys = ("decoder", "max_subjects", "warp_hidden", "warp_refiner_width", "warp_refiner_levels")
+    over = {**{k: v for k, v in WARP64.items() if k in keys}, "warp_bank": 4}
+    with pytest.raises(ValueError, match=r"added after training.*--bank N --bank-data"):
+        TokenizerTask("tokenizer-tiny", model_overrides=over)
+    # points only (nothing drawn in training) is allowed: the benchmark adds a bank to such a model
+    assert TokenizerTask("tokenizer-tiny", model_overrides={**over, "warp_refiner_width": 0}).model.config.warp_bank == 4

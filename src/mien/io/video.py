@@ -427,17 +427,17 @@ def packet_timing(path: str | os.PathLike) -> tuple[float | None, float | None]:
     times (demuxed, not decoded), for containers whose header has neither (WebM from a browser's MediaRecorder:
     the stream's "guessed" rate is then its time base, e.g. 1000). (None, None) when it cannot tell.
 
-    Every packet is read once per version of a file: the answer is kept by (resolved path, mtime_ns, size), the
-    32 most recent, so the passes of one job that open the file again reuse it and a changed file is read again."""
+    Every packet is read once per version of a file: the answer is kept by (resolved path, inode, mtime_ns,
+    ctime_ns, size), the 32 most recent, so the passes of one job that open the file again reuse it and a changed file is read again."""
     try:
         st = os.stat(path)
     except OSError:
         return None, None
-    return _cached_packet_timing(os.path.realpath(path), st.st_mtime_ns, st.st_size)
+    return _cached_packet_timing(os.path.realpath(path), (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_packet_timing(path: str, _mtime_ns: int, _size: int) -> tuple[float | None, float | None]:
+def _cached_packet_timing(path: str, _version: tuple) -> tuple[float | None, float | None]:
     return _read_packet_timing(path)
 
 

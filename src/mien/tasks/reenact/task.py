@@ -270,7 +270,8 @@ class ReenactTask(pl.LightningModule):
         connector = getattr(t, "_logger_connector", None)  # Lightning's own decision, when it still exposes it
         if connector is not None and hasattr(connector, "should_update_logs"):
             return bool(connector.should_update_logs)
-        return (t.global_step + 1) % max(t.log_every_n_steps, 1) == 0
+        n = t.log_every_n_steps
+        return bool(n) and (t.global_step + 1) % n == 0
 
     def _warpguided_step(self, b, logs, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
         src, warped, drv = b["src"], b["warped"], b["drv"]

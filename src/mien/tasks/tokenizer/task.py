@@ -186,6 +186,10 @@ class TokenizerTask(ScheduledTask):
         self.model: ExpressionTokenizer = create_model(model, **(model_overrides or {}))
         if not isinstance(self.model, ExpressionTokenizer):
             raise TypeError(f"{model!r} is not an expression tokenizer")
+        cfg = self.model.config
+        if cfg.decoder == "warp" and cfg.warp_bank > 0 and cfg.warp_refiner_width > 0 and not init_from:
+            raise ValueError("warp_bank is added after training: train with warp_bank 0, then `mien export tokenizer "
+                             "CKPT --bank N --bank-data DATASET` (or start from a banked export with init_from)")
         if init_from:
             from mien.models.tokenizer.export import load_weights_into
 
