@@ -382,7 +382,8 @@ def test_live_webm_without_duration_is_timed_from_its_packets(files, tmp_path, l
     video reader take its duration and frame rate from the packets, so the duration limit still applies."""
     import av
 
-    from mien.io.video import open_source, packet_timing
+    from mien.io.packets import packet_timing
+    from mien.io.video import open_source
 
     path = live_webm(tmp_path / "rec.webm", 30)
     with av.open(str(path)) as c:

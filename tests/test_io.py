@@ -100,22 +100,22 @@ def test_packet_timing_reads_each_file_version_once(tmp_path, monkeypatch, live_
     read again."""
     import os
 
-    import mien.io.video as video
+    import mien.io.packets as packets
 
     reads = []
-    read = video._read_packet_timing
-    monkeypatch.setattr(video, "_read_packet_timing", lambda p: reads.append(p) or read(p))
+    read = packets._read_packet_timing
+    monkeypatch.setattr(packets, "_read_packet_timing", lambda p: reads.append(p) or read(p))
     path = tmp_path / "rec.webm"
     live_webm(path, 30)
-    fps, dur = video.packet_timing(path)
+    fps, dur = packets.packet_timing(path)
     assert fps == pytest.approx(15, rel=0.01) and dur == pytest.approx(2.0, rel=0.01)
     monkeypatch.chdir(tmp_path)
-    assert video.packet_timing("rec.webm") == (fps, dur)  # the same file by another name
+    assert packets.packet_timing("rec.webm") == (fps, dur)  # the same file by another name
     assert open_source(path).info.duration_sec == dur  # the reader's pass too
     assert len(reads) == 1
     live_webm(path, 15)  # rewritten: read again
-    assert video.packet_timing(path)[1] == pytest.approx(1.0, rel=0.02) and len(reads) == 2
+    assert packets.packet_timing(path)[1] == pytest.approx(1.0, rel=0.02) and len(reads) == 2
     st = os.stat(path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: read again
-    assert video.packet_timing(path)[1] == pytest.approx(1.0, rel=0.02) and len(reads) == 3
-    assert video.packet_timing(tmp_path / "missing.webm") == (None, None)
+    assert packets.packet_timing(path)[1] == pytest.approx(1.0, rel=0.02) and len(reads) == 3
+    assert packets.packet_timing(tmp_path / "missing.webm") == (None, None)

@@ -137,7 +137,7 @@ def _probe_video(path, name: str, limits: Limits) -> Media | None:
             if fmt == "image2" or fmt.endswith("_pipe"):  # a still image PIL does not read (not a video)
                 return None
             if not dur:  # no duration in the header (a browser's webcam recording): from its packets
-                from mien.io.video import packet_timing
+                from mien.io.packets import packet_timing
 
                 dur = packet_timing(path)[1] or 0.0
     except InputError:
