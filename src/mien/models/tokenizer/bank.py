@@ -16,8 +16,8 @@ Mesh distances (``warp_bank_distance``), all RMS over the 468 points in crop px:
 
 Bank building (:func:`bank_frames`) picks the M entries of each subject among the frames it is given (the training
 split) on pose-normalised meshes (each aligned to the subject's mean mesh, :func:`mien.face.align.align_to_reference`):
-``"fps"`` — farthest-point sampling from the medoid (covers the extremes: the widest mouth, the closed eyes);
-``"kmeans"`` — scikit-learn k-means (``mien[react]``), the member nearest each centre (typical frames).
+``"fps"`` — farthest-point sampling from the frame nearest the mean mesh (covers the extremes: the widest mouth, the closed eyes);
+``"kmeans"`` — scikit-learn k-means (``mien[train]``), the member nearest each centre (typical frames).
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def mesh_distance(query: torch.Tensor, entries: torch.Tensor, distance: str = "a
 
 def blend_weights(dist: torch.Tensor, valid: torch.Tensor, k: int, temperature: float
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k entries and their softmax weights exp(−d/τ) / Σ (invalid entries never chosen).
+    """Top-k entries and their softmax weights exp(−d/τ) / Σ (invalid entries and non-finite distances never
+    chosen, unless a row has nothing else).
 
     Args:
         dist: float (N, M) distances (crop px); valid: bool (N, M), ≥ 1 True per row.
@@ -84,7 +85,7 @@ def blend_weights(dist: torch.Tensor, valid: torch.Tensor, k: int, temperature: 
     Returns:
         (long (N, k) entry indices, nearest first; float (N, k) weights, rows summing to 1; exactly [1] for k = 1).
     """
-    d = dist.masked_fill(~valid, float("inf"))
+    d = dist.masked_fill(~valid | ~torch.isfinite(dist), float("inf"))
     k = min(int(k), d.shape[1])
     top, idx = torch.topk(d, k, dim=1, largest=False)
     if k == 1:
@@ -125,13 +126,15 @@ def bank_frames(points: np.ndarray, subjects: np.ndarray, m: int, method: str = 
     """The M bank entries of each subject among the given frames (row indices), on pose-normalised meshes.
 
     Args:
-        points: float (N, K ≥ 468, 2|3) landmarks, crop px; subjects: int (N,) subject ids.
+        points: float (N, K ≥ 468, 2|3) landmarks, crop px; subjects: int (N,) subject ids. Frames whose points
+            are not finite are never chosen (counted in one warning).
         m: entries per subject (all of a subject's frames when it has ≤ m).
-        method: "fps" (farthest-point sampling from the medoid) or "kmeans" (scikit-learn KMeans, ``seed``; the
-            frame nearest each centre).
+        method: "fps" (farthest-point sampling, starting from the frame nearest the subject's mean pose-normalised
+            mesh) or "kmeans" (scikit-learn KMeans, ``seed``; the frame nearest each centre).
 
     Returns:
-        {subject id: int64 (≤ m,) indices into ``points`` (distinct, in selection order)}.
+        {subject id: int64 (≤ m,) indices into ``points`` (distinct, in selection order)}; subjects without a
+        finite frame are left out.
 
     Raises:
         ValueError: unknown method, m < 1 or mismatched lengths.
@@ -146,9 +149,15 @@ def bank_frames(points: np.ndarray, subjects: np.ndarray, m: int, method: str = 
     subjects = np.asarray(subjects).reshape(-1)
     if len(pts) != len(subjects):
         raise ValueError(f"points and subjects differ in length: {len(pts)}, {len(subjects)}")
+    finite = np.isfinite(pts).all((1, 2))
+    if not finite.all():
+        import warnings
+
+        warnings.warn(f"{int((~finite).sum())} frame(s) with non-finite landmarks left out of the exemplar banks",
+                      stacklevel=2)
     out = {}
-    for s in np.unique(subjects):
-        rows = np.flatnonzero(subjects == s)
+    for s in np.unique(subjects[finite]):
+        rows = np.flatnonzero((subjects == s) & finite)
         x = align_to_reference(pts[rows], pts[rows].mean(0)).reshape(len(rows), -1)
         if len(rows) <= m:
             out[int(s)] = rows.astype(np.int64)

@@ -55,7 +55,9 @@ def with_bank(model: ExpressionTokenizer, bank: int, k: int = 1, temperature: fl
     new = ExpressionTokenizer(cfg).to(next(model.parameters()).device)
     old = {n: t for n, t in model.state_dict().items() if not n.startswith("reconstruction.bank_")}
     missing, unexpected = new.load_state_dict(old, strict=False)
-    assert not unexpected and all(n.startswith("reconstruction.bank_") for n in missing), (missing, unexpected)
+    if unexpected or not all(n.startswith("reconstruction.bank_") for n in missing):
+        raise RuntimeError(f"with_bank: the banked model does not hold the trained weights (missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]})")
     return new.train(model.training)
 
 

@@ -174,25 +174,28 @@ class WarpDecoder(nn.Module):
 
         Args:
             subject_id: in [0, max_subjects).
-            images: uint8 (m, 3, S, S) RGB crops (float [0, 1] is rounded to uint8).
-            points: float (m, K ≥ 468, 2|3) their mesh points, crop px.
+            images: uint8 (m, 3, S, S) RGB crops (float [0, 1] is rounded to uint8); numpy or a tensor on any device.
+            points: float (m, K ≥ 468, 2|3) their mesh points, crop px (finite).
 
         Raises:
-            ValueError: no bank (``bank`` 0), id out of range, m outside [1, bank] or wrong shapes.
+            ValueError: no bank (``bank`` 0), id out of range, m outside [1, bank], wrong shapes or non-finite
+                points.
         """
         if self.bank_size <= 0:
             raise ValueError("this warp decoder has no exemplar bank (TokenizerConfig.warp_bank = 0)")
         if not 0 <= int(subject_id) < self.max_subjects:
             raise ValueError(f"subject id must lie in [0, {self.max_subjects}), got {subject_id}")
-        img = torch.as_tensor(np.asarray(images))
+        img = torch.as_tensor(images).detach().cpu()
         if img.dtype != torch.uint8:
             img = (img.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
-        pts = torch.as_tensor(np.asarray(points, np.float32))[:, :MESH_POINTS, :2]
+        pts = torch.as_tensor(points).detach().cpu().float()[:, :MESH_POINTS, :2]
         m = img.shape[0]
         if not 1 <= m <= self.bank_size or img.shape[1:] != (3, self.size, self.size) \
                 or pts.shape != (m, MESH_POINTS, 2):
             raise ValueError(f"expected 1..{self.bank_size} bank crops (m, 3, {self.size}, {self.size}) and points "
                              f"(m, ≥{MESH_POINTS}, 2), got {tuple(img.shape)} and {tuple(pts.shape)}")
+        if not bool(torch.isfinite(pts).all()):
+            raise ValueError(f"bank points of subject {subject_id} are not all finite (NaN/inf landmarks)")
         s = int(subject_id)
         self.bank_images[s, :m] = img.to(self.bank_images.device)
         self.bank_points[s, :m] = pts.to(self.bank_points.device)
