@@ -112,3 +112,34 @@ def test_export_refuses_a_banked_model_with_no_bank_at_all(tmp_path):
     task = _task(bank=2)  # no reference set and no bank: nothing would be drawn
     with pytest.raises(ValueError, match="exemplar banks are empty for every subject"):
         task.export(tmp_path / "x")
+
+
+def test_export_cli_refuses_ignored_bank_options_and_names_the_dataset(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    import mien.export.tokenizer as E
+    from mien.cli.main import main
+    from mien.errors import InputError
+
+    ckpt = tmp_path / "last.ckpt"
+    ckpt.write_bytes(b"not read: the options are checked first")
+    out = str(tmp_path / "out")
+    for extra, reason in ((["--bank-k", "3"], "give --bank N too"), (["--bank-distance", "points"], "give --bank N"),
+                          (["--bank", "0"], "must be >= 1")):
+        assert main(["export", "tokenizer", str(ckpt), "-o", out, *extra]) == 2
+        err = capsys.readouterr().err
+        assert reason in err and err.count("\n") == 1, err
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
+    assert main(["export", "tokenizer", str(ckpt), "-o", out, "--bank-data", str(tmp_path)]) == 2
+    assert "pip install 'mien[train]' or --bank-method fps" in capsys.readouterr().err
+    monkeypatch.undo()
+
+    def bad_data(*a, **k):
+        raise InputError("data/shards", "subject id 7 outside the tokenizer's [0, 4)")
+
+    monkeypatch.setattr(E, "export_checkpoint", bad_data)  # a dataset error keeps the dataset's name
+    assert main(["export", "tokenizer", str(ckpt), "-o", out, "--bank-data", "data/shards"]) == 2
+    err = capsys.readouterr().err
+    assert "data/shards: subject id 7" in err and str(ckpt) not in err, err
+

@@ -25,10 +25,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["BANK_DISTANCES", "EXPRESSION_WEIGHT", "bank_frames", "blend_weights", "build_bank", "compose",
+from mien.models.tokenizer.config import BANK_DISTANCES
+
+__all__ = ["EXPRESSION_WEIGHT", "bank_frames", "blend_weights", "build_bank", "compose",
            "mesh_distance", "nearest"]
 
-BANK_DISTANCES = ("points", "aligned", "aligned-expression")
 EXPRESSION_WEIGHT = 5.0
 """Weight of the lips, eyes and brows points in the ``"aligned-expression"`` distance (the others: 1)."""
 
@@ -50,7 +51,7 @@ def mesh_distance(query: torch.Tensor, entries: torch.Tensor, distance: str = "a
     Args:
         query: float (N, 468, 2) wanted mesh points, crop px.
         entries: float (N, M, 468, 2) the candidate entries' points (each query's own subject's bank).
-        distance: one of :data:`BANK_DISTANCES`.
+        distance: one of :data:`mien.models.tokenizer.config.BANK_DISTANCES`.
 
     Returns:
         float (N, M).

@@ -40,11 +40,13 @@ def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512,
         {subject id: frames seen (with finite landmarks)}.
 
     Raises:
-        ValueError: the model has no exemplar bank, a batch has no landmarks or subject ids, subject ids vary
-            within a clip or lie outside [0, max_subjects), or no frame was given.
+        ValueError: the model has no exemplar bank.
+        mien.errors.InputError: (``source``) a batch has no landmarks or subject ids, subject ids vary within a clip
+            or lie outside [0, max_subjects), or no frame was given.
     """
     import warnings
 
+    from mien.errors import InputError
     from mien.models.tokenizer.bank import build_bank
 
     dec = getattr(task.model, "reconstruction", None)
@@ -59,17 +61,17 @@ def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512,
         frames, ids = task._unpack(batch, size)
         landmarks = task._landmarks(batch, frames)
         if landmarks is None or ids is None:
-            raise ValueError(f"{source}: exemplar banks need batches with landmarks and subject ids (mien shards)")
+            raise InputError(source, "exemplar banks need batches with landmarks and subject ids (mien shards)")
         ids = torch.as_tensor(ids).long().cpu()
         if ids.ndim == 2:  # (B, T): one subject per clip
             if not bool((ids == ids[:, :1]).all()):
-                raise ValueError(f"{source}: subject ids vary within a clip (expected one subject id per clip)")
+                raise InputError(source, "subject ids vary within a clip (expected one subject id per clip)")
             ids = ids[:, 0]
         ids = ids.reshape(-1)
         bad = ids[(ids < 0) | (ids >= dec.max_subjects)]
         if bad.numel():
-            raise ValueError(f"{source}: subject id {int(bad[0])} outside the tokenizer's [0, {dec.max_subjects}) "
-                             "(not the dataset it was trained on?)")
+            raise InputError(source, f"subject id {int(bad[0])} outside the tokenizer's [0, {dec.max_subjects}) "
+                                     "(not the dataset it was trained on?)")
         crops = (frames.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         points = landmarks.cpu().numpy()
         finite = np.isfinite(points[..., :2]).all((-1, -2))  # (B, T)
@@ -87,7 +89,7 @@ def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512,
         warnings.warn(f"{source}: {skipped} frame(s) with non-finite landmarks left out of the exemplar banks",
                       stacklevel=2)
     if not kept:
-        raise ValueError(f"{source}: no frames to fill the exemplar banks from")
+        raise InputError(source, "no frames to fill the exemplar banks from")
     subjects = np.concatenate([[s] * len(v) for s, v in kept.items()])
     images = np.stack([c for v in kept.values() for c, _ in v])
     points = np.stack([p for v in kept.values() for _, p in v])
