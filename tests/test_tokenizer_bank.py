@@ -143,3 +143,16 @@ def test_export_cli_refuses_ignored_bank_options_and_names_the_dataset(tmp_path,
     err = capsys.readouterr().err
     assert "data/shards: subject id 7" in err and str(ckpt) not in err, err
 
+
+def test_warp_decoder_ring_cache_fits_its_sources_and_is_capped():
+    from mien.models.tokenizer.warp import RING_CACHE, WarpDecoder
+
+    dec = WarpDecoder(8, S, 4, hidden=8, refiner_width=0, bank=3)
+    dec._ring(_faces(1)[0, :468].astype(np.float64), (S, S, 3))
+    assert dec._rings.size == 2 * 4 * 3
+    dec.bank_size = 5  # another bank size: a cache of its size, not the old one's
+    dec._ring(_faces(1)[0, :468].astype(np.float64), (S, S, 3))
+    assert dec._rings.size == 2 * 4 * 5
+    big = WarpDecoder(8, 16, 10000, hidden=8, refiner_width=0, bank=2)
+    big._ring(_faces(1)[0, :468].astype(np.float64) / 4, (16, 16, 3))
+    assert big._rings.size == RING_CACHE

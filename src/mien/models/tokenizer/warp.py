@@ -43,6 +43,8 @@ DISPLACEMENT_UNIT = 0.01
 """The displacement MLP's output unit, as a fraction of the crop side (1 = 1 % of the side). Expression moves
 points by ~1 % of the side; in this unit an AdamW step of size lr changes a displacement by ~lr %, not by ~lr
 crop sides (which threw the points off the face within a few steps at lr 1e-3)."""
+RING_CACHE = 16384
+"""Most mesh-warp border rings a :class:`WarpDecoder` keeps (one per reference / bank entry; ~1.5 KiB each → ≤ 25 MiB)."""
 
 
 def reference_frames(images: np.ndarray, points: np.ndarray, subjects: np.ndarray, kind: str = "medoid"
@@ -250,13 +252,16 @@ class WarpDecoder(nn.Module):
 
     def _ring(self, points: np.ndarray, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
         """The border ring of ``mesh_warp`` for (468, 2) float64 points in an (H, W, C) image, computed once per
-        reference (:class:`mien.face.warp.BorderRings`, kept by the points' values: new references get new rings)."""
+        reference or bank entry (:class:`mien.face.warp.BorderRings`, kept by the points' values: new references get
+        new rings); room for every source twice over (at most :data:`RING_CACHE` rings, ~1.5 KiB each), resized when
+        the image size or the bank size changes."""
         from mien.face.warp import BorderRings
         from mien.models.face3d.mien_face import canonical_triangles
 
+        size = min(2 * self.max_subjects * max(self.bank_size, 1), RING_CACHE)
         rings = getattr(self, "_rings", None)
-        if rings is None or (rings.height, rings.width) != tuple(shape[:2]):
-            rings = self._rings = BorderRings(canonical_triangles(), shape[1], shape[0], size=2 * self.max_subjects * max(self.bank_size, 1))
+        if rings is None or (rings.height, rings.width, rings.size) != (*shape[:2], size):
+            rings = self._rings = BorderRings(canonical_triangles(), shape[1], shape[0], size=size)
         return rings(points)
 
     def draw(self, points: torch.Tensor, subject_ids) -> torch.Tensor:
