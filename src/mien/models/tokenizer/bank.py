@@ -27,7 +27,7 @@ import torch
 
 from mien.models.tokenizer.config import BANK_DISTANCES
 
-__all__ = ["EXPRESSION_WEIGHT", "bank_frames", "blend_weights", "build_bank", "compose",
+__all__ = ["EXPRESSION_WEIGHT", "bank_baselines", "bank_frames", "blend_weights", "build_bank", "compose",
            "mesh_distance", "nearest"]
 
 EXPRESSION_WEIGHT = 5.0
@@ -107,6 +107,13 @@ def compose(dec, points: torch.Tensor, ids: torch.Tensor, idx: torch.Tensor, wei
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Σ_j weights[:, j] · (bank entry idx[:, j] warped to ``points``) (the mesh warp, no gradient).
 
+    Args:
+        dec: a :class:`~mien.models.tokenizer.warp.WarpDecoder` with filled banks (``bank_size`` > 0).
+        points: float (N, 468, 2) wanted mesh points, crop px.
+        ids: long (N,) subject ids (banks set).
+        idx, weights: long (N, k) entry indices (nearest first) and float (N, k) weights summing to 1 per row
+            (:func:`nearest`).
+
     Returns:
         (blend float (N, 3, S, S) [0, 1], the nearest entry's crop (N, 3, S, S) and its flow (N, 2, S, S)).
     """
@@ -120,6 +127,29 @@ def compose(dec, points: torch.Tensor, ids: torch.Tensor, idx: torch.Tensor, wei
         else:
             out = out + warped * weights[:, j:j + 1, None, None]
     return out, img0, flow0
+
+
+def bank_baselines(dec, points: torch.Tensor, ids: torch.Tensor, batch: int = 64
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bank's baselines at known meshes (e.g. a frame's true landmarks, no token): the nearest entry by
+    :func:`nearest`, unwarped, and the decoder's k entries warped to the mesh and blended (:func:`compose`: the
+    bank oracle), in batches of ``batch``, no gradient.
+
+    Args:
+        dec: a :class:`~mien.models.tokenizer.warp.WarpDecoder` with filled banks; points: float (N, 468, 2) crop
+            px; ids: long (N,) subject ids.
+
+    Returns:
+        (nearest float (N, 3, S, S) [0, 1], oracle float (N, 3, S, S) clamped to [0, 1]).
+    """
+    near, blend = [], []
+    with torch.inference_mode():
+        for i in range(0, len(ids), batch):
+            p, s = points[i:i + batch], ids[i:i + batch]
+            idx, w = nearest(dec, p, s)
+            near.append(dec.bank_images[s, idx[:, 0]].float() / 255.0)
+            blend.append(compose(dec, p, s, idx, w)[0])
+    return torch.cat(near), torch.cat(blend).clamp(0, 1)
 
 
 def bank_frames(points: np.ndarray, subjects: np.ndarray, m: int, method: str = "fps", seed: int = 0

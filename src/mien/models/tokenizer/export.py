@@ -43,8 +43,14 @@ def with_bank(model: ExpressionTokenizer, bank: int, k: int = 1, temperature: fl
     every other weight copied and the banks empty (fill them: :func:`mien.models.tokenizer.bank.build_bank`). A bank
     changes only the drawing, so it is added after training (``mien export tokenizer --bank N --bank-data DATASET``).
 
+    With a refinement U-Net (``warp_refiner_width`` > 0) the refiner, trained on the warp of the reference crop,
+    is given the bank's drawing instead: with k > 1 the blend of the warped entries, with the NEAREST entry's crop
+    and flow as its source image and flow. This is untested for refiner models (the benchmark that chose the bank,
+    ``benchmarks/tokenizer_bank.py``, used ``warp_refiner_width`` 0).
+
     Raises:
         ValueError: not a warp decoder, or an invalid bank setting (:class:`TokenizerConfig`).
+        RuntimeError: the banked model's weights do not match the trained model's (a bug, not an input error).
     """
     import dataclasses
 
