@@ -156,3 +156,29 @@ def test_warp_decoder_ring_cache_fits_its_sources_and_is_capped():
     big = WarpDecoder(8, 16, 10000, hidden=8, refiner_width=0, bank=2)
     big._ring(_faces(1)[0, :468].astype(np.float64) / 4, (16, 16, 3))
     assert big._rings.size == RING_CACHE
+
+
+def test_umeyama_torch_agrees_with_umeyama_batch_and_drives_the_aligned_distance():
+    from mien.face.align import umeyama_batch, umeyama_torch
+    from mien.models.tokenizer.bank import mesh_distance
+
+    rng = np.random.default_rng(0)
+    for d in (2, 3):
+        src = rng.normal(size=(6, 30, d)) * 20 + 50
+        dst = src @ np.linalg.qr(rng.normal(size=(d, d)))[0].T * 1.3 + rng.normal(size=(6, 30, d))  # some reflected
+        w = rng.uniform(0, 1, (6, 30))
+        for weights in (None, w):
+            want = umeyama_batch(src, dst, weights=weights)
+            got = umeyama_torch(torch.from_numpy(src), torch.from_numpy(dst),
+                                weights=None if weights is None else torch.from_numpy(weights))
+            for a, b in zip(want, got, strict=True):
+                np.testing.assert_allclose(b.numpy(), a, rtol=1e-9, atol=1e-9)
+        s, _, _ = umeyama_torch(torch.from_numpy(src), torch.from_numpy(dst), scale=False)
+        assert torch.equal(s, torch.ones(6, dtype=torch.float64))
+    q = rng.normal(size=(3, 468, 2)) * 20 + 50  # the bank's aligned distance = RMS after umeyama_batch's fit
+    e = rng.normal(size=(3, 5, 468, 2)) * 20 + 50
+    src, dst = np.repeat(q[:, None], 5, 1).reshape(-1, 468, 2), e.reshape(-1, 468, 2)
+    s, r, t = umeyama_batch(src, dst)
+    fit = s[:, None, None] * np.einsum("bkj,bij->bki", src, r) + t[:, None]
+    want = np.sqrt(((fit - dst) ** 2).sum(-1).mean(-1)).reshape(3, 5)
+    np.testing.assert_allclose(mesh_distance(torch.tensor(q), torch.tensor(e), "aligned").numpy(), want, rtol=1e-5)

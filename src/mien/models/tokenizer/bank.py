@@ -63,12 +63,11 @@ def mesh_distance(query: torch.Tensor, entries: torch.Tensor, distance: str = "a
         raise ValueError(f"bank distance must be one of {BANK_DISTANCES}, got {distance!r}")
     q = query.double()[:, None]  # (N, 1, K, 2)
     e = entries.double()
-    if distance != "points":  # 2-D Procrustes in complex numbers: e − ē ≈ a · (q − q̄), a = scale · e^{iθ}
-        qc, ec = torch.view_as_complex(q.contiguous()), torch.view_as_complex(e.contiguous())
-        qm, em = qc.mean(-1, keepdim=True), ec.mean(-1, keepdim=True)
-        x, y = qc - qm, ec - em
-        a = (x.conj() * y).sum(-1, keepdim=True) / (x.abs() ** 2).sum(-1, keepdim=True).clamp_min(1e-12)
-        q = torch.view_as_real(a * x + em)
+    if distance != "points":  # the least-squares similarity of each query onto each entry (Umeyama)
+        from mien.face.align import umeyama_torch
+
+        s, r, t = umeyama_torch(q, e)
+        q = s[..., None, None] * (q @ r.transpose(-1, -2)) + t[..., None, :]
     sq = ((q - e) ** 2).sum(-1)  # (N, M, K)
     w = _point_weights(distance, sq.device)
     return (sq.mean(-1) if w is None else (sq * w.double()).mean(-1)).sqrt().float()
