@@ -106,6 +106,10 @@ def test_set_bank_takes_float_tensors():
     dec = _task(bank=2).model.reconstruction
     dec.set_bank(1, torch.rand(2, 3, S, S), torch.from_numpy(_faces(2)))  # tensors (on any device: the .cpu() path)
     assert dec.bank_count[1] == 2 and dec.bank_images.dtype == torch.uint8
+    from mien.models.tokenizer.bank import build_bank
+
+    build_bank(dec, torch.rand(4, 3, S, S), torch.from_numpy(_faces(4, 3)), np.array([2, 2, 2, 3]), "fps")
+    assert dec.bank_count.tolist() == [0, 2, 2, 1]
 
 
 def test_export_refuses_a_banked_model_with_no_bank_at_all(tmp_path):

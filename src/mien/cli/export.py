@@ -84,7 +84,8 @@ def add_parser(sub) -> None:
     p.add_argument("--au-data", metavar="DATASET", help="reenact: a prepared dataset to fit per-AU editing "
                                                         "directions of the expression latent on")
     p.add_argument("--bn-data", metavar="DATASET", help="face3d: recompute the encoders' batch-norm statistics on "
-                                                        "the training subjects of this `mien prepare` dataset")
+                                                        "the training clips of this `mien prepare` dataset "
+                                                        "(--val-fraction, --val-time-fraction as in training)")
     p.add_argument("--bank", type=int, metavar="N", help="tokenizer (warp decoder): add an exemplar bank of N "
                                                          "training frames per subject (with --bank-data)")
     p.add_argument("--bank-k", type=int, help="tokenizer --bank: entries blended (default 1)")
@@ -93,10 +94,12 @@ def add_parser(sub) -> None:
     p.add_argument("--bank-distance", choices=BANK_DISTANCES,
                    help="tokenizer --bank: mesh distance of the selection (default aligned)")
     p.add_argument("--bank-data", metavar="DATASET", help="tokenizer with exemplar banks (--bank or warp_bank > 0): "
-                                                          "fill them from the training subjects of this `mien prepare` "
-                                                          "dataset")
+                                                          "fill them from the training clips of this `mien prepare` "
+                                                          "dataset (--val-fraction, --val-time-fraction as in "
+                                                          "training)")
     p.add_argument("--bank-method", choices=("kmeans", "fps"), default="kmeans",
-                   help="tokenizer --bank-data: how each subject's frames are chosen (default kmeans)")
+                   help="tokenizer --bank-data: how each subject's frames are chosen (default kmeans: needs "
+                        "scikit-learn, mien[train])")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="--bank-data / --bn-data: subject fraction held out, as in training (ClipDataModule; "
                         "default 0.1)")

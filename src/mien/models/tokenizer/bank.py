@@ -218,13 +218,13 @@ def build_bank(decoder, images: np.ndarray, points: np.ndarray, subjects: np.nda
 
     Args:
         images: uint8 (N, 3, S, S) crops (float [0, 1] is rounded to uint8); points: (N, K ≥ 468, 2|3) crop px;
-        subjects: int (N,).
+        subjects: int (N,). Numpy arrays or tensors on any device.
 
     Returns:
         The chosen row indices per subject (as :func:`bank_frames`).
     """
+    points = torch.as_tensor(points).detach().cpu().numpy()
     chosen = bank_frames(points, subjects, decoder.bank_size, method, seed)
-    images = np.asarray(images)
     for s, rows in chosen.items():
-        decoder.set_bank(s, images[rows], np.asarray(points)[rows])
+        decoder.set_bank(s, images[torch.as_tensor(rows)] if torch.is_tensor(images) else images[rows], points[rows])
     return chosen
