@@ -20,7 +20,8 @@ Usage:
     # issue 9: the same points-only model drawing from a per-subject exemplar bank (training frames only; the
     # variant chosen on validation frames by benchmarks/tokenizer_bank.py); adds the bank's true-landmark baselines
     python benchmarks/tokenizer_evidence.py --model tokenizer-warp-tiny --crop-size 112 --load runs/warp \
-        --overrides '{"warp_refiner_width": 0, "warp_bank": 16, "warp_bank_distance": "aligned"}' --bank-method fps \
+        --overrides '{"warp_refiner_width": 0, "warp_bank": 16, "warp_bank_k": 3, "warp_bank_temperature": 0.25,
+        "warp_bank_distance": "aligned"}' --bank-method kmeans \
         --videos ../shared/data/videos/talking ../shared/data/videos/expressive --json runs/warp_bank.json
     # second stage: the same model with its refinement on, initialised from that points-only export (the refiner
     # starts at zero: the output starts as the warp) and trained with the pixel + landmark losses
@@ -267,18 +268,11 @@ def report(task, held: list[dict], train: list[dict] | None = None, label: str =
         baselines.append(("classical warp of the reference to the true landmarks", warped.clamp(0, 1)))
         baselines.append(("subject's reference face", dec.ref_images[hi]))
         if dec.bank_size > 0:  # the bank's own baselines: its nearest entry by the TRUE landmarks, unwarped / warped
-            from mien.models.tokenizer.bank import compose, nearest
+            from mien.models.tokenizer.bank import bank_baselines
 
-            near, blend = [], []
-            with torch.inference_mode():
-                for i in range(0, len(hi), 64):
-                    p, s = lm[i:i + 64], hi[i:i + 64]
-                    idx, w = nearest(dec, p, s)
-                    near.append(dec.bank_images[s, idx[:, 0]].float() / 255.0)
-                    blend.append(compose(dec, p, s, idx, w)[0])
-            baselines.append(("nearest bank frame by the true landmarks, unwarped", torch.cat(near)))
-            baselines.append(("bank frame(s) by the true landmarks, warped to them (bank oracle)",
-                              torch.cat(blend).clamp(0, 1)))
+            near, oracle = bank_baselines(dec, lm, hi)
+            baselines.append(("nearest bank frame by the true landmarks, unwarped", near))
+            baselines.append(("bank frame(s) by the true landmarks, warped to them (bank oracle)", oracle))
     baselines.append(("subject's mean image", subj_mean))
     for name, img in baselines:
         q = image_quality(img, hf)

@@ -350,6 +350,12 @@ def test_transfer_warp_baselines_use_the_true_source_mesh(real_faces, tmp_path):
     swap = warp_baselines(TransferFrames(crops[:6], 0, crops[6:], 1), ex)
     assert all(u.tobytes() in {c.tobytes() for c in crops[6:]} for u in
                swap["target bank frame nearest the source mesh, unwarped (baseline)"])
+    big = torch.nn.functional.interpolate(x[:6].float(), scale_factor=2, mode="bilinear", antialias=True)
+    big = big.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()  # source crops at 128²: the mesh is in
+    swap2 = warp_baselines(TransferFrames(big, 0, crops[6:], 1), ex, batch=4)  # unit crop coordinates → 64² px
+    key = "classical warp of the target reference to the source mesh (baseline)"
+    assert swap2[key].shape == (6, 64, 64, 3)
+    assert np.abs(swap2[key].astype(int) - swap[key].astype(int)).mean() < 3.0
 
 
 def test_fill_banks_from_shard_batches_and_export_needs_them(real_faces, tmp_path):

@@ -69,6 +69,11 @@ def test_train_tokenizer_on_prepared_shards(tmp_path, shared_data, monkeypatch):
     train_keys = [b for batch in dm.train_dataloader() for b in batch["__key__"]]
     assert train_keys and not set(train_keys) & dm.heldout_keys
     assert sorted(k for batch in dm.val_dataloader()[1] for k in batch["__key__"]) == sorted(dm.heldout_keys)
+    # what is built from training data after training (exemplar banks, batch-norm statistics) reads the same clips
+    from mien.data.datamodule import training_loader
+
+    loader, urls = training_loader(str(tmp_path / "ds"), val_fraction=0.34, val_time_fraction=0.25, batch_size=2)
+    assert urls == dm.train_urls and sorted(k for batch in loader for k in batch["__key__"]) == sorted(train_keys)
 
 
 @pytest.mark.slow

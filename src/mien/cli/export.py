@@ -19,8 +19,11 @@ def _tokenizer(args) -> str:
 
     try:
         out = export_checkpoint(args.checkpoint, args.output, bank_data=args.bank_data, bank_method=args.bank_method,
-                                bank_val_fraction=args.bank_val_fraction, bank=args.bank, bank_k=args.bank_k,
-                                bank_temperature=args.bank_temperature, bank_distance=args.bank_distance)
+                                val_fraction=args.val_fraction, val_time_fraction=args.val_time_fraction,
+                                bank=args.bank, bank_k=args.bank_k, bank_temperature=args.bank_temperature,
+                                bank_distance=args.bank_distance)
+    except InputError:
+        raise  # names its own file (the dataset)
     except ValueError as e:
         raise InputError(args.checkpoint, str(e)) from None
     return f"{out} (config.json + model.safetensors)"
@@ -45,7 +48,9 @@ def _face3d(args) -> str:
 
     try:
         out = export_face3d_checkpoint(args.checkpoint, args.output, bn_data=args.bn_data,
-                                       bn_val_fraction=args.bn_val_fraction)
+                                       val_fraction=args.val_fraction, val_time_fraction=args.val_time_fraction)
+    except InputError:
+        raise  # names its own file (the dataset)
     except ValueError as e:
         raise InputError(args.checkpoint, str(e).split(": ", 1)[-1]) from None
     return f"{out} (config.json + model.safetensors)"
@@ -65,6 +70,8 @@ CHECKPOINT_KINDS: dict[str, Callable[[argparse.Namespace], str]] = {
 
 
 def add_parser(sub) -> None:
+    from mien.models.tokenizer.config import BANK_DISTANCES
+
     p = sub.add_parser("export", help="export a registered model to ONNX, or a training checkpoint",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="registered model name (e.g. faceapi-expression), or a checkpoint kind: "
@@ -77,23 +84,28 @@ def add_parser(sub) -> None:
     p.add_argument("--au-data", metavar="DATASET", help="reenact: a prepared dataset to fit per-AU editing "
                                                         "directions of the expression latent on")
     p.add_argument("--bn-data", metavar="DATASET", help="face3d: recompute the encoders' batch-norm statistics on "
-                                                        "the training subjects of this `mien prepare` dataset")
-    p.add_argument("--bn-val-fraction", type=float, default=0.1,
-                   help="face3d --bn-data: subject fraction held out (as in training; default 0.1)")
+                                                        "the training clips of this `mien prepare` dataset "
+                                                        "(--val-fraction, --val-time-fraction as in training)")
     p.add_argument("--bank", type=int, metavar="N", help="tokenizer (warp decoder): add an exemplar bank of N "
                                                          "training frames per subject (with --bank-data)")
-    p.add_argument("--bank-k", type=int, default=1, help="tokenizer --bank: entries blended (default 1)")
-    p.add_argument("--bank-temperature", type=float, default=1.0,
+    p.add_argument("--bank-k", type=int, help="tokenizer --bank: entries blended (default 1)")
+    p.add_argument("--bank-temperature", type=float,
                    help="tokenizer --bank: blend temperature, crop px of mesh distance (default 1)")
-    p.add_argument("--bank-distance", choices=("points", "aligned", "aligned-expression"), default="aligned",
+    p.add_argument("--bank-distance", choices=BANK_DISTANCES,
                    help="tokenizer --bank: mesh distance of the selection (default aligned)")
     p.add_argument("--bank-data", metavar="DATASET", help="tokenizer with exemplar banks (--bank or warp_bank > 0): "
-                                                          "fill them from the training subjects of this `mien prepare` "
-                                                          "dataset")
+                                                          "fill them from the training clips of this `mien prepare` "
+                                                          "dataset (--val-fraction, --val-time-fraction as in "
+                                                          "training)")
     p.add_argument("--bank-method", choices=("kmeans", "fps"), default="kmeans",
-                   help="tokenizer --bank-data: how each subject's frames are chosen (default kmeans)")
-    p.add_argument("--bank-val-fraction", type=float, default=0.1,
-                   help="tokenizer --bank-data: subject fraction held out (as in training; default 0.1)")
+                   help="tokenizer --bank-data: how each subject's frames are chosen (default kmeans: needs "
+                        "scikit-learn, mien[train])")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="--bank-data / --bn-data: subject fraction held out, as in training (ClipDataModule; "
+                        "default 0.1)")
+    p.add_argument("--val-time-fraction", type=float, default=0.0,
+                   help="--bank-data / --bn-data: fraction of each training video held out by time, as in training "
+                        "(ClipDataModule; default 0)")
     p.set_defaults(func=run)
 
 

@@ -131,3 +131,25 @@ class ClipDataModule(L.LightningDataModule):
         if not loaders:
             return self._loader(self.val_urls, False, 0)
         return loaders[0] if len(loaders) == 1 else loaders
+
+
+def training_loader(root: str, val_fraction: float = 0.1, val_time_fraction: float = 0.0, batch_size: int = 8
+                    ) -> tuple[torch.utils.data.DataLoader, list[str]]:
+    """The clips a :class:`ClipDataModule` with these splits trains on — its training subjects minus their
+    held-out time segments — in manifest order, unshuffled, in the main process: for what is built from training
+    data after training (a warp tokenizer's exemplar banks, a face3d encoder's batch-norm statistics).
+
+    Args:
+        root: dataset root; val_fraction, val_time_fraction: as given to :class:`ClipDataModule` in training;
+        batch_size: clips per batch (collated as in training).
+
+    Returns:
+        (the DataLoader, the training shard URLs it reads).
+
+    Raises:
+        ValueError: ``val_time_fraction`` outside [0, 1). InputError: ``root`` is not a prepared dataset.
+    """
+    dm = ClipDataModule(root, batch_size=batch_size, num_workers=0, val_fraction=val_fraction,
+                        val_time_fraction=val_time_fraction)
+    dm.setup("fit")
+    return dm._loader(dm.train_urls, False, dm._n_train, exclude_keys=dm.heldout_keys), list(dm.train_urls)

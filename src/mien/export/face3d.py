@@ -13,15 +13,15 @@ __all__ = ["export_face3d_checkpoint"]
 
 
 def export_face3d_checkpoint(checkpoint: str | os.PathLike, directory: str | os.PathLike,
-                             extra: dict | None = None, bn_data: str | None = None, bn_val_fraction: float = 0.1,
-                             bn_batches: int = 25) -> Path:
+                             extra: dict | None = None, bn_data: str | None = None, val_fraction: float = 0.1,
+                             val_time_fraction: float = 0.0, bn_batches: int = 25) -> Path:
     """Lightning checkpoint of a :class:`~mien.tasks.face3d.Face3DTask` → ``directory`` (config.json +
     model.safetensors). The model is rebuilt with ``pretrained=False`` (every weight comes from the checkpoint).
 
     Args:
-        bn_data: a ``mien prepare`` dataset: recompute the encoders' batch-norm statistics on the real crops of its
-            training subjects (:func:`mien.data.datamodule.subject_split` with ``bn_val_fraction``; at most
-            ``bn_batches`` clips of 8) before saving (:func:`mien.tasks.face3d.recalibrate_batchnorm`) — for
+        bn_data: a ``mien prepare`` dataset: recompute the encoders' batch-norm statistics on the real crops of the
+            clips the model trained on (:func:`mien.data.datamodule.training_loader` with ``val_fraction`` and
+            ``val_time_fraction``, as in training; at most ``bn_batches`` batches of 8 clips) before saving (:func:`mien.tasks.face3d.recalibrate_batchnorm`) — for
             checkpoints whose statistics were moved by generated images (trained before the cycle path froze them).
 
     Raises:
@@ -38,12 +38,10 @@ def export_face3d_checkpoint(checkpoint: str | os.PathLike, directory: str | os.
     task = Face3DTask.load_from_checkpoint(str(checkpoint), map_location="cpu", model_overrides=over)
     info = {"checkpoint": os.path.abspath(checkpoint), **(extra or {})}
     if bn_data is not None:
-        from mien.data.datamodule import _collate, subject_split
-        from mien.data.reader import ClipDataset
+        from mien.data.datamodule import training_loader
         from mien.tasks.face3d import recalibrate_batchnorm
 
-        train_urls, _ = subject_split(bn_data, bn_val_fraction)
-        loader = torch.utils.data.DataLoader(ClipDataset(train_urls), batch_size=8, collate_fn=_collate)
+        loader, train_urls = training_loader(bn_data, val_fraction, val_time_fraction)
 
         def images():
             for i, batch in enumerate(loader):

@@ -3,12 +3,13 @@
 Two jobs live here, both about similarities (rotation + uniform scale + translation; a similarity never
 stretches: angles and length ratios are preserved exactly):
 
-1. :func:`umeyama` / :func:`umeyama_batch` / :func:`align_to_reference`: the least-squares similarity between
-   two point sets in correspondence (Umeyama, "Least-squares estimation of transformation parameters between
-   two point patterns", IEEE TPAMI 13(4), 1991), in 2-D or 3-D. It is mien's only similarity estimator: the
-   AU model's geometry features (:mod:`mien.models.au.features`), the head frame of gaze
-   (:func:`mien.face.geometry.to_head_frame`) and prepare's window scoring
-   (:func:`mien.face.geometry.frontal_landmarks`) use it.
+1. :func:`umeyama` / :func:`umeyama_batch` / :func:`align_to_reference` (:func:`umeyama_torch` on torch tensors):
+   the least-squares similarity between two point sets in correspondence (Umeyama, "Least-squares estimation of
+   transformation parameters between two point patterns", IEEE TPAMI 13(4), 1991), in 2-D or 3-D. It is mien's
+   only similarity estimator: the AU model's geometry features (:mod:`mien.models.au.features`), the head frame of
+   gaze (:func:`mien.face.geometry.to_head_frame`), prepare's window scoring
+   (:func:`mien.face.geometry.frontal_landmarks`) and the warp tokenizer's bank distance
+   (:func:`mien.models.tokenizer.bank.mesh_distance`) use it.
 2. The crop's definition (:func:`similarity_params`): the crop frame is defined from three landmark-derived
    points — the two eye centres and the mouth centre — in the manner of the FFHQ alignment (Karras et al.
    2019): the crop's x axis runs along the eye line corrected by the eye-to-mouth direction, its size is the
@@ -82,6 +83,43 @@ def umeyama_batch(src: np.ndarray, dst: np.ndarray, scale: bool = True,
     if src.ndim != 3 or dst.ndim != 3:
         raise ValueError(f"umeyama_batch: expected (B, K, 2|3) point sets, got {src.shape} and {dst.shape}")
     return _umeyama(src, dst, scale, "umeyama_batch", weights)
+
+
+def umeyama_torch(src, dst, scale: bool = True, weights=None):
+    """:func:`umeyama_batch` on torch tensors (any device, differentiable where the SVD is), batched over any
+    leading dimensions: the same maths (weighted centroids and covariance, SVD, reflection fix, s = tr(ΣD) / σ²_src).
+
+    Degenerate sets are NOT rejected (no host synchronisation): coincident source points give s = 0 (t = the
+    destination centroid) and a rotation that is not unique. Check inputs with :func:`umeyama_batch` where that
+    matters.
+
+    Args:
+        src, dst: float (..., K, d) tensors, d = 2 or 3, broadcast against each other.
+        scale: estimate the scale; if False, ``s = 1``.
+        weights: optional non-negative (..., K) point weights (broadcast; rows not all zero); None: equal.
+
+    Returns:
+        ``(s, R, t)``: (...,) scales, (..., d, d) rotations with det +1, (..., d) translations in ``src``'s dtype,
+        with ``dst ≈ s · src @ R.T + t``.
+    """
+    import torch
+
+    src, dst = torch.broadcast_tensors(src, dst)
+    k = src.shape[-2]
+    w = src.new_full((k,), 1.0 / k) if weights is None else torch.as_tensor(weights, dtype=src.dtype,
+                                                                            device=src.device)
+    w = (w / w.sum(-1, keepdim=True))[..., None]  # (..., K, 1), rows summing to 1
+    mu_s, mu_d = (w * src).sum(-2), (w * dst).sum(-2)
+    xs, xd = src - mu_s[..., None, :], dst - mu_d[..., None, :]
+    cov = (xd * w).transpose(-1, -2) @ xs  # Σ_xy (dst × src)
+    var_s = (xs.square().sum(-1) * w[..., 0]).sum(-1)
+    U, S, Vh = torch.linalg.svd(cov)
+    sign = torch.ones_like(S)
+    sign[..., -1] = torch.where(torch.linalg.det(U @ Vh) < 0, -1.0, 1.0)  # no reflections
+    R = U @ (sign[..., None] * Vh)
+    s = (S * sign).sum(-1) / var_s.clamp_min(torch.finfo(src.dtype).tiny) if scale else torch.ones_like(var_s)
+    t = mu_d - s[..., None] * (R @ mu_s[..., None])[..., 0]
+    return s, R, t
 
 
 def align_to_reference(points: np.ndarray, reference: np.ndarray, scale: bool = True) -> np.ndarray:

@@ -89,31 +89,45 @@ def extend_to_border(points: np.ndarray, triangles: np.ndarray, width: int, heig
 class BorderRings:
     """:func:`extend_to_border` of point sets that recur, each computed once: a subject's reference points warped
     to many targets, or one source of a batch animated by several drivers. Rings are kept by the points' exact
-    values (float64), the ``size`` most recently used at most, so points that change get their own ring.
+    values (float64; a 128-bit BLAKE2 digest of them), the ``size`` most recently used at most, so points that
+    change get their own ring. Only what depends on the points is kept (the ring triangles, ~1.2 kB for the 468-point
+    mesh, not the whole ~23 kB triangle list); the border points and the face mesh are shared. Thread-safe.
 
     Args:
         triangles: int (F, 3) the face mesh; width, height: image size in pixels; per_side: border points per
             side (:func:`border_points`); size: most rings kept.
 
     Calling it with (V, ≥2) points in pixels returns ``extend_to_border(points[:, :2], triangles, width, height,
-    per_side)`` (the same arrays for the same points; do not modify them), ready for :func:`mesh_warp`'s ``ring``.
+    per_side)`` (equal arrays; the border array is shared between calls: do not modify it), ready for
+    :func:`mesh_warp`'s ``ring``.
     """
 
     def __init__(self, triangles: np.ndarray, width: int, height: int, per_side: int = 4, size: int = 64):
+        import threading
+
         self.triangles, self.width, self.height, self.per_side = triangles, int(width), int(height), per_side
         self.size = max(int(size), 1)
-        self._rings: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._mesh = np.asarray(triangles, np.int64)
+        self._border: np.ndarray | None = None
+        self._rings: dict[tuple, np.ndarray] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import hashlib
+
         pts = np.ascontiguousarray(np.asarray(points, np.float64)[:, :2])
-        key = (pts.shape, pts.tobytes())
-        ring = self._rings.pop(key, None)
-        if ring is None:
-            ring = extend_to_border(pts, self.triangles, self.width, self.height, self.per_side)
-            while len(self._rings) >= self.size:
-                self._rings.pop(next(iter(self._rings)))  # the least recently used
-        self._rings[key] = ring
-        return ring
+        key = (pts.shape, hashlib.blake2b(pts.tobytes(), digest_size=16).digest())
+        with self._lock:
+            ring = self._rings.pop(key, None)
+            if ring is None:
+                border, tri = extend_to_border(pts, self.triangles, self.width, self.height, self.per_side)
+                if self._border is None:
+                    self._border = border
+                ring = tri[:len(tri) - len(self._mesh)].copy()  # the ring triangles come first
+                while len(self._rings) >= self.size:
+                    self._rings.pop(next(iter(self._rings)))  # the least recently used
+            self._rings[key] = ring
+            return self._border, np.concatenate([ring, self._mesh])
 
 
 def piecewise_affine_maps(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, width: int,

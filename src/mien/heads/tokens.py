@@ -205,7 +205,7 @@ class TokenExtractor:
             for i in range(0, len(tokens), self.batch_size):
                 z = self._torch.from_numpy(tokens[i:i + self.batch_size]).to(self.device)
                 img = self.model.decode(z, self._ids(z.shape[0], sid))
-                out.append(_to_uint8(img))
+                out.append(to_uint8(img))
         return np.concatenate(out)
 
     def reconstruct(self, crops: np.ndarray, target_subject: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -227,7 +227,7 @@ class TokenExtractor:
             for i in range(0, len(crops), self.batch_size):
                 x = self._to_input(crops[i:i + self.batch_size])
                 z = self.model.encode(x, self._ids(x.shape[0], self.subject_id), self.condition(crops[i:i + self.batch_size]))
-                imgs.append(_to_uint8(self.model.decode(z, self._ids(x.shape[0], tgt))))
+                imgs.append(to_uint8(self.model.decode(z, self._ids(x.shape[0], tgt))))
                 toks.append(z.float().cpu().numpy())
         return np.concatenate(toks).astype(np.float32, copy=False), np.concatenate(imgs)
 
@@ -238,7 +238,7 @@ class TokenExtractor:
             f"({self.name}, subject id {self.subject_id})")}
 
 
-def _to_uint8(img) -> np.ndarray:
+def to_uint8(img) -> np.ndarray:
     """float (B, 3, S, S) in [0, 1] torch tensor → uint8 (B, S, S, 3) numpy."""
     return (img.float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
 
@@ -271,4 +271,4 @@ class TokenHead(Head):
         return file_info(ex.name, *ex.files) if len(ex.files) > 1 else {"name": ex.name, "files": {}}
 
 
-__all__ = ["TOKEN_COLUMN", "TokenExtractor", "TokenHead", "load_tokenizer"]
+__all__ = ["TOKEN_COLUMN", "TokenExtractor", "TokenHead", "load_tokenizer", "to_uint8"]

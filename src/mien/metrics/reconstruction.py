@@ -58,7 +58,9 @@ def moving_mask(frames, subject_ids, quantile: float = 0.8):
 
 def same_subject_permutation(subject_ids: np.ndarray, seed: int = 0) -> np.ndarray:
     """For each frame, the index of a random OTHER frame of the same subject (itself when the subject has one frame):
-    int64 (N,) from int (N,) subject ids — the token swap of :func:`tokenizer_swap_report`."""
+    int64 (N,) from int (N,) subject ids — the token swap of :func:`tokenizer_swap_report`. A same-subject other
+    frame per row, not a permutation: an index may repeat (a random permutation whose fixed points take their left
+    neighbour's draw)."""
     rng = np.random.default_rng(seed)
     ids = np.asarray(subject_ids)
     perm = np.arange(len(ids))

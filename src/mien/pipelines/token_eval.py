@@ -282,14 +282,22 @@ def face_measures(a: dict, b: dict, thresholds: np.ndarray) -> dict:
             "pairs": int(len(both)), "pairs_with_faces": int(both.sum())}
 
 
-def warp_baselines(frames: TransferFrames, extractor: TokenExtractor) -> dict[str, np.ndarray]:
+def warp_baselines(frames: TransferFrames, extractor: TokenExtractor, batch: int = 64) -> dict[str, np.ndarray]:
     """Identity-swap baselines of a warp-decoder tokenizer that use the source frames' TRUE meshes (no token).
 
     The source frame's MediaPipe mesh found on its crop (as the ``crop-mesh`` condition) is moved to the target by
     its motion relative to the source's reference (target reference points + source mesh − source reference
     points); rendered as the classical warp of the target's reference crop to it and, when the decoder has an
     exemplar bank (:mod:`mien.models.tokenizer.bank`), as the target's nearest bank entry unwarped and as the
-    bank entries warped to it (the bank decoder's oracle). Frames without a face keep the target's reference mesh.
+    bank entries warped to it (the bank decoder's oracle, :func:`~mien.models.tokenizer.bank.bank_baselines`).
+    Frames without a face keep the target's reference mesh.
+
+    Args:
+        frames: the source crops (uint8 (N, S', S', 3), any size S': the mesh is found on them in unit crop
+            coordinates and scaled to the decoder's crop size S) and subject ids (source and target, both with
+            references in the decoder).
+        extractor: the tokenizer (its ``model``).
+        batch: frames warped at a time.
 
     Returns:
         {row name: uint8 (N, S, S, 3)}; {} for a tokenizer without the warp decoder.
@@ -299,12 +307,13 @@ def warp_baselines(frames: TransferFrames, extractor: TokenExtractor) -> dict[st
         return {}
     import torch
 
-    from mien.models.tokenizer.bank import compose, nearest
+    from mien.heads.tokens import to_uint8
+    from mien.models.tokenizer.bank import bank_baselines
     from mien.models.tokenizer.condition import canonical_crop_mesh, global_condition
 
     dec = model.reconstruction
     g, ok = global_condition(frames.source, "crop-mesh")
-    mesh = (g.reshape(len(g), -1, 2) / 10.0 + canonical_crop_mesh()) * frames.source.shape[1]
+    mesh = (g.reshape(len(g), -1, 2) / 10.0 + canonical_crop_mesh()) * dec.size
     dev = dec.ref_points.device
     tgt = dec.ref_points[frames.target_subject]
     want = tgt + torch.from_numpy(mesh.astype(np.float32)).to(dev) - dec.ref_points[frames.source_subject]
@@ -312,13 +321,13 @@ def warp_baselines(frames: TransferFrames, extractor: TokenExtractor) -> dict[st
     ids = torch.full((len(want),), frames.target_subject, dtype=torch.long, device=dev)
     with torch.inference_mode():
         out = {"classical warp of the target reference to the source mesh (baseline)":
-               dec.warp(dec.ref_images[ids], dec.ref_points[ids], want)[0]}
-        if dec.bank_size > 0:
-            idx, w = nearest(dec, want, ids)
-            out["target bank frame nearest the source mesh, unwarped (baseline)"] = \
-                dec.bank_images[ids, idx[:, 0]].float() / 255.0
-            out["target bank frames warped to the source mesh (bank oracle)"] = compose(dec, want, ids, idx, w)[0]
-    return {k: v.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy() for k, v in out.items()}
+               torch.cat([dec.warp(dec.ref_images[ids[i:i + batch]], dec.ref_points[ids[i:i + batch]],
+                                   want[i:i + batch])[0] for i in range(0, len(ids), batch)])}
+    if dec.bank_size > 0:
+        near, oracle = bank_baselines(dec, want, ids, batch)
+        out["target bank frame nearest the source mesh, unwarped (baseline)"] = near
+        out["target bank frames warped to the source mesh (bank oracle)"] = oracle
+    return {k: to_uint8(v) for k, v in out.items()}
 
 
 def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures: FaceMeasures | None = None,
@@ -338,6 +347,7 @@ def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures:
         ValueError: fewer than 2 source frames or no target frame.
     """
     from mien.metrics.identity import identity_similarity
+    from mien.metrics.reconstruction import same_subject_permutation
 
     if len(frames.source) < 2 or len(frames.target) == 0:
         raise ValueError(f"transfer_report needs >= 2 source frames and >= 1 target frame, got "
@@ -348,10 +358,7 @@ def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures:
     extractor.subject_id = extractor.check_subject(frames.source_subject)
     try:
         tokens, recon = extractor.reconstruct(src)
-        rng = np.random.default_rng(seed)
-        perm = rng.permutation(len(src))
-        same = perm == np.arange(len(src))
-        perm[same] = np.roll(perm, 1)[same]
+        perm = same_subject_permutation(np.zeros(len(src), np.int64), seed)
         tswap = extractor.decode(tokens[perm], frames.source_subject)
         iswap = extractor.decode(tokens, frames.target_subject)
     finally:

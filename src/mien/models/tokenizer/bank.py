@@ -16,8 +16,8 @@ Mesh distances (``warp_bank_distance``), all RMS over the 468 points in crop px:
 
 Bank building (:func:`bank_frames`) picks the M entries of each subject among the frames it is given (the training
 split) on pose-normalised meshes (each aligned to the subject's mean mesh, :func:`mien.face.align.align_to_reference`):
-``"fps"`` — farthest-point sampling from the medoid (covers the extremes: the widest mouth, the closed eyes);
-``"kmeans"`` — scikit-learn k-means (``mien[react]``), the member nearest each centre (typical frames).
+``"fps"`` — farthest-point sampling from the frame nearest the mean mesh (covers the extremes: the widest mouth, the closed eyes);
+``"kmeans"`` — scikit-learn k-means (``mien[train]``), the member nearest each centre (typical frames).
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["BANK_DISTANCES", "EXPRESSION_WEIGHT", "bank_frames", "blend_weights", "build_bank", "compose",
+from mien.models.tokenizer.config import BANK_DISTANCES
+
+__all__ = ["EXPRESSION_WEIGHT", "bank_baselines", "bank_frames", "blend_weights", "build_bank", "compose",
            "mesh_distance", "nearest"]
 
-BANK_DISTANCES = ("points", "aligned", "aligned-expression")
 EXPRESSION_WEIGHT = 5.0
 """Weight of the lips, eyes and brows points in the ``"aligned-expression"`` distance (the others: 1)."""
 
@@ -50,7 +51,7 @@ def mesh_distance(query: torch.Tensor, entries: torch.Tensor, distance: str = "a
     Args:
         query: float (N, 468, 2) wanted mesh points, crop px.
         entries: float (N, M, 468, 2) the candidate entries' points (each query's own subject's bank).
-        distance: one of :data:`BANK_DISTANCES`.
+        distance: one of :data:`mien.models.tokenizer.config.BANK_DISTANCES`.
 
     Returns:
         float (N, M).
@@ -62,12 +63,11 @@ def mesh_distance(query: torch.Tensor, entries: torch.Tensor, distance: str = "a
         raise ValueError(f"bank distance must be one of {BANK_DISTANCES}, got {distance!r}")
     q = query.double()[:, None]  # (N, 1, K, 2)
     e = entries.double()
-    if distance != "points":  # 2-D Procrustes in complex numbers: e − ē ≈ a · (q − q̄), a = scale · e^{iθ}
-        qc, ec = torch.view_as_complex(q.contiguous()), torch.view_as_complex(e.contiguous())
-        qm, em = qc.mean(-1, keepdim=True), ec.mean(-1, keepdim=True)
-        x, y = qc - qm, ec - em
-        a = (x.conj() * y).sum(-1, keepdim=True) / (x.abs() ** 2).sum(-1, keepdim=True).clamp_min(1e-12)
-        q = torch.view_as_real(a * x + em)
+    if distance != "points":  # the least-squares similarity of each query onto each entry (Umeyama)
+        from mien.face.align import umeyama_torch
+
+        s, r, t = umeyama_torch(q, e)
+        q = s[..., None, None] * (q @ r.transpose(-1, -2)) + t[..., None, :]
     sq = ((q - e) ** 2).sum(-1)  # (N, M, K)
     w = _point_weights(distance, sq.device)
     return (sq.mean(-1) if w is None else (sq * w.double()).mean(-1)).sqrt().float()
@@ -75,7 +75,8 @@ def mesh_distance(query: torch.Tensor, entries: torch.Tensor, distance: str = "a
 
 def blend_weights(dist: torch.Tensor, valid: torch.Tensor, k: int, temperature: float
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k entries and their softmax weights exp(−d/τ) / Σ (invalid entries never chosen).
+    """Top-k entries and their softmax weights exp(−d/τ) / Σ (invalid entries and non-finite distances never
+    chosen, unless a row has nothing else).
 
     Args:
         dist: float (N, M) distances (crop px); valid: bool (N, M), ≥ 1 True per row.
@@ -84,7 +85,7 @@ def blend_weights(dist: torch.Tensor, valid: torch.Tensor, k: int, temperature: 
     Returns:
         (long (N, k) entry indices, nearest first; float (N, k) weights, rows summing to 1; exactly [1] for k = 1).
     """
-    d = dist.masked_fill(~valid, float("inf"))
+    d = dist.masked_fill(~valid | ~torch.isfinite(dist), float("inf"))
     k = min(int(k), d.shape[1])
     top, idx = torch.topk(d, k, dim=1, largest=False)
     if k == 1:
@@ -105,6 +106,13 @@ def compose(dec, points: torch.Tensor, ids: torch.Tensor, idx: torch.Tensor, wei
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Σ_j weights[:, j] · (bank entry idx[:, j] warped to ``points``) (the mesh warp, no gradient).
 
+    Args:
+        dec: a :class:`~mien.models.tokenizer.warp.WarpDecoder` with filled banks (``bank_size`` > 0).
+        points: float (N, 468, 2) wanted mesh points, crop px.
+        ids: long (N,) subject ids (banks set).
+        idx, weights: long (N, k) entry indices (nearest first) and float (N, k) weights summing to 1 per row
+            (:func:`nearest`).
+
     Returns:
         (blend float (N, 3, S, S) [0, 1], the nearest entry's crop (N, 3, S, S) and its flow (N, 2, S, S)).
     """
@@ -120,18 +128,43 @@ def compose(dec, points: torch.Tensor, ids: torch.Tensor, idx: torch.Tensor, wei
     return out, img0, flow0
 
 
+def bank_baselines(dec, points: torch.Tensor, ids: torch.Tensor, batch: int = 64
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bank's baselines at known meshes (e.g. a frame's true landmarks, no token): the nearest entry by
+    :func:`nearest`, unwarped, and the decoder's k entries warped to the mesh and blended (:func:`compose`: the
+    bank oracle), in batches of ``batch``, no gradient.
+
+    Args:
+        dec: a :class:`~mien.models.tokenizer.warp.WarpDecoder` with filled banks; points: float (N, 468, 2) crop
+            px; ids: long (N,) subject ids.
+
+    Returns:
+        (nearest float (N, 3, S, S) [0, 1], oracle float (N, 3, S, S) clamped to [0, 1]).
+    """
+    near, blend = [], []
+    with torch.inference_mode():
+        for i in range(0, len(ids), batch):
+            p, s = points[i:i + batch], ids[i:i + batch]
+            idx, w = nearest(dec, p, s)
+            near.append(dec.bank_images[s, idx[:, 0]].float() / 255.0)
+            blend.append(compose(dec, p, s, idx, w)[0])
+    return torch.cat(near), torch.cat(blend).clamp(0, 1)
+
+
 def bank_frames(points: np.ndarray, subjects: np.ndarray, m: int, method: str = "fps", seed: int = 0
                 ) -> dict[int, np.ndarray]:
     """The M bank entries of each subject among the given frames (row indices), on pose-normalised meshes.
 
     Args:
-        points: float (N, K ≥ 468, 2|3) landmarks, crop px; subjects: int (N,) subject ids.
+        points: float (N, K ≥ 468, 2|3) landmarks, crop px; subjects: int (N,) subject ids. Frames whose points
+            are not finite are never chosen (counted in one warning).
         m: entries per subject (all of a subject's frames when it has ≤ m).
-        method: "fps" (farthest-point sampling from the medoid) or "kmeans" (scikit-learn KMeans, ``seed``; the
-            frame nearest each centre).
+        method: "fps" (farthest-point sampling, starting from the frame nearest the subject's mean pose-normalised
+            mesh) or "kmeans" (scikit-learn KMeans, ``seed``; the frame nearest each centre).
 
     Returns:
-        {subject id: int64 (≤ m,) indices into ``points`` (distinct, in selection order)}.
+        {subject id: int64 (≤ m,) indices into ``points`` (distinct, in selection order)}; subjects without a
+        finite frame are left out.
 
     Raises:
         ValueError: unknown method, m < 1 or mismatched lengths.
@@ -146,9 +179,15 @@ def bank_frames(points: np.ndarray, subjects: np.ndarray, m: int, method: str = 
     subjects = np.asarray(subjects).reshape(-1)
     if len(pts) != len(subjects):
         raise ValueError(f"points and subjects differ in length: {len(pts)}, {len(subjects)}")
+    finite = np.isfinite(pts).all((1, 2))
+    if not finite.all():
+        import warnings
+
+        warnings.warn(f"{int((~finite).sum())} frame(s) with non-finite landmarks left out of the exemplar banks",
+                      stacklevel=2)
     out = {}
-    for s in np.unique(subjects):
-        rows = np.flatnonzero(subjects == s)
+    for s in np.unique(subjects[finite]):
+        rows = np.flatnonzero((subjects == s) & finite)
         x = align_to_reference(pts[rows], pts[rows].mean(0)).reshape(len(rows), -1)
         if len(rows) <= m:
             out[int(s)] = rows.astype(np.int64)
@@ -179,13 +218,13 @@ def build_bank(decoder, images: np.ndarray, points: np.ndarray, subjects: np.nda
 
     Args:
         images: uint8 (N, 3, S, S) crops (float [0, 1] is rounded to uint8); points: (N, K ≥ 468, 2|3) crop px;
-        subjects: int (N,).
+        subjects: int (N,). Numpy arrays or tensors on any device.
 
     Returns:
         The chosen row indices per subject (as :func:`bank_frames`).
     """
+    points = torch.as_tensor(points).detach().cpu().numpy()
     chosen = bank_frames(points, subjects, decoder.bank_size, method, seed)
-    images = np.asarray(images)
     for s, rows in chosen.items():
-        decoder.set_bank(s, images[rows], np.asarray(points)[rows])
+        decoder.set_bank(s, images[torch.as_tensor(rows)] if torch.is_tensor(images) else images[rows], points[rows])
     return chosen

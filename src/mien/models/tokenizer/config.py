@@ -62,6 +62,9 @@ class _JsonConfig:
 
 
 GLOBAL_CONDITIONS = ("none", "au-features", "au-probabilities", "crop-mesh")
+BANK_DISTANCES = ("points", "aligned", "aligned-expression")
+"""Mesh distances of the warp decoder's exemplar bank (``warp_bank_distance``;
+:func:`mien.models.tokenizer.bank.mesh_distance`)."""
 """Values of :attr:`TokenizerConfig.global_condition`."""
 
 
@@ -192,9 +195,9 @@ class TokenizerConfig(_JsonConfig):
         if self.decoder == "warp" and self.max_subjects <= 0:
             raise ValueError("decoder='warp' draws each subject's reference face: it needs max_subjects > 0")
         if self.warp_bank < 0 or self.warp_bank_k < 1 or self.warp_bank_temperature <= 0 or \
-                self.warp_bank_distance not in ("points", "aligned", "aligned-expression"):
+                self.warp_bank_distance not in BANK_DISTANCES:
             raise ValueError("warp_bank must be >= 0, warp_bank_k >= 1, warp_bank_temperature > 0 and "
-                             "warp_bank_distance 'points', 'aligned' or 'aligned-expression'")
+                             f"warp_bank_distance one of {BANK_DISTANCES}")
         if self.warp_bank > 0 and self.decoder != "warp":
             raise ValueError("warp_bank needs decoder='warp'")
         if self.global_condition not in GLOBAL_CONDITIONS:

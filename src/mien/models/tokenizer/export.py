@@ -43,8 +43,14 @@ def with_bank(model: ExpressionTokenizer, bank: int, k: int = 1, temperature: fl
     every other weight copied and the banks empty (fill them: :func:`mien.models.tokenizer.bank.build_bank`). A bank
     changes only the drawing, so it is added after training (``mien export tokenizer --bank N --bank-data DATASET``).
 
+    With a refinement U-Net (``warp_refiner_width`` > 0) the refiner, trained on the warp of the reference crop,
+    is given the bank's drawing instead: with k > 1 the blend of the warped entries, with the NEAREST entry's crop
+    and flow as its source image and flow. This is untested for refiner models (the benchmark that chose the bank,
+    ``benchmarks/tokenizer_bank.py``, used ``warp_refiner_width`` 0).
+
     Raises:
         ValueError: not a warp decoder, or an invalid bank setting (:class:`TokenizerConfig`).
+        RuntimeError: the banked model's weights do not match the trained model's (a bug, not an input error).
     """
     import dataclasses
 
@@ -55,7 +61,9 @@ def with_bank(model: ExpressionTokenizer, bank: int, k: int = 1, temperature: fl
     new = ExpressionTokenizer(cfg).to(next(model.parameters()).device)
     old = {n: t for n, t in model.state_dict().items() if not n.startswith("reconstruction.bank_")}
     missing, unexpected = new.load_state_dict(old, strict=False)
-    assert not unexpected and all(n.startswith("reconstruction.bank_") for n in missing), (missing, unexpected)
+    if unexpected or not all(n.startswith("reconstruction.bank_") for n in missing):
+        raise RuntimeError(f"with_bank: the banked model does not hold the trained weights (missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]})")
     return new.train(model.training)
 
 

@@ -43,6 +43,8 @@ DISPLACEMENT_UNIT = 0.01
 """The displacement MLP's output unit, as a fraction of the crop side (1 = 1 % of the side). Expression moves
 points by ~1 % of the side; in this unit an AdamW step of size lr changes a displacement by ~lr %, not by ~lr
 crop sides (which threw the points off the face within a few steps at lr 1e-3)."""
+RING_CACHE = 16384
+"""Most mesh-warp border rings a :class:`WarpDecoder` keeps (one per reference / bank entry; ~1.5 KiB each → ≤ 25 MiB)."""
 
 
 def reference_frames(images: np.ndarray, points: np.ndarray, subjects: np.ndarray, kind: str = "medoid"
@@ -174,25 +176,28 @@ class WarpDecoder(nn.Module):
 
         Args:
             subject_id: in [0, max_subjects).
-            images: uint8 (m, 3, S, S) RGB crops (float [0, 1] is rounded to uint8).
-            points: float (m, K ≥ 468, 2|3) their mesh points, crop px.
+            images: uint8 (m, 3, S, S) RGB crops (float [0, 1] is rounded to uint8); numpy or a tensor on any device.
+            points: float (m, K ≥ 468, 2|3) their mesh points, crop px (finite).
 
         Raises:
-            ValueError: no bank (``bank`` 0), id out of range, m outside [1, bank] or wrong shapes.
+            ValueError: no bank (``bank`` 0), id out of range, m outside [1, bank], wrong shapes or non-finite
+                points.
         """
         if self.bank_size <= 0:
             raise ValueError("this warp decoder has no exemplar bank (TokenizerConfig.warp_bank = 0)")
         if not 0 <= int(subject_id) < self.max_subjects:
             raise ValueError(f"subject id must lie in [0, {self.max_subjects}), got {subject_id}")
-        img = torch.as_tensor(np.asarray(images))
+        img = torch.as_tensor(images).detach().cpu()
         if img.dtype != torch.uint8:
             img = (img.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
-        pts = torch.as_tensor(np.asarray(points, np.float32))[:, :MESH_POINTS, :2]
+        pts = torch.as_tensor(points).detach().cpu().float()[:, :MESH_POINTS, :2]
         m = img.shape[0]
         if not 1 <= m <= self.bank_size or img.shape[1:] != (3, self.size, self.size) \
                 or pts.shape != (m, MESH_POINTS, 2):
             raise ValueError(f"expected 1..{self.bank_size} bank crops (m, 3, {self.size}, {self.size}) and points "
                              f"(m, ≥{MESH_POINTS}, 2), got {tuple(img.shape)} and {tuple(pts.shape)}")
+        if not bool(torch.isfinite(pts).all()):
+            raise ValueError(f"bank points of subject {subject_id} are not all finite (NaN/inf landmarks)")
         s = int(subject_id)
         self.bank_images[s, :m] = img.to(self.bank_images.device)
         self.bank_points[s, :m] = pts.to(self.bank_points.device)
@@ -247,13 +252,16 @@ class WarpDecoder(nn.Module):
 
     def _ring(self, points: np.ndarray, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
         """The border ring of ``mesh_warp`` for (468, 2) float64 points in an (H, W, C) image, computed once per
-        reference (:class:`mien.face.warp.BorderRings`, kept by the points' values: new references get new rings)."""
+        reference or bank entry (:class:`mien.face.warp.BorderRings`, kept by the points' values: new references get
+        new rings); room for every source twice over (at most :data:`RING_CACHE` rings, ~1.5 KiB each), resized when
+        the image size or the bank size changes."""
         from mien.face.warp import BorderRings
         from mien.models.face3d.mien_face import canonical_triangles
 
+        size = min(2 * self.max_subjects * max(self.bank_size, 1), RING_CACHE)
         rings = getattr(self, "_rings", None)
-        if rings is None or (rings.height, rings.width) != tuple(shape[:2]):
-            rings = self._rings = BorderRings(canonical_triangles(), shape[1], shape[0], size=2 * self.max_subjects * max(self.bank_size, 1))
+        if rings is None or (rings.height, rings.width, rings.size) != (*shape[:2], size):
+            rings = self._rings = BorderRings(canonical_triangles(), shape[1], shape[0], size=size)
         return rings(points)
 
     def draw(self, points: torch.Tensor, subject_ids) -> torch.Tensor:

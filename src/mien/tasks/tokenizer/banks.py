@@ -16,27 +16,37 @@ import torch
 __all__ = ["fill_banks"]
 
 
-def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512, seed: int = 0) -> dict[int, int]:
+def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512, seed: int = 0,
+               source: str = "batches") -> dict[int, int]:
     """Fill the exemplar bank of every subject seen in ``batches`` (training data only).
 
     Frames are pooled per subject by reservoir sampling (at most ``pool`` frames each, uniform over everything
-    seen), then :func:`~mien.models.tokenizer.bank.build_bank` picks the decoder's M entries among them.
+    seen; each kept frame is copied, so no batch stays alive), then :func:`~mien.models.tokenizer.bank.build_bank`
+    picks the decoder's M entries among them. Frames whose landmarks are not finite are skipped, counted and warned
+    about once.
 
     Args:
         task: a :class:`~mien.tasks.tokenizer.TokenizerTask` whose model has the warp decoder with ``warp_bank`` > 0.
         batches: training batches in any form :meth:`TokenizerTask.training_step` takes that carries
             ``landmarks`` (mien shards: ``video`` uint8 (B, T, 3, S, S), ``meta[i]["subject_id"]``, ``landmarks``
-            (B, T, K ≥ 468, 2|3) crop px); crops are resized to the model's crop size as in training.
-        method: ``"kmeans"`` (scikit-learn, ``mien[react]``) or ``"fps"`` (:func:`~mien.models.tokenizer.bank.bank_frames`).
+            (B, T, K ≥ 468, 2|3) crop px); crops are resized to the model's crop size as in training. Subject ids
+            are per clip: (B,), or (B, T) constant along T (a clip has one subject).
+        method: ``"kmeans"`` (scikit-learn, ``mien[train]``) or ``"fps"`` (:func:`~mien.models.tokenizer.bank.bank_frames`).
         pool: frames kept per subject before choosing.
         seed: reservoir and k-means seed.
+        source: what ``batches`` come from (a dataset path), named in the errors.
 
     Returns:
-        {subject id: frames seen}.
+        {subject id: frames seen (with finite landmarks)}.
 
     Raises:
-        ValueError: the model has no exemplar bank, a batch has no landmarks or subject ids, or no frame was given.
+        ValueError: the model has no exemplar bank.
+        mien.errors.InputError: (``source``) a batch has no landmarks or subject ids, subject ids vary within a clip
+            or lie outside [0, max_subjects), or no frame was given.
     """
+    import warnings
+
+    from mien.errors import InputError
     from mien.models.tokenizer.bank import build_bank
 
     dec = getattr(task.model, "reconstruction", None)
@@ -45,25 +55,41 @@ def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512,
     rng = np.random.default_rng(seed)
     kept: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
     seen: dict[int, int] = {}
+    skipped = 0
     size = task.model.config.crop_size
     for batch in batches:
         frames, ids = task._unpack(batch, size)
         landmarks = task._landmarks(batch, frames)
         if landmarks is None or ids is None:
-            raise ValueError("exemplar banks need batches with landmarks and subject ids (mien shards)")
+            raise InputError(source, "exemplar banks need batches with landmarks and subject ids (mien shards)")
+        ids = torch.as_tensor(ids).long().cpu()
+        if ids.ndim == 2:  # (B, T): one subject per clip
+            if not bool((ids == ids[:, :1]).all()):
+                raise InputError(source, "subject ids vary within a clip (expected one subject id per clip)")
+            ids = ids[:, 0]
+        ids = ids.reshape(-1)
+        bad = ids[(ids < 0) | (ids >= dec.max_subjects)]
+        if bad.numel():
+            raise InputError(source, f"subject id {int(bad[0])} outside the tokenizer's [0, {dec.max_subjects}) "
+                                     "(not the dataset it was trained on?)")
         crops = (frames.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         points = landmarks.cpu().numpy()
-        for b, sid in enumerate(torch.as_tensor(ids).reshape(-1).tolist()):
-            for t in range(crops.shape[1]):
+        finite = np.isfinite(points[..., :2]).all((-1, -2))  # (B, T)
+        skipped += int((~finite).sum())
+        for b, sid in enumerate(ids.tolist()):
+            for t in np.flatnonzero(finite[b]).tolist():
                 n = seen.get(sid, 0)
                 seen[sid] = n + 1
                 slot = kept.setdefault(sid, [])
                 if len(slot) < pool:
-                    slot.append((crops[b, t], points[b, t]))
+                    slot.append((crops[b, t].copy(), points[b, t].copy()))
                 elif (j := int(rng.integers(n + 1))) < pool:
-                    slot[j] = (crops[b, t], points[b, t])
+                    slot[j] = (crops[b, t].copy(), points[b, t].copy())
+    if skipped:
+        warnings.warn(f"{source}: {skipped} frame(s) with non-finite landmarks left out of the exemplar banks",
+                      stacklevel=2)
     if not kept:
-        raise ValueError("no frames to fill the exemplar banks from")
+        raise InputError(source, "no frames to fill the exemplar banks from")
     subjects = np.concatenate([[s] * len(v) for s, v in kept.items()])
     images = np.stack([c for v in kept.values() for c, _ in v])
     points = np.stack([p for v in kept.values() for _, p in v])

@@ -427,15 +427,16 @@ class TokenizerTask(ScheduledTask):
 
         Raises:
             ValueError: a warp decoder with exemplar banks (``warp_bank`` > 0) whose subjects with a reference have
-                no bank yet (fill them first: :func:`mien.tasks.tokenizer.banks.fill_banks`, ``--bank-data``).
+                no bank yet, or with no bank at all (fill them first: :func:`mien.tasks.tokenizer.banks.fill_banks`, ``--bank-data``).
         """
         from mien.models.tokenizer.export import save_pretrained
 
         dec = getattr(self.model, "reconstruction", None)
         if getattr(dec, "bank_size", 0) > 0:
             missing = (dec.ref_set.bool() & (dec.bank_count == 0)).nonzero().flatten().tolist()
-            if missing:
-                raise ValueError(f"the warp decoder's exemplar banks are empty for subject id(s) {missing}: export "
+            if missing or not bool((dec.bank_count > 0).any()):
+                which = f"for subject id(s) {missing}" if missing else "for every subject"
+                raise ValueError(f"the warp decoder's exemplar banks are empty {which}: export "
                                  "with --bank-data DATASET (the training shards)")
 
         return save_pretrained(self.model, directory)
