@@ -191,6 +191,26 @@ def test_ctrl_c_stops_cleanly(shared_data, tmp_path):
     assert _group_gone(proc.pid)  # no stray worker processes
 
 
+def test_stopped_batch_manifest_says_what_finished(inputs, tmp_path):
+    """A batch stopped from its callback (the app's Stop) leaves a manifest in which the inputs finished before the
+    stop are "ok" and the rest "pending" (what a rerun of the folder would do), not everything "pending"."""
+
+    class Stop(Exception):
+        pass
+
+    def on_frame(frame, step):
+        if step.index == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        analyze_files(inputs[:3], tmp_path, AnalyzeOptions(end=0.3), overlay=False, plot=False, on_frame=on_frame)
+    status = {e["video"]: e["status"] for e in json.loads((tmp_path / "_manifest.json").read_text())["inputs"]}
+    keys = [Path(i).stem for i in inputs[:3]]
+    assert status == {keys[0]: "ok", keys[1]: "ok", keys[2]: "pending"}
+    assert sorted(p.parent.name.removeprefix("video=") for p in tmp_path.glob("video=*/part-0.parquet")) == \
+        sorted(keys[:2])
+
+
 def test_options_of_a_dataset_are_kept(inputs, tmp_path):
     analyze_files(inputs[:1], tmp_path, AnalyzeOptions(end=0.5), overlay=False, plot=False)
     with pytest.raises(ValueError, match="other options"):

@@ -240,6 +240,9 @@ def analyze_files(inputs: list[str], out_dir: str | os.PathLike, options: Analyz
     try:
         run_tasks(_analyze_task, tasks, on_result, workers=min(report.workers, max(len(todo), 1)),
                   executor=executor, ray_address=ray_address)
+    except BaseException:  # stopped or interrupted: the inputs finished so far are "ok"/"failed", the rest "pending"
+        _write_manifest(out_dir, manifest, settings, models, formats, report)
+        raise
     finally:
         if bar is not None:
             bar.close()
