@@ -287,6 +287,15 @@ def test_evaluate_reenact_cli(shared_data, tmp_path, capsys, monkeypatch):
     assert warp["cross_akd_target"] < copy["cross_akd_target"]
     assert "| warp |" in (out / "report.md").read_text() and (out / "metrics.csv").exists()
     assert "AKD-target" in (out / "report.md").read_text()
+    rc = cli(["evaluate", "reenact", str(shared_data / DRIVER), str(shared_data / "videos/talking/Input__00010.mp4"),
+              "--model", "copy", "--frames", "2", "--reference", "best", "-o", str(tmp_path / "best")])
+    assert rc == 0, capsys.readouterr().err
+    best = json.loads((tmp_path / "best" / "report.json").read_text())
+    assert best["options"]["reference"] == "best" and "cross reference: best" in (tmp_path / "best" / "report.md").read_text()
+    # the warp moves the source from another reference frame: the copy's target distance is the driver's motion
+    # since that frame, and the self pairs (always referenced to the source) are unchanged
+    assert best["models"]["warp"]["self_akd"] == pytest.approx(warp["self_akd"])
+    assert np.isfinite(best["models"]["warp"]["cross_akd_target"])
 
 
 def test_transfer_targets():
@@ -348,3 +357,43 @@ def test_reenact_video_on_frame_progress_stop_and_cancel(shared_data, tmp_path):
     reenact_video(shared_data / SOURCE, None, tmp_path / "edit.png", ReenactOptions(edit="AU12=0.5"),
                   on_frame=lambda fr, r: calls.append(fr.index))
     assert calls == [0]
+
+
+def test_shape_distance_ignores_pose_and_size():
+    from mien.face.warp import shape_distance
+
+    rng = np.random.default_rng(1)
+    src = rng.uniform(0, 100, (468, 2))
+    a = np.deg2rad(20)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    moved = 1.7 * src @ rot.T + [30.0, -12.0]  # the same face, elsewhere, turned and larger
+    mouth = src.copy()
+    mouth[[14, 17, 84, 181, 314, 405], 1] += 8.0  # the same face with the lower lip down
+    d = shape_distance(src, np.stack([moved, mouth, np.full_like(src, np.nan)]))
+    assert d[0] == pytest.approx(0.0, abs=1e-9) and d[1] > 0.1 and np.isnan(d[2])
+
+
+def test_best_reference_is_the_driving_frame_most_like_the_source(shared_data, source_crop):
+    """``--reference best`` (FOMM's find_best_frame): the pre-pass picks the driving crop with the least shape
+    distance to the source, and the reenactment uses it as the reference of relative motion."""
+    import mien
+    from mien.face.warp import shape_distance
+    from mien.pipelines.reenact import FaceCropper
+    from mien.pipelines.reenact_video import best_reference
+
+    best = best_reference(shared_data / DRIVER, source_crop, 256, end=0.5)
+    from mien.io.video import open_source
+
+    drv = open_source(shared_data / DRIVER, None, 0.5)
+    fc = FaceCropper(drv.info.width, drv.info.height, 256, static=False)
+    try:
+        crops = [c for c in (fc(f.image, f.index) for f in drv) if c is not None]
+    finally:
+        fc.close()
+    d = shape_distance(source_crop.landmarks[:468], np.stack([c.landmarks[:468] for c in crops]))
+    assert best is not None and np.array_equal(best.landmarks, crops[int(np.argmin(d))].landmarks)
+    assert len(crops) > 5 and d.max() > d.min()  # a choice was made
+    run = mien.reenact(shared_data / SOURCE, shared_data / DRIVER, paste_back=False, end=0.2, reference="best")
+    assert run.reference is not None and len(list(run)) == run.report.frames == 7
+    with pytest.raises(ValueError, match="reference"):
+        mien.reenact(shared_data / SOURCE, shared_data / DRIVER, reference="middle")

@@ -225,5 +225,30 @@ def relative_targets(source: np.ndarray, driver: np.ndarray, reference: np.ndarr
     return src + (np.asarray(driver, np.float64)[:, :2] - ref) * np.sqrt(area / max(hull_area(ref), 1e-6))
 
 
+def shape_distance(source: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """How far each candidate face is from the source face in shape and expression alone: the RMS point distance
+    after mapping the candidate onto the source by its least-squares similarity (position, rotation and size
+    removed; :func:`mien.face.align.align_to_reference`), in the source's px. FOMM's choice of the driving frame
+    "most aligned with the source" (Siarohin et al., NeurIPS 2019, ``--find_best_frame``) with mien's one
+    similarity estimator.
+
+    Args:
+        source: (K, ≥2) points px; candidates: (N, K, ≥2) the same K points of N faces.
+
+    Returns:
+        float64 (N,) px; NaN for a candidate with non-finite points.
+    """
+    from mien.face.align import align_to_reference
+
+    src = np.asarray(source, np.float64)[:, :2]
+    cand = np.asarray(candidates, np.float64)[..., :2]
+    out = np.full(len(cand), np.nan)
+    ok = np.isfinite(cand).all((1, 2))
+    if ok.any():
+        aligned = align_to_reference(cand[ok], src)
+        out[ok] = np.sqrt(((aligned - src) ** 2).sum(-1).mean(-1))
+    return out
+
+
 __all__ = ["BorderRings", "border_points", "extend_to_border", "hull_area", "mesh_boundary", "mesh_warp", "piecewise_affine_maps",
-           "piecewise_affine_warp", "relative_targets"]
+           "piecewise_affine_warp", "relative_targets", "shape_distance"]

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from mien.errors import InputError
+from mien.face.warp import shape_distance
 from mien.metrics import reenact as M
 from mien.pipelines.reenact import BASELINES, FaceCrop, FaceCropper, load_reenactor
 
@@ -57,6 +58,10 @@ class ReenactEvalOptions:
         cross_pairs: "next" (video i's source driven by video i+1, cyclic: N pairs) or "all" (every ordered
             pair of different videos: N·(N−1) pairs).
         absolute: absolute instead of relative motion.
+        reference: the driver's reference frame of relative cross-reenactment: "first" (the driver video's first
+            face frame) or "best" (of the driver's sampled frames, the one nearest the source in shape and
+            expression, :func:`mien.face.warp.shape_distance`, as ``mien reenact --reference best``).
+            Self-reenactment always uses the source frame.
         size: crop side in px when only baselines run (a trained model sets its own).
         lpips_net: LPIPS backbone: "alex", "vgg" or "squeeze".
         device: torch device of a trained model.
@@ -67,6 +72,7 @@ class ReenactEvalOptions:
     segment: float = 0.5
     cross_pairs: str = field(default="next", metadata={"choices": ("next", "all")})
     absolute: bool = False
+    reference: str = field(default="first", metadata={"choices": ("first", "best")})
     size: int = field(default=256, metadata={"metavar": "PX"})
     lpips_net: str = field(default="alex", metadata={"choices": ("alex", "vgg", "squeeze")})
     device: str = "cpu"
@@ -76,6 +82,8 @@ class ReenactEvalOptions:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
         if not 0.0 <= self.segment < 1.0:
             raise ValueError(f"segment must be in [0, 1), got {self.segment}")
+        if self.reference not in ("first", "best"):
+            raise ValueError(f"reference must be 'first' or 'best', got {self.reference!r}")
 
 
 @dataclass
@@ -258,7 +266,12 @@ def evaluate_reenact(videos: list[str], options: ReenactEvalOptions | None = Non
             others = [(i + 1) % len(held)] if o.cross_pairs == "next" else range(len(held))
             for kind, j in [("self", i)] + [("cross", j) for j in others if j != i]:
                 drv = held[j]
+                ref_id = ref_ids[j][0]
                 reference = None if o.absolute else drv.source
+                if reference is not None and kind == "cross" and o.reference == "best":
+                    k = int(np.nanargmin(shape_distance(h.source.landmarks[:468],
+                                                        np.stack([d.landmarks[:468] for d in drv.drivers]))))
+                    reference, ref_id = drv.drivers[k], ref_ids[j][1][k]
                 st = r.encode_source(h.source)
                 out = np.concatenate([r.animate(st, drv.drivers[b:b + 8], reference)
                                       for b in range(0, len(drv.drivers), 8)])
@@ -268,7 +281,7 @@ def evaluate_reenact(videos: list[str], options: ReenactEvalOptions | None = Non
                     row.update(l1=_mean(M.l1(p, t)), psnr=_mean(M.psnr(p, t)), ssim=_mean(M.ssim(p, t)),
                                lpips=_mean(M.lpips(p, t, net)) if net is not None else float("nan"))
                 row["_ids"] = ana.add(out)
-                row["_src"], row["_drv"], row["_ref"] = ref_ids[i][0], ref_ids[j][1], ref_ids[j][0]
+                row["_src"], row["_drv"], row["_ref"] = ref_ids[i][0], ref_ids[j][1], ref_id
                 pairs.append(row)
         log(f"{name}: {sum(p['model'] == name and p['kind'] == 'cross' for p in pairs)} cross + {len(held)} self "
             "pairs reenacted")
@@ -315,7 +328,8 @@ def markdown_table(report: dict) -> str:
     n_cross = sum(p["kind"] == "cross" for p in report["pairs"]) // max(len(report["models"]), 1)
     lines += ["", f"{n} held-out videos ({n} self pairs, {n_cross} cross pairs), "
               f"{report['options']['frames']} driving frames each, crop {report['crop_size']} px, "
-              f"{'absolute' if report['options']['absolute'] else 'relative'} motion. "
+              + ("absolute motion. " if report['options']['absolute'] else
+                 f"relative motion (cross reference: {report['options'].get('reference', 'first')} driving frame). ")
               + ("" if report["lpips"] == "ok" else "LPIPS: weights unavailable. ")
               + (f"Skipped: {len(report['skipped'])}." if report["skipped"] else "")]
     return "\n".join(lines) + "\n"

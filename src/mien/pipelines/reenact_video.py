@@ -39,7 +39,11 @@ class ReenactOptions:
             and AED; see ``mien evaluate reenact``).
         source_frame: frame index of a source video to use as the portrait.
         absolute: absolute motion (the driver's landmarks/pose/expression) instead of relative motion (the
-            driver's change since its first face frame, applied to the source's own).
+            driver's change since its reference frame, applied to the source's own).
+        reference: the driver's reference frame for relative motion: "first" (its first face frame, as FOMM and
+            LivePortrait) or "best" (the driving frame whose face is nearest the source's in shape and
+            expression, :func:`mien.face.warp.shape_distance` — FOMM's ``--find_best_frame``; a pre-pass reads
+            the driving video once more; not for a webcam). "best" helps when the driver starts mid-expression.
         paste_back: paste the output face into the full source frame with a feathered face mask (off: the
             S × S face crop).
         side_by_side: write source | driving | output panels side by side.
@@ -58,6 +62,7 @@ class ReenactOptions:
     model: str = field(default="warp", metadata={"metavar": "PATH|warp|copy"})
     source_frame: int = field(default=0, metadata={"metavar": "N"})
     absolute: bool = False
+    reference: str = field(default="first", metadata={"choices": ("first", "best")})
     paste_back: bool = True
     side_by_side: bool = False
     edit: str | None = field(default=None, metadata={"metavar": "AU=X,…"})
@@ -73,6 +78,8 @@ class ReenactOptions:
     def __post_init__(self) -> None:
         if self.source_frame < 0:
             raise ValueError(f"source_frame must be >= 0, got {self.source_frame}")
+        if self.reference not in ("first", "best"):
+            raise ValueError(f"reference must be 'first' or 'best', got {self.reference!r}")
         if self.batch_size < 1 or self.still_frames < 1:
             raise ValueError("batch_size and still_frames must be >= 1")
         parse_edit(self.edit)
@@ -205,12 +212,18 @@ class Reenactment:
         self.paster = Paster(self.frame, self.src, self.r.size) if o.paste_back else None
         self.driving = driving
         self.drv = None
+        self.reference: FaceCrop | None = None
         if driving is not None:
             from mien.io.video import open_source
 
             self.drv = open_source(driving, o.start, o.end)
             if self.drv.kind == "image":
                 raise InputError(str(driving), "the driving input must be a video or webcam:N, not an image")
+            if o.reference == "best" and not o.absolute:
+                if self.drv.kind == "webcam":
+                    raise InputError(str(driving), "--reference best reads the driving video twice: give a video "
+                                                   "file, not a webcam")
+                self.reference = best_reference(driving, self.src, self.r.size, self.r.margin, o.start, o.end)
         fps = fps or (self.drv.info.fps if self.drv is not None else None) or 25.0
         self.report = ReenactReport(model=self.r.name, fps=float(fps), relative=not o.absolute)
 
@@ -268,7 +281,7 @@ class Reenactment:
         o, rep = self.o, self.report
         info = self.drv.info
         cropper = FaceCropper(info.width, info.height, self.r.size, self.r.margin, static=False)
-        ref = last = None
+        ref, last = self.reference, None
         batch: list[tuple[Frame, FaceCrop | None]] = []
 
         def flush():
@@ -294,6 +307,37 @@ class Reenactment:
             yield from flush()
         finally:
             cropper.close()
+
+
+def best_reference(driving, source: FaceCrop, size: int, margin: float = 0.0, start: float | None = None,
+                   end: float | None = None) -> FaceCrop | None:
+    """The driving frame whose face is nearest ``source``'s in shape and expression (least
+    :func:`mien.face.warp.shape_distance` over the 468 mesh points, in the source crop's px), cut as the
+    reenactment's own pass cuts it (:class:`~mien.pipelines.reenact.FaceCropper`, video mode): FOMM's
+    ``--find_best_frame`` (Siarohin et al., NeurIPS 2019). Streams the video once; keeps one crop.
+
+    Returns:
+        That frame's :class:`~mien.pipelines.reenact.FaceCrop`, or None when no driving frame has a face.
+
+    Raises:
+        InputError: unreadable driving video.
+    """
+    from mien.face.warp import shape_distance
+    from mien.io.video import open_source
+
+    drv = open_source(driving, start, end)
+    cropper = FaceCropper(drv.info.width, drv.info.height, size, margin, static=False)
+    best, best_d = None, np.inf
+    try:
+        for fr in drv:
+            crop = cropper(fr.image, fr.index)
+            if crop is not None:
+                d = shape_distance(source.landmarks[:468], crop.landmarks[None, :468])[0]
+                if d < best_d:
+                    best, best_d = crop, d
+    finally:
+        cropper.close()
+    return best
 
 
 def reenact(source, driving=None, model="warp", options: ReenactOptions | None = None, *,
