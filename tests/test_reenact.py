@@ -291,9 +291,12 @@ def test_evaluate_reenact_cli(shared_data, tmp_path, capsys, monkeypatch):
               "--model", "copy", "--frames", "2", "--reference", "best", "-o", str(tmp_path / "best")])
     assert rc == 0, capsys.readouterr().err
     best = json.loads((tmp_path / "best" / "report.json").read_text())
-    assert best["options"]["reference"] == "best" and "cross reference: best" in (tmp_path / "best" / "report.md").read_text()
-    # the warp moves the source from another reference frame: the copy's target distance is the driver's motion
-    # since that frame, and the self pairs (always referenced to the source) are unchanged
+    assert best["options"]["reference"] == "best"
+    assert "cross reference: best" in (tmp_path / "best" / "report.md").read_text()
+    # the copy's AKD-target is the driver's motion since its reference frame: another frame, another value; the
+    # self pairs (always referenced to the source) are unchanged
+    assert best["models"]["copy"]["cross_akd_target"] != pytest.approx(copy["cross_akd_target"])
+    assert best["models"]["copy"]["cross_akd"] == pytest.approx(copy["cross_akd"])  # the copy ignores references
     assert best["models"]["warp"]["self_akd"] == pytest.approx(warp["self_akd"])
     assert np.isfinite(best["models"]["warp"]["cross_akd_target"])
 
@@ -369,8 +372,11 @@ def test_shape_distance_ignores_pose_and_size():
     moved = 1.7 * src @ rot.T + [30.0, -12.0]  # the same face, elsewhere, turned and larger
     mouth = src.copy()
     mouth[[14, 17, 84, 181, 314, 405], 1] += 8.0  # the same face with the lower lip down
-    d = shape_distance(src, np.stack([moved, mouth, np.full_like(src, np.nan)]))
-    assert d[0] == pytest.approx(0.0, abs=1e-9) and d[1] > 0.1 and np.isnan(d[2])
+    d = shape_distance(src, np.stack([moved, mouth, np.full_like(src, np.nan), np.zeros_like(src)]))
+    assert d[0] == pytest.approx(0.0, abs=1e-9) and d[1] > 0.1 and np.isnan(d[2:]).all()  # NaN, collapsed
+    assert np.isnan(shape_distance(np.full_like(src, np.nan), mouth[None])).all()
+    with pytest.raises(ValueError, match="expected"):
+        shape_distance(src, mouth)
 
 
 def test_best_reference_is_the_driving_frame_most_like_the_source(shared_data, source_crop):
@@ -393,7 +399,17 @@ def test_best_reference_is_the_driving_frame_most_like_the_source(shared_data, s
     d = shape_distance(source_crop.landmarks[:468], np.stack([c.landmarks[:468] for c in crops]))
     assert best is not None and np.array_equal(best.landmarks, crops[int(np.argmin(d))].landmarks)
     assert len(crops) > 5 and d.max() > d.min()  # a choice was made
-    run = mien.reenact(shared_data / SOURCE, shared_data / DRIVER, paste_back=False, end=0.2, reference="best")
+    from mien.pipelines.reenact import load_reenactor
+
+    warp = load_reenactor("warp", "cpu", 256)
+    used = []
+    animate = warp.animate
+    warp.animate = lambda st, drivers, ref, edit=None: used.append(ref) or animate(st, drivers, ref, edit)
+    run = mien.reenact(shared_data / SOURCE, shared_data / DRIVER, model=warp, paste_back=False, end=0.2,
+                       reference="best")
     assert run.reference is not None and len(list(run)) == run.report.frames == 7
+    assert used and all(r is run.reference for r in used)  # every batch moved from the chosen frame
     with pytest.raises(ValueError, match="reference"):
         mien.reenact(shared_data / SOURCE, shared_data / DRIVER, reference="middle")
+    with pytest.raises(ValueError, match="relative motion"):
+        mien.reenact(shared_data / SOURCE, shared_data / DRIVER, reference="best", absolute=True)

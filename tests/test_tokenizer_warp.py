@@ -405,12 +405,15 @@ def test_with_bank_adds_an_empty_bank_and_keeps_every_weight(real_faces):
         with_bank(ExpressionTokenizer(TokenizerConfig(**TINY)), 4)
 
 
-def test_training_with_a_bank_and_refiner_is_refused_with_the_remedy():
+def test_training_with_a_bank_and_refiner_is_refused_with_the_remedy(tmp_path):
     from mien.tasks.tokenizer import TokenizerTask
 
     keys = ("decoder", "max_subjects", "warp_hidden", "warp_refiner_width", "warp_refiner_levels")
     over = {**{k: v for k, v in WARP64.items() if k in keys}, "warp_bank": 4}
     with pytest.raises(ValueError, match=r"added after training.*--bank N --bank-data"):
         TokenizerTask("tokenizer-tiny", model_overrides=over)
+    save_pretrained(ExpressionTokenizer(TokenizerConfig(**WARP64)), tmp_path / "nobank")  # an export without banks
+    with pytest.raises(ValueError, match="added after training"):
+        TokenizerTask("tokenizer-tiny", model_overrides=over, init_from=str(tmp_path / "nobank"))
     # points only (nothing drawn in training) is allowed: the benchmark adds a bank to such a model
     assert TokenizerTask("tokenizer-tiny", model_overrides={**over, "warp_refiner_width": 0}).model.config.warp_bank == 4

@@ -228,27 +228,37 @@ def relative_targets(source: np.ndarray, driver: np.ndarray, reference: np.ndarr
 def shape_distance(source: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """How far each candidate face is from the source face in shape and expression alone: the RMS point distance
     after mapping the candidate onto the source by its least-squares similarity (position, rotation and size
-    removed; :func:`mien.face.align.align_to_reference`), in the source's px. FOMM's choice of the driving frame
-    "most aligned with the source" (Siarohin et al., NeurIPS 2019, ``--find_best_frame``) with mien's one
-    similarity estimator.
+    removed; :func:`mien.face.align.align_to_reference`), in the source's px. After FOMM's choice of the driving frame
+    "most aligned with the source" (Siarohin et al., NeurIPS 2019, ``--find_best_frame``, which removes position and
+    size only), with mien's one similarity estimator; :func:`mien.models.tokenizer.bank.mesh_distance` ("aligned")
+    is the same measure on tensors.
 
     Args:
         source: (K, ≥2) points px; candidates: (N, K, ≥2) the same K points of N faces.
 
     Returns:
-        float64 (N,) px; NaN for a candidate with non-finite points.
+        float64 (N,) px; NaN for a candidate with non-finite or collapsed (all equal) points, all NaN when the
+        source's points are not finite.
+
+    Raises:
+        ValueError: shapes do not match.
     """
     from mien.face.align import align_to_reference
 
     src = np.asarray(source, np.float64)[:, :2]
     cand = np.asarray(candidates, np.float64)[..., :2]
+    if src.ndim != 2 or cand.ndim != 3 or cand.shape[1] != src.shape[0]:
+        raise ValueError(f"expected source (K, 2) and candidates (N, K, 2); got {src.shape} and {cand.shape}")
     out = np.full(len(cand), np.nan)
+    if not np.isfinite(src).all() or src.var(0).sum() <= 1e-12:
+        return out
     ok = np.isfinite(cand).all((1, 2))
+    ok[ok] = cand[ok].var(1).sum(-1) > 1e-12
     if ok.any():
         aligned = align_to_reference(cand[ok], src)
         out[ok] = np.sqrt(((aligned - src) ** 2).sum(-1).mean(-1))
     return out
 
 
-__all__ = ["BorderRings", "border_points", "extend_to_border", "hull_area", "mesh_boundary", "mesh_warp", "piecewise_affine_maps",
-           "piecewise_affine_warp", "relative_targets", "shape_distance"]
+__all__ = ["BorderRings", "border_points", "extend_to_border", "hull_area", "mesh_boundary", "mesh_warp",
+           "piecewise_affine_maps", "piecewise_affine_warp", "relative_targets", "shape_distance"]

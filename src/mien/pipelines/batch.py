@@ -240,8 +240,11 @@ def analyze_files(inputs: list[str], out_dir: str | os.PathLike, options: Analyz
     try:
         run_tasks(_analyze_task, tasks, on_result, workers=min(report.workers, max(len(todo), 1)),
                   executor=executor, ray_address=ray_address)
-    except BaseException:  # stopped or interrupted: the inputs finished so far are "ok"/"failed", the rest "pending"
-        _write_manifest(out_dir, manifest, settings, models, formats, report)
+    except BaseException:  # stopped or interrupted: best effort, the inputs whose results arrived say "ok"/"failed",
+        # the rest (and any whose result was still in flight, or that crashed) stay "pending"; a failing write must
+        # not replace the original exception
+        with contextlib.suppress(Exception):
+            _write_manifest(out_dir, manifest, settings, models, formats, report)
         raise
     finally:
         if bar is not None:

@@ -84,6 +84,8 @@ class ReenactEvalOptions:
             raise ValueError(f"segment must be in [0, 1), got {self.segment}")
         if self.reference not in ("first", "best"):
             raise ValueError(f"reference must be 'first' or 'best', got {self.reference!r}")
+        if self.absolute and self.reference != "first":
+            raise ValueError("--reference best is for relative motion; drop --absolute")
 
 
 @dataclass
@@ -261,6 +263,15 @@ def evaluate_reenact(videos: list[str], options: ReenactEvalOptions | None = Non
     for i, h in enumerate(held):
         ref_ids[i] = (ana.add(h.source.image[None])[0], ana.add(np.stack([d.image for d in h.drivers])))
     pairs = []
+    best: dict[tuple[int, int], int | None] = {}
+
+    def best_frame(i: int, j: int) -> int | None:
+        """Index of driver j's frame nearest source i in shape (None: no finite distance: the first frame stays)."""
+        if (i, j) not in best:
+            d = shape_distance(held[i].source.landmarks[:468], np.stack([x.landmarks[:468] for x in held[j].drivers]))
+            best[i, j] = int(np.nanargmin(d)) if np.isfinite(d).any() else None
+        return best[i, j]
+
     for name, r in reenactors.items():
         for i, h in enumerate(held):
             others = [(i + 1) % len(held)] if o.cross_pairs == "next" else range(len(held))
@@ -269,9 +280,9 @@ def evaluate_reenact(videos: list[str], options: ReenactEvalOptions | None = Non
                 ref_id = ref_ids[j][0]
                 reference = None if o.absolute else drv.source
                 if reference is not None and kind == "cross" and o.reference == "best":
-                    k = int(np.nanargmin(shape_distance(h.source.landmarks[:468],
-                                                        np.stack([d.landmarks[:468] for d in drv.drivers]))))
-                    reference, ref_id = drv.drivers[k], ref_ids[j][1][k]
+                    k = best_frame(i, j)
+                    if k is not None:
+                        reference, ref_id = drv.drivers[k], ref_ids[j][1][k]
                 st = r.encode_source(h.source)
                 out = np.concatenate([r.animate(st, drv.drivers[b:b + 8], reference)
                                       for b in range(0, len(drv.drivers), 8)])

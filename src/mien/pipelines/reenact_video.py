@@ -42,7 +42,7 @@ class ReenactOptions:
             driver's change since its reference frame, applied to the source's own).
         reference: the driver's reference frame for relative motion: "first" (its first face frame, as FOMM and
             LivePortrait) or "best" (the driving frame whose face is nearest the source's in shape and
-            expression, :func:`mien.face.warp.shape_distance` — FOMM's ``--find_best_frame``; a pre-pass reads
+            expression, :func:`mien.face.warp.shape_distance` — after FOMM's ``--find_best_frame``; a pre-pass reads
             the driving video once more; not for a webcam). "best" helps when the driver starts mid-expression.
         paste_back: paste the output face into the full source frame with a feathered face mask (off: the
             S × S face crop).
@@ -80,6 +80,8 @@ class ReenactOptions:
             raise ValueError(f"source_frame must be >= 0, got {self.source_frame}")
         if self.reference not in ("first", "best"):
             raise ValueError(f"reference must be 'first' or 'best', got {self.reference!r}")
+        if self.absolute and self.reference != "first":
+            raise ValueError("--reference best is for relative motion; drop --absolute")
         if self.batch_size < 1 or self.still_frames < 1:
             raise ValueError("batch_size and still_frames must be >= 1")
         parse_edit(self.edit)
@@ -180,6 +182,11 @@ class Reenactment:
             k of the source at k / fps s) and the :attr:`report` so far (``report.frames`` counts this one);
             return True to stop after this frame (the output ends there; a webcam is stopped). An exception it
             raises (e.g. a cancelled job) ends the iteration with it: :func:`reenact_video` then writes nothing.
+
+    Attributes:
+        reference: with ``options.reference == "best"``, the driving frame's crop chosen by :func:`best_reference`
+            (found here, at construction: a whole pass over the driving video, before any output frame and
+            without ``on_frame``; its time is included in ``report.seconds``); None otherwise.
     """
 
     def __init__(self, source, driving=None, options: ReenactOptions | None = None, reenactor=None, *,
@@ -213,19 +220,21 @@ class Reenactment:
         self.driving = driving
         self.drv = None
         self.reference: FaceCrop | None = None
+        t_pre = time.perf_counter()
         if driving is not None:
-            from mien.io.video import open_source
+            from mien.io.video import WEBCAM_PREFIX, open_source
 
+            if o.reference == "best" and str(driving).startswith(WEBCAM_PREFIX):
+                raise InputError(str(driving), "--reference best reads the driving video twice: give a video file, "
+                                               "not a webcam")
             self.drv = open_source(driving, o.start, o.end)
             if self.drv.kind == "image":
                 raise InputError(str(driving), "the driving input must be a video or webcam:N, not an image")
-            if o.reference == "best" and not o.absolute:
-                if self.drv.kind == "webcam":
-                    raise InputError(str(driving), "--reference best reads the driving video twice: give a video "
-                                                   "file, not a webcam")
+            if o.reference == "best":
                 self.reference = best_reference(driving, self.src, self.r.size, self.r.margin, o.start, o.end)
         fps = fps or (self.drv.info.fps if self.drv is not None else None) or 25.0
         self.report = ReenactReport(model=self.r.name, fps=float(fps), relative=not o.absolute)
+        self._pre_seconds = time.perf_counter() - t_pre  # the --reference best pre-pass, counted in report.seconds
 
     @property
     def total(self) -> int | None:
@@ -273,7 +282,7 @@ class Reenactment:
                     break
         finally:
             gen.close()
-        rep.seconds = time.perf_counter() - t0
+        rep.seconds = time.perf_counter() - t0 + self._pre_seconds
         if self.drv is not None:
             rep.meta = {"frames_decoded": self.drv.frames_decoded, "corrupt_frames": self.drv.corrupt_frames}
 
@@ -314,10 +323,17 @@ def best_reference(driving, source: FaceCrop, size: int, margin: float = 0.0, st
     """The driving frame whose face is nearest ``source``'s in shape and expression (least
     :func:`mien.face.warp.shape_distance` over the 468 mesh points, in the source crop's px), cut as the
     reenactment's own pass cuts it (:class:`~mien.pipelines.reenact.FaceCropper`, video mode): FOMM's
-    ``--find_best_frame`` (Siarohin et al., NeurIPS 2019). Streams the video once; keeps one crop.
+    ``--find_best_frame`` (Siarohin et al., NeurIPS 2019; FOMM removes position and size, this also in-plane
+    rotation). Streams the video once; keeps one crop.
+
+    Args:
+        driving: driving video path (not a webcam). source: the source portrait's crop (its 468 mesh points are
+            compared). size, margin: the reenactor's crop side (px) and margin, as the reenactment cuts its crops.
+        start, end: the driving video's time window in seconds (as the reenactment reads it).
 
     Returns:
-        That frame's :class:`~mien.pipelines.reenact.FaceCrop`, or None when no driving frame has a face.
+        That frame's :class:`~mien.pipelines.reenact.FaceCrop`, or None when no driving frame has a face (the
+        reenactment then falls back to the first face frame).
 
     Raises:
         InputError: unreadable driving video.
@@ -358,8 +374,10 @@ def reenact(source, driving=None, model="warp", options: ReenactOptions | None =
         side; one per driving frame, at the driving video's frame rate (``.report.fps``).
 
     Raises:
-        InputError: unreadable source/driving input, or no face in the source portrait.
-        ValueError: bad options; ``edit`` with a reenactor that has no AU directions.
+        InputError: unreadable source/driving input, no face in the source portrait, or ``reference="best"`` with
+            a webcam.
+        ValueError: bad options (e.g. ``reference="best"`` with ``absolute``); ``edit`` with a reenactor that has no
+            AU directions.
     """
     import dataclasses
 

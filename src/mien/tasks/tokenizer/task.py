@@ -186,14 +186,15 @@ class TokenizerTask(ScheduledTask):
         self.model: ExpressionTokenizer = create_model(model, **(model_overrides or {}))
         if not isinstance(self.model, ExpressionTokenizer):
             raise TypeError(f"{model!r} is not an expression tokenizer")
-        cfg = self.model.config
-        if cfg.decoder == "warp" and cfg.warp_bank > 0 and cfg.warp_refiner_width > 0 and not init_from:
-            raise ValueError("warp_bank is added after training: train with warp_bank 0, then `mien export tokenizer "
-                             "CKPT --bank N --bank-data DATASET` (or start from a banked export with init_from)")
         if init_from:
             from mien.models.tokenizer.export import load_weights_into
 
             load_weights_into(self.model, init_from)
+        cfg = self.model.config
+        if cfg.decoder == "warp" and cfg.warp_bank > 0 and cfg.warp_refiner_width > 0 and \
+                bool((self.model.reconstruction.bank_count == 0).all()):
+            raise ValueError("warp_bank is added after training: train with warp_bank 0, then `mien export tokenizer "
+                             "CKPT --bank N --bank-data DATASET` (or start from a banked export with init_from)")
         c = self.loss_cfg
         self.perceptual = PerceptualLoss(c.perceptual_net, c.perceptual_pretrained) if c.perceptual_net else None
         w = as_dict(self.weights_cfg)
