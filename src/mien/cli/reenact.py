@@ -14,9 +14,8 @@ DESCRIPTION = """Animate the face of SOURCE (an image, or a video's first frame 
 face motion of DRIVING (a video or webcam:N). Motion is relative by default: the driver's change since its first
 face frame is applied to the source's own pose and expression (--reference best: since the driving frame most
 like the source in expression, for drivers that start mid-expression, video files only; --absolute copies the
-driver's). The
-output face is pasted back into the full source frame with a feathered mask (--no-paste-back: the face crop);
-the driving video's audio is kept. Driving frames without a face keep the last good motion and are counted.
+driver's). The output face is pasted back into the full source frame with a feathered mask (--no-paste-back: the
+face crop); the driving video's audio is kept. Driving frames without a face keep the last good motion and are counted.
 
 --model: a folder from `mien export reenact`, or the baselines `warp` (classical piecewise-affine warp of the
 source along MediaPipe's face mesh, OpenCV; the default, because no trained weights ship with mien yet) and
