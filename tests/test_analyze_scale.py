@@ -189,6 +189,11 @@ def test_ctrl_c_stops_cleanly(shared_data, tmp_path):
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "mien: interrupted" and "Traceback" not in stderr
     assert _group_gone(proc.pid)  # no stray worker processes
+    # the manifest after the interrupt: inputs whose results arrived are "ok" (with their partition), the rest
+    # still "pending" (best effort: a result in flight when the signal came stays pending; a rerun repairs it)
+    status = {e["video"]: e["status"] for e in json.loads((out / "_manifest.json").read_text())["inputs"]}
+    done = {p.parent.name.removeprefix("video=") for p in out.glob("video=*/part-0.parquet")}
+    assert set(status.values()) <= {"ok", "pending"} and {k for k, v in status.items() if v == "ok"} <= done
 
 
 def test_stopped_batch_manifest_says_what_finished(inputs, tmp_path):
