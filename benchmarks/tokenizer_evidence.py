@@ -262,10 +262,8 @@ def report(task, held: list[dict], train: list[dict] | None = None, label: str =
         # the classical warp: each subject's reference moved to the frame's *true* landmarks (no token involved)
         dec = task.model.reconstruction
         lm = torch.cat([torch.as_tensor(c["landmarks"]) for c in held]).float()[:, :dec.ref_points.shape[1], :2]
-        with torch.inference_mode():
-            warped = torch.cat([dec.warp(dec.ref_images[hi[i:i + 64]], dec.ref_points[hi[i:i + 64]], lm[i:i + 64])[0]
-                                for i in range(0, len(hi), 64)])
-        baselines.append(("classical warp of the reference to the true landmarks", warped.clamp(0, 1)))
+        baselines.append(("classical warp of the reference to the true landmarks",
+                          dec.warp_references(hi, lm).clamp(0, 1)))
         baselines.append(("subject's reference face", dec.ref_images[hi]))
         if dec.bank_size > 0:  # the bank's own baselines: its nearest entry by the TRUE landmarks, unwarped / warped
             from mien.models.tokenizer.bank import bank_baselines

@@ -37,11 +37,11 @@ def test_refiner_mask_and_loss_weights_are_built_from_the_boxes():
     import torch.nn.functional as F
 
     from mien.models.registry import create_model
-    from mien.tasks.reenact.losses import LIPS, region_weights
+    from mien.tasks.reenact.losses import region_weights
 
     rng = torch.Generator().manual_seed(0)
     lm = torch.rand(3, 478, 2, generator=rng) * 60 + 30
-    boxes = L.region_box_masks(lm * 0.5, [L.EYE_LEFT, L.EYE_RIGHT, LIPS], 64, 0.3).float()
+    boxes = L.region_box_masks(lm * 0.5, [L.EYE_LEFT, L.EYE_RIGHT, L.LIPS_OUTER], 64, 0.3).float()
     expected = 1 + 2.0 * boxes[:, 0] + 2.0 * boxes[:, 1] + 1.0 * boxes[:, 2]
     assert torch.equal(region_weights(lm, 128, 64, eye=2.0, mouth=1.0), expected[:, None])
     assert torch.equal(region_weights(lm, 128, 64, eye=0.0, mouth=0.0), torch.ones(3, 1, 64, 64))

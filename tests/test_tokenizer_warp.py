@@ -179,14 +179,12 @@ def test_training_steps_reduce_landmark_and_pixel_loss(real_faces):
 
 
 def test_crop_mesh_condition_reads_the_crop_geometry(real_faces):
-    from mien.models.tokenizer.condition import global_condition
+    from mien.models.tokenizer.condition import crop_mesh_points, global_condition
 
     x, p = real_faces
     g, ok = global_condition(x[:4].permute(0, 2, 3, 1).numpy(), "crop-mesh")
     assert g.shape == (4, 936) and ok.all()
-    from mien.models.tokenizer.condition import canonical_crop_mesh
-
-    pts = (g.reshape(4, MESH_POINTS, 2) / 10.0 + canonical_crop_mesh()) * 64
+    pts = crop_mesh_points(g, 64)
     err = np.linalg.norm(pts - p[:4, :MESH_POINTS].numpy(), axis=-1).mean()
     assert err < 2.0  # px at 64²: the same face geometry as the shard's landmarks (found on the whole frame)
     assert TokenizerConfig(**dict(WARP64, global_condition="crop-mesh")).global_dim == 936
@@ -417,3 +415,24 @@ def test_training_with_a_bank_and_refiner_is_refused_with_the_remedy(tmp_path):
         TokenizerTask("tokenizer-tiny", model_overrides=over, init_from=str(tmp_path / "nobank"))
     # points only (nothing drawn in training) is allowed: the benchmark adds a bank to such a model
     assert TokenizerTask("tokenizer-tiny", model_overrides={**over, "warp_refiner_width": 0}).model.config.warp_bank == 4
+
+
+def test_points_only_losses_keep_the_token_terms(real_faces):
+    """A warp decoder without refiner trains on points, but the terms on the tokens alone (temporal, diversity,
+    variance) still count with their weights: they were once dropped silently."""
+    from mien.tasks.tokenizer import TokenizerTask
+    from mien.tasks.tokenizer.config import ScheduleConfig, TokenizerWeights
+
+    x, p = real_faces
+    keys = ("decoder", "max_subjects", "warp_hidden", "warp_refiner_levels")
+    over = {**{k: v for k, v in WARP64.items() if k in keys}, "warp_refiner_width": 0}
+    task = TokenizerTask("tokenizer-tiny", model_overrides=over, schedule=ScheduleConfig(warmup_steps=1, total_steps=10),
+                         weights=TokenizerWeights(temporal=(5, 5, 5), diversity=(2, 2, 2), landmarks=(1, 1, 1)))
+    batch = {"frames": x.view(2, 6, 3, 64, 64), "subject_id": torch.tensor([0, 1]), "landmarks": p.view(2, 6, 478, 2)}
+    frames, ids = task._unpack(batch, 64)
+    out = task.compute_losses(frames, ids, landmarks=task._landmarks(batch, frames))
+    w = task.loss_weights()
+    want = (w["landmarks"] * out["loss_landmarks"] + w["temporal"] * out["loss_temporal"]
+            + w["diversity"] * out["loss_diversity"] + w.get("variance", 0.0) * out["loss_variance"])
+    assert float(out["loss_temporal"]) > 0 and w["temporal"] == 5
+    torch.testing.assert_close(out["loss"], want)

@@ -56,6 +56,9 @@ def _pointer(context, builder, arr_type, arr, index, index_type, vec_type):
 
 @intrinsic
 def vload(typingctx, arr, i, n):
+    """``vload(arr, i, n)`` in numba-compiled code: lanes ``arr.flat[i:i + n]`` as one :class:`Vec` of ``n`` (a literal
+    int) lanes of ``arr``'s dtype; ``arr`` C-contiguous, no bounds check. Other argument types: numba TypingError
+    at compile time."""
     if not (isinstance(arr, types.Array) and arr.layout == "C" and isinstance(i, types.Integer)
             and _literal_int(n)):
         return None
@@ -69,6 +72,8 @@ def vload(typingctx, arr, i, n):
 
 @intrinsic
 def vstore(typingctx, arr, i, v):
+    """``vstore(arr, i, v)`` in numba-compiled code: writes the lanes of ``v`` (a :class:`Vec` of ``arr``'s dtype) to
+    ``arr.flat[i:i + n]``; ``arr`` C-contiguous, no bounds check. Other argument types: numba TypingError."""
     if not (isinstance(arr, types.Array) and arr.layout == "C" and isinstance(i, types.Integer)
             and isinstance(v, Vec) and v.dtype == arr.dtype):
         return None
@@ -82,6 +87,8 @@ def vstore(typingctx, arr, i, v):
 
 @intrinsic
 def vsplat(typingctx, x, n):
+    """``vsplat(x, n)`` in numba-compiled code: the scalar ``x`` (int or float) in all ``n`` (a literal int) lanes of
+    a :class:`Vec` of its type. Other argument types: numba TypingError."""
     if not (isinstance(x, (types.Integer, types.Float)) and _literal_int(n)):
         return None
     dtype = x.literal_type if isinstance(x, types.Literal) else x
@@ -130,6 +137,8 @@ for _operator, _op in [(operator.add, _binary("fadd", "add")), (operator.sub, _b
 
 @intrinsic
 def vmin(typingctx, a, b):
+    """``vmin(a, b)`` in numba-compiled code: lane-wise minimum of two :class:`Vec` of the same type (floats: ordered
+    compare, so a NaN in ``a`` gives ``b``'s lane; ints: signed or unsigned as the dtype). Other types: TypingError."""
     if not _same(a, b):
         return None
 
@@ -144,6 +153,8 @@ def vmin(typingctx, a, b):
 
 @intrinsic
 def vpopcount(typingctx, a):
+    """``vpopcount(a)`` in numba-compiled code: lane-wise count of set bits of an integer :class:`Vec` (same type).
+    Other types: numba TypingError."""
     if not (isinstance(a, Vec) and isinstance(a.dtype, types.Integer)):
         return None
 

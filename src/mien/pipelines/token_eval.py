@@ -309,20 +309,17 @@ def warp_baselines(frames: TransferFrames, extractor: TokenExtractor, batch: int
 
     from mien.heads.tokens import to_uint8
     from mien.models.tokenizer.bank import bank_baselines
-    from mien.models.tokenizer.condition import canonical_crop_mesh, global_condition
+    from mien.models.tokenizer.condition import crop_mesh_points, global_condition
 
     dec = model.reconstruction
     g, ok = global_condition(frames.source, "crop-mesh")
-    mesh = (g.reshape(len(g), -1, 2) / 10.0 + canonical_crop_mesh()) * dec.size
+    mesh = crop_mesh_points(g, dec.size)
     dev = dec.ref_points.device
     tgt = dec.ref_points[frames.target_subject]
     want = tgt + torch.from_numpy(mesh.astype(np.float32)).to(dev) - dec.ref_points[frames.source_subject]
     want[torch.from_numpy(~ok).to(dev)] = tgt
     ids = torch.full((len(want),), frames.target_subject, dtype=torch.long, device=dev)
-    with torch.inference_mode():
-        out = {"classical warp of the target reference to the source mesh (baseline)":
-               torch.cat([dec.warp(dec.ref_images[ids[i:i + batch]], dec.ref_points[ids[i:i + batch]],
-                                   want[i:i + batch])[0] for i in range(0, len(ids), batch)])}
+    out = {"classical warp of the target reference to the source mesh (baseline)": dec.warp_references(ids, want, batch)}
     if dec.bank_size > 0:
         near, oracle = bank_baselines(dec, want, ids, batch)
         out["target bank frame nearest the source mesh, unwarped (baseline)"] = near

@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["canonical_crop_mesh", "global_condition"]
+__all__ = ["CROP_MESH_SCALE", "canonical_crop_mesh", "crop_mesh_points", "global_condition"]
+
+CROP_MESH_SCALE = 10.0
+"""The ``crop-mesh`` condition's values are the offsets (fractions of the crop side) × this: units of 10 % of the
+side."""
 
 
 def canonical_crop_mesh() -> np.ndarray:
@@ -27,6 +31,14 @@ def canonical_crop_mesh() -> np.ndarray:
     c = canonical_face().astype(np.float64)[None]
     a = params_to_affine(similarity_params(c, 0.0), 1)
     return transform_landmarks(c, a)[0, :, :2].astype(np.float64)
+
+
+def crop_mesh_points(condition: np.ndarray, size: int) -> np.ndarray:
+    """The mesh a ``crop-mesh`` condition encodes: float64 (M, 468, 2) x, y in the pixels of a ``size`` × ``size``
+    crop, from float (M, 936) rows of :func:`global_condition` (a row of a crop without a face gives the canonical
+    mesh)."""
+    g = np.asarray(condition, np.float64)
+    return (g.reshape(len(g), -1, 2) / CROP_MESH_SCALE + canonical_crop_mesh()) * size
 
 
 def global_condition(crops: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -43,12 +55,12 @@ def global_condition(crops: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarr
     Raises:
         ValueError: unknown kind or wrong crop shape.
     """
-    from mien.models.tokenizer.config import global_condition_dim
+    from mien.models.tokenizer.config import GLOBAL_CONDITIONS, global_condition_dim
 
     crops = np.asarray(crops)
     if crops.ndim != 4 or crops.shape[-1] != 3:
         raise ValueError(f"expected crops (M, S, S, 3) uint8, got {crops.shape}")
-    if kind not in ("au-features", "au-probabilities", "crop-mesh"):
+    if kind not in GLOBAL_CONDITIONS[1:]:  # every condition but "none"
         raise ValueError(f"unknown global condition {kind!r}")
     g = global_condition_dim(kind)
     out = np.zeros((len(crops), g), np.float32)
@@ -59,7 +71,8 @@ def global_condition(crops: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarr
 
         lm = tight_crop_landmarks(list(crops))
         ok = np.isfinite(lm).all(axis=(1, 2))
-        out[ok] = ((lm[ok, :468, :2] / crops.shape[1] - canonical_crop_mesh()) * 10.0).reshape(int(ok.sum()), -1)
+        out[ok] = ((lm[ok, :468, :2] / crops.shape[1] - canonical_crop_mesh()) * CROP_MESH_SCALE).reshape(
+            int(ok.sum()), -1)
         return out, ok
     from mien.models.au import predict_au, tight_crop_features
 

@@ -62,10 +62,10 @@ class _JsonConfig:
 
 
 GLOBAL_CONDITIONS = ("none", "au-features", "au-probabilities", "crop-mesh")
+"""Values of :attr:`TokenizerConfig.global_condition`."""
 BANK_DISTANCES = ("points", "aligned", "aligned-expression")
 """Mesh distances of the warp decoder's exemplar bank (``warp_bank_distance``;
 :func:`mien.models.tokenizer.bank.mesh_distance`)."""
-"""Values of :attr:`TokenizerConfig.global_condition`."""
 
 
 def global_condition_dim(kind: str) -> int:
@@ -124,7 +124,8 @@ class TokenizerConfig(_JsonConfig):
             "none"; "au-features" (mien's default AU-model input, 1660: face-api expression embedding ‖
             canonical-aligned mesh, :func:`mien.models.au.au_features`); "au-probabilities" (the default AU
             model's A occurrence probabilities); "crop-mesh" (936: MediaPipe's 468 mesh points found on the crop
-            itself, x, y / crop side − 0.5 — the geometry the warp decoder's displacements are read from). They
+            itself, as offsets from :func:`mien.models.tokenizer.condition.canonical_crop_mesh` in units of 10 % of the
+            crop side, ``condition.CROP_MESH_SCALE`` — the geometry the warp decoder's displacements are read from). They
             are projected to D by a Linear and enter the encoder's
             memory as one extra token; callers pass them as ``condition`` (M, global_dim).
         global_dim: width G of the global features; set from ``global_condition`` when 0 (1660, or the default AU

@@ -50,7 +50,6 @@ def with_bank(model: ExpressionTokenizer, bank: int, k: int = 1, temperature: fl
 
     Raises:
         ValueError: not a warp decoder, or an invalid bank setting (:class:`TokenizerConfig`).
-        RuntimeError: the banked model's weights do not match the trained model's (a bug, not an input error).
     """
     import dataclasses
 
@@ -60,10 +59,7 @@ def with_bank(model: ExpressionTokenizer, bank: int, k: int = 1, temperature: fl
                               warp_bank_temperature=float(temperature), warp_bank_distance=distance, pretrained=False)
     new = ExpressionTokenizer(cfg).to(next(model.parameters()).device)
     old = {n: t for n, t in model.state_dict().items() if not n.startswith("reconstruction.bank_")}
-    missing, unexpected = new.load_state_dict(old, strict=False)
-    if unexpected or not all(n.startswith("reconstruction.bank_") for n in missing):
-        raise RuntimeError(f"with_bank: the banked model does not hold the trained weights (missing {missing[:3]}, "
-                           f"unexpected {unexpected[:3]})")
+    _load_allowing(new, old, ("reconstruction.bank_",), "with_bank")
     return new.train(model.training)
 
 
@@ -109,17 +105,24 @@ def load_weights_into(model: ExpressionTokenizer, directory: str | os.PathLike,
         mien.errors.InputError: not a tokenizer export; or the export lacks keys outside ``allow_missing`` or
             has keys ``model`` does not (another architecture); or a tensor's shape differs.
     """
-    from mien.errors import InputError
-
     _, state = read_model_folder(directory, fmt=FORMAT, version=FORMAT_VERSION, kind="tokenizer",
                                  what="tokenizer", hint="written by `mien export tokenizer`")
+    return _load_allowing(model, state, allow_missing, str(directory))
+
+
+def _load_allowing(model: torch.nn.Module, state: dict, allow_missing: tuple[str, ...], source: str) -> list[str]:
+    """``model.load_state_dict(state)`` where keys of ``model`` starting with ``allow_missing`` may be absent (kept as
+    initialised); returns those keys (sorted). InputError (naming ``source``) for other missing or unexpected keys
+    or different shapes."""
+    from mien.errors import InputError
+
     own = model.state_dict()
     missing = sorted(k for k in own if k not in state)
     bad = [k for k in missing if not k.startswith(allow_missing)] + sorted(k for k in state if k not in own)
     shape = [k for k in state if k in own and state[k].shape != own[k].shape]
     if bad or shape:
         what = bad[:3] if bad else [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shape[:3]]
-        raise InputError(str(directory), f"weights do not fit {type(model).__name__} "
+        raise InputError(source, f"weights do not fit {type(model).__name__} "
                          f"({'missing/unexpected keys' if bad else 'shapes differ'}: {', '.join(what)})")
     model.load_state_dict(state, strict=False)
     return missing

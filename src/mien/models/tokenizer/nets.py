@@ -41,6 +41,23 @@ def _encoder_layers(dim, heads, ff, dropout, layers, norm_first):
                                  enable_nested_tensor=False)
 
 
+
+def subject_index(subject_ids, m: int, max_subjects: int, device, missing: str) -> torch.Tensor:
+    """Subject ids as a long (M,) tensor on ``device``, checked: given (``missing`` is the error when None), M of
+    them, each in [0, max_subjects).
+
+    Raises:
+        ValueError: ids None, another count, or out of range.
+    """
+    if subject_ids is None:
+        raise ValueError(missing)
+    ids = torch.as_tensor(subject_ids, device=device).long().reshape(-1)
+    if ids.shape[0] != m:
+        raise ValueError(f"expected {m} subject ids, got {ids.shape[0]}")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= max_subjects):
+        raise ValueError(f"subject ids must lie in [0, {max_subjects}), got [{int(ids.min())}, {int(ids.max())}]")
+    return ids
+
 class ExpressionTransformer(nn.Module):
     """Expression query cross-attending to patch tokens → unit-norm expression token.
 
@@ -104,15 +121,9 @@ class ExpressionTransformer(nn.Module):
         """
         if self.subject_embeddings is None:
             return None
-        if subject_ids is None:
-            raise ValueError("this model has subject embeddings: pass subject_ids")
-        subject_ids = torch.as_tensor(subject_ids, device=self.delta_pos.device).long().reshape(-1)
-        if subject_ids.shape[0] != m:
-            raise ValueError(f"expected {m} subject ids, got {subject_ids.shape[0]}")
-        if subject_ids.numel() and (int(subject_ids.min()) < 0 or int(subject_ids.max()) >= self.max_subjects):
-            raise ValueError(f"subject ids must lie in [0, {self.max_subjects}), got "
-                             f"[{int(subject_ids.min())}, {int(subject_ids.max())}]")
-        return self.subject_embeddings(subject_ids)
+        ids = subject_index(subject_ids, m, self.max_subjects, self.delta_pos.device,
+                            "this model has subject embeddings: pass subject_ids")
+        return self.subject_embeddings(ids)
 
     def condition_token(self, condition: torch.Tensor | None, m: int) -> torch.Tensor | None:
         """(M, 1, D) projected global condition, or None without one.
@@ -253,7 +264,7 @@ class TokenizerOutput:
     """
 
     tokens: torch.Tensor
-    recon: torch.Tensor
+    recon: torch.Tensor | None
     points: torch.Tensor | None = None
 
 

@@ -210,13 +210,10 @@ class WarpDecoder(nn.Module):
         return tokens.shape[0]
 
     def _check_ids(self, subject_ids, m: int) -> torch.Tensor:
-        if subject_ids is None:
-            raise ValueError("the warp decoder draws a subject's reference: pass subject_ids")
-        ids = torch.as_tensor(subject_ids, device=self.ref_set.device).long().reshape(-1)
-        if ids.shape[0] != m:
-            raise ValueError(f"expected {m} subject ids, got {ids.shape[0]}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.max_subjects):
-            raise ValueError(f"subject ids must lie in [0, {self.max_subjects})")
+        from mien.models.tokenizer.nets import subject_index
+
+        ids = subject_index(subject_ids, m, self.max_subjects, self.ref_set.device,
+                            "the warp decoder draws a subject's reference: pass subject_ids")
         missing = sorted({int(i) for i in ids[~self.ref_set[ids]].tolist()})
         if missing:
             raise ValueError(f"no reference face set for subject id(s) {missing} (WarpDecoder.set_references)")
@@ -249,6 +246,17 @@ class WarpDecoder(nn.Module):
         dev = images.device
         return (torch.from_numpy(np.stack(warped)).permute(0, 3, 1, 2).to(dev),
                 torch.from_numpy(np.stack(flows)).to(dev))
+
+    def warp_references(self, ids: torch.Tensor, points: torch.Tensor, batch: int = 64) -> torch.Tensor:
+        """The subjects' reference crops moved to ``points`` by the mesh warp alone (no bank, no refiner): the
+        classical-warp baseline, float (N, 3, S, S) in [0, 1], in batches of ``batch``, no gradient.
+
+        Args:
+            ids: long (N,) subject ids with references; points: float (N, 468, 2) wanted mesh points, crop px.
+        """
+        with torch.inference_mode():
+            return torch.cat([self.warp(self.ref_images[ids[i:i + batch]], self.ref_points[ids[i:i + batch]],
+                                        points[i:i + batch])[0] for i in range(0, len(ids), batch)])
 
     def _ring(self, points: np.ndarray, shape: tuple) -> tuple[np.ndarray, np.ndarray]:
         """The border ring of ``mesh_warp`` for (468, 2) float64 points in an (H, W, C) image, computed once per

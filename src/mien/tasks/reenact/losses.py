@@ -6,7 +6,6 @@ returned +log and then overwrote it, DIGEST §3.3).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,9 +14,6 @@ from mien.face import landmarks as L
 
 __all__ = ["FaceApiLoss", "cross_contrastive", "d_hinge", "feature_matching", "g_hinge", "multiscale_l1",
            "region_weights"]
-
-LIPS = np.array(L.LIPS_OUTER)
-"""MediaPipe outer-lip contour (the mouth box of :func:`region_weights`)."""
 
 
 def region_weights(landmarks: torch.Tensor, crop: int, size: int, eye: float, mouth: float,
@@ -30,7 +26,7 @@ def region_weights(landmarks: torch.Tensor, crop: int, size: int, eye: float, mo
         pad: boxes grown by this fraction of their size on each side.
     """
     lm = landmarks[..., :2].float() * (size / crop)
-    gains = [(idx, g) for idx, g in ((L.EYE_LEFT, eye), (L.EYE_RIGHT, eye), (LIPS, mouth)) if g]
+    gains = [(idx, g) for idx, g in ((L.EYE_LEFT, eye), (L.EYE_RIGHT, eye), (L.LIPS_OUTER, mouth)) if g]
     boxes = L.region_box_masks(lm, [idx for idx, _ in gains], size, pad)
     w = torch.ones(lm.shape[0], size, size, device=lm.device, dtype=lm.dtype)
     for k, (_, gain) in enumerate(gains):

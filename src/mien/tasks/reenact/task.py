@@ -273,7 +273,7 @@ class ReenactTask(pl.LightningModule):
         n = t.log_every_n_steps
         return bool(n) and (t.global_step + 1) % n == 0
 
-    def _warpguided_step(self, b, logs, batch=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _warpguided_step(self, b, logs, batch) -> tuple[torch.Tensor, torch.Tensor]:
         src, warped, drv = b["src"], b["warped"], b["drv"]
         if self.training and self.color_jitter:  # one jitter per pair on source, its warp and the target
             seed = int(torch.randint(0, 2**31, (1,)))
@@ -283,7 +283,7 @@ class ReenactTask(pl.LightningModule):
         total = self._recon_losses(out, drv, b, logs)
         with torch.no_grad():
             logs["warp_l1"] = (warped - drv).abs().mean()  # baseline (b) on the same pairs
-        if self.w.cross and self.faceapi is not None and batch is not None:
+        if self.w.cross:  # FaceExpressionNet is built whenever the warpguided stage has a cross weight
             total = total + self.w.cross * self._cross_expression(batch, b, logs)
         return total, out
 

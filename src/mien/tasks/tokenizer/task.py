@@ -297,28 +297,36 @@ class TokenizerTask(ScheduledTask):
         else:
             recon = err.mean()
         perc = self.perceptual(pred, target) if self.perceptual is not None else pred.new_zeros(())
-        coherence, contrast = temporal_losses(out.tokens, h.contrast_stride)
-        temporal = h.coherence_weight * coherence + h.contrast_weight * contrast
-        div = diversity_loss(out.tokens, h.diversity_stride, h.diversity_scope)
-        var = variance_loss(out.tokens, h.variance_target)
+        tok = self._token_losses(out.tokens)
         expr = self.expression_losses(out, frames, subject_ids, backbone_tokens)
         if warp:
             expr["landmarks"] = _landmark_loss(out.points, landmarks, frames.shape[-1])
-        total = (w["recon"] * recon + w["perceptual"] * perc + w["temporal"] * temporal + w["diversity"] * div
-                 + w.get("variance", 0.0) * var + sum(w.get(k, 0.0) * v for k, v in expr.items()))
-        logs = {"loss": total, "loss_recon": recon, "loss_perceptual": perc, "loss_temporal": temporal,
-                "loss_coherence": coherence, "loss_contrast": contrast, "loss_diversity": div, "loss_variance": var,
+        total = (w["recon"] * recon + w["perceptual"] * perc + _weighted(tok, w)
+                 + sum(w.get(k, 0.0) * v for k, v in expr.items()))
+        logs = {"loss": total, "loss_recon": recon, "loss_perceptual": perc, **tok,
                 **{f"loss_{k}": v for k, v in expr.items()}}
         logs.update({f"w_{k}": torch.tensor(float(v), device=frames.device) for k, v in w.items()})
         logs.update(similarity_stats(out.tokens))
         return logs
 
+    def _token_losses(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The terms on the tokens alone (temporal coherence/contrast, diversity, variance), by log name."""
+        h = self.loss_cfg
+        coherence, contrast = temporal_losses(tokens, h.contrast_stride)
+        temporal = h.coherence_weight * coherence + h.contrast_weight * contrast
+        div = diversity_loss(tokens, h.diversity_stride, h.diversity_scope)
+        var = variance_loss(tokens, h.variance_target)
+        return {"loss_temporal": temporal, "loss_coherence": coherence, "loss_contrast": contrast,
+                "loss_diversity": div, "loss_variance": var}
+
     def _points_only_losses(self, out, frames: torch.Tensor, landmarks: torch.Tensor, w: dict) -> dict:
-        """Losses of a warp decoder without refinement (``out.recon`` None): the landmark term; the pixel terms
-        are 0 (they have no trainable parameter)."""
+        """Losses of a warp decoder without refinement (``out.recon`` None): the landmark term and the terms on the
+        tokens; the pixel terms are 0 (they have no trainable parameter)."""
         lm = _landmark_loss(out.points, landmarks, frames.shape[-1])
+        tok = self._token_losses(out.tokens)
         zero = frames.new_zeros(())
-        logs = {"loss": w.get("landmarks", 0.0) * lm, "loss_landmarks": lm, "loss_recon": zero}
+        logs = {"loss": w.get("landmarks", 0.0) * lm + _weighted(tok, w), "loss_landmarks": lm, "loss_recon": zero,
+                **tok}
         logs.update({f"w_{k}": torch.tensor(float(v), device=frames.device) for k, v in w.items()})
         logs.update(similarity_stats(out.tokens))
         return logs
@@ -333,10 +341,11 @@ class TokenizerTask(ScheduledTask):
                 ≥2) in the crops' pixels.
         """
         dec = self.model.reconstruction
-        ids = torch.as_tensor(subject_ids).long().reshape(-1).tolist()
+        ids = torch.as_tensor(subject_ids).long().reshape(-1)
+        unset = (~dec.ref_set[ids.to(dec.ref_set.device)]).cpu().tolist()  # one lookup, one host sync
         new: dict[int, int] = {}
-        for i, sid in enumerate(ids):
-            if not bool(dec.ref_set[sid]) and sid not in new:
+        for i, (sid, todo) in enumerate(zip(ids.tolist(), unset, strict=True)):
+            if todo and sid not in new:
                 new[sid] = i
         if new:
             rows = list(new.values())
@@ -441,6 +450,12 @@ class TokenizerTask(ScheduledTask):
                                  "with --bank-data DATASET (the training shards)")
 
         return save_pretrained(self.model, directory)
+
+
+def _weighted(tok: dict[str, torch.Tensor], w: dict) -> torch.Tensor:
+    """Σ weight · term of :meth:`TokenizerTask._token_losses` (temporal, diversity, variance)."""
+    return w["temporal"] * tok["loss_temporal"] + w["diversity"] * tok["loss_diversity"] + \
+        w.get("variance", 0.0) * tok["loss_variance"]
 
 
 def _landmark_loss(points: torch.Tensor, landmarks: torch.Tensor, side: int) -> torch.Tensor:
