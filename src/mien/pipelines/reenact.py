@@ -204,12 +204,10 @@ class WarpReenactor:
         """One driver's warp: (warped uint8 (S, S, 3), map_x, map_y float32 (S, S) backward maps, target points
         float64 (468, 2) crop px)."""
         from mien.face.warp import mesh_warp
-        from mien.models.face3d.mien_face import canonical_triangles
 
         shift = sum((w * state["au"][k] for k, w in (edit or {}).items()), np.zeros_like(state["points"]))
         tgt = self.targets(state, driver, reference) + shift
-        img, mx, my = mesh_warp(state["image"], state["points"], tgt, canonical_triangles(),
-                                ring=(state["border"], state["triangles"]))
+        img, mx, my = mesh_warp(state["image"], state["points"], tgt, ring=(state["border"], state["triangles"]))
         return img, mx, my, tgt
 
     def animate(self, state, drivers, reference, edit=None) -> np.ndarray:

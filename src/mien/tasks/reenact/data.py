@@ -52,7 +52,8 @@ def _sample_warp(src: torch.Tensor, src_points: np.ndarray, dst_points: np.ndarr
     from mien.models.face3d.mien_face import canonical_triangles
     from mien.models.reenact.warpguided import flow_field
 
-    warped, mx, my = mesh_warp(src.permute(1, 2, 0).numpy(), src_points, dst_points, canonical_triangles(), ring=ring)
+    mesh = {"triangles": canonical_triangles()} if ring is None else {"ring": ring}
+    warped, mx, my = mesh_warp(src.permute(1, 2, 0).numpy(), src_points, dst_points, **mesh)
     return (torch.from_numpy(warped).permute(2, 0, 1).contiguous(), torch.from_numpy(flow_field(mx, my)),
             torch.from_numpy(np.asarray(dst_points).astype("float32")))
 
