@@ -224,18 +224,19 @@ def hull_area(points: np.ndarray) -> float:
 
 
 def relative_targets(source: np.ndarray, driver: np.ndarray, reference: np.ndarray,
-                     source_area: float | None = None) -> np.ndarray:
+                     source_area: float | None = None, reference_area: float | None = None) -> np.ndarray:
     """Relative motion of mesh points: ``source + (driver − reference) · s`` with ``s`` = √(source hull area /
     reference hull area) (FOMM's movement-scale adaptation), float64 (N, 2).
 
     Args:
-        source, driver, reference: (N, ≥2) points in px (the same N mesh points); source_area: the source's
-            :func:`hull_area` when already known.
+        source, driver, reference: (N, ≥2) points in px (the same N mesh points); source_area, reference_area: the
+            source's / reference's :func:`hull_area` when already known (one source or reference, many drivers).
     """
     src = np.asarray(source, np.float64)[:, :2]
     ref = np.asarray(reference, np.float64)[:, :2]
     area = hull_area(src) if source_area is None else source_area
-    return src + (np.asarray(driver, np.float64)[:, :2] - ref) * np.sqrt(area / max(hull_area(ref), 1e-6))
+    ref_area = hull_area(ref) if reference_area is None else reference_area
+    return src + (np.asarray(driver, np.float64)[:, :2] - ref) * np.sqrt(area / max(ref_area, 1e-6))
 
 
 def shape_distance(source: np.ndarray, candidates: np.ndarray) -> np.ndarray:
