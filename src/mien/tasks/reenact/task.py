@@ -12,7 +12,8 @@ and the hybrid ``warpguided``.
   output = the classical mesh warp) on self-reenactment pairs whose warp the data module adds (``data.warp:
   true``); the same reconstruction losses (region-weighted L1, face-api perceptual / identity / expression),
   and with ``weights.cross`` > 0 a cross-identity term: another subject's source warped by each driver's relative
-  motion, its refined output's FaceExpressionNet embedding pulled to the driver's.
+  motion (warped in the DataLoader's workers, ``data.cross: true``), its refined output's FaceExpressionNet
+  embedding pulled to the driver's.
 
 Every loss term is logged (``train/…``, ``val/…``) and weighted in config (:class:`ReenactWeights`). Manual
 optimisation (generator and discriminator steps; Lightning's precision plugin handles bf16 / fp16).
