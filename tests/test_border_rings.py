@@ -107,3 +107,23 @@ def test_cross_warp_ring_once_per_source_and_identical(ring_calls):
         assert torch.equal(warped[r], torch.from_numpy(w).permute(2, 0, 1).float() / 255.0)
         assert torch.equal(flow[r], torch.from_numpy(flow_field(mx, my)))
         assert torch.equal(points[r], torch.from_numpy(tgt.astype("float32")))
+
+
+def test_mesh_warp_takes_the_mesh_or_a_ring_not_both():
+    """``mesh_warp`` with a precomputed ring (which holds the triangles and border it was built with) is bit-identical
+    to the warp computing it from the mesh (any ``per_side``); a call passing an argument the ring would make
+    ignored, or neither, is refused."""
+    tri = canonical_triangles()
+    img = np.random.default_rng(0).integers(0, 256, (S, S, 3), dtype=np.uint8)
+    src, dst = _face(0)[:468].astype(np.float64), _face(7)[:468].astype(np.float64)
+    for per_side in (None, 6):
+        want = W.mesh_warp(img, src, dst, tri, per_side)
+        got = W.mesh_warp(img, src, dst, ring=W.extend_to_border(src, tri, S, S, per_side or 4))
+        assert all(np.array_equal(a, b) for a, b in zip(want, got, strict=True))
+    assert not np.array_equal(W.mesh_warp(img, src, dst, tri, 6)[1], W.mesh_warp(img, src, dst, tri)[1])
+    ring = W.extend_to_border(src, tri, S, S)
+    for bad in ({"triangles": tri}, {"per_side": 4}):
+        with pytest.raises(ValueError, match="not both"):
+            W.mesh_warp(img, src, dst, ring=ring, **bad)
+    with pytest.raises(ValueError, match="triangles or a precomputed ring"):
+        W.mesh_warp(img, src, dst)

@@ -133,6 +133,36 @@ def test_warp_driver_equal_source_reproduces_landmarks(source_crop):
     assert len(ys) and ys.min() > source_crop.landmarks[1, 1]  # changes below the nose tip only
 
 
+def test_warp_reference_area_once_per_animation(source_crop, monkeypatch):
+    """Relative motion computes the reference's hull area once per animation (``WarpReenactor.animate``) and once
+    per driver video (``transfer_targets``), not per frame; targets and frames are bit-identical to computing it
+    every time (``relative_targets`` without areas)."""
+    import mien.face.warp as W
+    from mien.pipelines.reenact import WarpReenactor
+    from mien.pipelines.reenact_eval import transfer_targets
+
+    w = WarpReenactor()
+    st = w.encode_source(source_crop)
+    lm = source_crop.landmarks
+    ref = dataclasses.replace(source_crop, landmarks=lm * np.float32(0.9) + np.float32(12.0))
+    drivers = [dataclasses.replace(source_crop, landmarks=ref.landmarks + np.float32(k)) for k in (1.0, -2.0, 0.5)]
+    for d in drivers:
+        d.landmarks[[14, 17, 84], 1] += 4.0
+    want = [W.relative_targets(st["points"], d.landmarks[:468], ref.landmarks[:468]) for d in drivers]
+    frames = np.stack([w.warp(st, d, ref)[0] for d in drivers])
+    assert all(np.array_equal(w.targets(st, d, ref, w.reference_area(ref)), t) for d, t in zip(drivers, want,
+                                                                                              strict=True))
+    calls = []
+    orig = W.hull_area
+    monkeypatch.setattr(W, "hull_area", lambda p: calls.append(1) or orig(p))
+    assert np.array_equal(w.animate(st, drivers, ref), frames) and len(calls) == 1
+    del calls[:]
+    t = transfer_targets(lm[:468], np.stack([d.landmarks[:468] for d in drivers]), ref.landmarks[:468])
+    assert len(calls) == 2  # the source and the reference, for three frames
+    assert all(np.array_equal(a, W.relative_targets(lm[:468], d.landmarks[:468], ref.landmarks[:468]))
+               for a, d in zip(t, drivers, strict=True))
+
+
 class _TinyModel(torch.nn.Module):
     """Implements the reenact model interface (mien.models.reenact) with simple maths, to test the adapter."""
 

@@ -73,6 +73,55 @@ def test_pairs_and_loss_helpers(batch):
     assert 0 <= float(good) < float(bad)  # minimising pulls towards the driver (the seed had the sign wrong)
 
 
+def test_cross_warps_are_made_in_the_loader(shards, monkeypatch):
+    """``data.cross``: the DataLoader's worker collates the pairs with their cross-identity warps
+    (``collate_pairs``): the same seed gives the same pairs as without it, and the cross tensors are exactly
+    ``cross_warp`` of that batch (what the task computed on the main process before); the warpguided step reads them
+    and never warps; fitting without ``data.cross`` is refused."""
+    from types import SimpleNamespace
+
+    from mien.tasks.reenact import ReenactDataModule
+    from mien.tasks.reenact import data as D
+
+    def first_batch(cross: bool, workers: int):
+        dm = ReenactDataModule(str(shards), val_root=str(shards), batch_size=4, num_workers=workers,
+                               pairs_per_clip=2, buffer=4, seed=3, warp=True, cross=cross)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        assert (loader.collate_fn is D.collate_pairs) == cross
+        return dm, next(iter(loader))
+
+    _, plain = first_batch(False, 0)
+    dm, batch = first_batch(True, 1)  # collated in the worker process
+    assert len(set(plain["subject"].tolist())) == 2 and not set(D.CROSS_KEYS) & set(plain)
+    for k, v in plain.items():
+        assert batch[k] == v if k == "key" else torch.equal(batch[k], v), k
+    want = D.cross_warp(plain)
+    assert len(want[0]) == 4
+    for k, x in zip(D.CROSS_KEYS, want, strict=True):
+        assert torch.equal(batch[k], x), k
+
+    def refuse(_batch):
+        raise AssertionError("cross_warp ran on the main process")
+
+    monkeypatch.setattr(D, "cross_warp", refuse)
+    task = ReenactTask("reenact-warpguided-tiny", stage="warpguided", color_jitter=0.0, perceptual_stages=1,
+                       weights=dict(l1=1.0, perceptual=0.0, identity=0.0, expression=0.0, cross=0.5))
+    logs: dict = {}
+    with torch.no_grad():
+        task._step(batch, logs)
+    assert float(logs["cross_expression"]) > 0
+    with pytest.raises(ValueError, match="no cross-identity warps"):
+        task._step(plain, {})
+    dm.hparams.cross = False
+    task._trainer = SimpleNamespace(datamodule=dm)
+    try:
+        with pytest.raises(ValueError, match="set data.cross: true"):
+            task.on_fit_start()
+    finally:
+        task._trainer = None
+
+
 def test_every_loss_term_is_computed_and_logged(batch):
     from mien.tasks.reenact.losses import d_hinge
 

@@ -83,20 +83,21 @@ def test_shapes_heatmaps_and_bad_inputs():
         m(torch.rand(b, 3, 64, 64), torch.rand(b, 3, s, s), torch.zeros(b, 2, s, s), pts)
 
 
-def _batch(crops):
-    """Self-reenactment pairs (source frame 0, later drivers) with their mesh warp, as PairDataset(warp=True)."""
-    from mien.tasks.reenact.data import add_warp
+def _batch(crops, subjects=(0, 0, 0, 0)):
+    """Self-reenactment pairs (source frame 0, later drivers) with their mesh warp, as PairDataset(warp=True),
+    collated as the loader of ``data.cross: true`` does (:func:`~mien.tasks.reenact.data.collate_pairs`)."""
+    from mien.tasks.reenact.data import add_warp, collate_pairs
 
     items = []
-    for d in crops[1:]:
+    for d, subject in zip(crops[1:], subjects, strict=True):
         s = crops[0]
         items.append(add_warp({"src": torch.from_numpy(s.image).permute(2, 0, 1), "drv": torch.from_numpy(d.image)
                                .permute(2, 0, 1), "src_pose": torch.from_numpy(s.pose),
                                "drv_pose": torch.from_numpy(d.pose),
                                "src_landmarks": torch.from_numpy(s.landmarks[:, :2].copy()),
                                "drv_landmarks": torch.from_numpy(d.landmarks[:, :2].copy()),
-                               "subject": torch.tensor(0), "key": "k"}))
-    return torch.utils.data.default_collate(items)
+                               "subject": torch.tensor(subject), "key": "k"}))
+    return collate_pairs(items)
 
 
 def test_warpguided_stage_lowers_the_loss_and_exports(crops, tmp_path):
@@ -183,7 +184,7 @@ def test_relative_targets_and_cross_warp(crops):
     from mien.face.warp import relative_targets
     from mien.pipelines.reenact import WarpReenactor
     from mien.tasks.reenact import ReenactTask
-    from mien.tasks.reenact.data import cross_warp
+    from mien.tasks.reenact.data import CROSS_KEYS, cross_warp
 
     a, b, c = (x.landmarks[:468, :2].astype(np.float64) for x in crops[:3])
     np.testing.assert_allclose(relative_targets(a, b, b), a)
@@ -191,8 +192,10 @@ def test_relative_targets_and_cross_warp(crops):
     np.testing.assert_allclose(relative_targets(a, c, b), w.targets(w.encode_source(crops[0]), crops[2], crops[1]))
     batch = _batch(crops)
     assert cross_warp(batch) is None  # one subject
-    batch["subject"] = torch.tensor([0, 0, 1, 1])
+    assert len(batch["cross_rows"]) == 0 and batch["cross_warped"].shape == (0, 3, 128, 128)
+    batch = _batch(crops, (0, 0, 1, 1))
     rows, srcs, warped, flow, points = cross_warp(batch)
+    assert all(torch.equal(batch[k], x) for k, x in zip(CROSS_KEYS, (rows, srcs, warped, flow, points), strict=True))
     assert rows.tolist() == [0, 1, 2, 3] and srcs.tolist() == [2, 2, 0, 0]
     assert warped.shape == (4, 3, 128, 128) and flow.shape == (4, 2, 128, 128) and points.shape == (4, 468, 2)
     slm, dlm = batch["src_landmarks"].double().numpy(), batch["drv_landmarks"].double().numpy()
@@ -217,8 +220,7 @@ def test_cross_expression_warp_is_computed_only_on_logged_steps(crops):
 
     from mien.tasks.reenact import ReenactTask
 
-    batch = _batch(crops)
-    batch["subject"] = torch.tensor([0, 0, 1, 1])
+    batch = _batch(crops, (0, 0, 1, 1))
     torch.manual_seed(0)
     task = ReenactTask("reenact-warpguided-tiny", stage="warpguided", color_jitter=0.0, perceptual_stages=1,
                        weights=dict(l1=1.0, perceptual=0.0, identity=0.0, expression=0.0, cross=0.5))

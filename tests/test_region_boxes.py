@@ -49,3 +49,23 @@ def test_refiner_mask_and_loss_weights_are_built_from_the_boxes():
     pts = lm[:, :468]
     any_box = L.region_box_masks(pts, m.region_index, m.size, m.config.mask_pad).any(1, keepdim=True).float()
     assert torch.equal(m.region_mask(pts), F.avg_pool2d(any_box, 5, stride=1, padding=2, count_include_pad=False))
+
+
+def test_refiner_region_groups_move_with_the_module_and_stay_out_of_the_state_dict():
+    """``region_index`` is the module's non-persistent buffers: ``.to()`` moves it (no per-forward copy), the state
+    dict keeps its keys (exported weights load strictly both ways), and the mask is unchanged."""
+    from mien.models.registry import create_model
+
+    torch.manual_seed(0)
+    m = create_model("reenact-warpguided-tiny", region_mask=True)
+    sd = m.state_dict()
+    assert not any("region" in k for k in sd)
+    assert set(sd) == {n for n, _ in m.named_parameters()}  # the refiner has no persistent buffers
+    fresh = create_model("reenact-warpguided-tiny", region_mask=True)
+    fresh.load_state_dict(sd, strict=True)
+    pts = torch.rand(2, 468, 2, generator=torch.Generator().manual_seed(1)) * 60 + 30
+    assert torch.equal(fresh.region_mask(pts), m.region_mask(pts))
+    assert [t.tolist() for t in m.region_index] == [
+        [*L.EYE_RIGHT, *L.BROWS[:10]], [*L.EYE_LEFT, *L.BROWS[10:]], [*L.LIPS_OUTER, *L.LIPS_INNER]]
+    m.to(torch.device("meta"))
+    assert all(t.device.type == "meta" for t in m.region_index)

@@ -28,6 +28,7 @@ from mien.tasks.tokenizer import (  # noqa: E402
 from mien.tasks.tokenizer.config import ScheduleConfig as S  # noqa: E402
 from mien.tasks.tokenizer.config import TokenizerLoss as Loss  # noqa: E402
 from mien.tasks.tokenizer.config import TokenizerWeights as W  # noqa: E402
+from mien.tasks.tokenizer.data import unpack_batch  # noqa: E402
 
 VIDEO = "videos/talking/face_1.mp4"
 # intentional in these tests: frozen sub-modules stay in eval mode, no validation data, argv given to the CLI
@@ -273,7 +274,7 @@ def test_backbone_token_cache_skips_the_backbone_and_matches(monkeypatch):
     bb = task.model.tokenizer.backbone
     orig = bb.forward_features
     monkeypatch.setattr(bb, "forward_features", lambda x: calls.append(x.shape[0]) or orig(x))
-    f, ids = task._unpack(batch, size)
+    f, ids = unpack_batch(batch, size)
     first = task.compute_losses(f, ids, weights={"recon": 1, "temporal": 0, "diversity": 0, "perceptual": 0},
                                 backbone_tokens=task.backbone_tokens_for(batch, f))
     assert calls == [6] and set(task._backbone_cache) == {"a", "b"}

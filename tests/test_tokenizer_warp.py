@@ -15,6 +15,7 @@ from mien.models.tokenizer import TokenizerConfig, load_pretrained, save_pretrai
 from mien.models.tokenizer.config import TINY  # noqa: E402
 from mien.models.tokenizer.nets import ExpressionTokenizer  # noqa: E402
 from mien.models.tokenizer.warp import DISPLACEMENT_UNIT, MESH_POINTS, reference_frames  # noqa: E402
+from mien.tasks.tokenizer.data import batch_landmarks, unpack_batch  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 VIDEO = "videos/talking/face_1.mp4"
@@ -156,8 +157,8 @@ def test_training_steps_reduce_landmark_and_pixel_loss(real_faces):
         schedule=ScheduleConfig(lr=2e-3, warmup_steps=1, total_steps=30),
         weights=TokenizerWeights(recon=(1, 1, 1), temporal=(0, 0, 0), diversity=(0, 0, 0)))
     batch = {"frames": x.view(2, 6, 3, 64, 64), "subject_id": torch.tensor([0, 1]), "landmarks": p.view(2, 6, 478, 2)}
-    frames, ids = task._unpack(batch, 64)
-    lm = task._landmarks(batch, frames)
+    frames, ids = unpack_batch(batch, 64)
+    lm = batch_landmarks(batch, frames)
     with pytest.raises(ValueError, match="landmarks"):
         task.compute_losses(frames, ids)
     before = task.compute_losses(frames, ids, landmarks=lm)
@@ -429,8 +430,8 @@ def test_points_only_losses_keep_the_token_terms(real_faces):
     task = TokenizerTask("tokenizer-tiny", model_overrides=over, schedule=ScheduleConfig(warmup_steps=1, total_steps=10),
                          weights=TokenizerWeights(temporal=(5, 5, 5), diversity=(2, 2, 2), landmarks=(1, 1, 1)))
     batch = {"frames": x.view(2, 6, 3, 64, 64), "subject_id": torch.tensor([0, 1]), "landmarks": p.view(2, 6, 478, 2)}
-    frames, ids = task._unpack(batch, 64)
-    out = task.compute_losses(frames, ids, landmarks=task._landmarks(batch, frames))
+    frames, ids = unpack_batch(batch, 64)
+    out = task.compute_losses(frames, ids, landmarks=batch_landmarks(batch, frames))
     w = task.loss_weights()
     want = (w["landmarks"] * out["loss_landmarks"] + w["temporal"] * out["loss_temporal"]
             + w["diversity"] * out["loss_diversity"] + w.get("variance", 0.0) * out["loss_variance"])

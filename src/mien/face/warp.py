@@ -181,25 +181,38 @@ def piecewise_affine_warp(image: np.ndarray, src: np.ndarray, dst: np.ndarray, t
     return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def mesh_warp(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray,
-              per_side: int = 4, ring: tuple[np.ndarray, np.ndarray] | None = None
+def mesh_warp(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray | None = None,
+              per_side: int | None = None, *, ring: tuple[np.ndarray, np.ndarray] | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The face-mesh warp of one image: ``src`` mesh points move to ``dst``, the ring between the mesh outline
     and the image border (:func:`extend_to_border`, computed on ``src``) follows, the border stays fixed.
 
+    Give either the face mesh (``triangles``, optionally ``per_side``) — the ring is computed here — or a ring
+    already computed for ``src`` (``ring``, which holds the triangles it was built with), not both.
+
     Args:
-        image: (H, W, C) uint8, or float32 (any range); src, dst: (V, 2) mesh points in pixels; triangles: int
-            (F, 3) the face mesh.
-        ring: ``extend_to_border(src, triangles, W, H, per_side)`` when already computed (a source warped to
-            many targets), else None.
+        image: (H, W, C) uint8, or float32 (any range); src, dst: (V, 2) mesh points in pixels.
+        triangles: int (F, 3) the face mesh (e.g. :func:`mien.models.face3d.mien_face.canonical_triangles`);
+            per_side: border points per image side (:func:`border_points`; None: 4).
+        ring: ``extend_to_border(src, triangles, W, H, per_side)`` (border points, full triangle list) when already
+            computed (a source warped to many targets; :class:`BorderRings`).
 
     Returns:
         (warped (H, W, C) of the image's dtype, map_x, map_y float32 (H, W)) — the same pixels as
         :func:`piecewise_affine_warp` with the extended mesh.
+
+    Raises:
+        ValueError: both ``ring`` and ``triangles`` / ``per_side`` given (they would be ignored), or neither
+            ``ring`` nor ``triangles``.
     """
+    if ring is not None and (triangles is not None or per_side is not None):
+        raise ValueError("mesh_warp: pass either ring (which holds its triangles and border) or triangles/per_side, "
+                         "not both")
+    if ring is None and triangles is None:
+        raise ValueError("mesh_warp: pass the face mesh triangles or a precomputed ring")
     h, w = image.shape[:2]
     src = np.asarray(src, np.float64)[:, :2]
-    border, tri = extend_to_border(src, triangles, w, h, per_side) if ring is None else ring
+    border, tri = extend_to_border(src, triangles, w, h, 4 if per_side is None else per_side) if ring is None else ring
     mx, my = piecewise_affine_maps(np.concatenate([src, border]),
                                    np.concatenate([np.asarray(dst, np.float64)[:, :2], border]), tri, w, h)
     return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), mx, my
@@ -211,18 +224,19 @@ def hull_area(points: np.ndarray) -> float:
 
 
 def relative_targets(source: np.ndarray, driver: np.ndarray, reference: np.ndarray,
-                     source_area: float | None = None) -> np.ndarray:
+                     source_area: float | None = None, reference_area: float | None = None) -> np.ndarray:
     """Relative motion of mesh points: ``source + (driver − reference) · s`` with ``s`` = √(source hull area /
     reference hull area) (FOMM's movement-scale adaptation), float64 (N, 2).
 
     Args:
-        source, driver, reference: (N, ≥2) points in px (the same N mesh points); source_area: the source's
-            :func:`hull_area` when already known.
+        source, driver, reference: (N, ≥2) points in px (the same N mesh points); source_area, reference_area: the
+            source's / reference's :func:`hull_area` when already known (one source or reference, many drivers).
     """
     src = np.asarray(source, np.float64)[:, :2]
     ref = np.asarray(reference, np.float64)[:, :2]
     area = hull_area(src) if source_area is None else source_area
-    return src + (np.asarray(driver, np.float64)[:, :2] - ref) * np.sqrt(area / max(hull_area(ref), 1e-6))
+    ref_area = hull_area(ref) if reference_area is None else reference_area
+    return src + (np.asarray(driver, np.float64)[:, :2] - ref) * np.sqrt(area / max(ref_area, 1e-6))
 
 
 def shape_distance(source: np.ndarray, candidates: np.ndarray) -> np.ndarray:

@@ -86,7 +86,7 @@ def _kernel(width: int, code_type: type | None, slices: tuple[tuple[int, int], .
     src = ["def run(Qi, Ri, Qf, Rf, qidx, ref, out):",
            f"    nb, tx, ty = qidx.shape[0], {'Qi' if code_type else 'Qf'}.shape[1], "
            f"{'Ri' if code_type else 'Rf'}.shape[1]",
-           "    inf = vsplat(np.inf, 8)",
+           f"    inf = vsplat(np.inf, {_VEC})",
            f"    pf = np.empty((ty + 1) * {sf * w})",
            f"    xf = np.empty({max(len(dims), 1) * w})"]
     if code_type:
@@ -109,10 +109,10 @@ def _kernel(width: int, code_type: type | None, slices: tuple[tuple[int, int], .
         src += [f"            xi = vload(xc, 0, {w})",
                 f"            idg = vload(pi, 0, {w}); vstore(pi, 0, vbig); ilf = vbig"]
     for v in range(w // _VEC):
-        src += [f"            x{d}_{v} = vload(xf, {j * w + v * _VEC}, 8)" for j, d in enumerate(dims)]
+        src += [f"            x{d}_{v} = vload(xf, {j * w + v * _VEC}, {_VEC})" for j, d in enumerate(dims)]
         for s in range(sf):
             at = s * w + v * _VEC
-            src += [f"            dg{s}_{v} = vload(pf, {at}, 8); vstore(pf, {at}, inf); lf{s}_{v} = inf"]
+            src += [f"            dg{s}_{v} = vload(pf, {at}, {_VEC}); vstore(pf, {at}, inf); lf{s}_{v} = inf"]
     src += ["            for b in range(ty):"]
     if code_type:
         src += [f"                iup = vload(pi, (b + 1) * {w}, {w})",
@@ -120,14 +120,14 @@ def _kernel(width: int, code_type: type | None, slices: tuple[tuple[int, int], .
                 "                idg = iup",
                 f"                vstore(pi, (b + 1) * {w}, ilf)"]
     if sf:
-        src += [*[f"                y{d} = vsplat(Rf[g, b, {d}], 8)" for d in dims],
+        src += [*[f"                y{d} = vsplat(Rf[g, b, {d}], {_VEC})" for d in dims],
                 f"                o = (b + 1) * {sf * w}"]
     for v in range(w // _VEC):
         for s, (lo, hi) in enumerate(slices):
             at = s * w + v * _VEC
             cost = " + ".join(f"e{d} * e{d}" for d in range(lo, hi))  # tslearn's order; 0.0 + e² == e²
             src += [f"                {'; '.join(f'e{d} = x{d}_{v} - y{d}' for d in range(lo, hi))}",
-                    f"                up = vload(pf, o + {at}, 8)",
+                    f"                up = vload(pf, o + {at}, {_VEC})",
                     f"                lf{s}_{v} = ({cost}) + vmin(vmin(dg{s}_{v}, up), lf{s}_{v})",
                     f"                dg{s}_{v} = up",
                     f"                vstore(pf, o + {at}, lf{s}_{v})"]
@@ -236,20 +236,21 @@ def _run_calls(queries: np.ndarray, refs: np.ndarray, qcodes: np.ndarray | None,
     code_type = None if qcodes is None else qcodes.dtype.type
     ns = int(code_type is not None) + len(fslices)
     qi, ri = (_NO_CODES, _NO_CODES) if code_type is None else (qcodes, rcodes)
-    out = np.zeros((ns, len(cand_q)))
+    sel_q, sel_r = cand_q[sel], cand_r[sel]
+    out = np.empty((ns, len(sel)))  # every column is written: each position of sel is in one block
 
-    blocks = _blocks(sel, cand_r, _widths(fslices))
+    blocks = _blocks(np.arange(len(sel)), sel_r, _widths(fslices))  # positions in sel
     kernels = {w: _kernel(w, code_type, fslices) for w, b in blocks.items() if len(b)}  # compiled here, once
 
     def run(w: int, idx: np.ndarray) -> None:
         acc = np.empty((len(idx), ns, w))
-        kernels[w](qi, ri, queries, refs, cand_q[idx], cand_r[idx[:, 0]], acc)
+        kernels[w](qi, ri, queries, refs, sel_q[idx], sel_r[idx[:, 0]], acc)
         out[:, idx.reshape(-1)] = acc.transpose(1, 0, 2).reshape(ns, -1)  # a padded lane repeats its copy
 
     calls = [(w, b[c:c + max(1, lanes // w)]) for w, b in blocks.items() for c in range(0, len(b), max(1, lanes // w))]
     for f in [ex.submit(run, w, idx) for w, idx in calls]:
         f.result()
-    return out[:, sel]
+    return out
 
 
 def nearest_weighted_dtw(queries: np.ndarray, refs: np.ndarray, cand_q: np.ndarray, cand_r: np.ndarray,

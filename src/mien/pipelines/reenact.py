@@ -190,31 +190,41 @@ class WarpReenactor:
         return {"image": source.image, "points": pts, "border": border, "triangles": tri,
                 "area": hull_area(pts), "au": au}
 
-    def targets(self, state: dict, driver: FaceCrop, reference: FaceCrop | None) -> np.ndarray:
-        """Target positions (468, 2) crop px of the source mesh points for one driver."""
+    @staticmethod
+    def reference_area(reference: FaceCrop | None) -> float | None:
+        """The hull area (px²) of the reference's 468 mesh points (:func:`mien.face.warp.hull_area`), computed once
+        per :meth:`animate` for :meth:`targets`; None without a reference."""
+        from mien.face.warp import hull_area
+
+        return None if reference is None else hull_area(np.asarray(reference.landmarks[:468, :2], np.float64))
+
+    def targets(self, state: dict, driver: FaceCrop, reference: FaceCrop | None,
+                reference_area: float | None = None) -> np.ndarray:
+        """Target positions (468, 2) crop px of the source mesh points for one driver (``reference_area``:
+        :meth:`reference_area` of ``reference`` when already known)."""
         from mien.face.warp import relative_targets
 
         drv = np.asarray(driver.landmarks[:468, :2], np.float64)
         if reference is None:
             return drv
-        return relative_targets(state["points"], drv, reference.landmarks[:468], state["area"])
+        return relative_targets(state["points"], drv, reference.landmarks[:468], state["area"], reference_area)
 
     def warp(self, state: dict, driver: FaceCrop, reference: FaceCrop | None,
-             edit: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+             edit: Mapping[str, float] | None = None, reference_area: float | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """One driver's warp: (warped uint8 (S, S, 3), map_x, map_y float32 (S, S) backward maps, target points
         float64 (468, 2) crop px)."""
         from mien.face.warp import mesh_warp
-        from mien.models.face3d.mien_face import canonical_triangles
 
         shift = sum((w * state["au"][k] for k, w in (edit or {}).items()), np.zeros_like(state["points"]))
-        tgt = self.targets(state, driver, reference) + shift
-        img, mx, my = mesh_warp(state["image"], state["points"], tgt, canonical_triangles(),
-                                ring=(state["border"], state["triangles"]))
+        tgt = self.targets(state, driver, reference, reference_area) + shift
+        img, mx, my = mesh_warp(state["image"], state["points"], tgt, ring=(state["border"], state["triangles"]))
         return img, mx, my, tgt
 
     def animate(self, state, drivers, reference, edit=None) -> np.ndarray:
         _check_edit(self, edit)
-        out = [self.warp(state, d, reference, edit)[0] for d in drivers]
+        ref_area = self.reference_area(reference)
+        out = [self.warp(state, d, reference, edit, ref_area)[0] for d in drivers]
         return np.stack(out) if out else np.zeros((0, self.size, self.size, 3), np.uint8)
 
 
@@ -248,7 +258,8 @@ class WarpGuidedReenactor:
         if not len(drivers):
             return np.zeros((0, self.size, self.size, 3), np.uint8)
         t = self.torch
-        warps = [self.warper.warp(state, d, reference, edit) for d in drivers]
+        ref_area = self.warper.reference_area(reference)
+        warps = [self.warper.warp(state, d, reference, edit, ref_area) for d in drivers]
         n = len(warps)
 
         def img(x):

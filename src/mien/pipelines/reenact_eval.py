@@ -216,9 +216,10 @@ def transfer_targets(source: np.ndarray, drivers: np.ndarray, reference: np.ndar
     if not (np.isfinite(source[:, :2]).all() and np.isfinite(reference[:, :2]).all()):
         return out
     area = hull_area(np.asarray(source, np.float64)[:, :2])
+    ref_area = hull_area(np.asarray(reference, np.float64)[:, :2])
     for t, d in enumerate(drivers):
         if np.isfinite(d[:, :2]).all():
-            out[t] = relative_targets(source, d, reference, area)
+            out[t] = relative_targets(source, d, reference, area, ref_area)
     return out
 
 

@@ -51,6 +51,9 @@ HEATMAP_GROUPS: dict[str, tuple[int, ...]] = {
 }
 """MediaPipe mesh indices of the target-point heatmap channels (in this order)."""
 
+#: non-persistent buffers of :attr:`WarpGuidedRefiner.region_index` (right eye + brow, left eye + brow, lips)
+REGION_BUFFERS = ("region_eye_right", "region_eye_left", "region_lips")
+
 
 @dataclass
 class WarpGuidedConfig(_Json):
@@ -129,7 +132,9 @@ class WarpGuidedRefiner(nn.Module):
         self.register_buffer("blur", (g / g.max()), persistent=False)
         eye_r = np.concatenate([L.EYE_RIGHT, BROWS[:10]])  # subject's right eye and brow
         eye_l = np.concatenate([L.EYE_LEFT, BROWS[10:]])
-        self.region_index = [torch.as_tensor(v) for v in (eye_r, eye_l, LIPS_OUTER + LIPS_INNER)]
+        # the region_mask boxes' point groups: buffers so they move with the module (not in the state dict)
+        for name, v in zip(REGION_BUFFERS, (eye_r, eye_l, LIPS_OUTER + LIPS_INNER), strict=True):
+            self.register_buffer(name, torch.as_tensor(v, dtype=torch.long), persistent=False)
         cin = 3 + 3 + 2 + len(idx)
         widths = [min(cfg.width * 2 ** i, cfg.width * 8) for i in range(cfg.levels + 1)]
         self.stem = nn.Conv2d(cin, widths[0], 3, padding=1)
@@ -142,6 +147,12 @@ class WarpGuidedRefiner(nn.Module):
         for m in (self.to_mask, self.to_residual):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
+
+    @property
+    def region_index(self) -> list[torch.Tensor]:
+        """Point groups of :meth:`region_mask`'s boxes: long (n,) mesh indices of the subject's right eye and brow,
+        left eye and brow, and lips (outer + inner), on the module's device."""
+        return [getattr(self, name) for name in REGION_BUFFERS]
 
     def heatmaps(self, points: torch.Tensor) -> torch.Tensor:
         """(B, 468, 2) crop-px points → (B, G, S, S) Gaussian heatmaps (peak 1 per point, summed, clipped to 1)

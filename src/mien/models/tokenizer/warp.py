@@ -233,14 +233,13 @@ class WarpDecoder(nn.Module):
         (M, 468, 2) crop px; no gradient. Returns (warped (M, 3, S, S), flow (M, 2, S, S)
         (:func:`mien.models.reenact.warpguided.flow_field`))."""
         from mien.face.warp import mesh_warp
-        from mien.models.face3d.mien_face import canonical_triangles
         from mien.models.reenact.warpguided import flow_field
 
         imgs = images.detach().float().permute(0, 2, 3, 1).cpu().numpy()
         s_np, d_np = src.detach().double().cpu().numpy(), dst.detach().double().cpu().numpy()
         warped, flows = [], []
         for img, s, d in zip(imgs, s_np, d_np, strict=True):
-            w, mx, my = mesh_warp(np.ascontiguousarray(img), s, d, canonical_triangles(), ring=self._ring(s, img.shape))
+            w, mx, my = mesh_warp(np.ascontiguousarray(img), s, d, ring=self._ring(s, img.shape))
             warped.append(w)
             flows.append(flow_field(mx, my))
         dev = images.device

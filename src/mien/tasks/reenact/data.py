@@ -1,8 +1,8 @@
 """Reenactment pairs from mien shards: :class:`PairDataset` (streaming) and :class:`ReenactDataModule`.
 
 A pair is two frames of one prepared clip (one face track) at different times: the source and the driver of a
-self-reenactment. Cross-identity pairs are formed in the batch by the task (the source of another subject,
-:func:`cross_permutation`). Shards are read by :class:`mien.data.reader.ClipDataset` (split over DataLoader workers
+self-reenactment. Cross-identity pairs are formed within a batch (the source of another subject,
+:func:`cross_permutation`); their mesh warps are made by :func:`collate_pairs` in the DataLoader's workers. Shards are read by :class:`mien.data.reader.ClipDataset` (split over DataLoader workers
 and nodes); clips are mixed by a shuffle buffer so that batches hold several subjects.
 """
 
@@ -12,12 +12,17 @@ import random
 import zlib
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 
 from mien.data.datamodule import subject_split
 from mien.data.reader import ClipDataset, open_dataset, shard_urls
 
-__all__ = ["PairDataset", "ReenactDataModule", "add_warp", "cross_permutation", "cross_warp", "flip_pair"]
+__all__ = ["CROSS_KEYS", "PairDataset", "ReenactDataModule", "add_warp", "collate_pairs", "cross_permutation",
+           "cross_warp", "flip_pair"]
+
+#: batch keys of the cross-identity warps added by :func:`collate_pairs` (the fields of :func:`cross_warp`)
+CROSS_KEYS = ("cross_rows", "cross_sources", "cross_warped", "cross_flow", "cross_points")
 
 
 def flip_pair(item: dict) -> dict:
@@ -37,6 +42,22 @@ def flip_pair(item: dict) -> dict:
     return out
 
 
+def _sample_warp(src: torch.Tensor, src_points: np.ndarray, dst_points: np.ndarray,
+                 ring: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The mesh warp of one source crop as tensors: ``src`` uint8 (3, S, S), its 468 mesh points ``src_points`` and
+    their targets ``dst_points`` float64 (468, 2) crop px; ``ring``: the source's :class:`~mien.face.warp.BorderRings`
+    entry, if cached. Returns (warped uint8 (3, S, S), flow float32 (2, S, S), points float32 (468, 2) = the
+    targets)."""
+    from mien.face.warp import mesh_warp
+    from mien.models.face3d.mien_face import canonical_triangles
+    from mien.models.reenact.warpguided import flow_field
+
+    mesh = {"triangles": canonical_triangles()} if ring is None else {"ring": ring}
+    warped, mx, my = mesh_warp(src.permute(1, 2, 0).numpy(), src_points, dst_points, **mesh)
+    return (torch.from_numpy(warped).permute(2, 0, 1).contiguous(), torch.from_numpy(flow_field(mx, my)),
+            torch.from_numpy(np.asarray(dst_points).astype("float32")))
+
+
 def add_warp(item: dict) -> dict:
     """Add the classical mesh warp of the pair (the input of the warp-guided refiner): the source crop warped so
     that its 468 mesh points move onto the driver's (:func:`mien.face.warp.mesh_warp`, the warp of baseline (b);
@@ -45,17 +66,9 @@ def add_warp(item: dict) -> dict:
     Adds ``warped`` uint8 (3, S, S), ``flow`` float32 (2, S, S) (:func:`~mien.models.reenact.warpguided.flow_field`)
     and ``points`` float32 (468, 2), the target mesh points in crop px.
     """
-    from mien.face.warp import mesh_warp
-    from mien.models.face3d.mien_face import canonical_triangles
-    from mien.models.reenact.warpguided import flow_field
-
-    src = item["src"].permute(1, 2, 0).numpy()
     sp, dp = item["src_landmarks"][:468, :2].double().numpy(), item["drv_landmarks"][:468, :2].double().numpy()
-    warped, mx, my = mesh_warp(src, sp, dp, canonical_triangles())
     out = dict(item)
-    out["warped"] = torch.from_numpy(warped).permute(2, 0, 1).contiguous()
-    out["flow"] = torch.from_numpy(flow_field(mx, my))
-    out["points"] = torch.from_numpy(dp.astype("float32"))
+    out["warped"], out["flow"], out["points"] = _sample_warp(item["src"], sp, dp)
     return out
 
 
@@ -143,6 +156,7 @@ def cross_warp(batch: dict) -> tuple[torch.Tensor, ...] | None:
     (its driver relative to its own source frame, the reference) applied by relative motion
     (:func:`mien.face.warp.relative_targets`) to the source of another subject in the batch
     (:func:`cross_permutation`), and that source warped onto the targets (:func:`mien.face.warp.mesh_warp`).
+    Training calls it through :func:`collate_pairs` (in the DataLoader's workers), not on the main process.
 
     Args:
         batch: collated pairs with ``src`` uint8 (B, 3, S, S), ``src_landmarks``, ``drv_landmarks`` (B, 478, ≥2)
@@ -153,9 +167,8 @@ def cross_warp(batch: dict) -> tuple[torch.Tensor, ...] | None:
         whose source is animated; warped float32 (R, 3, S, S) in [0, 1]; flow float32 (R, 2, S, S); points
         float32 (R, 468, 2)), on the batch's device.
     """
-    from mien.face.warp import BorderRings, mesh_warp, relative_targets
+    from mien.face.warp import BorderRings, relative_targets
     from mien.models.face3d.mien_face import canonical_triangles
-    from mien.models.reenact.warpguided import flow_field
 
     perm, valid = cross_permutation(batch["subject"])
     rows = valid.nonzero().flatten()
@@ -164,18 +177,31 @@ def cross_warp(batch: dict) -> tuple[torch.Tensor, ...] | None:
     dev = batch["src"].device
     src = batch["src"].detach().cpu()
     slm, dlm = batch["src_landmarks"].detach().cpu().double().numpy(), batch["drv_landmarks"].detach().cpu().double().numpy()
-    tri = canonical_triangles()
-    rings = BorderRings(tri, src.shape[-1], src.shape[-2], size=len(rows))  # a source animated by several rows
-    warped, flows, points = [], [], []
+    rings = BorderRings(canonical_triangles(), src.shape[-1], src.shape[-2], size=len(rows))  # a source, several rows
+    warps = []
     for i in rows.tolist():
         j = int(perm[i])
         tgt = relative_targets(slm[j, :468], dlm[i, :468], slm[i, :468])
-        w, mx, my = mesh_warp(src[j].permute(1, 2, 0).numpy(), slm[j, :468], tgt, tri, ring=rings(slm[j, :468]))
-        warped.append(torch.from_numpy(w).permute(2, 0, 1))
-        flows.append(torch.from_numpy(flow_field(mx, my)))
-        points.append(torch.from_numpy(tgt.astype("float32")))
-    return (rows.to(dev), perm[rows].to(dev), (torch.stack(warped).float() / 255.0).to(dev), torch.stack(flows).to(dev),
-            torch.stack(points).to(dev))
+        warps.append(_sample_warp(src[j], slm[j, :468], tgt, ring=rings(slm[j, :468])))
+    warped, flows, points = (torch.stack(x) for x in zip(*warps, strict=True))
+    return rows.to(dev), perm[rows].to(dev), (warped.float() / 255.0).to(dev), flows.to(dev), points.to(dev)
+
+
+def collate_pairs(items: list[dict]) -> dict:
+    """DataLoader ``collate_fn`` of the warp-guided stage's cross-identity term: ``default_collate`` of the pairs
+    plus :func:`cross_warp` of the batch under :data:`CROSS_KEYS` (``cross_rows``, ``cross_sources``,
+    ``cross_warped``, ``cross_flow``, ``cross_points``; R = 0 rows when the batch has one subject). It runs where
+    the DataLoader collates — in its worker processes when ``num_workers`` > 0 — so the mesh warps (~10 ms a row
+    at 128²) stay off the training step.
+    """
+    batch = torch.utils.data.default_collate(items)
+    x = cross_warp(batch)
+    if x is None:
+        h, w = batch["src"].shape[-2:]
+        x = (torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0, 3, h, w),
+             torch.zeros(0, 2, h, w), torch.zeros(0, 468, 2))
+    batch.update(zip(CROSS_KEYS, x, strict=True))
+    return batch
 
 
 class ReenactDataModule(pl.LightningDataModule):
@@ -188,12 +214,14 @@ class ReenactDataModule(pl.LightningDataModule):
         val_fraction: see ``val_root``; batch_size, num_workers: DataLoader; pairs_per_clip: pairs per clip and
             pass (validation: ``val_pairs_per_clip``); min_gap: smallest frame distance of a pair; flip_p: flip
             probability; buffer: shuffle buffer; seed; warp: add each pair's mesh warp (:func:`add_warp`; needed
-            by the ``warpguided`` stage of the task).
+            by the ``warpguided`` stage of the task); cross: add the batch's cross-identity warps in the loader
+            (:func:`collate_pairs`; needed by the ``warpguided`` stage with ``weights.cross`` > 0).
     """
 
     def __init__(self, root: str, val_root: str | None = None, val_fraction: float = 0.2, batch_size: int = 8,
                  num_workers: int = 0, pairs_per_clip: int = 8, val_pairs_per_clip: int = 2, min_gap: int = 5,
-                 flip_p: float = 0.5, buffer: int = 256, seed: int = 0, warp: bool = False):
+                 flip_p: float = 0.5, buffer: int = 256, seed: int = 0, warp: bool = False,
+                 cross: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.train_urls: list[str] = []
@@ -213,11 +241,13 @@ class ReenactDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         h = self.hparams
         ds = PairDataset(self.train_urls, h.pairs_per_clip, h.min_gap, True, h.flip_p, h.buffer, h.seed, h.warp)
-        return torch.utils.data.DataLoader(ds, batch_size=h.batch_size, num_workers=h.num_workers, drop_last=True)
+        return torch.utils.data.DataLoader(ds, batch_size=h.batch_size, num_workers=h.num_workers, drop_last=True,
+                                           collate_fn=collate_pairs if h.cross else None)
 
     def val_dataloader(self):
         h = self.hparams
         if not self.val_urls:
             return []
         ds = PairDataset(self.val_urls, h.val_pairs_per_clip, h.min_gap, False, 0.0, 0, h.seed, h.warp)
-        return torch.utils.data.DataLoader(ds, batch_size=h.batch_size, num_workers=h.num_workers)
+        return torch.utils.data.DataLoader(ds, batch_size=h.batch_size, num_workers=h.num_workers,
+                                           collate_fn=collate_pairs if h.cross else None)

@@ -12,7 +12,8 @@ and the hybrid ``warpguided``.
   output = the classical mesh warp) on self-reenactment pairs whose warp the data module adds (``data.warp:
   true``); the same reconstruction losses (region-weighted L1, face-api perceptual / identity / expression),
   and with ``weights.cross`` > 0 a cross-identity term: another subject's source warped by each driver's relative
-  motion, its refined output's FaceExpressionNet embedding pulled to the driver's.
+  motion (warped in the DataLoader's workers, ``data.cross: true``), its refined output's FaceExpressionNet
+  embedding pulled to the driver's.
 
 Every loss term is logged (``train/…``, ``val/…``) and weighted in config (:class:`ReenactWeights`). Manual
 optimisation (generator and discriminator steps; Lightning's precision plugin handles bf16 / fp16).
@@ -34,7 +35,7 @@ from mien.models.reenact.nets import ReenactModel
 from mien.models.registry import create_model
 from mien.tasks.config import as_config, as_dict
 from mien.tasks.reenact.config import OptimConfig, ReenactWeights
-from mien.tasks.reenact.data import cross_permutation, cross_warp
+from mien.tasks.reenact.data import CROSS_KEYS, cross_permutation
 from mien.tasks.reenact.losses import (
     FaceApiLoss,
     cross_contrastive,
@@ -157,6 +158,9 @@ class ReenactTask(pl.LightningModule):
             raise ValueError(f"the data's crops are {want!r} but reenactment models use {CROP!r}")
         if self.stage == "warpguided" and dm is not None and not getattr(dm.hparams, "warp", False):
             raise ValueError("stage 'warpguided' needs the pair warp from the data: set data.warp: true")
+        if self.stage == "warpguided" and self.w.cross and dm is not None and not getattr(dm.hparams, "cross", False):
+            raise ValueError("stage 'warpguided' with weights.cross > 0 needs the cross-identity warps from the data: "
+                             "set data.cross: true")
 
     def _images(self, batch, size: int) -> dict:
         def img(x):
@@ -241,15 +245,19 @@ class ReenactTask(pl.LightningModule):
 
     def _cross_expression(self, batch, b, logs) -> torch.Tensor:
         """warpguided stage: the cross-identity term — another subject's source animated by each driver's
-        relative motion (:func:`~mien.tasks.reenact.data.cross_warp`, as in cross-reenactment at evaluation);
+        relative motion (:func:`~mien.tasks.reenact.data.cross_warp`, as in cross-reenactment at evaluation), made
+        by the loader (:func:`~mien.tasks.reenact.data.collate_pairs`, ``data.cross: true``);
         no ground truth exists, so only the L1 between the FaceExpressionNet embeddings of the output and of the
         driver is minimised (the expression of the driver, not its identity: the refiner never sees the driver's
         pixels). No colour jitter on these rows. ``cross_expression_warp``, the same distance of the warp itself
         (baseline (b) on these pairs), is a metric only: computed on the steps whose metrics are written."""
-        x = cross_warp(batch)
-        if x is None:
+        if CROSS_KEYS[0] not in batch:
+            raise ValueError("stage 'warpguided' with weights.cross > 0: the batch has no cross-identity warps "
+                             "(collate with mien.tasks.reenact.data.collate_pairs: data.cross: true)")
+        rows, srcs, warped, flow, points = (batch[k] for k in CROSS_KEYS)
+        if not len(rows):
             return b["drv"].new_zeros(())
-        rows, srcs, warped, flow, points = x
+        warped, flow, points = warped.float(), flow.float(), points.float()
         out = self.model(warped, b["src"][srcs], flow, points)
         with torch.no_grad():
             target = self.faceapi.expression(b["drv"][rows])

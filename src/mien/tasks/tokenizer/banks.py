@@ -48,6 +48,7 @@ def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512,
 
     from mien.errors import InputError
     from mien.models.tokenizer.bank import build_bank
+    from mien.tasks.tokenizer.data import batch_landmarks, unpack_batch
 
     dec = getattr(task.model, "reconstruction", None)
     if getattr(dec, "bank_size", 0) <= 0:
@@ -58,8 +59,8 @@ def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512,
     skipped = 0
     size = task.model.config.crop_size
     for batch in batches:
-        frames, ids = task._unpack(batch, size)
-        landmarks = task._landmarks(batch, frames)
+        frames, ids = unpack_batch(batch, size)
+        landmarks = batch_landmarks(batch, frames)
         if landmarks is None or ids is None:
             raise InputError(source, "exemplar banks need batches with landmarks and subject ids (mien shards)")
         ids = torch.as_tensor(ids).long().cpu()

@@ -1,6 +1,8 @@
 """Video files → face-crop clips for tokenizer training: :func:`load_face_crops`, :func:`clips_from_crops`,
 :class:`ClipTensorDataset` and :class:`VideoCropsDataModule` (a small in-memory Lightning DataModule over a few
-videos, for quick runs and tests; prepared datasets are read by :class:`mien.data.datamodule.ClipDataModule`).
+videos, for quick runs and tests; prepared datasets are read by :class:`mien.data.datamodule.ClipDataModule`);
+:func:`unpack_batch` and :func:`batch_landmarks`, the frames, subject ids and landmarks of any batch the tokenizer
+tasks and :func:`mien.tasks.tokenizer.banks.fill_banks` take.
 
 They stay in the task package rather than in :mod:`mien.data` because they run face analysis
 (:func:`mien.pipelines.analyze.analyze`) and Lightning, which ``mien.data`` does not.
@@ -14,7 +16,46 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-__all__ = ["ClipTensorDataset", "VideoCropsDataModule", "clips_from_crops", "load_face_crops"]
+__all__ = ["ClipTensorDataset", "VideoCropsDataModule", "batch_landmarks", "clips_from_crops", "load_face_crops",
+           "unpack_batch"]
+
+
+def unpack_batch(batch, crop_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Frames (B, T, 3, S, S) float in [0, 1] and subject ids (B,) from a batch.
+
+    Accepts ``(frames, ids)`` tuples, ``{"frames", "subject_id"}`` dicts, and batches of mien shards
+    (:class:`mien.data.ClipDataModule`: ``video`` (B, T, 3, S, S) uint8, ``meta[i]["subject_id"]``), whose
+    crops are resized (antialiased bilinear) to ``crop_size`` when it differs.
+    """
+    if isinstance(batch, dict) and "video" in batch:
+        frames = batch["video"]
+        ids = torch.tensor([int(m["subject_id"]) for m in batch["meta"]], device=frames.device)
+    elif isinstance(batch, dict):
+        frames, ids = batch["frames"], batch.get("subject_id")
+    else:
+        frames, ids = batch[0], (batch[1] if len(batch) > 1 else None)
+    if frames.dtype == torch.uint8:
+        frames = frames.float() / 255.0
+    if frames.ndim == 4:
+        frames = frames.unsqueeze(1)
+    if frames.ndim != 5:
+        raise ValueError(f"expected frames (B, T, 3, H, W), got {tuple(frames.shape)}")
+    if crop_size is not None and frames.shape[-1] != crop_size:
+        b, t = frames.shape[:2]
+        frames = torch.nn.functional.interpolate(frames.flatten(0, 1), size=(crop_size, crop_size),
+                                                 mode="bilinear", antialias=True, align_corners=False)
+        frames = frames.clamp(0, 1).unflatten(0, (b, t))
+    return frames, ids
+
+
+def batch_landmarks(batch, frames: torch.Tensor) -> torch.Tensor | None:
+    """Landmarks (B, T, K, 2) in px of the (possibly resized) ``frames`` (B, T, 3, S, S) from a batch's
+    ``landmarks`` (shards: crop px of the shard's crops), or None when the batch has none."""
+    if not isinstance(batch, dict) or batch.get("landmarks") is None:
+        return None
+    lm = torch.as_tensor(batch["landmarks"]).float()[..., :2]
+    src = batch["video"].shape[-1] if "video" in batch else batch["frames"].shape[-1]
+    return (lm * (frames.shape[-1] / src)).to(frames.device)
 
 
 def load_face_crops(video: str | os.PathLike, crop_size: int, start: float | None = None,

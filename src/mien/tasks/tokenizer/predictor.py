@@ -7,6 +7,7 @@ import torch
 from mien.models.registry import create_model
 from mien.tasks.config import as_dict
 from mien.tasks.tokenizer.config import PredictorWeights, ScheduleConfig
+from mien.tasks.tokenizer.data import unpack_batch
 from mien.tasks.tokenizer.losses import prediction_losses
 from mien.tasks.tokenizer.task import ScheduledTask
 
@@ -81,7 +82,7 @@ class PredictorTask(ScheduledTask):
         return logs
 
     def training_step(self, batch, batch_idx):
-        frames, ids = self._unpack(batch)
+        frames, ids = unpack_batch(batch)
         logs = self.compute_losses(frames, ids)
         logs["lr"] = torch.tensor(float(self.optimizers().param_groups[0]["lr"]), device=frames.device)
         self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, on_step=True, on_epoch=False,
@@ -89,7 +90,7 @@ class PredictorTask(ScheduledTask):
         return logs["loss"]
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
-        frames, ids = self._unpack(batch)
+        frames, ids = unpack_batch(batch)
         logs = self.compute_losses(frames, ids)
         self.log_dict({f"{self.val_prefix(dataloader_idx)}/{k}": v.detach() for k, v in logs.items()},
                       on_step=False, on_epoch=True, batch_size=frames.shape[0], add_dataloader_idx=False)

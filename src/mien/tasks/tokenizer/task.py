@@ -36,6 +36,7 @@ from mien.models.tokenizer.nets import ExpressionTokenizer
 from mien.tasks.config import as_config, as_dict
 from mien.tasks.schedules import WarmupDecaySchedule, lambda_lr
 from mien.tasks.tokenizer.config import ScheduleConfig, TokenizerLoss, TokenizerWeights
+from mien.tasks.tokenizer.data import batch_landmarks, unpack_batch
 from mien.tasks.tokenizer.losses import (
     ExpressionNetLoss,
     PerceptualLoss,
@@ -103,44 +104,6 @@ class ScheduledTask(pl.LightningModule):
         h = self.schedule_cfg
         opt = torch.optim.AdamW(params, lr=h.lr, weight_decay=h.weight_decay, betas=tuple(h.betas))
         return {"optimizer": opt, "lr_scheduler": lambda_lr(opt, self.lr_schedule(), scale=h.lr)}
-
-    @staticmethod
-    def _unpack(batch, crop_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Frames (B, T, 3, S, S) float in [0, 1] and subject ids (B,) from a batch.
-
-        Accepts ``(frames, ids)`` tuples, ``{"frames", "subject_id"}`` dicts, and batches of mien shards
-        (:class:`mien.data.ClipDataModule`: ``video`` (B, T, 3, S, S) uint8, ``meta[i]["subject_id"]``), whose
-        crops are resized (antialiased bilinear) to ``crop_size`` when it differs.
-        """
-        if isinstance(batch, dict) and "video" in batch:
-            frames = batch["video"]
-            ids = torch.tensor([int(m["subject_id"]) for m in batch["meta"]], device=frames.device)
-        elif isinstance(batch, dict):
-            frames, ids = batch["frames"], batch.get("subject_id")
-        else:
-            frames, ids = batch[0], (batch[1] if len(batch) > 1 else None)
-        if frames.dtype == torch.uint8:
-            frames = frames.float() / 255.0
-        if frames.ndim == 4:
-            frames = frames.unsqueeze(1)
-        if frames.ndim != 5:
-            raise ValueError(f"expected frames (B, T, 3, H, W), got {tuple(frames.shape)}")
-        if crop_size is not None and frames.shape[-1] != crop_size:
-            b, t = frames.shape[:2]
-            frames = torch.nn.functional.interpolate(frames.flatten(0, 1), size=(crop_size, crop_size),
-                                                     mode="bilinear", antialias=True, align_corners=False)
-            frames = frames.clamp(0, 1).unflatten(0, (b, t))
-        return frames, ids
-
-    @staticmethod
-    def _landmarks(batch, frames: torch.Tensor) -> torch.Tensor | None:
-        """Landmarks (B, T, K, 2) in px of the (possibly resized) ``frames`` (B, T, 3, S, S) from a batch's
-        ``landmarks`` (shards: crop px of the shard's crops), or None when the batch has none."""
-        if not isinstance(batch, dict) or batch.get("landmarks") is None:
-            return None
-        lm = torch.as_tensor(batch["landmarks"]).float()[..., :2]
-        src = batch["video"].shape[-1] if "video" in batch else batch["frames"].shape[-1]
-        return (lm * (frames.shape[-1] / src)).to(frames.device)
 
 
 class TokenizerTask(ScheduledTask):
@@ -388,10 +351,10 @@ class TokenizerTask(ScheduledTask):
         return logs
 
     def training_step(self, batch, batch_idx):
-        frames, ids = self._unpack(batch, self.model.config.crop_size)
+        frames, ids = unpack_batch(batch, self.model.config.crop_size)
         logs = self.compute_losses(frames, ids, backbone_tokens=self.backbone_tokens_for(batch, frames),
                                    condition=self.condition_for(batch, frames),
-                                   landmarks=self._landmarks(batch, frames))
+                                   landmarks=batch_landmarks(batch, frames))
         logs["lr"] = torch.tensor(float(self.optimizers().param_groups[0]["lr"]), device=frames.device)
         self.log_dict({f"train/{k}": v.detach() if torch.is_tensor(v) else v for k, v in logs.items()},
                       on_step=True, on_epoch=False, prog_bar=False, batch_size=frames.shape[0])
@@ -399,10 +362,10 @@ class TokenizerTask(ScheduledTask):
         return logs["loss"]
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
-        frames, ids = self._unpack(batch, self.model.config.crop_size)
+        frames, ids = unpack_batch(batch, self.model.config.crop_size)
         logs = self.compute_losses(frames, ids, backbone_tokens=self.backbone_tokens_for(batch, frames),
                                    condition=self.condition_for(batch, frames),
-                                   landmarks=self._landmarks(batch, frames))
+                                   landmarks=batch_landmarks(batch, frames))
         prefix = self.val_prefix(dataloader_idx)
         self.log_dict({f"{prefix}/{k}": v.detach() for k, v in logs.items()}, on_step=False, on_epoch=True,
                       batch_size=frames.shape[0], add_dataloader_idx=False)
@@ -429,7 +392,7 @@ class TokenizerTask(ScheduledTask):
             experiment.add_image(f"{prefix}/input_vs_reconstruction", torch.cat(rows, dim=1), self.global_step)
 
     def predict_step(self, batch, batch_idx):
-        frames, ids = self._unpack(batch, self.model.config.crop_size)
+        frames, ids = unpack_batch(batch, self.model.config.crop_size)
         return self.model.encode(frames, ids, self.condition_for(batch, frames))
 
     def export(self, directory: str | os.PathLike) -> Path:
