@@ -507,3 +507,14 @@ def test_recognition_same_subject_is_closer(recognition_net, _faceapi_data):
     same = labels[:, None] == labels[None, :]
     off_diag = ~np.eye(len(files), dtype=bool)
     assert dist[same & off_diag].mean() + 0.1 < dist[~same].mean()
+
+
+def test_expression_emotions_resize_and_batch_like_run():
+    from mien.heads.faceapi import ExpressionHead, resize_crops
+
+    crops = np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    head = ExpressionHead("cpu", backend="torch")
+    want = head.run(resize_crops(crops, 112))[0]
+    got = head.emotions(crops, batch=2)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert resize_crops(crops, 64) is crops and resize_crops(crops[:0], 112).shape == (0, 112, 112, 3)

@@ -62,12 +62,13 @@ def test_fill_banks_pool_holds_copies_not_views(monkeypatch):
 
     def spy(arrays, *a, **k):
         arrays = list(arrays)
-        pooled.extend(arrays)
+        pooled.append(arrays)
         return real_stack(arrays, *a, **k)
 
     monkeypatch.setattr(banks.np, "stack", spy)
     banks.fill_banks(_task(bank=2), [_batch(0, t=3)], "fps", pool=8)
-    assert len(pooled) == 6 and all(a.base is None for a in pooled)
+    pool = pooled[0] + pooled[1]  # the pool's crops, then its points (later stacks: the neutral-mesh classifier's)
+    assert len(pool) == 6 and all(a.base is None for a in pool)
 
 
 def test_fill_banks_refuses_foreign_subject_ids_and_takes_per_clip_ids():
@@ -186,3 +187,129 @@ def test_umeyama_torch_agrees_with_umeyama_batch_and_drives_the_aligned_distance
     fit = s[:, None, None] * np.einsum("bkj,bij->bki", src, r) + t[:, None]
     want = np.sqrt(((fit - dst) ** 2).sum(-1).mean(-1)).reshape(3, 5)
     np.testing.assert_allclose(mesh_distance(torch.tensor(q), torch.tensor(e), "aligned").numpy(), want, rtol=1e-5)
+
+
+def _swap_model():
+    """A banked warp tokenizer with references for subjects 0..2 and a non-zero displacement head."""
+    task = _task(bank=3)
+    m = task.model.eval()
+    dec = m.reconstruction
+    faces = _faces(3, seed=3)
+    dec.set_references([0, 1, 2], np.zeros((3, 3, S, S), np.float32), faces)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(dec.displacement[-1].weight, std=0.05)
+    return m
+
+
+def test_identity_swap_moves_the_target_by_the_motion_from_the_neutral_meshes():
+    m = _swap_model()
+    dec = m.reconstruction
+    z = torch.nn.functional.normalize(torch.randn(5, m.config.dim), dim=1)
+    src, tgt = torch.zeros(5, dtype=torch.long), torch.ones(5, dtype=torch.long)
+    with torch.no_grad():
+        plain = dec.points(z, tgt)
+        assert torch.equal(dec.transfer_points(z, src, tgt), plain)  # no neutral meshes: the old swap exactly
+        n0, n1 = torch.from_numpy(_faces(2, seed=7))
+        dec.set_neutral(0, n0)
+        assert torch.equal(dec.transfer_points(z, src, tgt), plain)  # the target has none: both keep references
+        dec.set_neutral(1, n1)
+        want = n1[:468] + (dec.points(z, src) - n0[:468])
+        torch.testing.assert_close(dec.transfer_points(z, src, tgt), want)
+        assert not torch.allclose(want, plain)
+        torch.testing.assert_close(dec.transfer_points(z, src, src), dec.points(z, src))  # own subject: unchanged
+        dec.set_bank(1, np.zeros((1, 3, S, S), np.uint8), n1[None])
+        _, pts = dec(z, tgt, src)
+        torch.testing.assert_close(pts, want)
+        a_s, a_t = dec.anchors(torch.tensor([0, 2]), torch.tensor([1, 1]))  # subject 2 has no neutral mesh
+        assert torch.equal(a_s[0], n0[:468]) and torch.equal(a_s[1], dec.ref_points[2])
+        assert torch.equal(a_t[0], n1[:468]) and torch.equal(a_t[1], dec.ref_points[1])
+
+
+def test_extractor_swaps_from_the_encoding_subject(tmp_path):
+    from mien.heads.tokens import TokenExtractor
+    from mien.models.tokenizer.export import save_pretrained
+
+    m = _swap_model()
+    dec = m.reconstruction
+    for s, seed in ((0, 7), (1, 8)):
+        dec.set_neutral(s, _faces(1, seed=seed)[0])
+        dec.set_bank(s, np.random.default_rng(s).integers(0, 256, (1, 3, S, S), dtype=np.uint8), _faces(1, seed=seed))
+    save_pretrained(m, tmp_path / "tok")
+    ex = TokenExtractor(tmp_path / "tok")
+    ex.subject_id = 0
+    crops = np.random.default_rng(0).integers(0, 256, (3, S, S, 3), dtype=np.uint8)
+    tokens, swapped = ex.reconstruct(crops, target_subject=1)
+    assert np.array_equal(swapped, ex.decode(tokens, 1, source_subject=0))
+    assert not np.array_equal(swapped, ex.decode(tokens, 1))  # the motion is measured from subject 0's neutral mesh
+    with pytest.raises(ValueError, match="source subject 9 out of range"):
+        ex.decode(tokens, 1, source_subject=9)
+
+
+def test_neutral_meshes_average_the_neutral_frames_and_name_the_subjects_left_out():
+    from mien.models.tokenizer.bank import neutral_meshes, set_neutral_meshes
+
+    pts = _faces(8, seed=1)
+    subjects = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    neutral = np.array([1, 1, 1, 0, 1, 1, 0, 0], bool)
+    pts[1, 3, 0] = np.nan  # a neutral frame without finite points does not count
+    got = neutral_meshes(pts, subjects, neutral, min_frames=2)
+    assert sorted(got) == [0, 1]
+    np.testing.assert_allclose(got[0], pts[[0, 2], :468].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(got[1], pts[[4, 5], :468].mean(0), rtol=1e-6)
+    dec = _task(bank=2).model.reconstruction
+    with pytest.warns(UserWarning, match=r"2 subject\(s\) with fewer than 3 neutral .* ids \[0, 1\]"):
+        assert set_neutral_meshes(dec, pts, subjects, neutral) == []  # subject 0 has 2 finite neutral frames < 3
+    neutral[3] = True
+    with pytest.warns(UserWarning, match=r"ids \[1\]"):
+        assert set_neutral_meshes(dec, pts, subjects, neutral) == [0]
+    assert dec.bank_neutral_set.tolist() == [True, False, False, False]
+    with pytest.raises(ValueError, match="not all finite"):
+        dec.set_neutral(1, pts[1])
+    with pytest.raises(ValueError, match=r"subject id must lie in \[0, 4\)"):
+        dec.set_neutral(4, pts[0])
+    with pytest.raises(ValueError, match="no exemplar bank"):
+        _task(bank=0).model.reconstruction.set_neutral(0, pts[0])
+
+
+def test_fill_banks_takes_neutral_meshes_from_the_frames_the_classifier_calls_neutral(monkeypatch):
+    from mien.heads.faceapi import EMOTIONS, ExpressionHead
+    from mien.tasks.tokenizer.banks import fill_banks
+
+    batches = [_batch(0, t=4, seed=0), _batch(1, t=4, seed=1)]
+    for b, s in zip(batches, (0, 1), strict=True):  # subject 0's frames 100, subject 1's 200 grey levels
+        b["video"][:] = 100 * (s + 1)
+
+    def emotions(self, crops, batch=64):  # neutral for subject 0's grey, happy for subject 1's
+        p = np.zeros((len(crops), len(EMOTIONS)), np.float32)
+        p[np.asarray(crops)[:, 0, 0, 0] == 100, EMOTIONS.index("neutral")] = 1
+        p[np.asarray(crops)[:, 0, 0, 0] == 200, EMOTIONS.index("happy")] = 1
+        return p
+
+    monkeypatch.setattr(ExpressionHead, "emotions", emotions)
+    task = _task(bank=2)
+    with pytest.warns(UserWarning, match=r"ids \[1\]"):
+        fill_banks(task, batches, "fps", pool=8)
+    dec = task.model.reconstruction
+    assert dec.bank_neutral_set.tolist() == [True, False, False, False]
+    torch.testing.assert_close(dec.bank_neutral_points[0], batches[0]["landmarks"][0, :, :468].mean(0))
+
+
+def test_exports_made_before_neutral_meshes_still_load(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from mien.models.tokenizer.export import load_pretrained, save_pretrained
+
+    m = _swap_model()
+    m.reconstruction.set_neutral(0, _faces(1)[0])
+    save_pretrained(m, tmp_path / "tok")
+    assert bool(load_pretrained(tmp_path / "tok").reconstruction.bank_neutral_set[0])
+    f = tmp_path / "tok" / "model.safetensors"
+    state = {k: v for k, v in load_file(str(f)).items() if "bank_neutral" not in k}
+    save_file(state, str(f))
+    old = load_pretrained(tmp_path / "tok")
+    assert not old.reconstruction.bank_neutral_set.any()
+    save_file({k: v for k, v in state.items() if k != "reconstruction.bank_points"}, str(f))
+    from mien.errors import InputError
+
+    with pytest.raises(InputError, match="bank_points"):
+        load_pretrained(tmp_path / "tok")

@@ -396,7 +396,9 @@ def test_with_bank_adds_an_empty_bank_and_keeps_every_weight(real_faces):
     old, new = m.state_dict(), b.state_dict()
     assert all(torch.equal(old[k], new[k]) for k in old)
     assert sorted(set(new) - set(old)) == ["reconstruction.bank_count", "reconstruction.bank_images",
+                                          "reconstruction.bank_neutral_points", "reconstruction.bank_neutral_set",
                                           "reconstruction.bank_points"]
+    assert not b.reconstruction.bank_neutral_set.any()
     ids = torch.tensor([0, 1])
     with torch.no_grad():
         torch.testing.assert_close(b.encode(x[:2].float() / 255, ids), m.encode(x[:2].float() / 255, ids))

@@ -47,6 +47,20 @@ def _recognition_net(device: str):
     return load_recognition_net(device)
 
 
+def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (N, S, S, 3) square RGB crops resized to (N, size, size, 3) (OpenCV: bilinear up, area down), for the
+    fixed input size of a face-api network."""
+    import cv2
+
+    crops = np.asarray(crops)
+    if len(crops) == 0:
+        return np.zeros((0, size, size, 3), np.uint8)
+    if crops.shape[1:3] == (size, size):
+        return crops
+    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR if size > c.shape[0]
+                                else cv2.INTER_AREA) for c in crops])
+
+
 def _contract(name: str):
     from mien.models.registry import get_model_spec
 
@@ -142,6 +156,16 @@ class ExpressionHead(Head):
             emb = self.net.embed(x)
             probs = torch.softmax(self.net.fc(emb), dim=1)
         return probs.cpu().numpy().astype(np.float32), emb.cpu().numpy().astype(np.float32)
+
+    def emotions(self, crops: np.ndarray, batch: int = 64) -> np.ndarray:
+        """Emotion probabilities float32 (N, 7) in :data:`EMOTIONS` order of uint8 (N, S, S, 3) RGB face crops of any
+        square size S (resized by :func:`resize_crops`), in batches of ``batch``."""
+        crops = np.asarray(crops)
+        if len(crops) == 0:
+            return np.zeros((0, len(EMOTIONS)), np.float32)
+        size = self.contract.crop_size
+        return np.concatenate([self.run(resize_crops(crops[i:i + batch], size))[0]
+                               for i in range(0, len(crops), batch)])
 
     def __call__(self, crops, landmarks, **inputs) -> dict[str, np.ndarray]:
         """{``emotion_<label>``: (B,), ``expression_embedding``: (B, 256)} (the embedding also when not emitted,

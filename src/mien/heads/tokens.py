@@ -180,13 +180,17 @@ class TokenExtractor:
                 out.append(self.model.encode(x, self._ids(x.shape[0], self.subject_id), cond).float().cpu().numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
 
-    def decode(self, tokens: np.ndarray, subject_id: int | None = None) -> np.ndarray:
+    def decode(self, tokens: np.ndarray, subject_id: int | None = None, source_subject: int | None = None
+               ) -> np.ndarray:
         """Faces rendered from tokens with a subject embedding (another subject's = identity swap).
 
         Args:
             tokens: float (B, D).
             subject_id: subject-embedding index (default: the extractor's ``subject_id``); ignored by
                 subject-invariant models.
+            source_subject: the subject the tokens were encoded with, when known: a warp-decoder identity swap
+                then carries the token's motion from that subject's neutral mesh
+                (:meth:`~mien.models.tokenizer.warp.WarpDecoder.transfer_points`).
 
         Returns:
             uint8 (B, S, S, 3) RGB.
@@ -195,6 +199,7 @@ class TokenExtractor:
             ValueError: wrong token size or subject id out of range.
         """
         sid = self.subject_id if subject_id is None else self.check_subject(subject_id)
+        src = None if source_subject is None else self.check_subject(source_subject, "source subject")
         tokens = np.asarray(tokens, np.float32)
         if tokens.ndim != 2 or tokens.shape[1] != self.dim:
             raise ValueError(f"expected tokens (B, {self.dim}), got {tokens.shape}")
@@ -204,12 +209,14 @@ class TokenExtractor:
         with self._torch.inference_mode():
             for i in range(0, len(tokens), self.batch_size):
                 z = self._torch.from_numpy(tokens[i:i + self.batch_size]).to(self.device)
-                img = self.model.decode(z, self._ids(z.shape[0], sid))
+                img = self.model.decode(z, self._ids(z.shape[0], sid),
+                                        None if src is None else self._ids(z.shape[0], src))
                 out.append(to_uint8(img))
         return np.concatenate(out)
 
     def reconstruct(self, crops: np.ndarray, target_subject: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Encode crops (with ``subject_id``) and decode them (with ``target_subject``, default the same).
+        """Encode crops (with ``subject_id``) and decode them (with ``target_subject``, default the same; another
+        subject is an identity swap from ``subject_id``, as :meth:`decode` with ``source_subject``).
 
         Args:
             crops: uint8 (B, S, S, 3).
@@ -227,7 +234,8 @@ class TokenExtractor:
             for i in range(0, len(crops), self.batch_size):
                 x = self._to_input(crops[i:i + self.batch_size])
                 z = self.model.encode(x, self._ids(x.shape[0], self.subject_id), self.condition(crops[i:i + self.batch_size]))
-                imgs.append(to_uint8(self.model.decode(z, self._ids(x.shape[0], tgt))))
+                src = None if tgt == self.subject_id else self._ids(x.shape[0], self.subject_id)
+                imgs.append(to_uint8(self.model.decode(z, self._ids(x.shape[0], tgt), src)))
                 toks.append(z.float().cpu().numpy())
         return np.concatenate(toks).astype(np.float32, copy=False), np.concatenate(imgs)
 

@@ -81,7 +81,8 @@ def tokenizer_swap_report(model, frames, subject_ids, seed: int = 0, condition=N
     * ``token_swap``: each frame's token replaced by the token of a random other frame of the same subject
       (expression information removed; identity kept). A large PSNR drop means tokens carry expression.
     * ``subject_swap``: own token, another subject's embedding (only when the model has subject embeddings
-      and the frames span ≥ 2 subjects). A large drop means identity lives in the subject embedding.
+      and the frames span ≥ 2 subjects; decoded as an identity swap from the frame's own subject,
+      ``model.decode(tokens, other, ids)``). A large drop means identity lives in the subject embedding.
 
     Args:
         model: :class:`~mien.models.tokenizer.nets.ExpressionTokenizer` (eval mode is set).
@@ -113,6 +114,6 @@ def tokenizer_swap_report(model, frames, subject_ids, seed: int = 0, condition=N
         if getattr(model.config, "max_subjects", 0) and len(uniq) > 1:
             other = torch.from_numpy(np.array([uniq[(np.searchsorted(uniq, s) + 1) % len(uniq)]
                                                for s in ids.numpy()]))
-            out["subject_swap"] = quality(model.decode(tokens, other))
+            out["subject_swap"] = quality(model.decode(tokens, other, ids))  # an identity swap from ``ids``
     out["n_frames"] = {"value": float(len(ids))}
     return out

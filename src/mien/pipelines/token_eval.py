@@ -203,15 +203,6 @@ def collect_crops(video: str | os.PathLike, extractor: TokenExtractor, start: fl
     return crops, missing
 
 
-def _resize(crops: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-
-    if len(crops) == 0:
-        return np.zeros((0, size, size, 3), np.uint8)
-    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR if size > c.shape[0]
-                                else cv2.INTER_AREA) for c in crops])
-
-
 class FaceMeasures:
     """face-api emotion, face-api identity descriptor and mien AU probabilities of face crops (any size).
 
@@ -234,11 +225,13 @@ class FaceMeasures:
 
     def emotion(self, crops: np.ndarray) -> np.ndarray:
         """(N, 7) emotion probabilities."""
-        return self.expression.run(_resize(crops, self.expression.contract.crop_size))[0]
+        return self.expression.emotions(crops)
 
     def descriptor(self, crops: np.ndarray) -> np.ndarray:
         """(N, 128) face-api recognition descriptors."""
-        return self.identity.descriptors(_resize(crops, self.identity.contract.crop_size))
+        from mien.heads.faceapi import resize_crops
+
+        return self.identity.descriptors(resize_crops(crops, self.identity.contract.crop_size))
 
     def au(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, A) AU probabilities of the default model (NaN rows where no face is found), face_found (N,)."""
@@ -286,11 +279,12 @@ def warp_baselines(frames: TransferFrames, extractor: TokenExtractor, batch: int
     """Identity-swap baselines of a warp-decoder tokenizer that use the source frames' TRUE meshes (no token).
 
     The source frame's MediaPipe mesh found on its crop (as the ``crop-mesh`` condition) is moved to the target by
-    its motion relative to the source's reference (target reference points + source mesh − source reference
-    points); rendered as the classical warp of the target's reference crop to it and, when the decoder has an
+    its motion relative to the source's anchor, as the identity swap does (target anchor + source mesh − source
+    anchor; the neutral meshes when the decoder has both, else the references:
+    :meth:`~mien.models.tokenizer.warp.WarpDecoder.anchors`); rendered as the classical warp of the target's reference crop to it and, when the decoder has an
     exemplar bank (:mod:`mien.models.tokenizer.bank`), as the target's nearest bank entry unwarped and as the
     bank entries warped to it (the bank decoder's oracle, :func:`~mien.models.tokenizer.bank.bank_baselines`).
-    Frames without a face keep the target's reference mesh.
+    Frames without a face keep the target's anchor mesh.
 
     Args:
         frames: the source crops (uint8 (N, S', S', 3), any size S': the mesh is found on them in unit crop
@@ -315,10 +309,10 @@ def warp_baselines(frames: TransferFrames, extractor: TokenExtractor, batch: int
     g, ok = global_condition(frames.source, "crop-mesh")
     mesh = crop_mesh_points(g, dec.size)
     dev = dec.ref_points.device
-    tgt = dec.ref_points[frames.target_subject]
-    want = tgt + torch.from_numpy(mesh.astype(np.float32)).to(dev) - dec.ref_points[frames.source_subject]
-    want[torch.from_numpy(~ok).to(dev)] = tgt
-    ids = torch.full((len(want),), frames.target_subject, dtype=torch.long, device=dev)
+    ids = torch.full((len(mesh),), frames.target_subject, dtype=torch.long, device=dev)
+    a_s, a_t = dec.anchors(torch.full_like(ids, frames.source_subject), ids)  # as the identity swap's
+    want = a_t + torch.from_numpy(mesh.astype(np.float32)).to(dev) - a_s
+    want[torch.from_numpy(~ok).to(dev)] = a_t[0]
     out = {"classical warp of the target reference to the source mesh (baseline)": dec.warp_references(ids, want, batch)}
     if dec.bank_size > 0:
         near, oracle = bank_baselines(dec, want, ids, batch)
@@ -357,7 +351,7 @@ def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures:
         tokens, recon = extractor.reconstruct(src)
         perm = same_subject_permutation(np.zeros(len(src), np.int64), seed)
         tswap = extractor.decode(tokens[perm], frames.source_subject)
-        iswap = extractor.decode(tokens, frames.target_subject)
+        iswap = extractor.decode(tokens, frames.target_subject, frames.source_subject)
     finally:
         extractor.subject_id = old
     tgt_desc = m.descriptor(frames.target).astype(np.float64)

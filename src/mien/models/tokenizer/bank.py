@@ -14,6 +14,13 @@ Mesh distances (``warp_bank_distance``), all RMS over the 468 points in crop px:
   entry's (2-D Procrustes), i.e. the shape difference only;
 * ``"aligned-expression"``: aligned, with the lips, eyes and brows points weighted ×:data:`EXPRESSION_WEIGHT`.
 
+Identity swaps move the target by the source's motion. Measured from the subject's reference (its mean training
+frame) an expressive subject's smile is partly in the reference and only the rest moves over; with each subject's
+**neutral mesh** (:func:`neutral_meshes`, the mean mesh of the training frames a facial-expression classifier calls
+neutral — face-api's FaceExpressionNet in :func:`mien.tasks.tokenizer.banks.fill_banks`) the whole expression moves
+(:meth:`~mien.models.tokenizer.warp.WarpDecoder.transfer_points`), as expression cloning measures motion from a
+neutral face (Noh & Neumann, "Expression Cloning", SIGGRAPH 2001).
+
 Bank building (:func:`bank_frames`) picks the M entries of each subject among the frames it is given (the training
 split) on pose-normalised meshes (each aligned to the subject's mean mesh, :func:`mien.face.align.align_to_reference`):
 ``"fps"`` — farthest-point sampling from the frame nearest the mean mesh (covers the extremes: the widest mouth, the closed eyes);
@@ -27,8 +34,11 @@ import torch
 
 from mien.models.tokenizer.config import BANK_DISTANCES
 
-__all__ = ["EXPRESSION_WEIGHT", "bank_baselines", "bank_frames", "blend_weights", "build_bank", "compose",
-           "mesh_distance", "nearest"]
+__all__ = ["EXPRESSION_WEIGHT", "MIN_NEUTRAL_FRAMES", "bank_baselines", "bank_frames", "blend_weights", "build_bank",
+           "compose", "mesh_distance", "nearest", "neutral_meshes", "set_neutral_meshes"]
+
+MIN_NEUTRAL_FRAMES = 3
+"""Fewest neutral frames a subject needs for a neutral mesh (:func:`neutral_meshes`)."""
 
 EXPRESSION_WEIGHT = 5.0
 """Weight of the lips, eyes and brows points in the ``"aligned-expression"`` distance (the others: 1)."""
@@ -228,3 +238,49 @@ def build_bank(decoder, images: np.ndarray, points: np.ndarray, subjects: np.nda
     for s, rows in chosen.items():
         decoder.set_bank(s, images[torch.as_tensor(rows)] if torch.is_tensor(images) else images[rows], points[rows])
     return chosen
+
+
+def neutral_meshes(points: np.ndarray, subjects: np.ndarray, neutral: np.ndarray,
+                   min_frames: int = MIN_NEUTRAL_FRAMES) -> dict[int, np.ndarray]:
+    """Each subject's neutral mesh: the mean of its frames' points where ``neutral`` is True.
+
+    Args:
+        points: float (N, K ≥ 468, 2|3) landmarks, crop px (the aligned crops of one subject share a frame, as for
+            the reference mesh); subjects: int (N,); neutral: bool (N,) frames classified neutral.
+        min_frames: fewest finite neutral frames for a mesh; subjects with fewer are left out (their swaps keep the
+            reference as anchor).
+
+    Returns:
+        {subject id: float32 (468, 2)}.
+
+    Raises:
+        ValueError: mismatched lengths.
+    """
+    pts = np.asarray(points, np.float64)[:, :468, :2]
+    subjects, neutral = np.asarray(subjects).reshape(-1), np.asarray(neutral, bool).reshape(-1)
+    if not len(pts) == len(subjects) == len(neutral):
+        raise ValueError(f"points, subjects and neutral differ in length: {len(pts)}, {len(subjects)}, {len(neutral)}")
+    keep = neutral & np.isfinite(pts).all((1, 2))
+    out = {}
+    for s in np.unique(subjects):
+        rows = keep & (subjects == s)
+        if rows.sum() >= min_frames:
+            out[int(s)] = pts[rows].mean(0).astype(np.float32)
+    return out
+
+
+def set_neutral_meshes(decoder, points: np.ndarray, subjects: np.ndarray, neutral: np.ndarray,
+                       min_frames: int = MIN_NEUTRAL_FRAMES) -> list[int]:
+    """Store :func:`neutral_meshes` in a banked :class:`~mien.models.tokenizer.warp.WarpDecoder`
+    (:meth:`~mien.models.tokenizer.warp.WarpDecoder.set_neutral`); warns once naming the subjects left without
+    one (fewer than ``min_frames`` neutral frames). Returns the subject ids that got a neutral mesh (sorted)."""
+    import warnings
+
+    meshes = neutral_meshes(points, subjects, neutral, min_frames)
+    for s, m in meshes.items():
+        decoder.set_neutral(s, m)
+    missing = sorted({int(s) for s in np.unique(np.asarray(subjects))} - set(meshes))
+    if missing:
+        warnings.warn(f"{len(missing)} subject(s) with fewer than {min_frames} neutral training frames keep their "
+                      f"reference as the identity-swap anchor: ids {missing}", stacklevel=2)
+    return sorted(meshes)

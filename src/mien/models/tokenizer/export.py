@@ -79,7 +79,8 @@ def load_pretrained(directory: str | os.PathLike, device: str | torch.device = "
         model = ExpressionTokenizer(TokenizerConfig.from_dict({**meta["config"], "pretrained": False}))
     else:
         model = ExpressionPredictor(PredictorConfig.from_dict(meta["config"]))
-    model.load_state_dict(state, strict=True)
+    # exports made before neutral meshes existed lack them: their swaps keep the reference as anchor
+    _load_allowing(model, state, ("reconstruction.bank_neutral_",), str(directory))
     return model.to(device).eval()
 
 

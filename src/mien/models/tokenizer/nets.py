@@ -375,15 +375,22 @@ class ExpressionTokenizer(nn.Module):
         subj = self.expression.subject_embedding(ids, z.shape[0]) if self.config.max_subjects > 0 else None
         return self.reconstruction(z, self.recon_positions(pos), subj), None
 
-    def decode(self, tokens: torch.Tensor, subject_ids=None) -> torch.Tensor:
+    def decode(self, tokens: torch.Tensor, subject_ids=None, source_ids=None) -> torch.Tensor:
         """Faces from expression tokens: (B, T, D) → float (B, T, 3, H, W), (B, D) → (B, 3, H, W); [0, 1].
 
         ``subject_ids`` choose the identity (a different id than the encoding one = identity swap; for the warp
-        decoder: that subject's reference face, moved by the token's displacements).
+        decoder: that subject's reference face, moved by the token's displacements). ``source_ids`` (warp decoder
+        only; ignored by the others, whose identity is the subject embedding alone): the ids the tokens were encoded
+        with — the swap then moves the target by the token's motion from the source's neutral mesh
+        (:meth:`~mien.models.tokenizer.warp.WarpDecoder.transfer_points`).
         """
         lead = tuple(tokens.shape[:-1])
         z = tokens.reshape(-1, tokens.shape[-1])
-        img, _ = self._reconstruct(z, self._subject_ids(subject_ids, lead))
+        ids = self._subject_ids(subject_ids, lead)
+        if self.config.decoder == "warp" and source_ids is not None:
+            img, _ = self.reconstruction(z, ids, self._subject_ids(source_ids, lead))
+        else:
+            img, _ = self._reconstruct(z, ids)
         if self.config.decoder == "warp":
             img = img.clamp(0, 1)
         return img.reshape(*lead, *img.shape[1:])

@@ -100,13 +100,16 @@ class WarpDecoder(nn.Module):
         refiner_levels: its ×2 downsamplings (S must be divisible by 2**levels).
         bank: exemplar entries per subject M (0: no bank, the reference crop is warped — the decoder before banks);
             stored as uint8 (max_subjects, M, 3, S, S) crops + float32 (max_subjects, M, 468, 2) points
-            (:meth:`set_bank`, :func:`mien.models.tokenizer.bank.build_bank`).
+            (:meth:`set_bank`, :func:`mien.models.tokenizer.bank.build_bank`), and one neutral mesh per subject
+            (float32 (max_subjects, 468, 2), :meth:`set_neutral`) that anchors identity swaps.
         bank_k, bank_temperature, bank_distance: entries blended, softmax temperature (crop px) and mesh distance
             of the bank selection (:func:`mien.models.tokenizer.bank.nearest`).
 
     Forward:
         tokens: float (M, D) unit-norm expression tokens.
         subject_ids: long (M,) ids with a reference set (:meth:`set_references`).
+        source_ids: long (M,) the ids the tokens were encoded with, for an identity swap (:meth:`transfer_points`),
+            or None.
 
     Returns:
         (images float (M, 3, S, S) RGB [0, 1]-ish (the refinement may leave [0, 1] slightly; clamp to show),
@@ -138,6 +141,8 @@ class WarpDecoder(nn.Module):
                                                             dtype=torch.uint8))
             self.register_buffer("bank_points", torch.zeros(max_subjects, bank, MESH_POINTS, 2))
             self.register_buffer("bank_count", torch.zeros(max_subjects, dtype=torch.long))
+            self.register_buffer("bank_neutral_points", torch.zeros(max_subjects, MESH_POINTS, 2))
+            self.register_buffer("bank_neutral_set", torch.zeros(max_subjects, dtype=torch.bool))
         self.refiner = None
         if refiner_width > 0:
             from mien.models.reenact.warpguided import WarpGuidedConfig, WarpGuidedRefiner
@@ -203,6 +208,56 @@ class WarpDecoder(nn.Module):
         self.bank_points[s, :m] = pts.to(self.bank_points.device)
         self.bank_count[s] = m
 
+    def set_neutral(self, subject_id: int, points) -> None:
+        """Store a subject's neutral mesh (overwriting it), the anchor of its identity-swap motion
+        (:meth:`transfer_points`); filled with the bank from training frames a facial-expression classifier calls
+        neutral (:func:`mien.models.tokenizer.bank.neutral_meshes`).
+
+        Args:
+            subject_id: in [0, max_subjects).
+            points: float (K ≥ 468, 2|3) crop px, finite.
+
+        Raises:
+            ValueError: no bank (``bank`` 0), id out of range, wrong shape or non-finite points.
+        """
+        if self.bank_size <= 0:
+            raise ValueError("this warp decoder has no exemplar bank (TokenizerConfig.warp_bank = 0)")
+        if not 0 <= int(subject_id) < self.max_subjects:
+            raise ValueError(f"subject id must lie in [0, {self.max_subjects}), got {subject_id}")
+        pts = torch.as_tensor(points).detach().cpu().float()
+        if pts.ndim != 2 or pts.shape[0] < MESH_POINTS or pts.shape[1] < 2:
+            raise ValueError(f"expected neutral points (≥{MESH_POINTS}, 2), got {tuple(pts.shape)}")
+        pts = pts[:MESH_POINTS, :2]
+        if not bool(torch.isfinite(pts).all()):
+            raise ValueError(f"neutral points of subject {subject_id} are not all finite")
+        self.bank_neutral_points[int(subject_id)] = pts.to(self.bank_neutral_points.device)
+        self.bank_neutral_set[int(subject_id)] = True
+
+    def anchors(self, source_ids: torch.Tensor, target_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The meshes an identity swap's motion is measured from (source) and applied to (target), float (M, 468, 2)
+        crop px each: both subjects' neutral meshes (:meth:`set_neutral`) where both are set, else both
+        references (the motion the displacement head was trained on)."""
+        a_s, a_t = self.ref_points[source_ids], self.ref_points[target_ids]
+        if self.bank_size > 0:
+            both = (self.bank_neutral_set[source_ids] & self.bank_neutral_set[target_ids])[:, None, None]
+            a_s = torch.where(both, self.bank_neutral_points[source_ids], a_s)
+            a_t = torch.where(both, self.bank_neutral_points[target_ids], a_t)
+        return a_s, a_t
+
+    def transfer_points(self, tokens: torch.Tensor, source_ids, target_ids) -> torch.Tensor:
+        """Identity-swap mesh points (M, 468, 2) crop px: the motion of the token's mesh (decoded for its own
+        subject) from the source's anchor, applied to the target's anchor (:meth:`anchors`): with neutral meshes
+        the whole expression moves over, not its difference from the source's (often expressive) reference. Without
+        them this equals :meth:`points` with the target's ids (the token's displacement on the target's reference).
+
+        Args:
+            tokens: float (M, D); source_ids, target_ids: long (M,) subject ids with references.
+        """
+        m = self._check_tokens(tokens)
+        src, tgt = self._check_ids(source_ids, m), self._check_ids(target_ids, m)
+        a_s, a_t = self.anchors(src, tgt)
+        return a_t + (self.ref_points[src] - a_s) + self._displacement(tokens)  # exactly _points(tokens, tgt) at refs
+
     def _check_tokens(self, tokens: torch.Tensor) -> int:
         """M of (M, D) tokens; ValueError for another shape."""
         if tokens.ndim != 2 or tokens.shape[1] != self.dim:
@@ -224,9 +279,12 @@ class WarpDecoder(nn.Module):
         """Target mesh points (M, 468, 2) crop px: the subjects' reference points + S · displacement(token)."""
         return self._points(tokens, self._check_ids(subject_ids, self._check_tokens(tokens)))
 
+    def _displacement(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The tokens' mesh displacements (M, 468, 2) crop px, relative to a reference."""
+        return (self.size * DISPLACEMENT_UNIT) * self.displacement(tokens * self.token_scale).view(-1, MESH_POINTS, 2)
+
     def _points(self, tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        delta = self.displacement(tokens * self.token_scale).view(-1, MESH_POINTS, 2)
-        return self.ref_points[ids] + (self.size * DISPLACEMENT_UNIT) * delta
+        return self.ref_points[ids] + self._displacement(tokens)
 
     def warp(self, images: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mesh warp (:func:`mien.face.warp.mesh_warp`) of (M, 3, S, S) images moving ``src`` points to ``dst``
@@ -291,7 +349,9 @@ class WarpDecoder(nn.Module):
             return warped
         return self.refiner(warped, ref, flow, points.detach())
 
-    def forward(self, tokens: torch.Tensor, subject_ids) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, subject_ids, source_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(faces, points) of tokens drawn as ``subject_ids``; with ``source_ids`` (the subjects the tokens were
+        encoded from) an identity swap by :meth:`transfer_points`."""
         ids = self._check_ids(subject_ids, self._check_tokens(tokens))  # checked once for both steps
-        pts = self._points(tokens, ids)
+        pts = self._points(tokens, ids) if source_ids is None else self.transfer_points(tokens, source_ids, ids)
         return self._draw(pts, ids), pts

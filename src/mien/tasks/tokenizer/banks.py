@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-__all__ = ["fill_banks"]
+__all__ = ["fill_banks", "fill_neutral"]
 
 
 def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512, seed: int = 0,
@@ -22,7 +22,9 @@ def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512,
 
     Frames are pooled per subject by reservoir sampling (at most ``pool`` frames each, uniform over everything
     seen; each kept frame is copied, so no batch stays alive), then :func:`~mien.models.tokenizer.bank.build_bank`
-    picks the decoder's M entries among them. Frames whose landmarks are not finite are skipped, counted and warned
+    picks the decoder's M entries among them, and each subject's neutral mesh (the identity-swap anchor,
+    :func:`~mien.models.tokenizer.bank.set_neutral_meshes`) is the mean mesh of its pooled frames that face-api's
+    FaceExpressionNet calls neutral (subjects with fewer than 3 keep their reference; warned). Frames whose landmarks are not finite are skipped, counted and warned
     about once.
 
     Args:
@@ -95,4 +97,26 @@ def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512,
     images = np.stack([c for v in kept.values() for c, _ in v])
     points = np.stack([p for v in kept.values() for _, p in v])
     build_bank(dec, images, points, subjects, method, seed)
+    fill_neutral(dec, images, points, subjects)
     return seen
+
+
+def fill_neutral(decoder, images: np.ndarray, points: np.ndarray, subjects: np.ndarray) -> list[int]:
+    """Set each subject's neutral mesh in a banked warp decoder from training frames: the mean mesh of the frames
+    face-api's FaceExpressionNet (shipped, frozen) calls neutral (:func:`mien.models.tokenizer.bank.set_neutral_meshes`;
+    subjects with fewer than 3 keep their reference as the identity-swap anchor, warned).
+
+    Args:
+        decoder: a :class:`~mien.models.tokenizer.warp.WarpDecoder` with ``bank`` > 0.
+        images: uint8 (N, 3, S, S) RGB crops; points: float (N, K ≥ 468, 2|3) crop px; subjects: int (N,).
+
+    Returns:
+        The subject ids that got a neutral mesh (sorted).
+    """
+    from mien.heads.faceapi import EMOTIONS, ExpressionHead
+    from mien.models.tokenizer.bank import set_neutral_meshes
+
+    images = torch.as_tensor(images).cpu().numpy()
+    emotion = ExpressionHead(str(decoder.ref_points.device), backend="torch").emotions(images.transpose(0, 2, 3, 1))
+    return set_neutral_meshes(decoder, torch.as_tensor(points).cpu().numpy(), np.asarray(subjects),
+                              emotion.argmax(1) == EMOTIONS.index("neutral"))
