@@ -96,9 +96,13 @@ def main(argv=None) -> None:
             per_video = {}
             for name, (src, missing) in sources.items():
                 if subjects[name] == target_subject:
-                    continue  # the target's own video: not an identity swap
+                    print(f"{target_video.name}: skipping {name}, the target's own subject (not an identity swap)")
+                    continue
                 frames = te.TransferFrames(src, subjects[name], target, target_subject, {"source": missing})
                 per_video[name] = te.transfer_report(frames, ex, measures)
+            if not per_video:
+                print(f"skipping target {target_video.name}: no source video of another subject")
+                continue
             pooled = {"rows": pool(per_video), "source_frames": sum(v["source_frames"] for v in per_video.values()),
                       "target_frames": len(target), "source_subject": "all", "target_subject": target_subject}
             print(markdown({"tokenizer": f"{ex.name}: {len(per_video)} held-out segments → {target_video.name}",
@@ -106,6 +110,8 @@ def main(argv=None) -> None:
             per_target[target_video.name] = {"per_video": per_video, "pooled": pooled}
     finally:
         measures.close()
+    if not per_target:
+        raise SystemExit("no target had a source video of another subject")
     videos = {f"{t} <- {v}": r for t, pt in per_target.items() for v, r in pt["per_video"].items()}
     overall = {"rows": pool(videos), "source_frames": sum(v["source_frames"] for v in videos.values()),
                "target_frames": sum(pt["pooled"]["target_frames"] for pt in per_target.values()),
@@ -114,6 +120,7 @@ def main(argv=None) -> None:
         print(markdown({"tokenizer": f"{ex.name}: pooled over {len(per_target)} targets", "transfer": overall}))
     if args.json:
         args.json.write_text(json.dumps({"per_target": per_target, "pooled": overall}, indent=1, default=float))
+
 
 if __name__ == "__main__":
     main()

@@ -518,3 +518,5 @@ def test_expression_emotions_resize_and_batch_like_run():
     got = head.emotions(crops, batch=2)
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert resize_crops(crops, 64) is crops and resize_crops(crops[:0], 112).shape == (0, 112, 112, 3)
+    with pytest.raises(ValueError, match="expected uint8 face crops"):
+        head.emotions(crops.astype(np.float32) / 255)

@@ -220,6 +220,8 @@ def test_identity_swap_moves_the_target_by_the_motion_from_the_neutral_meshes():
         dec.set_bank(1, np.zeros((1, 3, S, S), np.uint8), n1[None])
         _, pts = dec(z, tgt, src)
         torch.testing.assert_close(pts, want)
+        with pytest.raises(ValueError, match=r"no reference face set for subject id\(s\) \[3\]"):
+            dec.anchors(torch.tensor([3]), torch.tensor([1]))
         a_s, a_t = dec.anchors(torch.tensor([0, 2]), torch.tensor([1, 1]))  # subject 2 has no neutral mesh
         assert torch.equal(a_s[0], n0[:468]) and torch.equal(a_s[1], dec.ref_points[2])
         assert torch.equal(a_t[0], n1[:468]) and torch.equal(a_t[1], dec.ref_points[1])
@@ -263,6 +265,9 @@ def test_neutral_meshes_average_the_neutral_frames_and_name_the_subjects_left_ou
     with pytest.warns(UserWarning, match=r"ids \[1\]"):
         assert set_neutral_meshes(dec, pts, subjects, neutral) == [0]
     assert dec.bank_neutral_set.tolist() == [True, False, False, False]
+    with pytest.warns(UserWarning, match=r"ids \[0, 1\]"):  # a refill without neutral frames clears the old mesh
+        assert set_neutral_meshes(dec, pts, subjects, np.zeros(8, bool)) == []
+    assert not dec.bank_neutral_set.any()
     with pytest.raises(ValueError, match="not all finite"):
         dec.set_neutral(1, pts[1])
     with pytest.raises(ValueError, match=r"subject id must lie in \[0, 4\)"):
@@ -306,7 +311,9 @@ def test_exports_made_before_neutral_meshes_still_load(tmp_path):
     f = tmp_path / "tok" / "model.safetensors"
     state = {k: v for k, v in load_file(str(f)).items() if "bank_neutral" not in k}
     save_file(state, str(f))
-    old = load_pretrained(tmp_path / "tok")
+    with pytest.warns(UserWarning, match="exported before neutral meshes; identity swaps move the target by the "
+                                         "motion from the subjects' references"):
+        old = load_pretrained(tmp_path / "tok")
     assert not old.reconstruction.bank_neutral_set.any()
     save_file({k: v for k, v in state.items() if k != "reconstruction.bank_points"}, str(f))
     from mien.errors import InputError

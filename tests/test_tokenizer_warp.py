@@ -439,3 +439,79 @@ def test_points_only_losses_keep_the_token_terms(real_faces):
             + w["diversity"] * out["loss_diversity"] + w.get("variance", 0.0) * out["loss_variance"])
     assert float(out["loss_temporal"]) > 0 and w["temporal"] == 5
     torch.testing.assert_close(out["loss"], want)
+
+
+class _FakeMeasures:
+    """Stand-in for token_eval.FaceMeasures (no networks): every crop neutral, no AU, a constant descriptor."""
+
+    au_thresholds = np.full(2, 0.5, np.float32)
+
+    def descriptor(self, crops):
+        return np.ones((len(crops), 128), np.float32)
+
+    def measure(self, crops):
+        return {"emotion": np.zeros(len(crops), int), "au": np.zeros((len(crops), 2), np.float32),
+                "face": np.ones(len(crops), bool)}
+
+    def close(self):
+        pass
+
+
+def test_identity_swaps_and_their_baselines_share_the_neutral_anchors(real_faces, tmp_path):
+    """With neutral meshes set, ``transfer_report``'s identity swap decodes from the source subject, and the
+    true-mesh baselines move the target's neutral mesh by the source mesh's motion from the source's neutral mesh."""
+    from mien.heads.tokens import TokenExtractor, to_uint8
+    from mien.models.tokenizer.condition import crop_mesh_points, global_condition
+    from mien.pipelines import token_eval as te
+
+    x, p = real_faces
+    m = _banked(real_faces, bank=6).eval()
+    m.reconstruction.set_neutral(0, p[2])
+    m.reconstruction.set_neutral(1, p[8])
+    save_pretrained(m, tmp_path / "bank")
+    ex = TokenExtractor(tmp_path / "bank")
+    crops = x.permute(0, 2, 3, 1).numpy()
+    frames = te.TransferFrames(crops[:6], 0, crops[6:], 1)
+    key = "classical warp of the target reference to the source mesh (baseline)"
+    got = te.warp_baselines(frames, ex)[key]
+    g, ok = global_condition(crops[:6], "crop-mesh")
+    want = p[8, :468] + torch.from_numpy(crop_mesh_points(g, 64).astype(np.float32)) - p[2, :468]
+    want[torch.from_numpy(~ok)] = p[8, :468]
+    dec = ex.model.reconstruction
+    assert np.array_equal(got, to_uint8(dec.warp_references(torch.ones(6, dtype=torch.long), want)))
+    dec.bank_neutral_set[:] = False
+    assert not np.array_equal(got, te.warp_baselines(frames, ex)[key])  # the reference-anchored baseline differs
+    dec.bank_neutral_set[:2] = True
+
+    calls = []
+    decode = ex.decode
+
+    def spy(tokens, subject_id=None, source_subject=None):
+        calls.append((subject_id, source_subject))
+        return decode(tokens, subject_id, source_subject)
+
+    ex.decode = spy
+    rep = te.transfer_report(frames, ex, _FakeMeasures())
+    assert (1, 0) in calls and rep["anchor"] == "neutral"
+    dec.bank_neutral_set[1] = False
+    assert te.transfer_report(frames, ex, _FakeMeasures())["anchor"] == "reference"
+
+
+def test_swap_report_subject_swap_decodes_from_the_frames_subject(real_faces):
+    from mien.metrics import tokenizer_swap_report
+
+    x, p = real_faces
+    m = _banked(real_faces, bank=6).eval()
+    m.reconstruction.set_neutral(0, p[2])
+    m.reconstruction.set_neutral(1, p[8])
+    seen = []
+    decode = m.decode
+
+    def spy(tokens, subject_ids=None, source_ids=None):
+        seen.append(None if source_ids is None else source_ids.tolist())
+        return decode(tokens, subject_ids, source_ids)
+
+    m.decode = spy
+    ids = torch.tensor([0] * 6 + [1] * 6)
+    rep = tokenizer_swap_report(m, x.float() / 255, ids)
+    assert seen == [None, None, ids.tolist()] and rep["subject_swap"]["psnr"] > 0

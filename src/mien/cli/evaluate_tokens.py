@@ -70,8 +70,9 @@ def markdown(report: dict) -> str:
         lines.append("")
     tr = report.get("transfer")
     if tr:
+        anchor = f"; swap anchored at the {tr['anchor']}" if tr.get("anchor") else ""
         lines += [f"## Expression transfer ({tr['source_frames']} source frames, subject {tr['source_subject']} → "
-                  f"target subject {tr['target_subject']}, {tr['target_frames']} target frames)", "",
+                  f"target subject {tr['target_subject']}, {tr['target_frames']} target frames{anchor})", "",
                   "| condition | emotion agreement | emotion agr., source not neutral (pairs) | AU agreement "
                   "| AU mean abs. diff | CSIM to target | pairs (with faces) |",
                   "|---|---|---|---|---|---|---|"]

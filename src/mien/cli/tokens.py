@@ -15,7 +15,8 @@ def add_tokenizer_video_args(p: argparse.ArgumentParser, output_metavar: str, ou
     p.add_argument("-o", "--output", required=True, metavar=output_metavar, help=output_help)
     p.add_argument("--subject", type=int, default=0, metavar="ID",
                    help="subject-embedding index used to encode the input (default 0; ignored by "
-                        "subject-invariant tokenizers)")
+                        "subject-invariant tokenizers); a banked warp tokenizer's swap also measures the input's "
+                        "motion from this subject's neutral face: give the input person's id when it knows them")
     p.add_argument("--start", type=float, default=None, metavar="SEC", help="first time to process (s)")
     p.add_argument("--end", type=float, default=None, metavar="SEC", help="last time to process (s)")
     p.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")

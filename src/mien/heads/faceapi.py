@@ -159,8 +159,14 @@ class ExpressionHead(Head):
 
     def emotions(self, crops: np.ndarray, batch: int = 64) -> np.ndarray:
         """Emotion probabilities float32 (N, 7) in :data:`EMOTIONS` order of uint8 (N, S, S, 3) RGB face crops of any
-        square size S (resized by :func:`resize_crops`), in batches of ``batch``."""
+        square size S (resized by :func:`resize_crops`), in batches of ``batch``.
+
+        Raises:
+            ValueError: crops that are not uint8 (float [0, 1] crops would all read as one class).
+        """
         crops = np.asarray(crops)
+        if crops.dtype != np.uint8:
+            raise ValueError(f"expected uint8 face crops (N, S, S, 3), got {crops.dtype}")
         if len(crops) == 0:
             return np.zeros((0, len(EMOTIONS)), np.float32)
         size = self.contract.crop_size

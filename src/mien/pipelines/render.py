@@ -77,7 +77,10 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
         tokenizer: exported tokenizer folder, or a :class:`~mien.heads.tokens.TokenExtractor`.
         output: output .mp4 path (parent folders are created).
         kind: "reconstruction" or "swap".
-        subject: subject-embedding index used to encode (and, for reconstruction, to decode).
+        subject: subject-embedding index used to encode (and, for reconstruction, to decode); for a swap with a
+            banked warp tokenizer also the subject whose neutral mesh the input's motion is measured from
+            (:meth:`~mien.models.tokenizer.warp.WarpDecoder.transfer_points`): pass the input person's id when the
+            tokenizer knows them.
         target_subject: subject-embedding index to decode with; required for "swap".
         start, end: time window in s; every: frame stride.
         size: panel side in px (default the tokenizer's crop size S).

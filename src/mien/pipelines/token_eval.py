@@ -10,7 +10,9 @@ tokens``, issue 9).
 2. **Transfer** (:func:`transfer_report`): on held-out frames of a video (a source person known to the
    tokenizer by a subject id) and a target person (subject id + frames of the target), the rendered faces of a
    *token swap* (frame i decoded from the token of another frame j of the same source) and of an *identity
-   swap* (frame i's token decoded with the target's subject embedding) are measured against the source frames
+   swap* (frame i's token decoded with the target's subject embedding; a banked warp decoder moves the target's
+   neutral mesh by the token's motion from the source's, :meth:`~mien.models.tokenizer.warp.WarpDecoder.transfer_points`
+   — the report's ``anchor``) are measured against the source frames
    with face-api's expression net (emotion arg-max agreement) and mien's default AU model (per-AU decision
    agreement, mean |Δp|); the identity swap's CSIM (face-api recognition cosine) to the target's mean
    descriptor is reported next to the CSIM of the target's own mean frame (pixel mean of its crops) and of
@@ -383,4 +385,17 @@ def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures:
     own = identity_similarity(tgt_desc, np.repeat(tgt_mean[None], len(tgt_desc), 0))
     rows["target frames (reference)"] = {"csim_target": float(np.nanmean(own)), "pairs": int(len(tgt_desc))}
     return {"rows": rows, "source_frames": int(len(src)), "target_frames": int(len(frames.target)),
-            "source_subject": frames.source_subject, "target_subject": frames.target_subject}
+            "source_subject": frames.source_subject, "target_subject": frames.target_subject,
+            "anchor": swap_anchor(extractor, frames.source_subject, frames.target_subject)}
+
+
+def swap_anchor(extractor: TokenExtractor, source_subject: int | None, target_subject: int | None) -> str:
+    """What an identity swap's motion is measured from: ``"neutral"`` (both subjects' neutral meshes, banked warp
+    decoder), ``"reference"`` (the subjects' references, warp decoder) or ``"subject embedding"`` (other decoders)."""
+    dec = extractor.model.reconstruction
+    if extractor.model.config.decoder != "warp":
+        return "subject embedding"
+    if getattr(dec, "bank_size", 0) > 0 and source_subject is not None and target_subject is not None \
+            and bool(dec.bank_neutral_set[source_subject]) and bool(dec.bank_neutral_set[target_subject]):
+        return "neutral"
+    return "reference"

@@ -273,13 +273,16 @@ def set_neutral_meshes(decoder, points: np.ndarray, subjects: np.ndarray, neutra
                        min_frames: int = MIN_NEUTRAL_FRAMES) -> list[int]:
     """Store :func:`neutral_meshes` in a banked :class:`~mien.models.tokenizer.warp.WarpDecoder`
     (:meth:`~mien.models.tokenizer.warp.WarpDecoder.set_neutral`); warns once naming the subjects left without
-    one (fewer than ``min_frames`` neutral frames). Returns the subject ids that got a neutral mesh (sorted)."""
+    one (fewer than ``min_frames`` neutral frames; a mesh of theirs from an earlier fill is cleared). Returns the
+    subject ids that got a neutral mesh (sorted)."""
     import warnings
 
     meshes = neutral_meshes(points, subjects, neutral, min_frames)
     for s, m in meshes.items():
         decoder.set_neutral(s, m)
     missing = sorted({int(s) for s in np.unique(np.asarray(subjects))} - set(meshes))
+    for s in missing:
+        decoder.bank_neutral_set[s] = False
     if missing:
         warnings.warn(f"{len(missing)} subject(s) with fewer than {min_frames} neutral training frames keep their "
                       f"reference as the identity-swap anchor: ids {missing}", stacklevel=2)

@@ -80,7 +80,12 @@ def load_pretrained(directory: str | os.PathLike, device: str | torch.device = "
     else:
         model = ExpressionPredictor(PredictorConfig.from_dict(meta["config"]))
     # exports made before neutral meshes existed lack them: their swaps keep the reference as anchor
-    _load_allowing(model, state, ("reconstruction.bank_neutral_",), str(directory))
+    if _load_allowing(model, state, ("reconstruction.bank_neutral_",), str(directory)):
+        import warnings
+
+        warnings.warn(f"{directory}: exported before neutral meshes; identity swaps move the target by the motion "
+                      "from the subjects' references (re-export the checkpoint with `mien export tokenizer --bank N "
+                      "--bank-data SHARDS` to anchor them at neutral faces)", stacklevel=2)
     return model.to(device).eval()
 
 

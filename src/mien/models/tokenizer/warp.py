@@ -233,10 +233,23 @@ class WarpDecoder(nn.Module):
         self.bank_neutral_points[int(subject_id)] = pts.to(self.bank_neutral_points.device)
         self.bank_neutral_set[int(subject_id)] = True
 
-    def anchors(self, source_ids: torch.Tensor, target_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def anchors(self, source_ids, target_ids) -> tuple[torch.Tensor, torch.Tensor]:
         """The meshes an identity swap's motion is measured from (source) and applied to (target), float (M, 468, 2)
         crop px each: both subjects' neutral meshes (:meth:`set_neutral`) where both are set, else both
-        references (the motion the displacement head was trained on)."""
+        references (the motion the displacement head was trained on).
+
+        Args:
+            source_ids, target_ids: long (M,) subject ids with references.
+
+        Raises:
+            ValueError: ids out of range, of different lengths or without a reference.
+        """
+        if source_ids is None or target_ids is None:
+            raise ValueError("anchors need source and target subject ids")
+        src = self._check_ids(source_ids, torch.as_tensor(source_ids).numel())
+        return self._anchors(src, self._check_ids(target_ids, src.numel()))
+
+    def _anchors(self, source_ids: torch.Tensor, target_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a_s, a_t = self.ref_points[source_ids], self.ref_points[target_ids]
         if self.bank_size > 0:
             both = (self.bank_neutral_set[source_ids] & self.bank_neutral_set[target_ids])[:, None, None]
@@ -255,7 +268,7 @@ class WarpDecoder(nn.Module):
         """
         m = self._check_tokens(tokens)
         src, tgt = self._check_ids(source_ids, m), self._check_ids(target_ids, m)
-        a_s, a_t = self.anchors(src, tgt)
+        a_s, a_t = self._anchors(src, tgt)
         return a_t + (self.ref_points[src] - a_s) + self._displacement(tokens)  # exactly _points(tokens, tgt) at refs
 
     def _check_tokens(self, tokens: torch.Tensor) -> int:

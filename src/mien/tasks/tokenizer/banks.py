@@ -24,7 +24,7 @@ def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512,
     seen; each kept frame is copied, so no batch stays alive), then :func:`~mien.models.tokenizer.bank.build_bank`
     picks the decoder's M entries among them, and each subject's neutral mesh (the identity-swap anchor,
     :func:`~mien.models.tokenizer.bank.set_neutral_meshes`) is the mean mesh of its pooled frames that face-api's
-    FaceExpressionNet calls neutral (subjects with fewer than 3 keep their reference; warned). Frames whose landmarks are not finite are skipped, counted and warned
+    FaceExpressionNet calls neutral (:func:`fill_neutral`). Frames whose landmarks are not finite are skipped, counted and warned
     about once.
 
     Args:
@@ -104,11 +104,12 @@ def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512,
 def fill_neutral(decoder, images: np.ndarray, points: np.ndarray, subjects: np.ndarray) -> list[int]:
     """Set each subject's neutral mesh in a banked warp decoder from training frames: the mean mesh of the frames
     face-api's FaceExpressionNet (shipped, frozen) calls neutral (:func:`mien.models.tokenizer.bank.set_neutral_meshes`;
-    subjects with fewer than 3 keep their reference as the identity-swap anchor, warned).
+    subjects with fewer than :data:`~mien.models.tokenizer.bank.MIN_NEUTRAL_FRAMES` keep their reference as the
+    identity-swap anchor, warned).
 
     Args:
         decoder: a :class:`~mien.models.tokenizer.warp.WarpDecoder` with ``bank`` > 0.
-        images: uint8 (N, 3, S, S) RGB crops; points: float (N, K ≥ 468, 2|3) crop px; subjects: int (N,).
+        images: uint8 (N, 3, S, S) RGB crops (float [0, 1] is rounded to uint8); points: float (N, K ≥ 468, 2|3) crop px; subjects: int (N,).
 
     Returns:
         The subject ids that got a neutral mesh (sorted).
@@ -116,7 +117,10 @@ def fill_neutral(decoder, images: np.ndarray, points: np.ndarray, subjects: np.n
     from mien.heads.faceapi import EMOTIONS, ExpressionHead
     from mien.models.tokenizer.bank import set_neutral_meshes
 
-    images = torch.as_tensor(images).cpu().numpy()
+    images = torch.as_tensor(images).detach().cpu()
+    if images.dtype != torch.uint8:  # float [0, 1], as set_bank takes
+        images = (images.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
+    images = images.numpy()
     emotion = ExpressionHead(str(decoder.ref_points.device), backend="torch").emotions(images.transpose(0, 2, 3, 1))
     return set_neutral_meshes(decoder, torch.as_tensor(points).cpu().numpy(), np.asarray(subjects),
                               emotion.argmax(1) == EMOTIONS.index("neutral"))

@@ -344,7 +344,7 @@ class TokenizerTask(ScheduledTask):
                 keep = other != ids
                 if keep.any():
                     z = out.tokens[keep][:, ::2]
-                    swapped = self.model.decode(z, other[keep])  # (b', t', 3, H, W)
+                    swapped = self.model.decode(z, other[keep], ids[keep])  # (b', t', 3, H, W), as at inference
                     p = tprobs.unflatten(0, (b, t))[keep][:, ::2].flatten(0, 1)
                     logs["swap_emotion"] = torch.nn.functional.kl_div(
                         xl.log_probs(xl.feature_map(swapped.flatten(0, 1))), p, reduction="batchmean")
