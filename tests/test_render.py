@@ -54,8 +54,12 @@ def test_render_swap_cli_and_bad_subject(tiny_tokenizer_dir, shared_data, tmp_pa
     n, w, h, fps, _ = _video_info(out)
     assert n == _processed(video, end=1.0, every=2) >= 10
     assert (w, h) == (2 * 96, 96) and fps == pytest.approx(12.5)
-    capsys.readouterr()
+    assert "swap anchored at the subject embedding" in capsys.readouterr().out  # a conv tokenizer: no mesh anchors
     bad = tmp_path / "bad.mp4"
+    with pytest.raises(SystemExit):
+        cli(["render", "swap", str(video), "--tokenizer", str(tiny_tokenizer_dir), "--target-subject", "3",
+             "--anchor", "mean", "-o", str(bad)])
+    assert "invalid choice: 'mean'" in capsys.readouterr().err
     for target in ("16", "-1"):  # tiny has 16 subject embeddings
         assert cli(["render", "swap", str(video), "--tokenizer", str(tiny_tokenizer_dir), "--target-subject", target,
                     "-o", str(bad)]) == 2
@@ -116,7 +120,7 @@ def test_render_frame_alignment_with_gaps(tiny_tokenizer_dir, shared_data, tmp_p
             wr.write(im)
     ex = TokenExtractor(tiny_tokenizer_dir)
     # stand-in renderer: the negative of the input crop, so a frame/batch mix-up would show
-    monkeypatch.setattr(ex, "reconstruct", lambda crops, target=None: (None, 255 - crops))
+    monkeypatch.setattr(ex, "reconstruct", lambda crops, target=None, anchor="neutral": (None, 255 - crops))
     out = tmp_path / "gap.out.mp4"
     rep = render_video(gap, ex, out, batch_size=4, crf=0)
     n, _, _, _, frames = _video_info(out)

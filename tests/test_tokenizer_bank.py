@@ -243,6 +243,11 @@ def test_extractor_swaps_from_the_encoding_subject(tmp_path):
     tokens, swapped = ex.reconstruct(crops, target_subject=1)
     assert np.array_equal(swapped, ex.decode(tokens, 1, source_subject=0))
     assert not np.array_equal(swapped, ex.decode(tokens, 1))  # the motion is measured from subject 0's neutral mesh
+    assert np.array_equal(ex.reconstruct(crops, 1, anchor="reference")[1], ex.decode(tokens, 1))
+    assert (ex.swap_anchor(0, 1), ex.swap_anchor(0, 1, "reference"), ex.swap_anchor(0, 2)) == \
+        ("neutral", "reference", "reference")  # subject 2 has no neutral mesh
+    with pytest.raises(ValueError, match="swap anchor must be one of"):
+        ex.reconstruct(crops, 1, anchor="mean")
     with pytest.raises(ValueError, match="source subject 9 out of range"):
         ex.decode(tokens, 1, source_subject=9)
 

@@ -28,6 +28,10 @@ def add_parser(sub) -> None:
     _common(swap)
     swap.add_argument("--target-subject", type=int, required=True, metavar="ID",
                       help="subject-embedding index of the identity to render")
+    swap.add_argument("--anchor", choices=("neutral", "reference"), default="neutral",
+                      help="banked warp tokenizers: move the target's neutral face by the input's motion from the "
+                           "--subject's neutral face (default), or the target's reference by the token's displacement "
+                           "(the swap before neutral meshes; keeps more of the target's own typical expression)")
     swap.set_defaults(func=run)
     _face3d_parser(kinds)
     _transfer_parser(kinds)
@@ -98,11 +102,13 @@ def run(args: argparse.Namespace) -> int:
     from mien.pipelines.render import render_video
 
     rep = render_video(args.video, args.tokenizer, args.output, args.render_kind, subject=args.subject,
-                       target_subject=getattr(args, "target_subject", None), start=args.start, end=args.end,
+                       target_subject=getattr(args, "target_subject", None),
+                       anchor=getattr(args, "anchor", "neutral"), start=args.start, end=args.end,
                        every=args.every, size=args.size, device=args.device, batch_size=args.batch_size,
                        analysis=args.analysis)
+    anchor = f", swap anchored at the {rep.anchor}" if rep.anchor else ""
     print(f"mien render {rep.kind}: {rep.frames} frames ({rep.faces} with a face), {rep.width}x{rep.height} "
-          f"at {rep.fps:.2f} fps, {rep.seconds:.1f} s -> {rep.output}")
+          f"at {rep.fps:.2f} fps{anchor}, {rep.seconds:.1f} s -> {rep.output}")
     return 0
 
 

@@ -28,6 +28,10 @@ from mien.results.result import ColumnSpec
 TOKEN_COLUMN = "expression_token"
 
 
+SWAP_ANCHORS = ("neutral", "reference")
+"""Where an identity swap of a banked warp tokenizer measures motion from (:meth:`TokenExtractor.reconstruct`)."""
+
+
 def load_tokenizer(path: str | os.PathLike, device: str = "cpu"):
     """Load an exported expression tokenizer (eval mode) from a ``config.json + model.safetensors`` folder.
 
@@ -214,9 +218,15 @@ class TokenExtractor:
                 out.append(to_uint8(img))
         return np.concatenate(out)
 
-    def reconstruct(self, crops: np.ndarray, target_subject: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def reconstruct(self, crops: np.ndarray, target_subject: int | None = None, anchor: str = "neutral"
+                    ) -> tuple[np.ndarray, np.ndarray]:
         """Encode crops (with ``subject_id``) and decode them (with ``target_subject``, default the same; another
         subject is an identity swap from ``subject_id``, as :meth:`decode` with ``source_subject``).
+
+        ``anchor`` (identity swaps of a banked warp decoder, :meth:`swap_anchor`): "neutral" — the token's motion from
+        the source's neutral mesh moves the target's neutral mesh (where both are stored); "reference" — its
+        displacement moves the target's reference (the swap before neutral meshes; it keeps more of the target's own
+        typical expression, e.g. of a person who smiles in most of their training frames).
 
         Args:
             crops: uint8 (B, S, S, 3).
@@ -226,6 +236,8 @@ class TokenExtractor:
             tokens float32 (B, D) unit norm, faces uint8 (B, S, S, 3) RGB.
         """
         tgt = self.subject_id if target_subject is None else self.check_subject(target_subject, "target subject")
+        if anchor not in SWAP_ANCHORS:
+            raise ValueError(f"swap anchor must be one of {SWAP_ANCHORS}, got {anchor!r}")
         if len(crops) == 0:
             return (np.zeros((0, self.dim), np.float32),
                     np.zeros((0, self.input_size, self.input_size, 3), np.uint8))
@@ -234,10 +246,24 @@ class TokenExtractor:
             for i in range(0, len(crops), self.batch_size):
                 x = self._to_input(crops[i:i + self.batch_size])
                 z = self.model.encode(x, self._ids(x.shape[0], self.subject_id), self.condition(crops[i:i + self.batch_size]))
-                src = None if tgt == self.subject_id else self._ids(x.shape[0], self.subject_id)
+                src = None if tgt == self.subject_id or anchor == "reference" else self._ids(x.shape[0], self.subject_id)
                 imgs.append(to_uint8(self.model.decode(z, self._ids(x.shape[0], tgt), src)))
                 toks.append(z.float().cpu().numpy())
         return np.concatenate(toks).astype(np.float32, copy=False), np.concatenate(imgs)
+
+    def swap_anchor(self, source_subject: int | None, target_subject: int | None, anchor: str = "neutral") -> str:
+        """What an identity swap from ``source_subject`` to ``target_subject`` measures its motion from: "neutral"
+        (a banked warp decoder with both subjects' neutral meshes, and ``anchor`` "neutral"), "reference" (other warp
+        decoders, or ``anchor`` "reference") or "subject embedding" (other decoders)."""
+        model = self.model
+        if model.config.decoder != "warp":
+            return "subject embedding"
+        dec = model.reconstruction
+        if anchor == "neutral" and getattr(dec, "bank_size", 0) > 0 and source_subject is not None \
+                and target_subject is not None and bool(dec.bank_neutral_set[int(source_subject)]) \
+                and bool(dec.bank_neutral_set[int(target_subject)]):
+            return "neutral"
+        return "reference"
 
     def column_meta(self) -> dict:
         """``meta["extra_columns"]`` entry for the ``expression_token`` column."""

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from mien.errors import InputError
-from mien.heads.tokens import TokenExtractor
+from mien.heads.tokens import SWAP_ANCHORS, TokenExtractor
 from mien.io.video import Frame
 from mien.pipelines.analyze import Step, StepCallback
 from mien.pipelines.tokens import first_faces, resolve_analysis
@@ -42,6 +42,7 @@ class RenderReport:
         frames: frames written (= frames processed); faces: frames that had a face.
         width, height: output size in pixels (2·size × size); fps: output frame rate (frames/s).
         subject, target_subject: subject-embedding indices used to encode and decode (None: invariant model).
+        anchor: for a swap, what its motion was measured from (:meth:`mien.heads.tokens.TokenExtractor.swap_anchor`).
         seconds: wall time in s.
     """
 
@@ -54,6 +55,7 @@ class RenderReport:
     fps: float
     subject: int | None = None
     target_subject: int | None = None
+    anchor: str | None = None
     seconds: float = 0.0
     meta: dict = field(default_factory=dict)
 
@@ -66,7 +68,8 @@ def _panel(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike, kind: str = "reconstruction",
-                 *, subject: int = 0, target_subject: int | None = None, start: float | None = None,
+                 *, subject: int = 0, target_subject: int | None = None, anchor: str = "neutral",
+                 start: float | None = None,
                  end: float | None = None, every: int = 1, size: int | None = None, device: str = "cpu",
                  batch_size: int = 16, crf: int = 18, analysis=None,
                  on_frame: Callable[[Frame, Step], bool | None] | None = None) -> RenderReport:
@@ -82,6 +85,8 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
             (:meth:`~mien.models.tokenizer.warp.WarpDecoder.transfer_points`): pass the input person's id when the
             tokenizer knows them.
         target_subject: subject-embedding index to decode with; required for "swap".
+        anchor: "neutral" or "reference": what a banked warp tokenizer's swap measures the motion from
+            (:meth:`~mien.heads.tokens.TokenExtractor.reconstruct`); ignored by other tokenizers.
         start, end: time window in s; every: frame stride.
         size: panel side in px (default the tokenizer's crop size S).
         device: torch device; batch_size: frames per forward pass; crf: x264 quality.
@@ -110,6 +115,8 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
     t0 = time.perf_counter()
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if anchor not in SWAP_ANCHORS:
+        raise ValueError(f"swap anchor must be one of {SWAP_ANCHORS}, got {anchor!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     ex = tokenizer if isinstance(tokenizer, TokenExtractor) else TokenExtractor(tokenizer, device)
@@ -145,7 +152,7 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
         """Write the batch's frames; True when ``on_frame`` asked to stop (the rest of the batch is dropped)."""
         nonlocal frames, faces
         crops = np.stack([c for _, c, has in batch if has]) if any(h for *_, h in batch) else None
-        rendered = iter(ex.reconstruct(crops, tgt)[1]) if crops is not None else iter(())
+        rendered = iter(ex.reconstruct(crops, tgt, anchor)[1]) if crops is not None else iter(())
         for fr, crop, has in batch:
             right = _panel(next(rendered), size) if has else black
             left = _panel(crop, size) if crop is not None else black
@@ -177,7 +184,8 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
             if batch and not stopped:
                 flush(batch, writer)
     return RenderReport(str(Path(output)), kind, frames, faces, 2 * size, size, float(fps),
-                        ex.subject_id, tgt, time.perf_counter() - t0,
+                        ex.subject_id, tgt,
+                        ex.swap_anchor(ex.subject_id, tgt, anchor) if kind == "swap" else None, time.perf_counter() - t0,
                         meta={"tokenizer": ex.name, "frames_decoded": src.frames_decoded,
                               "corrupt_frames": src.corrupt_frames})
 

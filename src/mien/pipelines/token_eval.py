@@ -386,16 +386,5 @@ def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures:
     rows["target frames (reference)"] = {"csim_target": float(np.nanmean(own)), "pairs": int(len(tgt_desc))}
     return {"rows": rows, "source_frames": int(len(src)), "target_frames": int(len(frames.target)),
             "source_subject": frames.source_subject, "target_subject": frames.target_subject,
-            "anchor": swap_anchor(extractor, frames.source_subject, frames.target_subject)}
+            "anchor": extractor.swap_anchor(frames.source_subject, frames.target_subject)}
 
-
-def swap_anchor(extractor: TokenExtractor, source_subject: int | None, target_subject: int | None) -> str:
-    """What an identity swap's motion is measured from: ``"neutral"`` (both subjects' neutral meshes, banked warp
-    decoder), ``"reference"`` (the subjects' references, warp decoder) or ``"subject embedding"`` (other decoders)."""
-    dec = extractor.model.reconstruction
-    if extractor.model.config.decoder != "warp":
-        return "subject embedding"
-    if getattr(dec, "bank_size", 0) > 0 and source_subject is not None and target_subject is not None \
-            and bool(dec.bank_neutral_set[source_subject]) and bool(dec.bank_neutral_set[target_subject]):
-        return "neutral"
-    return "reference"
