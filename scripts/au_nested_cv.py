@@ -32,6 +32,8 @@ procedure                                       F1 @inner  F1 @0.5  ROC AUC
 ============================================== ========== ======== =======
 shipped recipe (``mlp``), no selection          0.763      **0.774** 0.936
 select ``mlp``/``linear`` by inner CV            0.742      0.689    0.911
+``mlp`` on default ‖ warp-tokenizer tokens       0.760      0.776    0.937
+(``--tokenizer DIR``, evaluation only)
 ============================================== ========== ======== =======
 
 Thresholds chosen inside the training folds do not beat 0.5 (the F1-optimal threshold of a 2-fold inner CV is
@@ -78,6 +80,26 @@ def load(data: Path, cache: Path | None, min_sequences: int = 10):
         print(f"warning: no face in {int((~ok).sum())} frames; they are left out", file=sys.stderr)
     df = df[ok].reset_index(drop=True)
     return x[ok], xm[ok], df[names].to_numpy(np.float32), names, df["subject"].to_numpy(), df
+
+
+def with_tokens(x: np.ndarray, xm: np.ndarray, df, data: Path, tokenizer: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Append an exported tokenizer's expression tokens (D) to the features: of each image for ``x`` and of the
+    mirrored image for the mirrored rows ``xm`` (``mien.pipelines.token_eval.representations``, the probe's crops;
+    a frame whose mirror has no face gets zeros, counted). Issue 9: "try tokens as AU inputs"."""
+    import cv2
+
+    from mien.heads.tokens import TokenExtractor
+    from mien.pipelines.token_eval import representations
+
+    ex = TokenExtractor(tokenizer)
+    imgs = [cv2.imread(str(data / "expressions" / p), cv2.IMREAD_COLOR)[:, :, ::-1].copy() for p in df["image"]]
+    tok, ok = representations(imgs, ex)
+    tok_m, ok_m = representations([im[:, ::-1].copy() for im in imgs], ex)
+    if not (ok.all() and ok_m.all()):
+        print(f"tokens: no face in {int((~ok).sum())} images / {int((~ok_m).sum())} mirrored images (zeros)",
+              file=sys.stderr)
+    return (np.concatenate([x, tok["tokens"]], 1).astype(np.float32),
+            np.concatenate([xm, tok_m["tokens"]], 1).astype(np.float32))
 
 
 def make_fit_predict(x, xm, y, names, seed: int):
@@ -172,6 +194,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--keep-aus", action="store_true",
                     help="ship the currently shipped AUs (same output columns) instead of those with AUC >= --min-auc")
+    ap.add_argument("--tokenizer", type=Path, default=None,
+                    help="append this exported tokenizer's tokens to the features (evaluation only; not with --ship)")
     ap.add_argument("--from-json", type=Path, default=None,
                     help="write the assets from an earlier run's --json (its 'shipped' entry) without recomputing")
     args = ap.parse_args(argv)
@@ -192,6 +216,10 @@ def main(argv=None) -> dict:
     torch.set_num_threads(max(1, args.threads))
     t0 = time.time()
     x, xm, y, names, subjects, df = load(args.data, args.cache)
+    if args.tokenizer is not None:
+        if args.ship:
+            raise SystemExit("--tokenizer is for evaluation: the shipped AU model reads the default features only")
+        x, xm = with_tokens(x, xm, df, args.data, args.tokenizer)
     cands = [c.strip() for c in args.candidates.split(",") if c.strip()]
     fp = make_fit_predict(x, xm, y, names, args.seed)
     from mien.models.au import default_config
