@@ -33,6 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--sources", type=Path, default=DATA / "videos/expressive", help="folder of source videos")
     ap.add_argument("--target", type=Path, nargs="+", required=True,
                     help="the identity-swap targets' videos (known subjects)")
+    ap.add_argument("--anchor", choices=("neutral", "reference"), default="neutral",
+                    help="identity-swap anchor of a banked warp tokenizer (reference: the swap before neutral meshes)")
     ap.add_argument("--every", type=int, default=2)
     ap.add_argument("--max-frames", type=int, default=32, help="source frames per video (evenly spread)")
     ap.add_argument("--threads", type=int, default=2)
@@ -99,7 +101,7 @@ def main(argv=None) -> None:
                     print(f"{target_video.name}: skipping {name}, the target's own subject (not an identity swap)")
                     continue
                 frames = te.TransferFrames(src, subjects[name], target, target_subject, {"source": missing})
-                per_video[name] = te.transfer_report(frames, ex, measures)
+                per_video[name] = te.transfer_report(frames, ex, measures, anchor=args.anchor)
             if not per_video:
                 print(f"skipping target {target_video.name}: no source video of another subject")
                 continue

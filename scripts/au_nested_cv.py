@@ -92,7 +92,12 @@ def with_tokens(x: np.ndarray, xm: np.ndarray, df, data: Path, tokenizer: Path) 
     from mien.pipelines.token_eval import representations
 
     ex = TokenExtractor(tokenizer)
-    imgs = [cv2.imread(str(data / "expressions" / p), cv2.IMREAD_COLOR)[:, :, ::-1].copy() for p in df["image"]]
+    imgs = []
+    for p in df["image"]:
+        im = cv2.imread(str(data / "expressions" / p), cv2.IMREAD_COLOR)
+        if im is None:
+            raise SystemExit(f"{data / 'expressions' / p}: cannot read the image")
+        imgs.append(im[:, :, ::-1].copy())
     tok, ok = representations(imgs, ex)
     tok_m, ok_m = representations([im[:, ::-1].copy() for im in imgs], ex)
     if not (ok.all() and ok_m.all()):
@@ -199,6 +204,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--from-json", type=Path, default=None,
                     help="write the assets from an earlier run's --json (its 'shipped' entry) without recomputing")
     args = ap.parse_args(argv)
+    if args.tokenizer is not None and (args.ship or args.from_json):
+        raise SystemExit("--tokenizer is for evaluation: the shipped AU model reads the default features only "
+                         "(not with --ship or --from-json)")
     if args.from_json:
         out = json.loads(args.from_json.read_text())
         write_assets(out, args)
@@ -217,8 +225,6 @@ def main(argv=None) -> dict:
     t0 = time.time()
     x, xm, y, names, subjects, df = load(args.data, args.cache)
     if args.tokenizer is not None:
-        if args.ship:
-            raise SystemExit("--tokenizer is for evaluation: the shipped AU model reads the default features only")
         x, xm = with_tokens(x, xm, df, args.data, args.tokenizer)
     cands = [c.strip() for c in args.candidates.split(",") if c.strip()]
     fp = make_fit_predict(x, xm, y, names, args.seed)
@@ -230,7 +236,8 @@ def main(argv=None) -> dict:
                     log=lambda s: print(s, flush=True))
     md, summary = table(names, y, res, shipped)
     print(f"\nNested CV ({args.outer} outer × {args.inner} inner subject-disjoint folds, {len(y)} frames):\n\n{md}")
-    out = {"nested_cv": summary, "outer": args.outer, "inner": args.inner, "seed": args.seed,
+    out = {"nested_cv": summary, "tokenizer": None if args.tokenizer is None else str(args.tokenizer),
+           "outer": args.outer, "inner": args.inner, "seed": args.seed,
            "candidates": cands, "frames": int(len(y)), "subjects": int(len(np.unique(subjects)))}
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))

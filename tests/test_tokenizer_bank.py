@@ -250,6 +250,8 @@ def test_extractor_swaps_from_the_encoding_subject(tmp_path):
         ex.reconstruct(crops, 1, anchor="mean")
     with pytest.raises(ValueError, match="source subject 9 out of range"):
         ex.decode(tokens, 1, source_subject=9)
+    with pytest.raises(ValueError, match="target subject -1 out of range"):
+        ex.swap_anchor(0, -1)
 
 
 def test_neutral_meshes_average_the_neutral_frames_and_name_the_subjects_left_out():
@@ -275,6 +277,8 @@ def test_neutral_meshes_average_the_neutral_frames_and_name_the_subjects_left_ou
     assert not dec.bank_neutral_set.any()
     with pytest.raises(ValueError, match="not all finite"):
         dec.set_neutral(1, pts[1])
+    with pytest.raises(ValueError, match=r"subject ids \[-1\] outside \[0, 4\)"):
+        set_neutral_meshes(dec, pts[:2], np.array([-1, -1]), np.ones(2, bool))
     with pytest.raises(ValueError, match=r"subject id must lie in \[0, 4\)"):
         dec.set_neutral(4, pts[0])
     with pytest.raises(ValueError, match="no exemplar bank"):
@@ -302,6 +306,27 @@ def test_fill_banks_takes_neutral_meshes_from_the_frames_the_classifier_calls_ne
     dec = task.model.reconstruction
     assert dec.bank_neutral_set.tolist() == [True, False, False, False]
     torch.testing.assert_close(dec.bank_neutral_points[0], batches[0]["landmarks"][0, :, :468].mean(0))
+
+
+def test_fill_neutral_takes_float_crops_as_set_bank_does(monkeypatch):
+    from mien.heads.faceapi import EMOTIONS, ExpressionHead
+    from mien.tasks.tokenizer.banks import fill_neutral
+
+    seen = []
+
+    def emotions(self, crops, batch=64):  # the real one refuses float crops
+        seen.append(np.asarray(crops))
+        p = np.zeros((len(crops), len(EMOTIONS)), np.float32)
+        p[:, EMOTIONS.index("neutral")] = 1
+        return p
+
+    monkeypatch.setattr(ExpressionHead, "emotions", emotions)
+    dec = _task(bank=2).model.reconstruction
+    u8 = np.random.default_rng(0).integers(0, 256, (3, 3, S, S), dtype=np.uint8)
+    pts = _faces(3)
+    assert fill_neutral(dec, torch.from_numpy(u8).float() / 255, pts, np.zeros(3, int)) == [0]
+    assert seen[0].dtype == np.uint8 and np.array_equal(seen[0], u8.transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(dec.bank_neutral_points[0].numpy(), pts[:, :468].mean(0), rtol=1e-6)
 
 
 def test_exports_made_before_neutral_meshes_still_load(tmp_path):

@@ -493,6 +493,13 @@ def test_identity_swaps_and_their_baselines_share_the_neutral_anchors(real_faces
     ex.decode = spy
     rep = te.transfer_report(frames, ex, _FakeMeasures())
     assert (1, 0) in calls and rep["anchor"] == "neutral"
+    calls.clear()
+    rep = te.transfer_report(frames, ex, _FakeMeasures(), anchor="reference")  # the swap before neutral meshes
+    assert (1, None) in calls and (1, 0) not in calls and rep["anchor"] == "reference"
+    old = te.warp_baselines(frames, ex, anchor="reference")[key]
+    dec.bank_neutral_set[:] = False
+    assert np.array_equal(old, te.warp_baselines(frames, ex)[key])
+    dec.bank_neutral_set[:2] = True
     dec.bank_neutral_set[1] = False
     assert te.transfer_report(frames, ex, _FakeMeasures())["anchor"] == "reference"
 
@@ -515,3 +522,36 @@ def test_swap_report_subject_swap_decodes_from_the_frames_subject(real_faces):
     ids = torch.tensor([0] * 6 + [1] * 6)
     rep = tokenizer_swap_report(m, x.float() / 255, ids)
     assert seen == [None, None, ids.tolist()] and rep["subject_swap"]["psnr"] > 0
+
+
+def test_render_swap_anchor_follows_the_subject_and_the_option(real_faces, shared_data, tmp_path):
+    """``render_video`` swaps of a banked warp tokenizer: 'auto' anchors at the neutral meshes only for a given
+    subject (an unknown person would get subject 0's typical expression), 'reference' keeps the old swap; the
+    frames differ between the anchors."""
+    import av
+
+    from mien.pipelines.render import render_swap
+
+    _, p = real_faces
+    m = _banked(real_faces, bank=6).eval()
+    m.reconstruction.set_neutral(0, p[2])
+    m.reconstruction.set_neutral(1, p[8])
+    save_pretrained(m, tmp_path / "bank")
+    video = shared_data / VIDEO
+    kw = dict(end=0.6, every=3, size=64)
+    reps = {a: render_swap(video, tmp_path / "bank", tmp_path / f"{a}.mp4", 1, subject=0, anchor=a, **kw)
+            for a in ("neutral", "reference")}
+    assert (reps["neutral"].anchor, reps["reference"].anchor) == ("neutral", "reference")
+    assert render_swap(video, tmp_path / "bank", tmp_path / "auto0.mp4", 1, subject=0, **kw).anchor == "neutral"
+    assert render_swap(video, tmp_path / "bank", tmp_path / "unknown.mp4", 1, **kw).anchor == "reference"
+
+    def frames(path):
+        with av.open(str(path)) as c:
+            return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+    a, b = frames(tmp_path / "neutral.mp4"), frames(tmp_path / "reference.mp4")
+    left = np.abs(a[:, :, :64].astype(int) - b[:, :, :64].astype(int)).mean()  # the same input crops (H.264)
+    right = np.abs(a[:, :, 64:].astype(int) - b[:, :, 64:].astype(int)).mean()
+    assert a.shape == b.shape and left < 1.0 and right > left + 0.5, (left, right)  # different swaps
+    with pytest.raises(ValueError, match="swap anchor must be one of"):
+        render_swap(video, tmp_path / "bank", tmp_path / "bad.mp4", 1, anchor="mean", **kw)

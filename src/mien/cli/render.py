@@ -28,10 +28,11 @@ def add_parser(sub) -> None:
     _common(swap)
     swap.add_argument("--target-subject", type=int, required=True, metavar="ID",
                       help="subject-embedding index of the identity to render")
-    swap.add_argument("--anchor", choices=("neutral", "reference"), default="neutral",
-                      help="banked warp tokenizers: move the target's neutral face by the input's motion from the "
-                           "--subject's neutral face (default), or the target's reference by the token's displacement "
-                           "(the swap before neutral meshes; keeps more of the target's own typical expression)")
+    swap.add_argument("--anchor", choices=("auto", "neutral", "reference"), default="auto",
+                      help="banked warp tokenizers: 'neutral' moves the target's neutral face by the input's motion "
+                           "from the --subject's neutral face; 'reference' moves the target's reference by the token's "
+                           "displacement (the swap before neutral meshes; keeps more of the target's own typical "
+                           "expression); 'auto' (default): neutral with --subject, else reference")
     swap.set_defaults(func=run)
     _face3d_parser(kinds)
     _transfer_parser(kinds)
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
     rep = render_video(args.video, args.tokenizer, args.output, args.render_kind, subject=args.subject,
                        target_subject=getattr(args, "target_subject", None),
-                       anchor=getattr(args, "anchor", "neutral"), start=args.start, end=args.end,
+                       anchor=getattr(args, "anchor", "auto"), start=args.start, end=args.end,
                        every=args.every, size=args.size, device=args.device, batch_size=args.batch_size,
                        analysis=args.analysis)
     anchor = f", swap anchored at the {rep.anchor}" if rep.anchor else ""

@@ -13,10 +13,10 @@ def add_tokenizer_video_args(p: argparse.ArgumentParser, output_metavar: str, ou
     p.add_argument("--tokenizer", required=True, metavar="DIR",
                    help="exported tokenizer folder (config.json + model.safetensors)")
     p.add_argument("-o", "--output", required=True, metavar=output_metavar, help=output_help)
-    p.add_argument("--subject", type=int, default=0, metavar="ID",
-                   help="subject-embedding index used to encode the input (default 0; ignored by "
-                        "subject-invariant tokenizers); a banked warp tokenizer's swap also measures the input's "
-                        "motion from this subject's neutral face: give the input person's id when it knows them")
+    p.add_argument("--subject", type=int, default=None, metavar="ID",
+                   help="subject-embedding index used to encode the input (default: a person the tokenizer does not "
+                        "know, encoded with 0; ignored by subject-invariant tokenizers); a banked warp tokenizer's "
+                        "swap also measures the input's motion from this subject's neutral face")
     p.add_argument("--start", type=float, default=None, metavar="SEC", help="first time to process (s)")
     p.add_argument("--end", type=float, default=None, metavar="SEC", help="last time to process (s)")
     p.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")

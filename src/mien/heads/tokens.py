@@ -252,16 +252,30 @@ class TokenExtractor:
         return np.concatenate(toks).astype(np.float32, copy=False), np.concatenate(imgs)
 
     def swap_anchor(self, source_subject: int | None, target_subject: int | None, anchor: str = "neutral") -> str:
-        """What an identity swap from ``source_subject`` to ``target_subject`` measures its motion from: "neutral"
-        (a banked warp decoder with both subjects' neutral meshes, and ``anchor`` "neutral"), "reference" (other warp
-        decoders, or ``anchor`` "reference") or "subject embedding" (other decoders)."""
+        """What an identity swap from ``source_subject`` to ``target_subject`` measures its motion from.
+
+        Args:
+            source_subject, target_subject: subject-embedding indices (None: 0, as :meth:`check_subject`).
+            anchor: the anchor asked for, "neutral" or "reference" (:data:`SWAP_ANCHORS`).
+
+        Returns:
+            "neutral" (a banked warp decoder holding both subjects' neutral meshes, ``anchor`` "neutral"),
+            "reference" (other warp decoders, or ``anchor`` "reference") or "subject embedding" (other decoders).
+            For source == target the decode is a reconstruction, whatever this says.
+
+        Raises:
+            ValueError: an index out of range or an unknown anchor.
+        """
+        if anchor not in SWAP_ANCHORS:
+            raise ValueError(f"swap anchor must be one of {SWAP_ANCHORS}, got {anchor!r}")
+        src = self.check_subject(source_subject, "source subject")
+        tgt = self.check_subject(target_subject, "target subject")
         model = self.model
         if model.config.decoder != "warp":
             return "subject embedding"
         dec = model.reconstruction
-        if anchor == "neutral" and getattr(dec, "bank_size", 0) > 0 and source_subject is not None \
-                and target_subject is not None and bool(dec.bank_neutral_set[int(source_subject)]) \
-                and bool(dec.bank_neutral_set[int(target_subject)]):
+        if anchor == "neutral" and getattr(dec, "bank_size", 0) > 0 and src is not None and tgt is not None \
+                and bool(dec.bank_neutral_set[src]) and bool(dec.bank_neutral_set[tgt]):
             return "neutral"
         return "reference"
 

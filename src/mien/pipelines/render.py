@@ -55,9 +55,9 @@ class RenderReport:
     fps: float
     subject: int | None = None
     target_subject: int | None = None
-    anchor: str | None = None
     seconds: float = 0.0
     meta: dict = field(default_factory=dict)
+    anchor: str | None = None
 
 
 def _panel(img: np.ndarray, size: int) -> np.ndarray:
@@ -68,7 +68,7 @@ def _panel(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike, kind: str = "reconstruction",
-                 *, subject: int = 0, target_subject: int | None = None, anchor: str = "neutral",
+                 *, subject: int | None = None, target_subject: int | None = None, anchor: str = "auto",
                  start: float | None = None,
                  end: float | None = None, every: int = 1, size: int | None = None, device: str = "cpu",
                  batch_size: int = 16, crf: int = 18, analysis=None,
@@ -80,13 +80,15 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
         tokenizer: exported tokenizer folder, or a :class:`~mien.heads.tokens.TokenExtractor`.
         output: output .mp4 path (parent folders are created).
         kind: "reconstruction" or "swap".
-        subject: subject-embedding index used to encode (and, for reconstruction, to decode); for a swap with a
-            banked warp tokenizer also the subject whose neutral mesh the input's motion is measured from
-            (:meth:`~mien.models.tokenizer.warp.WarpDecoder.transfer_points`): pass the input person's id when the
-            tokenizer knows them.
+        subject: subject-embedding index used to encode (and, for reconstruction, to decode); None: a person the
+            tokenizer does not know (encoded with index 0). For a swap with a banked warp tokenizer also the subject
+            whose neutral mesh the input's motion is measured from
+            (:meth:`~mien.models.tokenizer.warp.WarpDecoder.transfer_points`).
         target_subject: subject-embedding index to decode with; required for "swap".
-        anchor: "neutral" or "reference": what a banked warp tokenizer's swap measures the motion from
-            (:meth:`~mien.heads.tokens.TokenExtractor.reconstruct`); ignored by other tokenizers.
+        anchor: "neutral", "reference" or "auto" (neutral when ``subject`` is given, else reference: another
+            person's neutral face would add that person's typical expression to every frame): what a banked warp
+            tokenizer's swap measures the motion from (:meth:`~mien.heads.tokens.TokenExtractor.reconstruct`);
+            ignored by other tokenizers.
         start, end: time window in s; every: frame stride.
         size: panel side in px (default the tokenizer's crop size S).
         device: torch device; batch_size: frames per forward pass; crf: x264 quality.
@@ -115,8 +117,10 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
     t0 = time.perf_counter()
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if anchor not in SWAP_ANCHORS:
-        raise ValueError(f"swap anchor must be one of {SWAP_ANCHORS}, got {anchor!r}")
+    if anchor not in (*SWAP_ANCHORS, "auto"):
+        raise ValueError(f"swap anchor must be one of {(*SWAP_ANCHORS, 'auto')}, got {anchor!r}")
+    if anchor == "auto":
+        anchor = "neutral" if subject is not None else "reference"
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     ex = tokenizer if isinstance(tokenizer, TokenExtractor) else TokenExtractor(tokenizer, device)
@@ -184,10 +188,10 @@ def render_video(video: str | os.PathLike, tokenizer, output: str | os.PathLike,
             if batch and not stopped:
                 flush(batch, writer)
     return RenderReport(str(Path(output)), kind, frames, faces, 2 * size, size, float(fps),
-                        ex.subject_id, tgt,
-                        ex.swap_anchor(ex.subject_id, tgt, anchor) if kind == "swap" else None, time.perf_counter() - t0,
+                        ex.subject_id, tgt, time.perf_counter() - t0,
                         meta={"tokenizer": ex.name, "frames_decoded": src.frames_decoded,
-                              "corrupt_frames": src.corrupt_frames})
+                              "corrupt_frames": src.corrupt_frames},
+                        anchor=ex.swap_anchor(ex.subject_id, tgt, anchor) if kind == "swap" else None)
 
 
 def render_reconstruction(video, tokenizer, output, **kw) -> RenderReport:

@@ -277,7 +277,8 @@ def face_measures(a: dict, b: dict, thresholds: np.ndarray) -> dict:
             "pairs": int(len(both)), "pairs_with_faces": int(both.sum())}
 
 
-def warp_baselines(frames: TransferFrames, extractor: TokenExtractor, batch: int = 64) -> dict[str, np.ndarray]:
+def warp_baselines(frames: TransferFrames, extractor: TokenExtractor, batch: int = 64, anchor: str = "neutral"
+                   ) -> dict[str, np.ndarray]:
     """Identity-swap baselines of a warp-decoder tokenizer that use the source frames' TRUE meshes (no token).
 
     The source frame's MediaPipe mesh found on its crop (as the ``crop-mesh`` condition) is moved to the target by
@@ -294,6 +295,7 @@ def warp_baselines(frames: TransferFrames, extractor: TokenExtractor, batch: int
             references in the decoder).
         extractor: the tokenizer (its ``model``).
         batch: frames warped at a time.
+        anchor: "neutral" (the decoder's anchors) or "reference" (the references, as the swap before neutral meshes).
 
     Returns:
         {row name: uint8 (N, S, S, 3)}; {} for a tokenizer without the warp decoder.
@@ -312,9 +314,12 @@ def warp_baselines(frames: TransferFrames, extractor: TokenExtractor, batch: int
     mesh = crop_mesh_points(g, dec.size)
     dev = dec.ref_points.device
     ids = torch.full((len(mesh),), frames.target_subject, dtype=torch.long, device=dev)
-    a_s, a_t = dec.anchors(torch.full_like(ids, frames.source_subject), ids)  # as the identity swap's
+    if anchor == "reference":
+        a_s, a_t = dec.ref_points[frames.source_subject][None], dec.ref_points[frames.target_subject][None]
+    else:
+        a_s, a_t = dec.anchors(torch.full_like(ids, frames.source_subject), ids)  # as the identity swap's
     want = a_t + torch.from_numpy(mesh.astype(np.float32)).to(dev) - a_s
-    want[torch.from_numpy(~ok).to(dev)] = a_t[0]
+    want[torch.from_numpy(~ok).to(dev)] = a_t[0]  # (a_s, a_t broadcast over the frames)
     out = {"classical warp of the target reference to the source mesh (baseline)": dec.warp_references(ids, want, batch)}
     if dec.bank_size > 0:
         near, oracle = bank_baselines(dec, want, ids, batch)
@@ -324,7 +329,7 @@ def warp_baselines(frames: TransferFrames, extractor: TokenExtractor, batch: int
 
 
 def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures: FaceMeasures | None = None,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, anchor: str = "neutral") -> dict:
     """Expression-transfer measures of token swaps and identity swaps (see the module docstring).
 
     Rows (each a dict of :func:`face_measures` against the **source** frame, plus ``csim_target`` where it
@@ -334,7 +339,8 @@ def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures:
     the source to the target) and ``target mean frame`` (the pixel mean of the target's crops: its CSIM to the
     target, and its agreement with the source frames); for a warp-decoder tokenizer also the rows of
     :func:`warp_baselines` (the target drawn at the source's true mesh: classical warp, nearest bank frame, bank
-    oracle).
+    oracle). ``anchor``: "neutral" (a banked warp decoder's swap and baselines measure motion from the subjects'
+    neutral meshes) or "reference" (from their references: the swap before neutral meshes); reported as ``anchor``.
 
     Raises:
         ValueError: fewer than 2 source frames or no target frame.
@@ -353,7 +359,8 @@ def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures:
         tokens, recon = extractor.reconstruct(src)
         perm = same_subject_permutation(np.zeros(len(src), np.int64), seed)
         tswap = extractor.decode(tokens[perm], frames.source_subject)
-        iswap = extractor.decode(tokens, frames.target_subject, frames.source_subject)
+        iswap = extractor.decode(tokens, frames.target_subject,
+                                 frames.source_subject if anchor == "neutral" else None)
     finally:
         extractor.subject_id = old
     tgt_desc = m.descriptor(frames.target).astype(np.float64)
@@ -364,7 +371,7 @@ def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures:
         return float(np.nanmean(identity_similarity(d, np.repeat(tgt_mean[None], len(d), 0))))
 
     mean_frame = frames.target.astype(np.float64).mean(0).round().astype(np.uint8)[None]
-    warped = warp_baselines(frames, extractor)
+    warped = warp_baselines(frames, extractor, anchor=anchor)
     try:
         ms, mr, mt, mi = (m.measure(x) for x in (src, recon, tswap, iswap))
         mm = _take(m.measure(mean_frame), np.zeros(len(src), np.int64))
@@ -386,5 +393,5 @@ def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures:
     rows["target frames (reference)"] = {"csim_target": float(np.nanmean(own)), "pairs": int(len(tgt_desc))}
     return {"rows": rows, "source_frames": int(len(src)), "target_frames": int(len(frames.target)),
             "source_subject": frames.source_subject, "target_subject": frames.target_subject,
-            "anchor": extractor.swap_anchor(frames.source_subject, frames.target_subject)}
+            "anchor": extractor.swap_anchor(frames.source_subject, frames.target_subject, anchor)}
 

@@ -176,7 +176,7 @@ def reference_row(frame: np.ndarray, reference_frame: int) -> int:
 
 
 def plot_video_tokens(video: str | os.PathLike, tokenizer, output: str | os.PathLike, reference_frame: int = 0,
-                      *, subject: int = 0, start: float | None = None, end: float | None = None, every: int = 1,
+                      *, subject: int | None = None, start: float | None = None, end: float | None = None, every: int = 1,
                       device: str = "cpu", tokens_out: str | os.PathLike | None = None,
                       analysis=None) -> dict:
     """Token plot of a video (:func:`mien.viz.tokens.plot_tokens`): cosine similarity to a reference frame
@@ -187,7 +187,7 @@ def plot_video_tokens(video: str | os.PathLike, tokenizer, output: str | os.Path
         output: PNG path (written atomically).
         reference_frame: decoded frame index of the reference; when that frame has no face (or is not
             processed), the nearest processed frame with a face is used (reported as ``reference_frame``).
-        subject: subject-embedding index used to encode; start, end, every: window (s) and stride.
+        subject: subject-embedding index used to encode (None: 0); start, end, every: window (s) and stride.
         tokens_out: also write ``frame`` (N,), ``t_sec`` (N,) and ``tokens`` (N, D) to this .npz (atomic).
         analysis: face boxes to use instead of analysing the video (see :func:`resolve_analysis`).
 

@@ -274,9 +274,12 @@ def set_neutral_meshes(decoder, points: np.ndarray, subjects: np.ndarray, neutra
     """Store :func:`neutral_meshes` in a banked :class:`~mien.models.tokenizer.warp.WarpDecoder`
     (:meth:`~mien.models.tokenizer.warp.WarpDecoder.set_neutral`); warns once naming the subjects left without
     one (fewer than ``min_frames`` neutral frames; a mesh of theirs from an earlier fill is cleared). Returns the
-    subject ids that got a neutral mesh (sorted)."""
+    subject ids that got a neutral mesh (sorted). ValueError for subject ids outside [0, max_subjects)."""
     import warnings
 
+    bad = [int(s) for s in np.unique(np.asarray(subjects)) if not 0 <= int(s) < decoder.max_subjects]
+    if bad:
+        raise ValueError(f"subject ids {bad} outside [0, {decoder.max_subjects})")
     meshes = neutral_meshes(points, subjects, neutral, min_frames)
     for s, m in meshes.items():
         decoder.set_neutral(s, m)
