@@ -217,15 +217,12 @@ def set_bank(model, train: list[dict], method: str) -> None:
     only."""
     import torch
 
-    from mien.models.tokenizer.bank import build_bank
-    from mien.tasks.tokenizer.banks import fill_neutral
+    from mien.tasks.tokenizer.banks import fill_from_frames
 
     dec = model.reconstruction
-    images = torch.cat([c["video"] for c in train]).numpy()
-    points = torch.cat([torch.as_tensor(c["landmarks"]) for c in train]).numpy()
-    subjects = np.concatenate([[c["subject_id"]] * len(c["video"]) for c in train])
-    chosen = build_bank(dec, images, points, subjects, method)
-    neutral = fill_neutral(dec, images, points, subjects)
+    chosen, neutral = fill_from_frames(dec, torch.cat([c["video"] for c in train]).numpy(),
+                                       torch.cat([torch.as_tensor(c["landmarks"]) for c in train]).numpy(),
+                                       np.concatenate([[c["subject_id"]] * len(c["video"]) for c in train]), method)
     mib = (dec.bank_images.numel() + 4 * dec.bank_points.numel()) / 2 ** 20
     print(f"warp decoder: exemplar banks ({method}, ≤ {dec.bank_size} frames) of {len(chosen)} subjects, "
           f"{sum(len(v) for v in chosen.values())} frames; stored {mib:.1f} MiB (uint8 crops, float32 points); "

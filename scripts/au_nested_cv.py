@@ -86,18 +86,12 @@ def with_tokens(x: np.ndarray, xm: np.ndarray, df, data: Path, tokenizer: Path) 
     """Append an exported tokenizer's expression tokens (D) to the features: of each image for ``x`` and of the
     mirrored image for the mirrored rows ``xm`` (``mien.pipelines.token_eval.representations``, the probe's crops;
     a frame whose mirror has no face gets zeros, counted). Issue 9: "try tokens as AU inputs"."""
-    import cv2
-
+    from mien.data.au.images import read_rgb
     from mien.heads.tokens import TokenExtractor
     from mien.pipelines.token_eval import representations
 
     ex = TokenExtractor(tokenizer)
-    imgs = []
-    for p in df["image"]:
-        im = cv2.imread(str(data / "expressions" / p), cv2.IMREAD_COLOR)
-        if im is None:
-            raise SystemExit(f"{data / 'expressions' / p}: cannot read the image")
-        imgs.append(im[:, :, ::-1].copy())
+    imgs = [read_rgb(data / "expressions" / p) for p in df["image"]]
     tok, ok = representations(imgs, ex)
     tok_m, ok_m = representations([im[:, ::-1].copy() for im in imgs], ex)
     if not (ok.all() and ok_m.all()):

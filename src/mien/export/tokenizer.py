@@ -55,9 +55,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, directory: str | os.PathLik
     if bank is not None:
         from mien.models.tokenizer.export import with_bank
 
-        task.model = with_bank(task.model, bank, 1 if bank_k is None else bank_k,
-                               1.0 if bank_temperature is None else bank_temperature,
-                               "aligned" if bank_distance is None else bank_distance)
+        given = {"k": bank_k, "temperature": bank_temperature, "distance": bank_distance}
+        task.model = with_bank(task.model, bank, **{k: v for k, v in given.items() if v is not None})
     if bank_data is not None:
         from mien.data.datamodule import training_loader
         from mien.tasks.tokenizer.banks import fill_banks

@@ -231,9 +231,13 @@ class TokenExtractor:
         Args:
             crops: uint8 (B, S, S, 3).
             target_subject: subject-embedding index for the decoder (identity swap when it differs).
+            anchor: "neutral" or "reference" (:data:`SWAP_ANCHORS`), as above.
 
         Returns:
             tokens float32 (B, D) unit norm, faces uint8 (B, S, S, 3) RGB.
+
+        Raises:
+            ValueError: wrong crop shape, a subject out of range or an unknown anchor.
         """
         tgt = self.subject_id if target_subject is None else self.check_subject(target_subject, "target subject")
         if anchor not in SWAP_ANCHORS:
@@ -273,9 +277,8 @@ class TokenExtractor:
         model = self.model
         if model.config.decoder != "warp":
             return "subject embedding"
-        dec = model.reconstruction
-        if anchor == "neutral" and getattr(dec, "bank_size", 0) > 0 and src is not None and tgt is not None \
-                and bool(dec.bank_neutral_set[src]) and bool(dec.bank_neutral_set[tgt]):
+        ids = [self._ids(1, s) for s in (src, tgt)]
+        if anchor == "neutral" and bool(model.reconstruction.neutral_anchored(*ids)[0]):
             return "neutral"
         return "reference"
 

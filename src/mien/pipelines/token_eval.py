@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from mien.data.au.images import read_rgb
-from mien.heads.tokens import TokenExtractor
+from mien.heads.tokens import SWAP_ANCHORS, TokenExtractor
 
 __all__ = ["NEUTRAL", "ProbeSet", "TransferFrames", "face_measures", "load_ckplus", "probe_report", "representations",
            "transfer_report", "warp_baselines"]
@@ -277,6 +277,11 @@ def face_measures(a: dict, b: dict, thresholds: np.ndarray) -> dict:
             "pairs": int(len(both)), "pairs_with_faces": int(both.sum())}
 
 
+def _check_anchor(anchor: str) -> None:
+    if anchor not in SWAP_ANCHORS:
+        raise ValueError(f"swap anchor must be one of {SWAP_ANCHORS}, got {anchor!r}")
+
+
 def warp_baselines(frames: TransferFrames, extractor: TokenExtractor, batch: int = 64, anchor: str = "neutral"
                    ) -> dict[str, np.ndarray]:
     """Identity-swap baselines of a warp-decoder tokenizer that use the source frames' TRUE meshes (no token).
@@ -299,7 +304,11 @@ def warp_baselines(frames: TransferFrames, extractor: TokenExtractor, batch: int
 
     Returns:
         {row name: uint8 (N, S, S, 3)}; {} for a tokenizer without the warp decoder.
+
+    Raises:
+        ValueError: an unknown anchor.
     """
+    _check_anchor(anchor)
     model = extractor.model
     if model.config.decoder != "warp":
         return {}
@@ -314,12 +323,9 @@ def warp_baselines(frames: TransferFrames, extractor: TokenExtractor, batch: int
     mesh = crop_mesh_points(g, dec.size)
     dev = dec.ref_points.device
     ids = torch.full((len(mesh),), frames.target_subject, dtype=torch.long, device=dev)
-    if anchor == "reference":
-        a_s, a_t = dec.ref_points[frames.source_subject][None], dec.ref_points[frames.target_subject][None]
-    else:
-        a_s, a_t = dec.anchors(torch.full_like(ids, frames.source_subject), ids)  # as the identity swap's
+    a_s, a_t = dec.anchors(torch.full_like(ids, frames.source_subject), ids, anchor == "neutral")  # as the swap's
     want = a_t + torch.from_numpy(mesh.astype(np.float32)).to(dev) - a_s
-    want[torch.from_numpy(~ok).to(dev)] = a_t[0]  # (a_s, a_t broadcast over the frames)
+    want[torch.from_numpy(~ok).to(dev)] = a_t[0]
     out = {"classical warp of the target reference to the source mesh (baseline)": dec.warp_references(ids, want, batch)}
     if dec.bank_size > 0:
         near, oracle = bank_baselines(dec, want, ids, batch)
@@ -343,11 +349,12 @@ def transfer_report(frames: TransferFrames, extractor: TokenExtractor, measures:
     neutral meshes) or "reference" (from their references: the swap before neutral meshes); reported as ``anchor``.
 
     Raises:
-        ValueError: fewer than 2 source frames or no target frame.
+        ValueError: fewer than 2 source frames or no target frame, or an unknown anchor.
     """
     from mien.metrics.identity import identity_similarity
     from mien.metrics.reconstruction import same_subject_permutation
 
+    _check_anchor(anchor)
     if len(frames.source) < 2 or len(frames.target) == 0:
         raise ValueError(f"transfer_report needs >= 2 source frames and >= 1 target frame, got "
                          f"{len(frames.source)} and {len(frames.target)}")

@@ -232,6 +232,10 @@ def build_bank(decoder, images: np.ndarray, points: np.ndarray, subjects: np.nda
 
     Returns:
         The chosen row indices per subject (as :func:`bank_frames`).
+
+    Raises:
+        ValueError: as :func:`bank_frames` (method, M, lengths) and
+            :meth:`~mien.models.tokenizer.warp.WarpDecoder.set_bank` (no bank, ids out of range, shapes).
     """
     points = torch.as_tensor(points).detach().cpu().numpy()
     chosen = bank_frames(points, subjects, decoder.bank_size, method, seed)

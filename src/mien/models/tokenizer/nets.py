@@ -367,11 +367,12 @@ class ExpressionTokenizer(nn.Module):
             return x.new_zeros(x.shape[0], 0, self.config.dim), None
         return self.tokenizer(x, **({} if backbone_tokens is None else {"backbone_tokens": backbone_tokens}))
 
-    def _reconstruct(self, z: torch.Tensor, ids, pos: torch.Tensor | None = None
+    def _reconstruct(self, z: torch.Tensor, ids, pos: torch.Tensor | None = None, source_ids=None
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(M, D) tokens → (M, 3, H, W) faces and, for the warp decoder, (M, 468, 2) mesh points."""
+        """(M, D) tokens → (M, 3, H, W) faces and, for the warp decoder, (M, 468, 2) mesh points (``source_ids``:
+        an identity swap from those subjects, warp decoder only)."""
         if self.config.decoder == "warp":
-            return self.reconstruction(z, ids)
+            return self.reconstruction(z, ids, source_ids)
         subj = self.expression.subject_embedding(ids, z.shape[0]) if self.config.max_subjects > 0 else None
         return self.reconstruction(z, self.recon_positions(pos), subj), None
 
@@ -379,18 +380,15 @@ class ExpressionTokenizer(nn.Module):
         """Faces from expression tokens: (B, T, D) → float (B, T, 3, H, W), (B, D) → (B, 3, H, W); [0, 1].
 
         ``subject_ids`` choose the identity (a different id than the encoding one = identity swap; for the warp
-        decoder: that subject's reference face, moved by the token's displacements). ``source_ids`` (warp decoder
-        only; ignored by the others, whose identity is the subject embedding alone): the ids the tokens were encoded
-        with — the swap then moves the target by the token's motion from the source's neutral mesh
+        decoder: that subject's reference face, moved by the token's displacements). ``source_ids`` (long (B,) or
+        (B, T) like ``subject_ids``; warp decoder only, ignored by the others, whose identity is the subject embedding
+        alone): the ids the tokens were encoded with — the swap then moves the target by the token's motion from the source's neutral mesh
         (:meth:`~mien.models.tokenizer.warp.WarpDecoder.transfer_points`).
         """
         lead = tuple(tokens.shape[:-1])
         z = tokens.reshape(-1, tokens.shape[-1])
-        ids = self._subject_ids(subject_ids, lead)
-        if self.config.decoder == "warp" and source_ids is not None:
-            img, _ = self.reconstruction(z, ids, self._subject_ids(source_ids, lead))
-        else:
-            img, _ = self._reconstruct(z, ids)
+        src = self._subject_ids(source_ids, lead) if source_ids is not None and self.config.decoder == "warp" else None
+        img, _ = self._reconstruct(z, self._subject_ids(subject_ids, lead), source_ids=src)
         if self.config.decoder == "warp":
             img = img.clamp(0, 1)
         return img.reshape(*lead, *img.shape[1:])

@@ -233,13 +233,14 @@ class WarpDecoder(nn.Module):
         self.bank_neutral_points[int(subject_id)] = pts.to(self.bank_neutral_points.device)
         self.bank_neutral_set[int(subject_id)] = True
 
-    def anchors(self, source_ids, target_ids) -> tuple[torch.Tensor, torch.Tensor]:
+    def anchors(self, source_ids, target_ids, neutral: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """The meshes an identity swap's motion is measured from (source) and applied to (target), float (M, 468, 2)
-        crop px each: both subjects' neutral meshes (:meth:`set_neutral`) where both are set, else both
-        references (the motion the displacement head was trained on).
+        crop px each: both subjects' neutral meshes (:meth:`set_neutral`) where both are set (and ``neutral``),
+        else both references (the motion the displacement head was trained on).
 
         Args:
             source_ids, target_ids: long (M,) subject ids with references.
+            neutral: False: the references always (the swap before neutral meshes).
 
         Raises:
             ValueError: ids out of range, of different lengths or without a reference.
@@ -247,15 +248,23 @@ class WarpDecoder(nn.Module):
         if source_ids is None or target_ids is None:
             raise ValueError("anchors need source and target subject ids")
         src = self._check_ids(source_ids, torch.as_tensor(source_ids).numel())
-        return self._anchors(src, self._check_ids(target_ids, src.numel()))
+        return self._anchors(src, self._check_ids(target_ids, src.numel()), neutral)
 
-    def _anchors(self, source_ids: torch.Tensor, target_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _anchors(self, source_ids: torch.Tensor, target_ids: torch.Tensor, neutral: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         a_s, a_t = self.ref_points[source_ids], self.ref_points[target_ids]
-        if self.bank_size > 0:
-            both = (self.bank_neutral_set[source_ids] & self.bank_neutral_set[target_ids])[:, None, None]
+        if neutral and self.bank_size > 0:
+            both = self.neutral_anchored(source_ids, target_ids)[:, None, None]
             a_s = torch.where(both, self.bank_neutral_points[source_ids], a_s)
             a_t = torch.where(both, self.bank_neutral_points[target_ids], a_t)
         return a_s, a_t
+
+    def neutral_anchored(self, source_ids: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
+        """bool (M,): whether swaps from ``source_ids`` to ``target_ids`` (long (M,) valid ids) are anchored at
+        neutral meshes (both subjects have one); all False without a bank."""
+        if self.bank_size <= 0:
+            return torch.zeros(len(source_ids), dtype=torch.bool, device=self.ref_set.device)
+        return self.bank_neutral_set[source_ids] & self.bank_neutral_set[target_ids]
 
     def transfer_points(self, tokens: torch.Tensor, source_ids, target_ids) -> torch.Tensor:
         """Identity-swap mesh points (M, 468, 2) crop px: the motion of the token's mesh (decoded for its own
@@ -265,6 +274,9 @@ class WarpDecoder(nn.Module):
 
         Args:
             tokens: float (M, D); source_ids, target_ids: long (M,) subject ids with references.
+
+        Raises:
+            ValueError: wrong token shape, ids out of range, of another count or without a reference.
         """
         m = self._check_tokens(tokens)
         src, tgt = self._check_ids(source_ids, m), self._check_ids(target_ids, m)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-__all__ = ["fill_banks", "fill_neutral"]
+__all__ = ["fill_banks", "fill_from_frames", "fill_neutral"]
 
 
 def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512, seed: int = 0,
@@ -49,7 +49,6 @@ def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512,
     import warnings
 
     from mien.errors import InputError
-    from mien.models.tokenizer.bank import build_bank
     from mien.tasks.tokenizer.data import batch_landmarks, unpack_batch
 
     dec = getattr(task.model, "reconstruction", None)
@@ -96,9 +95,23 @@ def fill_banks(task, batches: Iterable, method: str = "kmeans", pool: int = 512,
     subjects = np.concatenate([[s] * len(v) for s, v in kept.items()])
     images = np.stack([c for v in kept.values() for c, _ in v])
     points = np.stack([p for v in kept.values() for _, p in v])
-    build_bank(dec, images, points, subjects, method, seed)
-    fill_neutral(dec, images, points, subjects)
+    fill_from_frames(dec, images, points, subjects, method, seed)
     return seen
+
+
+def fill_from_frames(decoder, images: np.ndarray, points: np.ndarray, subjects: np.ndarray, method: str = "kmeans",
+                     seed: int = 0) -> tuple[dict[int, np.ndarray], list[int]]:
+    """A banked warp decoder's exemplar banks (:func:`~mien.models.tokenizer.bank.build_bank`) and neutral meshes
+    (:func:`fill_neutral`) from training frames: uint8 (N, 3, S, S) crops, float (N, K ≥ 468, 2|3) points (crop px)
+    and int (N,) subject ids. Returns (the bank rows chosen per subject, the subjects given a neutral mesh).
+
+    Raises:
+        ValueError: as build_bank and set_neutral_meshes (unknown method, ids out of range, bad shapes).
+    """
+    from mien.models.tokenizer.bank import build_bank
+
+    chosen = build_bank(decoder, images, points, subjects, method, seed)
+    return chosen, fill_neutral(decoder, images, points, subjects)
 
 
 def fill_neutral(decoder, images: np.ndarray, points: np.ndarray, subjects: np.ndarray) -> list[int]:
@@ -113,6 +126,9 @@ def fill_neutral(decoder, images: np.ndarray, points: np.ndarray, subjects: np.n
 
     Returns:
         The subject ids that got a neutral mesh (sorted).
+
+    Raises:
+        ValueError: subject ids outside [0, max_subjects), a decoder without a bank, mismatched lengths.
     """
     from mien.heads.faceapi import EMOTIONS, ExpressionHead
     from mien.models.tokenizer.bank import set_neutral_meshes
